@@ -1,1 +1,4 @@
+//! roomsim's deterministic core: the Matrix protocol (PDUs, auth rules, state resolution) and,
+//! on top of it, the simulated federation.
+
 pub mod protocol;

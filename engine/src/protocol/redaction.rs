@@ -1,0 +1,59 @@
+//! The redaction algorithm of room versions 11 and 12 (digest `pdu-and-crypto.md` §6).
+
+use super::room_version::RoomVersion;
+use serde_json::{Map, Value};
+
+/// Top-level keys that survive redaction (v11+). Everything else, `unsigned` included, is dropped.
+const KEPT_TOP_LEVEL: [&str; 12] = [
+    "event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures",
+    "depth", "prev_events", "auth_events", "origin_server_ts",
+];
+
+/// Returns the redacted copy of a PDU object.
+pub fn redact(pdu: &Map<String, Value>, _version: &RoomVersion) -> Map<String, Value> {
+    let mut out = Map::new();
+    for key in KEPT_TOP_LEVEL {
+        if let Some(v) = pdu.get(key) {
+            out.insert(key.to_owned(), v.clone());
+        }
+    }
+    let event_type = pdu.get("type").and_then(Value::as_str).unwrap_or("");
+    let content = pdu.get("content").and_then(Value::as_object);
+    out.insert("content".into(), Value::Object(redact_content(event_type, content)));
+    out
+}
+
+/// The content keys kept for each event type (v11 table).
+fn redact_content(event_type: &str, content: Option<&Map<String, Value>>) -> Map<String, Value> {
+    let Some(content) = content else { return Map::new() };
+    let keep = |keys: &[&str]| -> Map<String, Value> {
+        keys.iter()
+            .filter_map(|k| content.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect()
+    };
+    match event_type {
+        "m.room.member" => {
+            let mut out = keep(&["membership", "join_authorised_via_users_server"]);
+            // v11: of third_party_invite only `signed` survives.
+            if let Some(signed) = content
+                .get("third_party_invite")
+                .and_then(Value::as_object)
+                .and_then(|tpi| tpi.get("signed"))
+            {
+                let mut tpi = Map::new();
+                tpi.insert("signed".into(), signed.clone());
+                out.insert("third_party_invite".into(), Value::Object(tpi));
+            }
+            out
+        }
+        "m.room.create" => content.clone(),
+        "m.room.join_rules" => keep(&["join_rule", "allow"]),
+        "m.room.power_levels" => keep(&[
+            "ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users",
+            "users_default",
+        ]),
+        "m.room.history_visibility" => keep(&["history_visibility"]),
+        "m.room.redaction" => keep(&["redacts"]),
+        _ => Map::new(),
+    }
+}

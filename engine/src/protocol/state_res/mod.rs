@@ -1,0 +1,147 @@
+//! State resolution v2 (room v11) and v2.1 (room v12), sharing their pieces
+//! (digest `state-res.md`). Works on a [`RoomDag`]'s interned indices; the caller guarantees
+//! that every event of the input states and their auth chains is in the DAG.
+
+mod auth_difference;
+mod conflicted_subgraph;
+mod ordering;
+
+use super::auth::{self, AuthState};
+use super::dag::{EventIdx, KeyIdx, RoomDag, StateMap};
+use super::room_version::StateResAlgorithm;
+use std::collections::{BTreeMap, HashSet};
+
+/// How to treat events that this observer rejected earlier when they reappear in a replay
+/// (open question A3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadmitRejected {
+    /// The spec: replay them like any other event.
+    #[default]
+    Spec,
+    /// Synapse: never admit a previously rejected event.
+    Synapse,
+}
+
+/// Resolves the given states (any number ≥ 0) into one.
+pub fn resolve(dag: &RoomDag, states: &[&StateMap]) -> StateMap {
+    resolve_with(dag, states, ReadmitRejected::Synapse)
+}
+
+/// [`resolve`] with an explicit choice for previously rejected events.
+pub fn resolve_with(dag: &RoomDag, states: &[&StateMap], readmit: ReadmitRejected) -> StateMap {
+    let distinct = distinct_states(states);
+    match distinct.len() {
+        0 => return StateMap::new(),
+        1 => return distinct[0].clone(),
+        _ => {}
+    }
+    // Step 0: unconflicted map and conflicted set.
+    let (unconflicted, conflicted) = split_conflicts(&distinct);
+    if conflicted.is_empty() {
+        return unconflicted;
+    }
+    // Step 1: the full conflicted set.
+    let mut full: HashSet<EventIdx> = conflicted.iter().copied().collect();
+    full.extend(auth_difference::auth_difference(dag, &distinct));
+    if dag.version.state_res == StateResAlgorithm::V2_1 {
+        full.extend(conflicted_subgraph::conflicted_subgraph(dag, &conflicted));
+    }
+    let mut full_sorted: Vec<EventIdx> = full.iter().copied().collect();
+    full_sorted.sort_unstable();
+    let power_events: Vec<EventIdx> =
+        full_sorted.iter().copied().filter(|e| dag.pdu(*e).is_power_event()).collect();
+    let sorted_power = ordering::reverse_topological_power_order(dag, &power_events, &full);
+    // Step 2: replay the power events from U (v2) or from nothing (v2.1).
+    let start = match dag.version.state_res {
+        StateResAlgorithm::V2 => unconflicted.clone(),
+        StateResAlgorithm::V2_1 => StateMap::new(),
+    };
+    let partial = iterative_auth_checks(dag, &sorted_power, start, readmit);
+    // Step 3: the other events by mainline order of the resolved power levels.
+    let in_power: HashSet<EventIdx> = sorted_power.iter().copied().collect();
+    let leftover: Vec<EventIdx> = full_sorted.into_iter().filter(|e| !in_power.contains(e)).collect();
+    let power_levels_key = dag.key_index("m.room.power_levels", "");
+    let resolved_pl = power_levels_key.and_then(|k| partial.get(&k).copied());
+    let sorted_leftover = ordering::mainline_order(dag, &leftover, resolved_pl);
+    // Step 4.
+    let mut resolved = iterative_auth_checks(dag, &sorted_leftover, partial, readmit);
+    // Step 5: unconflicted state always wins.
+    for (k, e) in unconflicted.iter() {
+        resolved.insert(*k, *e);
+    }
+    resolved
+}
+
+/// Drops duplicate inputs (common: most merges join branches that agree).
+fn distinct_states<'a>(states: &[&'a StateMap]) -> Vec<&'a StateMap> {
+    let mut out: Vec<&StateMap> = Vec::with_capacity(states.len());
+    for s in states {
+        if !out.iter().any(|o| o.ptr_eq(s) || *o == *s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Splits into the unconflicted map and the conflicted events (sorted, deduplicated).
+fn split_conflicts(states: &[&StateMap]) -> (StateMap, Vec<EventIdx>) {
+    let mut by_key: BTreeMap<KeyIdx, Vec<Option<EventIdx>>> = BTreeMap::new();
+    let n = states.len();
+    for (i, s) in states.iter().enumerate() {
+        for (k, e) in s.iter() {
+            by_key.entry(*k).or_insert_with(|| vec![None; n])[i] = Some(*e);
+        }
+    }
+    let mut unconflicted = StateMap::new();
+    let mut conflicted = Vec::new();
+    for (k, values) in by_key {
+        let first = values[0];
+        if first.is_some() && values.iter().all(|v| *v == first) {
+            unconflicted.insert(k, first.expect("checked"));
+        } else {
+            conflicted.extend(values.into_iter().flatten());
+        }
+    }
+    conflicted.sort_unstable();
+    conflicted.dedup();
+    (unconflicted, conflicted)
+}
+
+/// Iterative auth checks (state-res definition 9): replay `events` in order on `state`.
+pub(crate) fn iterative_auth_checks(
+    dag: &RoomDag,
+    events: &[EventIdx],
+    mut state: StateMap,
+    readmit: ReadmitRejected,
+) -> StateMap {
+    for &idx in events {
+        let ev = dag.event(idx);
+        if readmit == ReadmitRejected::Synapse && ev.is_rejected() {
+            continue;
+        }
+        let Some(key) = ev.state_key else { continue };
+        let auth_state = replay_auth_state(dag, idx, &state);
+        if auth::check_state_dependent(dag.version, &ev.pdu, &auth_state).is_ok() {
+            state.insert(key, idx);
+        }
+    }
+    state
+}
+
+/// For each auth type: the working state's entry, else the event's own (non-rejected) auth event.
+fn replay_auth_state<'a>(dag: &'a RoomDag, idx: EventIdx, state: &StateMap) -> AuthState<'a> {
+    let ev = dag.event(idx);
+    let mut out = AuthState::default();
+    for (slot, key) in &ev.auth_slots {
+        let from_state = state.get(key).copied().filter(|e| !dag.event(*e).is_rejected());
+        let found = from_state.or_else(|| {
+            ev.auth.iter().copied().find(|a| dag.event(*a).state_key == Some(*key) && !dag.event(*a).is_rejected())
+        });
+        out.set(*slot, found.map(|e| dag.pdu(e)));
+    }
+    dag.add_implied_create(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests;

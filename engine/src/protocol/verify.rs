@@ -1,0 +1,396 @@
+//! `dag verify`: judge a whole room DAG given as PDU lines, as a receiving server would, and
+//! produce the report (`verdicts`, states before every event, final state).
+//!
+//! For every event in topological order (Kahn over prev and auth edges; ties by depth, then
+//! event ID): state before = resolution of the states after its prev events; verdict = (if keys
+//! are given) content hash and signatures, then the auth rules against its own `auth_events`
+//! (stage `auth_events`), then against the auth events selected from the state before (stage
+//! `state_before`). State after = state before plus the event if it is an accepted state event.
+//! Final state = resolution of the states after the forward extremities.
+
+use super::auth::{self, AuthEventRef};
+use super::crypto::{self, SignatureCheck};
+use super::dag::{EventIdx, RoomDag, Stage, StateMap, StateSnapshot, Status};
+use super::ids;
+use super::json;
+use super::pdu::{EventKind, Pdu, PduError, TypedContent};
+use super::room_version::RoomVersion;
+use super::state_res;
+use ed25519_dalek::VerifyingKey;
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+
+/// Public keys by server name and key ID (the `server_keys` of a `--keys` file).
+pub type ServerKeys = BTreeMap<String, BTreeMap<String, VerifyingKey>>;
+
+/// A malformed input line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: usize,
+    pub error: PduError,
+}
+
+/// Parses the `server_keys` object of a keys file (other top-level fields are ignored).
+pub fn parse_server_keys(text: &str) -> Result<ServerKeys, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("line {}, column {}: {e}", e.line(), e.column()))?;
+    let Some(servers) = value.get("server_keys").and_then(Value::as_object) else {
+        return Err("server_keys: missing or not an object".into());
+    };
+    let mut out = ServerKeys::new();
+    for (server, keys) in servers {
+        let Some(keys) = keys.as_object() else {
+            return Err(format!("server_keys.{server}: expected an object of key ID → public key"));
+        };
+        let entry = out.entry(server.clone()).or_default();
+        for (key_id, b64) in keys {
+            let key = b64.as_str().and_then(crypto::verifying_key_from_b64).ok_or_else(|| {
+                format!("server_keys.{server}.{key_id}: not an unpadded base64 ed25519 public key")
+            })?;
+            entry.insert(key_id.clone(), key);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses every non-empty line into a PDU. The room version comes from the create event.
+pub fn parse_lines(text: &str) -> Result<(&'static RoomVersion, Vec<(usize, Pdu)>), LineError> {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    let version = find_room_version(&lines)?;
+    let parsed: Result<Vec<(usize, Pdu)>, LineError> = lines
+        .par_iter()
+        .map(|(n, l)| Pdu::from_json_bytes(l.as_bytes(), version).map(|p| (*n, p)).map_err(|error| LineError { line: *n, error }))
+        .collect();
+    parsed.map(|p| (version, p))
+}
+
+/// Finds the room version: `content.room_version` of the (first) create event.
+fn find_room_version(lines: &[(usize, &str)]) -> Result<&'static RoomVersion, LineError> {
+    let mut first_error = None;
+    for (n, l) in lines {
+        let value = match json::parse_strict(l.as_bytes()) {
+            Ok(v) => v,
+            Err(e) => {
+                first_error.get_or_insert(LineError { line: *n, error: PduError { field: "(json)".into(), message: e.to_string() } });
+                continue;
+            }
+        };
+        if value.get("type").and_then(Value::as_str) == Some("m.room.create")
+            && value.get("prev_events").and_then(Value::as_array).is_some_and(|p| p.is_empty())
+        {
+            let id = value.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1");
+            return RoomVersion::by_id(id).ok_or_else(|| LineError {
+                line: *n,
+                error: PduError { field: "content.room_version".into(), message: format!("room version {id:?} is not supported (known: 11, 12)") },
+            });
+        }
+    }
+    Err(first_error.unwrap_or(LineError {
+        line: lines.first().map_or(1, |l| l.0),
+        error: PduError { field: "type".into(), message: "no m.room.create event in the input: cannot tell the room version".into() },
+    }))
+}
+
+/// Orders PDUs topologically over their prev and auth edges (Kahn's algorithm on a petgraph
+/// graph), ties broken by depth, then event ID. Duplicate event IDs keep the first copy.
+pub fn topological_order(pdus: Vec<Pdu>) -> Vec<Pdu> {
+    let mut by_id: HashMap<String, usize> = HashMap::with_capacity(pdus.len());
+    let mut unique: Vec<Pdu> = Vec::with_capacity(pdus.len());
+    for p in pdus {
+        if !by_id.contains_key(&p.event_id) {
+            by_id.insert(p.event_id.clone(), unique.len());
+            unique.push(p);
+        }
+    }
+    let mut graph = petgraph::graph::DiGraph::<usize, ()>::with_capacity(unique.len(), unique.len() * 4);
+    let nodes: Vec<_> = (0..unique.len()).map(|i| graph.add_node(i)).collect();
+    for (i, p) in unique.iter().enumerate() {
+        let mut parents: Vec<usize> = p.prev_events.iter().chain(&p.auth_events).filter_map(|id| by_id.get(id).copied()).collect();
+        parents.sort_unstable();
+        parents.dedup();
+        for parent in parents {
+            graph.add_edge(nodes[parent], nodes[i], ());
+        }
+    }
+    let mut indegree: Vec<usize> = nodes.iter().map(|n| graph.neighbors_directed(*n, petgraph::Incoming).count()).collect();
+    let key = |i: usize| Reverse((unique[i].depth, unique[i].event_id.clone(), i));
+    let mut ready: BinaryHeap<_> = (0..unique.len()).filter(|i| indegree[*i] == 0).map(key).collect();
+    let mut order = Vec::with_capacity(unique.len());
+    let mut placed = vec![false; unique.len()];
+    while let Some(Reverse((_, _, i))) = ready.pop() {
+        order.push(i);
+        placed[i] = true;
+        for child in graph.neighbors_directed(nodes[i], petgraph::Outgoing) {
+            let c = graph[child];
+            indegree[c] -= 1;
+            if indegree[c] == 0 {
+                ready.push(key(c));
+            }
+        }
+    }
+    // Events on a cycle (only forged input can make one) go last, by depth and ID; their
+    // references to each other are then "missing".
+    let mut rest: Vec<usize> = (0..unique.len()).filter(|i| !placed[*i]).collect();
+    rest.sort_by(|a, b| (unique[*a].depth, &unique[*a].event_id).cmp(&(unique[*b].depth, &unique[*b].event_id)));
+    order.extend(rest);
+    let mut slots: Vec<Option<Pdu>> = unique.into_iter().map(Some).collect();
+    order.into_iter().map(|i| slots[i].take().expect("each index once")).collect()
+}
+
+/// The verdict on one event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub index: usize,
+    pub verdict: &'static str,
+    pub stage: Option<Stage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub state_before: String,
+}
+
+/// The `--report` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub implementation: String,
+    pub room_id: String,
+    pub room_version: String,
+    pub events: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub forward_extremities: Vec<String>,
+    pub final_state_digest: String,
+    pub final_state: BTreeMap<String, BTreeMap<String, String>>,
+    pub verdicts: BTreeMap<String, Verdict>,
+}
+
+/// Options of a verification run.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Check content hashes and signatures with these keys.
+    pub keys: Option<ServerKeys>,
+}
+
+/// The judged DAG: the report plus the DAG itself (for `dag dot` and tests).
+pub struct Verified {
+    pub dag: RoomDag,
+    pub report: Report,
+    pub final_state: StateMap,
+}
+
+/// Judges PDUs (any order) and builds the report.
+pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &VerifyOptions) -> Verified {
+    let ordered = topological_order(pdus);
+    let pre_checks = match &options.keys {
+        Some(keys) => signature_and_hash_checks(version, &ordered, keys),
+        None => vec![None; ordered.len()],
+    };
+    let mut dag = RoomDag::new(version);
+    let mut states_after: Vec<Arc<StateSnapshot>> = Vec::with_capacity(ordered.len());
+    let mut verdicts = BTreeMap::new();
+    for (position, (pdu, pre)) in ordered.into_iter().zip(pre_checks).enumerate() {
+        let idx = dag.insert(Arc::new(pdu));
+        let before = state_before(&dag, idx, &states_after);
+        let status = judge(&dag, idx, &before.map, pre);
+        dag.set_status(idx, status.clone());
+        let applies = status == Status::Accepted && dag.event(idx).state_key.is_some();
+        let after = if applies {
+            let mut map = before.map.clone();
+            map.insert(dag.event(idx).state_key.expect("state event"), idx);
+            StateSnapshot::new(map)
+        } else {
+            before.clone()
+        };
+        let (verdict, stage, reason) = match status {
+            Status::Accepted => ("accepted", None, None),
+            Status::Rejected { stage, reason } => ("rejected", Some(stage), Some(reason)),
+            Status::Pending => unreachable!("judged above"),
+        };
+        verdicts.insert(
+            dag.pdu(idx).event_id.clone(),
+            Verdict { index: position, verdict, stage, reason, state_before: before.digest(&dag).to_owned() },
+        );
+        states_after.push(after);
+    }
+    let extremities = dag.forward_extremities();
+    let final_inputs: Vec<&StateMap> = extremities.iter().map(|e| &states_after[*e as usize].map).collect();
+    let final_state = state_res::resolve(&dag, &final_inputs);
+    let report = build_report(&dag, version, &final_state, &extremities, verdicts);
+    Verified { dag, report, final_state }
+}
+
+fn state_before(dag: &RoomDag, idx: EventIdx, states_after: &[Arc<StateSnapshot>]) -> Arc<StateSnapshot> {
+    let prev = &dag.event(idx).prev;
+    match prev.as_slice() {
+        [] => StateSnapshot::empty(),
+        [one] => states_after[*one as usize].clone(),
+        many => {
+            let inputs: Vec<&StateMap> = many.iter().map(|p| &states_after[*p as usize].map).collect();
+            StateSnapshot::new(state_res::resolve(dag, &inputs))
+        }
+    }
+}
+
+/// Receipt checks 4 and 5 (and the missing-data check) for one event.
+pub fn judge(dag: &RoomDag, idx: EventIdx, before: &StateMap, pre_check: Option<(Stage, String)>) -> Status {
+    let ev = dag.event(idx);
+    if !ev.missing.is_empty() {
+        return Status::Rejected { stage: Stage::Missing, reason: format!("references events not in the DAG: {}", ev.missing.join(", ")) };
+    }
+    if let Some((stage, reason)) = pre_check {
+        return Status::Rejected { stage, reason };
+    }
+    if let Err(r) = check_against_auth_events(dag, idx) {
+        return Status::Rejected { stage: Stage::AuthEvents, reason: r.to_string() };
+    }
+    if ev.pdu.kind != EventKind::Create {
+        let state = dag.auth_state_from(idx, before);
+        if let Err(r) = auth::check_state_dependent(dag.version, &ev.pdu, &state) {
+            return Status::Rejected { stage: Stage::StateBefore, reason: r.to_string() };
+        }
+    }
+    Status::Accepted
+}
+
+/// Receipt check 4: the rules against the event's own `auth_events`.
+pub fn check_against_auth_events(dag: &RoomDag, idx: EventIdx) -> auth::AuthResult {
+    let ev = dag.event(idx);
+    let refs: Vec<AuthEventRef> =
+        ev.auth.iter().map(|a| AuthEventRef { pdu: dag.pdu(*a), rejected: dag.event(*a).is_rejected() }).collect();
+    let create = dag.create().filter(|c| !dag.event(*c).is_rejected()).map(|c| dag.pdu(c));
+    auth::check_auth_events_list(dag.version, &ev.pdu, &refs, create)?;
+    let state = dag.auth_state_from_own_auth_events(idx);
+    auth::check_state_dependent(dag.version, &ev.pdu, &state)
+}
+
+/// Content hashes and signatures, checked in parallel batches ahead of the sequential pass.
+fn signature_and_hash_checks(version: &RoomVersion, pdus: &[Pdu], keys: &ServerKeys) -> Vec<Option<(Stage, String)>> {
+    let bytes: Vec<Vec<u8>> = pdus.par_iter().map(|p| crypto::event_signing_bytes(&p.json, version)).collect();
+    let mut checks: Vec<SignatureCheck> = Vec::new();
+    let mut owners: Vec<usize> = Vec::new();
+    let mut results: Vec<Option<(Stage, String)>> = pdus
+        .par_iter()
+        .map(|p| (!p.content_hash_matches()).then(|| (Stage::Hash, "content hash does not match hashes.sha256".to_owned())))
+        .collect();
+    for (i, p) in pdus.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        for server in required_signers(p) {
+            match signature_checks_for(p, &server, keys, &bytes[i]) {
+                Ok(list) => {
+                    for c in list {
+                        checks.push(c);
+                        owners.push(i);
+                    }
+                }
+                Err(why) => {
+                    results[i] = Some((Stage::Signature, why));
+                    break;
+                }
+            }
+        }
+    }
+    let ok = crypto::verify_batch(&checks);
+    for (good, owner) in ok.into_iter().zip(owners) {
+        if !good && results[owner].is_none() {
+            results[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
+        }
+    }
+    results
+}
+
+/// The servers whose signatures an event needs (`pdu-and-crypto.md` §7.4): the sender's server,
+/// except for invites made from a third-party invite (A7: exempt, as Synapse), plus (A2.4) the
+/// authorising user's server on restricted joins.
+fn required_signers(pdu: &Pdu) -> Vec<String> {
+    let mut out = Vec::new();
+    let member = match &pdu.content {
+        TypedContent::Member(m) => Some(m),
+        _ => None,
+    };
+    let tpi_invite = member.is_some_and(|m| m.has_third_party_invite && pdu.membership() == Some(super::pdu::Membership::Invite));
+    if !tpi_invite {
+        if let Some(d) = ids::domain_of(&pdu.sender) {
+            out.push(d.to_owned());
+        }
+    }
+    if let Some(m) = member {
+        if pdu.membership() == Some(super::pdu::Membership::Join) {
+            if let Some(Ok(user)) = &m.authorised_via {
+                if let Some(d) = ids::domain_of(user) {
+                    if !out.iter().any(|o| o == d) {
+                        out.push(d.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The signature checks proving `server` signed the event: every `ed25519:` signature by a key
+/// we know must verify, and there must be at least one.
+fn signature_checks_for<'a>(pdu: &Pdu, server: &str, keys: &ServerKeys, message: &'a [u8]) -> Result<Vec<SignatureCheck<'a>>, String> {
+    let Some(known) = keys.get(server) else {
+        return Err(format!("no public keys known for {server}"));
+    };
+    let Some(Value::Object(block)) = pdu.json.get("signatures").and_then(|s| s.get(server)) else {
+        return Err(format!("not signed by {server}"));
+    };
+    let mut out = Vec::new();
+    for key_id in block.keys().filter(|k| k.starts_with("ed25519:")) {
+        let Some(key) = known.get(key_id) else { continue };
+        let Some(signature) = crypto::signature_of(&pdu.json, server, key_id) else {
+            return Err(format!("signature {server} {key_id} is not valid base64 of 64 bytes"));
+        };
+        out.push(SignatureCheck { message, signature, key: *key });
+    }
+    if out.is_empty() {
+        return Err(format!("no signature by a known key of {server}"));
+    }
+    Ok(out)
+}
+
+fn build_report(
+    dag: &RoomDag,
+    version: &RoomVersion,
+    final_state: &StateMap,
+    extremities: &[EventIdx],
+    verdicts: BTreeMap<String, Verdict>,
+) -> Report {
+    let mut final_map: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (k, e) in final_state.iter() {
+        let (t, s) = dag.key(*k);
+        final_map.entry(t.to_owned()).or_default().insert(s.to_owned(), dag.pdu(*e).event_id.clone());
+    }
+    let mut fx: Vec<String> = extremities.iter().map(|e| dag.pdu(*e).event_id.clone()).collect();
+    fx.sort();
+    let accepted = verdicts.values().filter(|v| v.verdict == "accepted").count();
+    let room_id = dag
+        .events()
+        .find_map(|(_, e)| e.pdu.room_id.clone())
+        .or_else(|| dag.create().map(|c| format!("!{}", &dag.pdu(c).event_id[1..])))
+        .unwrap_or_default();
+    Report {
+        implementation: format!("roomsim {}", env!("CARGO_PKG_VERSION")),
+        room_id,
+        room_version: version.id.to_owned(),
+        events: verdicts.len(),
+        accepted,
+        rejected: verdicts.len() - accepted,
+        forward_extremities: fx,
+        final_state_digest: super::dag::state_digest(dag, final_state),
+        final_state: final_map,
+        verdicts,
+    }
+}

@@ -2,3 +2,6 @@
 //! on top of it, the simulated federation.
 
 pub mod protocol;
+pub mod scenario;
+pub mod sim;
+pub mod metrics;

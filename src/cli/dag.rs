@@ -22,11 +22,37 @@ pub enum DagCommand {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Graphviz DOT of a DAG (rejected events red), to stdout or --out; renders SVG if `dot` exists.
+    Dot {
+        dag: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub fn run(command: DagCommand) -> Result<ExitCode, String> {
     match command {
         DagCommand::Verify { dag, keys, report, threads } => verify_command(dag, keys, report, threads),
+        DagCommand::Dot { dag, out } => {
+            let text = read_text(&dag)?;
+            let (version, lines) = verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
+            let verified = verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &VerifyOptions::default());
+            let dot = dot_of(&verified, &Default::default());
+            match out {
+                Some(path) => {
+                    write_atomic(&path, dot.as_bytes())?;
+                    let svg = path.with_extension("svg");
+                    let rendered = std::process::Command::new("dot").arg("-Tsvg").arg(&path).arg("-o").arg(&svg).status();
+                    if rendered.is_ok_and(|s| s.success()) {
+                        eprintln!("wrote {} and {}", path.display(), svg.display());
+                    } else {
+                        eprintln!("wrote {} (install graphviz to render it)", path.display());
+                    }
+                }
+                None => print!("{dot}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -68,4 +94,38 @@ fn verify_command(dag: PathBuf, keys: Option<PathBuf>, report: Option<PathBuf>, 
         write_atomic(&path, &json)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Graphviz DOT of a small DAG: prev edges solid, auth edges dashed grey; rejected events red,
+/// soft-failed (by some server) not known here, so colouring is by `dag verify`'s verdicts.
+pub fn dot_for_pdus(pdus: &[std::sync::Arc<roomsim_engine::protocol::pdu::Pdu>]) -> String {
+    let owned: Vec<roomsim_engine::protocol::pdu::Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
+    let Some(version) = owned.iter().find(|p| p.prev_events.is_empty()).and_then(|c| match &c.content {
+        roomsim_engine::protocol::pdu::TypedContent::Create(cc) => cc.room_version.as_deref().and_then(roomsim_engine::protocol::room_version::RoomVersion::by_id),
+        _ => None,
+    }) else {
+        return "digraph dag {}\n".into();
+    };
+    let verified = verify::verify_dag(version, owned, &VerifyOptions::default());
+    dot_of(&verified, &Default::default())
+}
+
+/// Renders a verified DAG; `soft_failed` marks events to draw orange.
+pub fn dot_of(verified: &verify::Verified, soft_failed: &std::collections::BTreeSet<String>) -> String {
+    let dag = &verified.dag;
+    let mut s = String::from("digraph dag {\n  rankdir=BT;\n  node [shape=box, style=filled, fontname=\"sans-serif\", fontsize=10];\n");
+    for (i, e) in dag.events() {
+        let p = &e.pdu;
+        let label = format!("{}\\n{}{}\\n{}", &p.event_id[..8], p.event_type.trim_start_matches("m.room."), p.state_key.as_deref().map(|k| format!(" {k}")).unwrap_or_default(), p.sender);
+        let colour = if e.is_rejected() { "#f4a6a6" } else if soft_failed.contains(&p.event_id) { "#f7c873" } else { "#cfe8cf" };
+        s.push_str(&format!("  e{i} [label=\"{}\", fillcolor=\"{colour}\"];\n", label.replace('"', "'")));
+        for prev in &e.prev {
+            s.push_str(&format!("  e{i} -> e{prev};\n"));
+        }
+        for a in &e.auth {
+            s.push_str(&format!("  e{i} -> e{a} [style=dashed, color=grey];\n"));
+        }
+    }
+    s.push_str("}\n");
+    s
 }

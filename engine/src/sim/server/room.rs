@@ -1,0 +1,225 @@
+//! One server's replica of one room: its DAG, the state after each event, its forward
+//! extremities and current state, and the receipt pipeline (`auth-rules.md` §6): drop on bad
+//! signatures, reject on the rules against the event's own auth events or the state before it,
+//! soft-fail against the current state.
+
+use crate::protocol::auth;
+use crate::protocol::dag::{state_digest, EventIdx, RoomDag, Stage, StateMap, Status};
+use crate::protocol::pdu::Pdu;
+use crate::protocol::room_version::RoomVersion;
+use crate::protocol::state_res;
+use crate::protocol::verify;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// What a server decided about one received event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Accepted,
+    SoftFailed { reason: String },
+    Rejected { stage: Stage, reason: String },
+}
+
+impl Decision {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Accepted => "accepted",
+            Decision::SoftFailed { .. } => "soft_failed",
+            Decision::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RoomReplica {
+    pub room_id: String,
+    pub version: &'static RoomVersion,
+    pub dag: RoomDag,
+    state_after: Vec<StateMap>,
+    soft_failed: Vec<bool>,
+    /// Forward extremities: accepted, not soft-failed events nothing else builds on yet.
+    pub extremities: BTreeSet<EventIdx>,
+    pub current: StateMap,
+    current_digest: Option<String>,
+    /// Received events waiting for prev or auth events, by event ID.
+    pub pending: BTreeMap<String, Arc<Pdu>>,
+    /// A `get_missing_events` request is outstanding.
+    pub fetching: bool,
+    pub rejected_count: u64,
+    pub soft_failed_count: u64,
+    pub max_depth: i64,
+}
+
+impl RoomReplica {
+    pub fn new(room_id: String, version: &'static RoomVersion) -> RoomReplica {
+        RoomReplica {
+            room_id,
+            version,
+            dag: RoomDag::new(version),
+            state_after: Vec::new(),
+            soft_failed: Vec::new(),
+            extremities: BTreeSet::new(),
+            current: StateMap::new(),
+            current_digest: None,
+            pending: BTreeMap::new(),
+            fetching: false,
+            rejected_count: 0,
+            soft_failed_count: 0,
+            max_depth: 0,
+        }
+    }
+
+    pub fn has(&self, event_id: &str) -> bool {
+        self.dag.contains(event_id)
+    }
+
+    /// Whether every prev and auth event of `pdu` is held.
+    pub fn is_connected(&self, pdu: &Pdu) -> bool {
+        pdu.prev_events.iter().chain(&pdu.auth_events).all(|id| self.dag.contains(id))
+    }
+
+    /// Runs receipt checks 4–6 on a connected event and stores it.
+    pub fn ingest(&mut self, pdu: Arc<Pdu>) -> Decision {
+        debug_assert!(self.is_connected(&pdu));
+        self.max_depth = self.max_depth.max(pdu.depth);
+        let idx = self.dag.insert(pdu);
+        let before = self.state_before(idx);
+        let status = verify::judge(&self.dag, idx, &before, None);
+        self.dag.set_status(idx, status.clone());
+        let decision = match status {
+            Status::Rejected { stage, reason } => Decision::Rejected { stage, reason },
+            Status::Accepted => match self.soft_fail_check(idx) {
+                Ok(()) => Decision::Accepted,
+                Err(reason) => Decision::SoftFailed { reason },
+            },
+            Status::Pending => unreachable!("judged"),
+        };
+        let mut after = before;
+        if !matches!(decision, Decision::Rejected { .. }) {
+            if let Some(key) = self.dag.event(idx).state_key {
+                after.insert(key, idx);
+            }
+        }
+        self.state_after.push(after);
+        self.soft_failed.push(matches!(decision, Decision::SoftFailed { .. }));
+        match &decision {
+            Decision::Accepted => {
+                for p in &self.dag.event(idx).prev {
+                    self.extremities.remove(p);
+                }
+                self.extremities.insert(idx);
+                self.recompute_current();
+            }
+            Decision::SoftFailed { .. } => self.soft_failed_count += 1,
+            Decision::Rejected { .. } => self.rejected_count += 1,
+        }
+        decision
+    }
+
+    fn state_before(&self, idx: EventIdx) -> StateMap {
+        let prev = &self.dag.event(idx).prev;
+        match prev.as_slice() {
+            [] => StateMap::new(),
+            [one] => self.state_after[*one as usize].clone(),
+            many => {
+                let inputs: Vec<&StateMap> = many.iter().map(|p| &self.state_after[*p as usize]).collect();
+                state_res::resolve(&self.dag, &inputs)
+            }
+        }
+    }
+
+    /// Receipt check 6: the rules against the current state.
+    fn soft_fail_check(&self, idx: EventIdx) -> Result<(), String> {
+        if self.current.is_empty() {
+            return Ok(()); // the room's first events
+        }
+        let state = self.dag.auth_state_from(idx, &self.current);
+        auth::check_state_dependent(self.version, self.dag.pdu(idx), &state).map_err(|r| r.to_string())
+    }
+
+    fn recompute_current(&mut self) {
+        let inputs: Vec<&StateMap> = self.extremities.iter().map(|e| &self.state_after[*e as usize]).collect();
+        self.current = state_res::resolve(&self.dag, &inputs);
+        self.current_digest = None;
+    }
+
+    /// Digest of the current state (comparable across servers: it is over strings).
+    pub fn current_digest(&mut self) -> String {
+        if self.current_digest.is_none() {
+            self.current_digest = Some(state_digest(&self.dag, &self.current));
+        }
+        self.current_digest.clone().expect("set above")
+    }
+
+    pub fn is_soft_failed(&self, idx: EventIdx) -> bool {
+        self.soft_failed[idx as usize]
+    }
+
+    /// The current `(type, state_key)` entry.
+    pub fn current_event(&self, event_type: &str, state_key: &str) -> Option<&Pdu> {
+        let k = self.dag.key_index(event_type, state_key)?;
+        self.current.get(&k).map(|e| self.dag.pdu(*e))
+    }
+
+    /// Users whose current membership is `join`.
+    pub fn joined_members(&self) -> Vec<&str> {
+        self.current
+            .iter()
+            .filter_map(|(k, e)| {
+                let (t, s) = self.dag.key(*k);
+                (t == "m.room.member" && self.dag.pdu(*e).membership() == Some(crate::protocol::pdu::Membership::Join)).then_some(s)
+            })
+            .collect()
+    }
+
+    /// Forward extremities as event IDs, newest (deepest) first, at most `limit`.
+    pub fn prev_events_for_new(&self, limit: usize) -> Vec<String> {
+        let mut ex: Vec<EventIdx> = self.extremities.iter().copied().collect();
+        ex.sort_by_key(|e| (std::cmp::Reverse(self.dag.pdu(*e).depth), self.dag.pdu(*e).event_id.clone()));
+        ex.truncate(limit);
+        ex.into_iter().map(|e| self.dag.pdu(e).event_id.clone()).collect()
+    }
+
+    /// Pending events that are now connected, in an order that respects their dependencies
+    /// (depth order, repeated until no more progress).
+    pub fn take_connected_pending(&mut self) -> Vec<Arc<Pdu>> {
+        let mut candidates: Vec<Arc<Pdu>> = self.pending.values().cloned().collect();
+        candidates.sort_by(|a, b| (a.depth, &a.event_id).cmp(&(b.depth, &b.event_id)));
+        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        loop {
+            let mut progress = false;
+            for p in &candidates {
+                if taken.contains(&p.event_id) {
+                    continue;
+                }
+                let ready = p.prev_events.iter().chain(&p.auth_events).all(|id| self.dag.contains(id) || taken.contains(id));
+                if ready {
+                    taken.insert(p.event_id.clone());
+                    out.push(p.clone());
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        for p in &out {
+            self.pending.remove(&p.event_id);
+        }
+        out
+    }
+
+    /// Event IDs referenced by pending events that nobody holds.
+    pub fn missing_ids(&self) -> Vec<String> {
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        for p in self.pending.values() {
+            for id in p.prev_events.iter().chain(&p.auth_events) {
+                if !self.dag.contains(id) && !self.pending.contains_key(id) {
+                    out.insert(id.clone());
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+}

@@ -1,0 +1,219 @@
+//! `roomsim run`, `check`, `replay` and `diff`: simulate a scenario and write the run directory.
+
+use super::files::{read_text, write_atomic};
+use roomsim_engine::metrics::MetricRow;
+use roomsim_engine::protocol::pdu::Pdu;
+use roomsim_engine::protocol::room_version::RoomVersion;
+use roomsim_engine::scenario::{self, Scenario};
+use roomsim_engine::sim::federation::PduStore;
+use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::replay;
+use roomsim_engine::sim::world::{RunResult, World};
+use serde_json::Value;
+use std::io::{BufWriter, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Loads a scenario, rendering errors as `file:line:col: message` plus a source excerpt.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, String> {
+    scenario::load_scenario(path, overrides).map_err(|e| {
+        let plain = e.to_string();
+        let fancy = format!("{:?}", miette::Report::new(e));
+        if std::io::stderr().is_terminal() {
+            format!("{plain}\n{fancy}")
+        } else {
+            plain
+        }
+    })
+}
+
+/// Where a run's files go: `DIR/<scenario>/<seed>/`.
+pub fn run_dir(out: &Path, scenario: &Scenario, seed: u64) -> PathBuf {
+    out.join(&scenario.name).join(seed.to_string())
+}
+
+/// Options of one run.
+pub struct RunOptions {
+    pub seed: u64,
+    pub check_invariants: bool,
+    pub progress: bool,
+}
+
+/// Runs a scenario into `dir`; returns the result (summary etc.).
+pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result<RunResult, String> {
+    std::fs::create_dir_all(dir.join("rooms")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let log_path = dir.join("log.jsonl");
+    let log_file = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log = LogWriter::new(Box::new(BufWriter::with_capacity(1 << 20, log_file)));
+    let mut world = World::new(scenario, options.seed, log);
+    let bar = progress_bar(options.progress, world.end_time());
+    while world.step() {
+        if let Some(b) = &bar {
+            b.set_position(world.now() / 1000);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let stopped_at = world.now();
+    let result = world
+        .finish(options.check_invariants)
+        .map_err(|e| format!("run stopped at simulated time {} ms: {e}; files already written in {} are intact", stopped_at / 1000, dir.display()))?;
+    write_outputs(scenario, dir, &result)?;
+    Ok(result)
+}
+
+fn progress_bar(enabled: bool, end_us: u64) -> Option<indicatif::ProgressBar> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(end_us / 1000);
+    b.set_style(indicatif::ProgressStyle::with_template("{spinner} simulated {pos}/{len} ms [{bar:40}] {elapsed_precise}").expect("static template"));
+    // Only shown for runs that last more than a second.
+    b.enable_steady_tick(std::time::Duration::from_millis(250));
+    Some(b)
+}
+
+fn write_outputs(scenario: &Scenario, dir: &Path, result: &RunResult) -> Result<(), String> {
+    for (room, pdus) in &result.rooms {
+        let mut text = Vec::new();
+        for p in pdus {
+            text.extend_from_slice(&p.canonical_bytes());
+            text.push(b'\n');
+        }
+        write_atomic(&dir.join("rooms").join(format!("{room}.pdus.jsonl")), &text)?;
+        if pdus.len() <= 200 {
+            write_atomic(&dir.join("rooms").join(format!("{room}.dot")), super::dag::dot_for_pdus(pdus).as_bytes())?;
+        }
+    }
+    write_atomic(&dir.join("keys.json"), pretty(&result.keys).as_bytes())?;
+    write_atomic(&dir.join("summary.json"), pretty(&result.summary).as_bytes())?;
+    write_atomic(&dir.join("metrics.csv"), metrics_csv(&result.metrics).as_bytes())?;
+    write_atomic(&dir.join("scenario.toml"), scenario.source.text.as_bytes())?;
+    Ok(())
+}
+
+fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("JSON value");
+    s.push('\n');
+    s
+}
+
+fn metrics_csv(rows: &[MetricRow]) -> String {
+    let mut s = String::from("time_ms,server,room,measure,value\n");
+    for r in rows {
+        s.push_str(&r.to_csv());
+        s.push('\n');
+    }
+    s
+}
+
+/// A short human summary of a run.
+pub fn print_summary(dir: &Path, result: &RunResult) {
+    let s = &result.summary;
+    eprintln!(
+        "{} seed {}: {} servers, {} events, {} deliveries, {} log records, simulated {} ms",
+        s["scenario"].as_str().unwrap_or(""),
+        s["seed"],
+        s["servers"],
+        s["events_created"],
+        s["deliveries"],
+        s["log_records"],
+        s["sim_time_end_ms"]
+    );
+    if let Some(rooms) = s["rooms"].as_object() {
+        for (name, r) in rooms {
+            eprintln!(
+                "  room {name}: {} events, {} servers in room, {} distinct final state(s), converged: {}, convergence {} ms, auth disagreements {}, soft-fail disagreements {}",
+                r["events"], r["servers_in_room"], r["distinct_final_states"], r["converged"], r["convergence_time_ms"], r["auth_disagreements"], r["soft_fail_disagreements"]
+            );
+        }
+    }
+    for v in &result.invariant_violations {
+        eprintln!("  INVARIANT VIOLATED: {v}");
+    }
+    eprintln!("  output: {}", dir.display());
+}
+
+/// Loads a run directory's PDU store (every `rooms/*.pdus.jsonl`).
+pub fn load_store(dir: &Path) -> Result<PduStore, String> {
+    let mut store = PduStore::new();
+    let rooms = dir.join("rooms");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&rooms)
+        .map_err(|e| format!("{}: {e}", rooms.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".pdus.jsonl"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = read_text(&path)?;
+        let (version, lines) = roomsim_engine::protocol::verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.error))?;
+        let _: &RoomVersion = version;
+        for (_, p) in lines {
+            store.insert(p.event_id.clone(), Arc::new(p));
+        }
+    }
+    Ok(store)
+}
+
+/// `roomsim replay RUN_DIR`.
+pub fn replay_command(dir: &Path) -> Result<bool, String> {
+    let summary: Value = serde_json::from_str(&read_text(&dir.join("summary.json"))?).map_err(|e| format!("summary.json: {e}"))?;
+    let overrides: Vec<String> = summary["overrides"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let file_name = summary["scenario_file"].as_str().unwrap_or("scenario.toml");
+    let text = read_text(&dir.join("scenario.toml"))?;
+    let sc = scenario::parse_scenario(file_name, &text, &overrides).map_err(|e| e.to_string())?;
+    let seed = summary["seed"].as_u64().ok_or("summary.json: seed")?;
+    let store = load_store(dir)?;
+    let log = read_text(&dir.join("log.jsonl"))?;
+    match replay::replay(&sc, seed, &log, &store) {
+        Err(d) => {
+            eprintln!("replay diverged at log record {} on server {}:\n  logged:   {}\n  replayed: {}", d.seq, d.server, d.expected, d.got);
+            Ok(false)
+        }
+        Ok(digests) => {
+            let mut ok = true;
+            if let Some(rooms) = summary["rooms"].as_object() {
+                for (name, r) in rooms {
+                    let Some(room_id) = r["room_id"].as_str() else { continue };
+                    let want = r["final_state_digests"].as_object().cloned().unwrap_or_default();
+                    let got = digests.get(room_id).cloned().unwrap_or_default();
+                    for (server, w) in &want {
+                        if got.get(server).map(String::as_str) != w.as_str() {
+                            eprintln!("replay: room {name}: {server} ends in state {:?}, the run ended in {w}", got.get(server));
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            if ok {
+                eprintln!("replay: {} log records re-applied; every server made the same decisions and reached the same final state", log.lines().count());
+            }
+            Ok(ok)
+        }
+    }
+}
+
+/// `roomsim diff RUN_A RUN_B`: the first log record where two runs part ways.
+pub fn diff_command(a: &Path, b: &Path) -> Result<bool, String> {
+    let la = read_text(&a.join("log.jsonl"))?;
+    let lb = read_text(&b.join("log.jsonl"))?;
+    let mut ia = la.lines();
+    let mut ib = lb.lines();
+    let mut n = 0usize;
+    loop {
+        n += 1;
+        match (ia.next(), ib.next()) {
+            (None, None) => {
+                println!("identical: {} log records", n - 1);
+                return Ok(true);
+            }
+            (x, y) if x == y => continue,
+            (x, y) => {
+                println!("runs part ways at log record {}:\n  {}: {}\n  {}: {}", n - 1, a.display(), x.unwrap_or("(end of log)"), b.display(), y.unwrap_or("(end of log)"));
+                return Ok(false);
+            }
+        }
+    }
+}
+

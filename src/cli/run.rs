@@ -2,7 +2,6 @@
 
 use super::files::{read_text, write_atomic};
 use roomsim_engine::metrics::MetricRow;
-use roomsim_engine::protocol::pdu::Pdu;
 use roomsim_engine::protocol::room_version::RoomVersion;
 use roomsim_engine::scenario::{self, Scenario};
 use roomsim_engine::sim::federation::PduStore;

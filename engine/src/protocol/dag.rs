@@ -123,7 +123,8 @@ pub struct RoomDag {
     events: Vec<DagEvent>,
     by_id: HashMap<String, EventIdx>,
     keys: Vec<(String, String)>,
-    key_index: HashMap<(String, String), KeyIdx>,
+    /// type → state_key → key (two levels so lookups by `&str` allocate nothing).
+    key_index: HashMap<String, HashMap<String, KeyIdx>>,
     create: Option<EventIdx>,
 }
 
@@ -163,20 +164,19 @@ impl RoomDag {
         (t, s)
     }
     pub fn key_index(&self, event_type: &str, state_key: &str) -> Option<KeyIdx> {
-        self.key_index.get(&(event_type.to_owned(), state_key.to_owned())).copied()
+        self.key_index.get(event_type)?.get(state_key).copied()
     }
     pub fn set_status(&mut self, idx: EventIdx, status: Status) {
         self.events[idx as usize].status = status;
     }
 
     fn intern_key(&mut self, event_type: &str, state_key: &str) -> KeyIdx {
-        let k = (event_type.to_owned(), state_key.to_owned());
-        if let Some(i) = self.key_index.get(&k) {
-            return *i;
+        if let Some(i) = self.key_index(event_type, state_key) {
+            return i;
         }
         let i = self.keys.len() as KeyIdx;
-        self.keys.push(k.clone());
-        self.key_index.insert(k, i);
+        self.keys.push((event_type.to_owned(), state_key.to_owned()));
+        self.key_index.entry(event_type.to_owned()).or_default().insert(state_key.to_owned(), i);
         i
     }
 

@@ -413,6 +413,7 @@ impl World {
             }
             inputs[s.server as usize].push((s.time, input));
         }
+        let touched: Vec<bool> = inputs.iter().map(|b| !b.is_empty()).collect();
         let results: Vec<Vec<(SimTime, Value, Vec<Output>)>> = self
             .servers
             .par_iter_mut()
@@ -427,7 +428,7 @@ impl World {
             }
         }
         self.now = window_end.saturating_sub(1).max(self.now);
-        self.track_agreement();
+        self.track_agreement(&touched);
     }
 
     /// Why a queued input cannot reach its server, if it cannot.
@@ -500,9 +501,16 @@ impl World {
             .collect()
     }
 
-    /// After every window: does every honest server in each room hold the same state?
-    fn track_agreement(&mut self) {
-        let rooms: Vec<(String, String)> = self.room_ids.iter().map(|(n, i)| (n.clone(), i.clone())).collect();
+    /// After every window: does every honest server in each room whose state changed in this
+    /// window (on some server that handled inputs) hold the same state?
+    fn track_agreement(&mut self, touched: &[bool]) {
+        let mut dirty: std::collections::BTreeSet<&String> = std::collections::BTreeSet::new();
+        for (k, s) in self.servers.iter().enumerate() {
+            if touched[k] {
+                dirty.extend(s.rooms.iter().filter(|(_, r)| r.is_dirty()).map(|(id, _)| id));
+            }
+        }
+        let rooms: Vec<(String, String)> = self.room_ids.iter().filter(|(_, i)| dirty.contains(i)).map(|(n, i)| (n.clone(), i.clone())).collect();
         for (name, room_id) in rooms {
             let members = self.servers_in_room(&room_id);
             let digests: Vec<String> = members.iter().map(|k| self.servers[*k as usize].rooms.get_mut(&room_id).expect("member").current_digest()).collect();

@@ -12,7 +12,7 @@ use super::federation::{Message, Outcome, Request, RequestId, Response, ServerId
 use super::time::SimTime;
 use crate::protocol::crypto::{self, KeyPair};
 use crate::protocol::ids;
-use crate::protocol::pdu::{Membership, Pdu};
+use crate::protocol::pdu::Pdu;
 use crate::protocol::redaction;
 use crate::scenario::{ActionKind, Byzantine, JoinRule, RoomSpec, ServerSpec, SignatureMode};
 use ed25519_dalek::VerifyingKey;
@@ -454,7 +454,7 @@ impl Server {
     fn destinations(&self, room_id: &str, pdu: &Pdu) -> Vec<ServerIdx> {
         let Some(room) = self.rooms.get(room_id) else { return Vec::new() };
         let mut set: std::collections::BTreeSet<ServerIdx> =
-            room.joined_members().into_iter().filter_map(|u| self.directory.server_of_user(u)).collect();
+            room.joined_members().iter().filter_map(|u| self.directory.server_of_user(u)).collect();
         if pdu.membership().is_some() {
             if let Some(t) = pdu.state_key.as_deref().and_then(|u| self.directory.server_of_user(u)) {
                 set.insert(t);
@@ -487,9 +487,7 @@ impl Server {
 
     /// Whether a local user is joined to the room according to this server's current state.
     pub fn has_joined_user(&self, room_id: &str) -> bool {
-        self.rooms.get(room_id).is_some_and(|r| {
-            self.users.iter().any(|u| r.current_event("m.room.member", u).and_then(Pdu::membership) == Some(Membership::Join))
-        })
+        self.rooms.get(room_id).is_some_and(|r| r.joined_members().iter().any(|u| self.directory.server_of_user(u) == Some(self.index)))
     }
 }
 

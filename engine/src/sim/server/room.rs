@@ -41,6 +41,8 @@ pub struct RoomReplica {
     pub extremities: BTreeSet<EventIdx>,
     pub current: StateMap,
     current_digest: Option<String>,
+    /// Users joined in the current state (recomputed with it).
+    joined: Vec<String>,
     /// Received events waiting for prev or auth events, by event ID.
     pub pending: BTreeMap<String, Arc<Pdu>>,
     /// A `get_missing_events` request is outstanding.
@@ -61,6 +63,7 @@ impl RoomReplica {
             extremities: BTreeSet::new(),
             current: StateMap::new(),
             current_digest: None,
+            joined: Vec::new(),
             pending: BTreeMap::new(),
             fetching: false,
             rejected_count: 0,
@@ -141,6 +144,19 @@ impl RoomReplica {
         let inputs: Vec<&StateMap> = self.extremities.iter().map(|e| &self.state_after[*e as usize]).collect();
         self.current = state_res::resolve(&self.dag, &inputs);
         self.current_digest = None;
+        self.joined = self
+            .current
+            .iter()
+            .filter_map(|(k, e)| {
+                let (t, s) = self.dag.key(*k);
+                (t == "m.room.member" && self.dag.pdu(*e).membership() == Some(crate::protocol::pdu::Membership::Join)).then(|| s.to_owned())
+            })
+            .collect();
+    }
+
+    /// Whether the current state changed since its digest was last taken.
+    pub fn is_dirty(&self) -> bool {
+        self.current_digest.is_none()
     }
 
     /// Digest of the current state (comparable across servers: it is over strings).
@@ -162,14 +178,8 @@ impl RoomReplica {
     }
 
     /// Users whose current membership is `join`.
-    pub fn joined_members(&self) -> Vec<&str> {
-        self.current
-            .iter()
-            .filter_map(|(k, e)| {
-                let (t, s) = self.dag.key(*k);
-                (t == "m.room.member" && self.dag.pdu(*e).membership() == Some(crate::protocol::pdu::Membership::Join)).then_some(s)
-            })
-            .collect()
+    pub fn joined_members(&self) -> &[String] {
+        &self.joined
     }
 
     /// Forward extremities as event IDs, newest (deepest) first, at most `limit`.

@@ -1,0 +1,419 @@
+//! The resolved scenario: plain typed values the simulator uses without re-validating.
+//!
+//! Every name has been checked and expanded (groups and `"*"` to server names, server names to
+//! user IDs), every duration is integer microseconds, every default has been filled in.
+//! Maps are `BTreeMap` and lists keep file order, so a run is a function of the file alone.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A validated scenario. Built by [`parse_scenario`](super::parse_scenario).
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    /// The master seed of a run (a sweep cell sets it with `scenario.seed=N`).
+    pub seed: u64,
+    pub end: EndCondition,
+    /// Servers in file order, templates expanded in place.
+    pub servers: Vec<ServerSpec>,
+    /// Named groups, each expanded to server names (file order of the servers).
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub rooms: Vec<RoomSpec>,
+    pub network: NetworkSpec,
+    /// Faults sorted stably by `at_us`.
+    pub faults: Vec<FaultSpec>,
+    /// The complete script of client actions, sorted stably by `at_us`: for every room a
+    /// `create_room` by its creator at the room's start, then the invites (non-public rooms) and
+    /// joins of its initial members, then the `[[timeline]]` entries with `count` expanded.
+    pub timeline: Vec<ActionSpec>,
+    pub workloads: Vec<WorkloadSpec>,
+    pub metrics: MetricsSpec,
+    pub sweep: Option<SweepSpec>,
+    /// What this scenario was parsed from, so a run can store it and re-parse sweep cells.
+    pub source: ScenarioSource,
+}
+
+impl Scenario {
+    pub fn server(&self, name: &str) -> Option<&ServerSpec> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    pub fn room(&self, name: &str) -> Option<&RoomSpec> {
+        self.rooms.iter().find(|r| r.name == name)
+    }
+
+    /// Every user ID, server by server in file order.
+    pub fn user_ids(&self) -> impl Iterator<Item = &str> {
+        self.servers.iter().flat_map(|s| s.users.iter().map(String::as_str))
+    }
+}
+
+/// The text and arguments a scenario was parsed from.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioSource {
+    pub file_name: String,
+    /// The file's text, unchanged (not serialised: the run copies the file itself).
+    #[serde(skip)]
+    pub text: String,
+    /// The `--set key=value` overrides applied, in order.
+    pub overrides: Vec<String>,
+}
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndCondition {
+    /// At this simulated time (µs).
+    At(u64),
+    /// When no network message has been in flight for `quiet_us`, or at `max_us` at the latest.
+    Quiescence { max_us: u64, quiet_us: u64 },
+}
+
+impl EndCondition {
+    /// The latest simulated time the run can reach (µs).
+    pub fn bound_us(&self) -> u64 {
+        match *self {
+            EndCondition::At(at_us) => at_us,
+            EndCondition::Quiescence { max_us, .. } => max_us,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSpec {
+    /// Matrix server name, e.g. `hs1` or `matrix.example.org:8448`.
+    pub name: String,
+    /// Full user IDs `@u0:<name>` .. `@u{n-1}:<name>`.
+    pub users: Vec<String>,
+    pub signatures: SignatureMode,
+    /// CPU time charged per signature verification when `signatures` is modelled.
+    pub signature_cost_us: u64,
+    /// Offset added to this server's `origin_server_ts` clock.
+    pub clock_skew_us: i64,
+    pub byzantine: Byzantine,
+    /// Per-event probability that the byzantine behaviour applies.
+    pub byzantine_probability: f64,
+    pub missing_event_timeout_us: u64,
+    /// Timeout of one non-PDU federation request.
+    pub request_timeout_us: u64,
+    /// Retries after the first attempt of a non-PDU federation request.
+    pub request_retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureMode {
+    /// Real ed25519 signatures, signed and verified.
+    Real,
+    /// No cryptography; each verification costs `signature_cost_us` of simulated CPU.
+    Modelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Byzantine {
+    None,
+    /// Sends different events with the same prev_events to different servers.
+    Equivocate,
+    /// Signs events with a wrong key.
+    BadSignatures,
+    /// Does not send its events to some servers.
+    Withhold,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomSpec {
+    pub name: String,
+    pub version: RoomVersionId,
+    pub creator: String,
+    /// Room version 12 only (empty otherwise). Not joined automatically.
+    pub additional_creators: Vec<String>,
+    pub join_rule: JoinRule,
+    /// Users who join right after creation (the creator excluded), in order. The timeline
+    /// already contains their invites (if the room is not public) and joins.
+    pub members: Vec<String>,
+    pub power_levels: PowerLevelsOverride,
+    /// When the creator creates the room.
+    pub start_us: u64,
+}
+
+/// Changes merged into the default `m.room.power_levels` content at creation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PowerLevelsOverride {
+    pub users: BTreeMap<String, i64>,
+    pub users_default: Option<i64>,
+    pub events_default: Option<i64>,
+    pub state_default: Option<i64>,
+    pub ban: Option<i64>,
+    pub kick: Option<i64>,
+    pub redact: Option<i64>,
+    pub invite: Option<i64>,
+    /// Event type -> level.
+    pub events: BTreeMap<String, i64>,
+}
+
+/// The room versions the simulator implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum RoomVersionId {
+    #[serde(rename = "11")]
+    V11,
+    #[serde(rename = "12")]
+    V12,
+}
+
+impl RoomVersionId {
+    pub const ALL: [RoomVersionId; 2] = [RoomVersionId::V11, RoomVersionId::V12];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomVersionId::V11 => "11",
+            RoomVersionId::V12 => "12",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == id)
+    }
+
+    /// Room version 12 (MSC4289) has `additional_creators` and creators with unlimited power.
+    pub fn has_creator_power(self) -> bool {
+        self >= RoomVersionId::V12
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinRule {
+    Public,
+    Invite,
+    Knock,
+    Restricted,
+    KnockRestricted,
+}
+
+impl JoinRule {
+    /// The `join_rule` value of `m.room.join_rules` content.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinRule::Public => "public",
+            JoinRule::Invite => "invite",
+            JoinRule::Knock => "knock",
+            JoinRule::Restricted => "restricted",
+            JoinRule::KnockRestricted => "knock_restricted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkSpec {
+    pub latency: LatencyDist,
+    /// Floor of every sampled latency, and the width of the parallel window. Always > 0.
+    pub min_latency_us: u64,
+    /// Probability a message is lost, in [0, 1).
+    pub loss: f64,
+    /// Probability a message is delivered twice, in [0, 1].
+    pub duplicate: f64,
+    /// Probability a message gets an extra uniform delay in [0, reorder_delay_us], in [0, 1].
+    pub reorder: f64,
+    pub reorder_delay_us: u64,
+    /// Per-link overrides in file order; a later matching link wins.
+    pub links: Vec<LinkSpec>,
+    pub middleboxes: Vec<MiddleboxSpec>,
+}
+
+/// How one message's latency is drawn (then raised to `min_latency_us`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "dist", rename_all = "snake_case")]
+pub enum LatencyDist {
+    Fixed { value_us: u64 },
+    Uniform { min_us: u64, max_us: u64 },
+    /// exp(N(ln median, sigma²)).
+    Lognormal { median_us: u64, sigma: f64 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkSpec {
+    /// Sending servers (groups and `"*"` expanded).
+    pub from: Vec<String>,
+    /// Receiving servers.
+    pub to: Vec<String>,
+    /// Also applies from `to` to `from`.
+    pub symmetric: bool,
+    pub latency: Option<LatencyDist>,
+    pub loss: Option<f64>,
+}
+
+/// A reverse proxy or cache in front of a server.
+#[derive(Debug, Clone, Serialize)]
+pub struct MiddleboxSpec {
+    pub server: String,
+    pub kind: MiddleboxKind,
+    /// Probability a request through the middlebox times out, in [0, 1].
+    pub timeout_probability: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MiddleboxKind {
+    /// Drops response entries it does not know when `drop_unknown_keys`.
+    ReverseProxy { drop_unknown_keys: bool },
+    /// Serves responses again for `ttl_us`.
+    Cache { ttl_us: u64 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultSpec {
+    pub at_us: u64,
+    /// The fault ends (heals, restarts, reverts) after this long; `None` = never.
+    pub duration_us: Option<u64>,
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Messages only flow within a side. Every server is on exactly one side: the servers the
+    /// file did not list form the last side.
+    Partition { sides: Vec<Vec<String>> },
+    /// The server stops; after `duration_us` it restarts with its database intact.
+    Crash { server: String },
+    /// Links from `from` to `to` (and back when `symmetric`) get this loss and/or latency.
+    Degrade { from: Vec<String>, to: Vec<String>, symmetric: bool, loss: Option<f64>, latency: Option<LatencyDist> },
+    /// The server's clock jumps by `skew_us` (replacing its configured skew).
+    ClockSkew { server: String, skew_us: i64 },
+    /// Ends every partition and degradation in force.
+    HealAll,
+}
+
+/// One scripted client action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionSpec {
+    pub at_us: u64,
+    pub action: ActionKind,
+    pub room: String,
+    /// The acting user (the sender of the event).
+    pub user: String,
+    /// invite / kick / ban / unban / power: the user acted upon. redact: whose latest event to
+    /// redact (`None` = the acting user's).
+    pub target: Option<String>,
+    /// power: the target's new level.
+    pub level: Option<i64>,
+    /// join_rule: the new rule.
+    pub join_rule: Option<JoinRule>,
+    /// message: the body (`None` = generated); topic: the topic.
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    CreateRoom,
+    Join,
+    Leave,
+    Invite,
+    Kick,
+    Ban,
+    Unban,
+    Message,
+    Topic,
+    Power,
+    JoinRule,
+    Redact,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::CreateRoom => "create_room",
+            ActionKind::Join => "join",
+            ActionKind::Leave => "leave",
+            ActionKind::Invite => "invite",
+            ActionKind::Kick => "kick",
+            ActionKind::Ban => "ban",
+            ActionKind::Unban => "unban",
+            ActionKind::Message => "message",
+            ActionKind::Topic => "topic",
+            ActionKind::Power => "power",
+            ActionKind::JoinRule => "join_rule",
+            ActionKind::Redact => "redact",
+        }
+    }
+}
+
+/// Random client activity in one room.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadSpec {
+    pub room: String,
+    /// The users who act (full user IDs).
+    pub users: Vec<String>,
+    pub start_us: u64,
+    pub stop_us: u64,
+    /// Per user, Poisson.
+    pub messages_per_minute: f64,
+    /// Topic / name changes per user.
+    pub state_changes_per_hour: f64,
+    /// Leave-and-rejoin cycles per user.
+    pub churn_per_hour: f64,
+    /// Power level changes per user able to make them.
+    pub power_changes_per_hour: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsSpec {
+    pub interval_us: u64,
+    pub measures: Vec<Measure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Per room: distinct current states among the servers in the room.
+    DistinctStates,
+    /// Per room: size of the largest group of servers agreeing on the current state.
+    LargestAgreeingGroup,
+    /// Events a server has not yet received.
+    EventLag,
+    /// Forward extremities per server and room.
+    ForwardExtremities,
+    /// Events accepted by some servers and rejected by others.
+    AuthDisagreements,
+}
+
+impl Measure {
+    pub const ALL: [Measure; 5] = [
+        Measure::DistinctStates,
+        Measure::LargestAgreeingGroup,
+        Measure::EventLag,
+        Measure::ForwardExtremities,
+        Measure::AuthDisagreements,
+    ];
+}
+
+/// Seeds × parameter grid.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepSpec {
+    pub seeds: Vec<u64>,
+    /// In file order; each value is a TOML literal usable as `--set key=value`.
+    pub grid: Vec<SweepParam>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepParam {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// One run of a sweep: a seed and the overrides that give its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SweepCell {
+    /// Position in [`sweep_cells`](super::sweep_cells) order, from 0.
+    pub index: usize,
+    pub seed: u64,
+    /// `key=value` overrides: the grid values, then `scenario.seed=<seed>`. Appending them to
+    /// the run's own overrides and re-parsing gives this cell's scenario.
+    pub overrides: Vec<String>,
+    /// Human-readable, e.g. `network.loss=0.05,seed=3`.
+    pub label: String,
+}

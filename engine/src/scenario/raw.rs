@@ -1,0 +1,468 @@
+//! The scenario file as written: serde structs mirroring the TOML, with source spans.
+//!
+//! Everything is `deny_unknown_fields`, and almost every value is `Spanned` so that the
+//! resolver can point at it. Values whose meaning depends on another field (a fault's `server`
+//! only matters for `kind = "crash"`) are optional here and checked in `resolve`.
+//! Internally tagged or untagged serde enums are avoided on purpose: they buffer their input and
+//! lose the spans.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize as DeriveDeserialize;
+use toml::Spanned;
+
+use super::duration::{DurationUs, SignedDurationUs};
+use super::model::{ActionKind, Byzantine, JoinRule, Measure, RoomVersionId, SignatureMode};
+
+type Opt<T> = Option<Spanned<T>>;
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub scenario: Spanned<RawHeader>,
+    #[serde(default)]
+    pub defaults: Option<RawKnobs>,
+    #[serde(default)]
+    pub servers: Vec<Spanned<RawServer>>,
+    #[serde(default)]
+    pub groups: Option<OrderedMap<Spanned<NameList>>>,
+    #[serde(default)]
+    pub rooms: Vec<Spanned<RawRoom>>,
+    #[serde(default)]
+    pub network: Option<RawNetwork>,
+    #[serde(default)]
+    pub faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    pub timeline: Vec<Spanned<RawAction>>,
+    #[serde(default)]
+    pub workload: Vec<Spanned<RawWorkload>>,
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub sweep: Option<Spanned<RawSweep>>,
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeader {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub seed: Opt<u64>,
+    pub end: Spanned<RawEnd>,
+    #[serde(default)]
+    pub max_time: Opt<DurationUs>,
+    #[serde(default)]
+    pub quiet_period: Opt<DurationUs>,
+}
+
+/// `scenario.end`: a duration or the word "quiescence".
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RawEnd {
+    At(DurationUs),
+    Quiescence,
+}
+
+impl<'de> Deserialize<'de> for RawEnd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EndVisitor;
+        impl Visitor<'_> for EndVisitor {
+            type Value = RawEnd;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"10m\", or \"quiescence\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawEnd, E> {
+                if v == "quiescence" {
+                    return Ok(RawEnd::Quiescence);
+                }
+                super::duration::parse_duration(v)
+                    .map(RawEnd::At)
+                    .map_err(|e| E::custom(format!("{e} (or write \"quiescence\")")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawEnd, E> {
+                Err(E::custom(format!("durations need a unit: write \"{v}s\" or \"{v}m\", not {v}")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawEnd, E> {
+                Err(E::custom(format!("durations need a unit: write \"{v}s\", not {v}")))
+            }
+        }
+        deserializer.deserialize_any(EndVisitor)
+    }
+}
+
+/// Declares the per-server knobs once, for both `[defaults]` and `[[servers]]` (which accepts
+/// every `[defaults]` key). `#[serde(flatten)]` would do this but cannot be combined with
+/// `deny_unknown_fields`.
+macro_rules! server_structs {
+    (
+        knobs { $($knob:ident: $knob_ty:ty),* $(,)? }
+        server_only { $($own:ident: $own_ty:ty),* $(,)? }
+    ) => {
+        #[derive(Debug, Clone, Default, DeriveDeserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawKnobs {
+            $( #[serde(default)] pub $knob: Opt<$knob_ty>, )*
+        }
+
+        #[derive(Debug, DeriveDeserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawServer {
+            $( #[serde(default)] pub $own: Opt<$own_ty>, )*
+            $( #[serde(default)] pub $knob: Opt<$knob_ty>, )*
+        }
+
+        impl RawServer {
+            /// This entry's knobs; unset ones fall back to `[defaults]`.
+            pub fn knobs(&self) -> RawKnobs {
+                RawKnobs { $( $knob: self.$knob.clone(), )* }
+            }
+        }
+
+        impl RawKnobs {
+            /// `self`, with unset knobs taken from `fallback`.
+            pub fn or(self, fallback: &RawKnobs) -> RawKnobs {
+                RawKnobs { $( $knob: self.$knob.or_else(|| fallback.$knob.clone()), )* }
+            }
+        }
+    };
+}
+
+server_structs! {
+    knobs {
+        signatures: SignatureMode,
+        signature_cost: DurationUs,
+        users: u32,
+        clock_skew: SignedDurationUs,
+        missing_event_timeout: DurationUs,
+        request_timeout: DurationUs,
+        request_retries: u32,
+    }
+    server_only {
+        name: String,
+        prefix: String,
+        count: u32,
+        start: u32,
+        byzantine: Byzantine,
+        byzantine_probability: f64,
+    }
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoom {
+    pub name: Spanned<String>,
+    pub version: Spanned<RoomVersionId>,
+    pub creator: Spanned<String>,
+    #[serde(default)]
+    pub join_rule: Opt<JoinRule>,
+    #[serde(default)]
+    pub members: Opt<NameList>,
+    #[serde(default)]
+    pub power_levels: Option<RawPowerLevels>,
+    #[serde(default)]
+    pub additional_creators: Opt<NameList>,
+    #[serde(default)]
+    pub start: Opt<DurationUs>,
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPowerLevels {
+    #[serde(default)]
+    pub users: Option<OrderedMap<Spanned<i64>>>,
+    #[serde(default)]
+    pub users_default: Opt<i64>,
+    #[serde(default)]
+    pub events_default: Opt<i64>,
+    #[serde(default)]
+    pub state_default: Opt<i64>,
+    #[serde(default)]
+    pub ban: Opt<i64>,
+    #[serde(default)]
+    pub kick: Opt<i64>,
+    #[serde(default)]
+    pub redact: Opt<i64>,
+    #[serde(default)]
+    pub invite: Opt<i64>,
+    #[serde(default)]
+    pub events: Option<OrderedMap<Spanned<i64>>>,
+}
+
+/// Room versions are strings in Matrix; a bare number gets a hint rather than a type error.
+impl<'de> Deserialize<'de> for RoomVersionId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VersionVisitor;
+        impl Visitor<'_> for VersionVisitor {
+            type Value = RoomVersionId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a room version string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RoomVersionId, E> {
+                RoomVersionId::from_id(v).ok_or_else(|| {
+                    E::custom(format!("unsupported room version \"{v}\"; supported versions are {}", version_list()))
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RoomVersionId, E> {
+                Err(E::custom(format!("room versions are strings: write \"{v}\"")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RoomVersionId, E> {
+                Err(E::custom(format!("room versions are strings: write \"{v}\"")))
+            }
+        }
+        deserializer.deserialize_any(VersionVisitor)
+    }
+}
+
+fn version_list() -> String {
+    RoomVersionId::ALL.iter().map(|v| format!("\"{}\"", v.as_str())).collect::<Vec<_>>().join(", ")
+}
+
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetwork {
+    #[serde(default)]
+    pub latency: Opt<RawLatency>,
+    #[serde(default)]
+    pub min_latency: Opt<DurationUs>,
+    #[serde(default)]
+    pub loss: Opt<f64>,
+    #[serde(default)]
+    pub duplicate: Opt<f64>,
+    #[serde(default)]
+    pub reorder: Opt<f64>,
+    #[serde(default)]
+    pub reorder_delay: Opt<DurationUs>,
+    #[serde(default)]
+    pub links: Vec<Spanned<RawLink>>,
+    #[serde(default)]
+    pub middleboxes: Vec<Spanned<RawMiddlebox>>,
+}
+
+/// `{ dist = "...", ... }`: which parameters apply depends on `dist`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLatency {
+    pub dist: Spanned<DistName>,
+    #[serde(default)]
+    pub value: Opt<DurationUs>,
+    #[serde(default)]
+    pub min: Opt<DurationUs>,
+    #[serde(default)]
+    pub max: Opt<DurationUs>,
+    #[serde(default)]
+    pub median: Opt<DurationUs>,
+    #[serde(default)]
+    pub sigma: Opt<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DistName {
+    Fixed,
+    Uniform,
+    Lognormal,
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLink {
+    pub from: Spanned<NameList>,
+    pub to: Spanned<NameList>,
+    #[serde(default)]
+    pub symmetric: Option<bool>,
+    #[serde(default)]
+    pub latency: Opt<RawLatency>,
+    #[serde(default)]
+    pub loss: Opt<f64>,
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMiddlebox {
+    pub server: Spanned<String>,
+    pub kind: Spanned<MiddleboxName>,
+    #[serde(default)]
+    pub drop_unknown_keys: Opt<bool>,
+    #[serde(default)]
+    pub cache_ttl: Opt<DurationUs>,
+    #[serde(default)]
+    pub timeout_probability: Opt<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum MiddleboxName {
+    ReverseProxy,
+    Cache,
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFault {
+    pub at: Spanned<DurationUs>,
+    pub kind: Spanned<FaultName>,
+    #[serde(default)]
+    pub duration: Opt<DurationUs>,
+    #[serde(default)]
+    pub groups: Opt<Vec<Spanned<NameList>>>,
+    #[serde(default)]
+    pub server: Opt<String>,
+    #[serde(default)]
+    pub from: Opt<NameList>,
+    #[serde(default)]
+    pub to: Opt<NameList>,
+    #[serde(default)]
+    pub symmetric: Opt<bool>,
+    #[serde(default)]
+    pub loss: Opt<f64>,
+    #[serde(default)]
+    pub latency: Opt<RawLatency>,
+    #[serde(default)]
+    pub skew: Opt<SignedDurationUs>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FaultName {
+    Partition,
+    Crash,
+    Degrade,
+    ClockSkew,
+    HealAll,
+}
+
+impl FaultName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultName::Partition => "partition",
+            FaultName::Crash => "crash",
+            FaultName::Degrade => "degrade",
+            FaultName::ClockSkew => "clock_skew",
+            FaultName::HealAll => "heal_all",
+        }
+    }
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAction {
+    pub at: Spanned<DurationUs>,
+    pub action: Spanned<ActionKind>,
+    pub room: Spanned<String>,
+    #[serde(default)]
+    pub user: Opt<String>,
+    #[serde(default)]
+    pub target: Opt<String>,
+    #[serde(default)]
+    pub level: Opt<i64>,
+    #[serde(default)]
+    pub join_rule: Opt<JoinRule>,
+    #[serde(default)]
+    pub text: Opt<String>,
+    #[serde(default)]
+    pub count: Opt<u32>,
+    #[serde(default)]
+    pub every: Opt<DurationUs>,
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkload {
+    pub room: Spanned<String>,
+    #[serde(default)]
+    pub users: Opt<NameList>,
+    #[serde(default)]
+    pub start: Opt<DurationUs>,
+    #[serde(default)]
+    pub stop: Opt<DurationUs>,
+    #[serde(default)]
+    pub messages_per_minute: Opt<f64>,
+    #[serde(default)]
+    pub state_changes_per_hour: Opt<f64>,
+    #[serde(default)]
+    pub churn_per_hour: Opt<f64>,
+    #[serde(default)]
+    pub power_changes_per_hour: Opt<f64>,
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    #[serde(default)]
+    pub interval: Opt<DurationUs>,
+    #[serde(default)]
+    pub measures: Option<Vec<Spanned<Measure>>>,
+}
+
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSweep {
+    /// `"a..b"` or a list of integers; checked in `sweep`.
+    #[serde(default)]
+    pub seeds: Opt<toml::Value>,
+    #[serde(default)]
+    pub grid: Option<OrderedMap<Spanned<Vec<Spanned<toml::Value>>>>>,
+}
+
+/// A name or a list of names (`"eu"` or `["hs1", "eu"]`), each with its span when known.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NameList(pub Vec<(String, Option<Range<usize>>)>);
+
+impl NameList {
+    /// Each name with its own span, or `whole` (the span of the list) for a lone string.
+    pub fn spanned(&self, whole: &Range<usize>) -> Vec<(String, Range<usize>)> {
+        self.0.iter().map(|(n, s)| (n.clone(), s.clone().unwrap_or_else(|| whole.clone()))).collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for NameList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NamesVisitor;
+        impl<'de> Visitor<'de> for NamesVisitor {
+            type Value = NameList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NameList, E> {
+                Ok(NameList(vec![(v.to_string(), None)]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NameList, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<Spanned<String>>()? {
+                    let span = name.span();
+                    names.push((name.into_inner(), Some(span)));
+                }
+                Ok(NameList(names))
+            }
+        }
+        deserializer.deserialize_any(NamesVisitor)
+    }
+}
+
+/// A TOML table kept in file order, with each key's span.
+#[derive(Debug)]
+pub(crate) struct OrderedMap<V>(pub Vec<(Spanned<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = OrderedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedMap<V>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    entries.push((key, map.next_value::<V>()?));
+                }
+                Ok(OrderedMap(entries))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(PhantomData))
+    }
+}

@@ -1,0 +1,139 @@
+//! `[[faults]]`: partitions, crashes, degraded links, clock jumps, healing.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::super::error::{Problem, Res};
+use super::super::model::{EndCondition, FaultKind, FaultSpec};
+use super::super::names::Names;
+use super::super::raw::{FaultName, RawFault};
+use super::super::MAX_EXPANDED_NAMES;
+use super::network::latency;
+use super::{probability, reject, require, time_within_end, One};
+
+pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndCondition) -> Res<Vec<FaultSpec>> {
+    let mut faults = Vec::new();
+    let mut expanded = 0usize;
+    for entry in raw {
+        let fault = entry.get_ref();
+        let label = format!("fault \"{}\"", fault.kind.get_ref().as_str());
+        let at_us = time_within_end(&fault.at, end, &label)?;
+        let kind = kind(fault, names)?;
+        expanded += servers_named(&kind);
+        if expanded > MAX_EXPANDED_NAMES {
+            return Err(Problem::at(entry.span(), format!("faults name too many servers in all: at most {MAX_EXPANDED_NAMES}")));
+        }
+        if let (FaultKind::HealAll, Some(duration)) = (&kind, &fault.duration) {
+            return Err(Problem::at(duration.span(), "`duration` does not apply to fault \"heal_all\""));
+        }
+        let duration_us = match &fault.duration {
+            Some(d) if d.get_ref().0 == 0 => return Err(Problem::at(d.span(), "a fault's duration must be greater than 0")),
+            Some(d) => Some(d.get_ref().0),
+            None => None,
+        };
+        faults.push(FaultSpec { at_us, duration_us, kind });
+    }
+    // Stable: faults at the same time keep their file order.
+    faults.sort_by_key(|f| f.at_us);
+    Ok(faults)
+}
+
+fn servers_named(kind: &FaultKind) -> usize {
+    match kind {
+        FaultKind::Partition { sides } => sides.iter().map(Vec::len).sum(),
+        FaultKind::Degrade { from, to, .. } => from.len() + to.len(),
+        _ => 1,
+    }
+}
+
+/// Each kind takes its own fields and rejects the others'.
+fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
+    let name = *fault.kind.get_ref();
+    let label = format!("fault \"{}\"", name.as_str());
+    let allowed: &[&str] = match name {
+        FaultName::Partition => &["groups"],
+        FaultName::Crash => &["server"],
+        FaultName::Degrade => &["from", "to", "symmetric", "loss", "latency"],
+        FaultName::ClockSkew => &["server", "skew"],
+        FaultName::HealAll => &[],
+    };
+    reject_unless(allowed, "groups", &fault.groups, &label)?;
+    reject_unless(allowed, "server", &fault.server, &label)?;
+    reject_unless(allowed, "from", &fault.from, &label)?;
+    reject_unless(allowed, "to", &fault.to, &label)?;
+    reject_unless(allowed, "symmetric", &fault.symmetric, &label)?;
+    reject_unless(allowed, "loss", &fault.loss, &label)?;
+    reject_unless(allowed, "latency", &fault.latency, &label)?;
+    reject_unless(allowed, "skew", &fault.skew, &label)?;
+    let kind_span = fault.kind.span();
+    match name {
+        FaultName::Partition => partition(fault, names, &kind_span, &label),
+        FaultName::Crash => {
+            let server = require(&fault.server, "server", &kind_span, &label)?;
+            Ok(FaultKind::Crash { server: names.server(server.get_ref(), &server.span(), &label)? })
+        }
+        FaultName::Degrade => degrade(fault, names, &kind_span, &label),
+        FaultName::ClockSkew => {
+            let server = require(&fault.server, "server", &kind_span, &label)?;
+            let skew = require(&fault.skew, "skew", &kind_span, &label)?;
+            let server = names.server(server.get_ref(), &server.span(), &label)?;
+            Ok(FaultKind::ClockSkew { server, skew_us: skew.get_ref().0 })
+        }
+        FaultName::HealAll => Ok(FaultKind::HealAll),
+    }
+}
+
+fn reject_unless<T>(allowed: &[&str], name: &str, field: &Option<Spanned<T>>, label: &str) -> Res<()> {
+    if allowed.contains(&name) {
+        return Ok(());
+    }
+    reject(field, name, label)
+}
+
+/// The listed sides, plus one side of every server not listed.
+fn partition(fault: &RawFault, names: &Names, kind_span: &Range<usize>, label: &str) -> Res<FaultKind> {
+    let groups = require(&fault.groups, "groups", kind_span, label)?;
+    let context = "partition group";
+    let mut placed = BTreeSet::new();
+    let mut sides = Vec::new();
+    for side in groups.get_ref() {
+        let mut servers = Vec::new();
+        for (name, span) in side.get_ref().spanned(&side.span()) {
+            for server in names.servers_of(&name, &span, context)? {
+                if !placed.insert(server.clone()) {
+                    return Err(Problem::at(span, format!("server \"{server}\" is on two sides of the partition")));
+                }
+                servers.push(server);
+            }
+        }
+        if servers.is_empty() {
+            return Err(Problem::at(side.span(), "a partition side is empty"));
+        }
+        sides.push(servers);
+    }
+    let rest: Vec<String> = names.all_servers().iter().filter(|s| !placed.contains(*s)).cloned().collect();
+    if !rest.is_empty() {
+        sides.push(rest);
+    }
+    if sides.len() < 2 {
+        return Err(Problem::at(groups.span(), "this partition puts every server on one side, so it cuts nothing"));
+    }
+    Ok(FaultKind::Partition { sides })
+}
+
+fn degrade(fault: &RawFault, names: &Names, kind_span: &Range<usize>, label: &str) -> Res<FaultKind> {
+    let from = require(&fault.from, "from", kind_span, label)?;
+    let to = require(&fault.to, "to", kind_span, label)?;
+    if fault.loss.is_none() && fault.latency.is_none() {
+        return Err(Problem::at(kind_span.clone(), format!("{label} needs `loss` or `latency`")));
+    }
+    Ok(FaultKind::Degrade {
+        from: names.servers_of_list(from.get_ref(), &from.span(), "degrade `from`")?,
+        to: names.servers_of_list(to.get_ref(), &to.span(), "degrade `to`")?,
+        symmetric: fault.symmetric.as_ref().is_none_or(|s| *s.get_ref()),
+        loss: fault.loss.as_ref().map(|l| probability(l, "loss", One::Allowed)).transpose()?,
+        latency: fault.latency.as_ref().map(latency).transpose()?,
+    })
+}

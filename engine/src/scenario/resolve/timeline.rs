@@ -1,0 +1,151 @@
+//! `[[timeline]]`: scripted client actions, plus the actions implied by `[[rooms]]`.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::super::duration::DurationUs;
+use super::super::error::{Problem, Res};
+use super::super::model::{ActionKind, ActionSpec, EndCondition, JoinRule, RoomSpec};
+use super::super::names::{abbreviate, Names};
+use super::super::raw::RawAction;
+use super::super::MAX_ACTIONS;
+use super::rooms::level_value;
+use super::{check_within_end, reject, require, time_within_end};
+
+pub(super) fn resolve(raw: &[Spanned<RawAction>], rooms: &[RoomSpec], names: &Names, end: &EndCondition) -> Res<Vec<ActionSpec>> {
+    let mut actions: Vec<ActionSpec> = rooms.iter().flat_map(room_setup).collect();
+    for entry in raw {
+        let action = entry.get_ref();
+        let room = find_room(rooms, &action.room)?;
+        // `rooms::resolve` folded create_room into the room's start time, and `room_setup`
+        // emitted it; the entry is not repeated.
+        if *action.action.get_ref() == ActionKind::CreateRoom {
+            continue;
+        }
+        let spec = resolve_action(action, room, names, end)?;
+        expand(action, spec, end, &mut actions)?;
+    }
+    // Stable: at equal times, room setup comes first and the file's order is kept.
+    actions.sort_by_key(|a| a.at_us);
+    Ok(actions)
+}
+
+/// Creation, then the invites (unless anyone may join) and joins of the initial members.
+fn room_setup(room: &RoomSpec) -> Vec<ActionSpec> {
+    let at = |action, user: &str, target: Option<&String>| ActionSpec {
+        at_us: room.start_us,
+        action,
+        room: room.name.clone(),
+        user: user.to_string(),
+        target: target.cloned(),
+        level: None,
+        join_rule: None,
+        text: None,
+    };
+    let mut actions = vec![at(ActionKind::CreateRoom, &room.creator, None)];
+    if room.join_rule != JoinRule::Public {
+        actions.extend(room.members.iter().map(|m| at(ActionKind::Invite, &room.creator, Some(m))));
+    }
+    actions.extend(room.members.iter().map(|m| at(ActionKind::Join, m, None)));
+    actions
+}
+
+pub(super) fn find_room<'r>(rooms: &'r [RoomSpec], name: &Spanned<String>) -> Res<&'r RoomSpec> {
+    if let Some(room) = rooms.iter().find(|r| r.name == *name.get_ref()) {
+        return Ok(room);
+    }
+    let known: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
+    let message = format!("unknown room \"{}\"; rooms are {}", name.get_ref(), abbreviate(&known));
+    Err(Problem::at(name.span(), message))
+}
+
+/// Which optional fields an action kind needs, allows or rejects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Required,
+    Optional,
+    Rejected,
+}
+
+/// (target, level, join_rule, text) for each kind.
+fn fields(kind: ActionKind) -> [Field; 4] {
+    use Field::*;
+    match kind {
+        ActionKind::Invite | ActionKind::Kick | ActionKind::Ban | ActionKind::Unban => [Required, Rejected, Rejected, Rejected],
+        ActionKind::Power => [Required, Required, Rejected, Rejected],
+        ActionKind::JoinRule => [Rejected, Rejected, Required, Rejected],
+        ActionKind::Topic => [Rejected, Rejected, Rejected, Required],
+        ActionKind::Message => [Rejected, Rejected, Rejected, Optional],
+        ActionKind::Redact => [Optional, Rejected, Rejected, Rejected],
+        ActionKind::Join | ActionKind::Leave | ActionKind::CreateRoom => [Rejected; 4],
+    }
+}
+
+/// One action of the entry (its first repetition).
+fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndCondition) -> Res<ActionSpec> {
+    let kind = *action.action.get_ref();
+    let kind_span = action.action.span();
+    let label = format!("action \"{}\"", kind.as_str());
+    let [target, level, join_rule, text] = fields(kind);
+    check_field(&action.target, "target", target, &kind_span, &label)?;
+    check_field(&action.level, "level", level, &kind_span, &label)?;
+    check_field(&action.join_rule, "join_rule", join_rule, &kind_span, &label)?;
+    check_field(&action.text, "text", text, &kind_span, &label)?;
+    let user = require(&action.user, "user", &kind_span, &label)?;
+    let at_us = time_within_end(&action.at, end, &label)?;
+    if at_us < room.start_us {
+        let message = format!(
+            "{label} in room \"{}\" at {} is before the room is created ({})",
+            room.name,
+            DurationUs(at_us),
+            DurationUs(room.start_us)
+        );
+        return Err(Problem::at(action.at.span(), message));
+    }
+    Ok(ActionSpec {
+        at_us,
+        action: kind,
+        room: room.name.clone(),
+        user: names.user(user.get_ref(), &user.span(), &label)?,
+        target: action.target.as_ref().map(|t| names.user(t.get_ref(), &t.span(), &label)).transpose()?,
+        level: action.level.as_ref().map(level_value).transpose()?,
+        join_rule: action.join_rule.as_ref().map(|j| *j.get_ref()),
+        text: action.text.as_ref().map(|t| t.get_ref().clone()),
+    })
+}
+
+fn check_field<T>(value: &Option<Spanned<T>>, name: &str, rule: Field, kind_span: &Range<usize>, label: &str) -> Res<()> {
+    match rule {
+        Field::Required => require(value, name, kind_span, label).map(|_| ()),
+        Field::Optional => Ok(()),
+        Field::Rejected => reject(value, name, label),
+    }
+}
+
+/// Appends the `count` repetitions of `spec`, `every` apart.
+fn expand(action: &RawAction, spec: ActionSpec, end: &EndCondition, actions: &mut Vec<ActionSpec>) -> Res<()> {
+    let count = action.count.as_ref().map_or(1, |c| *c.get_ref());
+    let count_span = action.count.as_ref().map_or_else(|| action.at.span(), Spanned::span);
+    if count == 0 {
+        return Err(Problem::at(count_span, "count must be at least 1"));
+    }
+    if actions.len() + count as usize > MAX_ACTIONS {
+        return Err(Problem::at(count_span, format!("too many timeline actions: at most {MAX_ACTIONS} in all")));
+    }
+    let every_us = match (&action.every, count) {
+        (_, 1) => 0,
+        (None, _) => return Err(Problem::at(count_span, "`every` is required when count > 1")),
+        (Some(every), _) if every.get_ref().0 == 0 => return Err(Problem::at(every.span(), "every must be greater than 0")),
+        (Some(every), _) => every.get_ref().0,
+    };
+    let last_us = u64::from(count - 1)
+        .checked_mul(every_us)
+        .and_then(|offset| offset.checked_add(spec.at_us))
+        .ok_or_else(|| Problem::at(count_span.clone(), "the repetitions run past any possible end"))?;
+    check_within_end(last_us, count_span, end, "the last repetition")?;
+    for i in 0..u64::from(count) {
+        actions.push(ActionSpec { at_us: spec.at_us + i * every_us, ..spec.clone() });
+    }
+    Ok(())
+}

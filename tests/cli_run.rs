@@ -1,0 +1,164 @@
+//! Integration tests that run the `roomsim` binary on the bundled scenarios: every scenario
+//! runs (with invariant checks), outputs are identical on 1 and 2 threads, replay reproduces a
+//! run, diff finds where runs part ways, and the PDUs a run writes pass `dag verify`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn roomsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roomsim")).args(args).output().expect("run roomsim")
+}
+
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name).to_string_lossy().into_owned()
+}
+
+fn run(name: &str, out: &Path, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["run", &scenario(name) as &str, "--out", out.to_str().unwrap(), "--check-invariants", "--no-report"];
+    let sc = scenario(name);
+    args[1] = &sc;
+    args.extend_from_slice(extra);
+    let o = roomsim(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{name}: {stderr}");
+    let line = stderr.lines().find(|l| l.trim_start().starts_with("output: ")).expect("output line");
+    PathBuf::from(line.trim_start().trim_start_matches("output: "))
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&read(&dir.join("summary.json"))).unwrap()
+}
+
+fn assert_converged_without_auth_disagreement(dir: &Path) {
+    let s = summary(dir);
+    for (room, r) in s["rooms"].as_object().unwrap() {
+        assert_eq!(r["auth_disagreements"], 0, "{room}: {r}");
+        assert_eq!(r["converged"], true, "{room}: {r}");
+    }
+    assert_eq!(s["invariant_violations"], 0);
+}
+
+#[test]
+fn quickstart_runs_and_is_identical_on_one_and_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one = run("quickstart.toml", &tmp.path().join("t1"), &["--threads", "1"]);
+    let two = run("quickstart.toml", &tmp.path().join("t2"), &["--threads", "2"]);
+    for f in ["log.jsonl", "summary.json", "metrics.csv", "keys.json", "rooms/lobby.pdus.jsonl", "rooms/ops.pdus.jsonl"] {
+        assert!(read(&one.join(f)) == read(&two.join(f)), "{f} differs between 1 and 2 threads");
+    }
+    assert_converged_without_auth_disagreement(&one);
+    let csv = String::from_utf8(read(&one.join("metrics.csv"))).unwrap();
+    assert!(csv.starts_with("time_ms,server,room,measure,value\n"));
+    assert!(csv.contains(",forward_extremities,"), "DAG width is sampled");
+}
+
+#[test]
+fn every_small_bundled_scenario_runs_with_invariants() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["partition-heal.toml", "equivocation.toml", "crash-restart.toml"] {
+        let dir = run(name, tmp.path(), &[]);
+        assert_converged_without_auth_disagreement(&dir);
+    }
+}
+
+#[test]
+fn large_scenario_runs_shrunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Same shape (200 servers, 20 rooms, the partition), a shorter and quieter run.
+    let dir = run(
+        "large.toml",
+        tmp.path(),
+        &["--set", "scenario.end=\"150s\"", "--set", "faults.0.at=\"100s\"", "--set", "faults.0.duration=\"20s\""],
+    );
+    let s = summary(&dir);
+    assert!(s["events_created"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn replay_reproduces_a_run_and_detects_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run("partition-heal.toml", tmp.path(), &[]);
+    let o = roomsim(&["replay", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Flip one logged decision: replay must stop there.
+    let log = String::from_utf8(read(&dir.join("log.jsonl"))).unwrap();
+    let tampered = log.replacen("\"decision\":\"accepted\"", "\"decision\":\"rejected\"", 1);
+    std::fs::write(dir.join("log.jsonl"), tampered).unwrap();
+    let o = roomsim(&["replay", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("replay diverged at log record"));
+}
+
+#[test]
+fn diff_finds_where_two_seeds_part_ways() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = run("crash-restart.toml", &tmp.path().join("a"), &["--seed", "1"]);
+    let b = run("crash-restart.toml", &tmp.path().join("b"), &["--seed", "2"]);
+    let o = roomsim(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("part ways at log record"));
+    let o = roomsim(&["diff", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert!(o.status.success());
+}
+
+#[test]
+fn a_runs_pdus_pass_dag_verify_with_its_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run("quickstart.toml", tmp.path(), &[]);
+    for room in ["lobby", "ops"] {
+        let report = tmp.path().join(format!("{room}.report.json"));
+        let o = roomsim(&["dag", "verify", dir.join(format!("rooms/{room}.pdus.jsonl")).to_str().unwrap(), "--keys", dir.join("keys.json").to_str().unwrap(), "--report", report.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&read(&report)).unwrap();
+        let bad_signatures = r["verdicts"].as_object().unwrap().values().filter(|v| v["stage"] == "signature" || v["stage"] == "hash").count();
+        assert_eq!(bad_signatures, 0, "honest servers' PDUs all verify");
+        assert_eq!(r["events"], summary(&dir)["rooms"][room]["events"]);
+    }
+}
+
+#[test]
+fn check_reports_located_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[scenario]\nname = \"x\"\nend = \"10s\"\nbogus = 1\n[[servers]]\nname = \"hs1\"\n", "4:1"),
+        ("[scenario]\nname = \"x\"\nend = \"ten seconds\"\n[[servers]]\nname = \"hs1\"\n", "3:7"),
+        ("[scenario]\nname = \"x\"\nend = \"10s\"\n[[servers]]\nname = \"hs1\"\n[[faults]]\nat = \"1s\"\nkind = \"crash\"\nserver = \"hs9\"\n", "10:10"),
+    ];
+    for (i, (text, loc)) in cases.iter().enumerate() {
+        let path = tmp.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let o = roomsim(&["check", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(&format!("bad{i}.toml:{loc}:")), "case {i}: expected location {loc} in {err}");
+        assert!(!err.contains("panicked"));
+    }
+}
+
+#[test]
+fn dag_verify_names_line_and_field_of_malformed_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run("crash-restart.toml", tmp.path(), &[]);
+    let text = String::from_utf8(read(&dir.join("rooms/main.pdus.jsonl"))).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[3] = lines[3].replacen("\"depth\":", "\"depth\":\"x\",\"_\":", 1);
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let o = roomsim(&["dag", "verify", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("bad.jsonl:4: depth:"), "{err}");
+    // An event whose parents are absent is rejected with stage `missing`, not a crash.
+    let missing = tmp.path().join("missing.jsonl");
+    let without_third: Vec<&str> = text.lines().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| l).collect();
+    std::fs::write(&missing, without_third.join("\n")).unwrap();
+    let report = tmp.path().join("missing.json");
+    let o = roomsim(&["dag", "verify", missing.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    assert!(o.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&read(&report)).unwrap();
+    assert!(r["verdicts"].as_object().unwrap().values().any(|v| v["stage"] == "missing"));
+}

@@ -1,5 +1,6 @@
 //! Subcommands.
 
+mod batch;
 mod dag;
 pub mod files;
 mod run;
@@ -53,6 +54,46 @@ enum Command {
     Replay { run_dir: PathBuf },
     /// Print the first simulation event where two runs part ways.
     Diff { run_a: PathBuf, run_b: PathBuf },
+    /// (Re)write report.html for a run directory.
+    Report { run_dir: PathBuf },
+    /// Run two designs on the same seeds and compare every summary metric (paired, bootstrap CIs).
+    Compare {
+        scenario: PathBuf,
+        /// Seeds: `1..50` (inclusive) or `1,2,3`.
+        #[arg(long, default_value = "1..20")]
+        seeds: String,
+        /// Override for design A (repeatable).
+        #[arg(long = "set-a", value_name = "KEY=VALUE")]
+        set_a: Vec<String>,
+        /// Override for design B (repeatable).
+        #[arg(long = "set-b", value_name = "KEY=VALUE")]
+        set_b: Vec<String>,
+        /// Override for both designs (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Run a scenario's [sweep] grid (or one shard of it: --shard K/N); resumes where it stopped.
+    Sweep {
+        scenario: PathBuf,
+        #[arg(long)]
+        shard: Option<String>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Merge sweep outputs (shards) into sweep.csv and sweep.html.
+    Merge {
+        dirs: Vec<PathBuf>,
+        #[arg(long, default_value = "out/merged")]
+        out: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -80,6 +121,25 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Replay { run_dir } => Ok(if run::replay_command(&run_dir)? { ExitCode::SUCCESS } else { ExitCode::from(1) }),
         Command::Diff { run_a, run_b } => Ok(if run::diff_command(&run_a, &run_b)? { ExitCode::SUCCESS } else { ExitCode::from(1) }),
+        Command::Report { run_dir } => {
+            let path = roomsim_analysis::report::write_run_report(&run_dir).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare { scenario, seeds, set_a, set_b, set, out, threads } => {
+            set_threads(threads);
+            batch::compare(batch::CompareArgs { scenario, seeds, set, set_a, set_b, out })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sweep { scenario, shard, set, out, threads } => {
+            set_threads(threads);
+            batch::sweep(&scenario, &set, shard.as_deref(), &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge { dirs, out } => {
+            batch::merge(&dirs, &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

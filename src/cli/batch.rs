@@ -1,0 +1,157 @@
+//! Many runs at once: `roomsim compare` (two designs over the same seeds), `roomsim sweep`
+//! (a scenario's grid, optionally one shard of it) and `roomsim merge` (shards into one table).
+
+use super::files::write_atomic;
+use super::run::load;
+use rayon::prelude::*;
+use roomsim_analysis::RunSummary;
+use roomsim_engine::scenario::{self, Scenario, SweepCell};
+use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::world::{RunResult, World};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// Runs a scenario in memory (the log is only hashed) and writes `summary.json` and
+/// `metrics.csv` into `dir` atomically (a temporary directory renamed into place, so an
+/// interrupted batch never leaves a half-written cell).
+fn run_light(sc: &Scenario, seed: u64, dir: &Path, extra: Option<(&str, &[u8])>) -> Result<RunResult, String> {
+    let mut world = World::new(sc, seed, LogWriter::sink());
+    world.run();
+    let result = world.finish(false)?;
+    let tmp = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut summary = serde_json::to_vec_pretty(&result.summary).map_err(|e| e.to_string())?;
+    summary.push(b'\n');
+    write_atomic(&tmp.join("summary.json"), &summary)?;
+    let mut csv = String::from("time_ms,server,room,measure,value\n");
+    for r in &result.metrics {
+        csv.push_str(&r.to_csv());
+        csv.push('\n');
+    }
+    write_atomic(&tmp.join("metrics.csv"), csv.as_bytes())?;
+    if let Some((name, bytes)) = extra {
+        write_atomic(&tmp.join(name), bytes)?;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(result)
+}
+
+fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(indicatif::ProgressStyle::with_template(&format!("{{spinner}} {what} {{pos}}/{{len}} [{{bar:40}}] {{elapsed_precise}} eta {{eta}}")).expect("static template"));
+    b
+}
+
+/// Parses `1..50` (inclusive) or `1,2,3`.
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
+    if let Some((a, b)) = text.split_once("..") {
+        let a: u64 = a.trim().parse().map_err(|_| format!("--seeds {text}: expected A..B"))?;
+        let b: u64 = b.trim().parse().map_err(|_| format!("--seeds {text}: expected A..B"))?;
+        if b < a || b - a > 100_000 {
+            return Err(format!("--seeds {text}: empty or too large a range"));
+        }
+        return Ok((a..=b).collect());
+    }
+    text.split(',').map(|s| s.trim().parse().map_err(|_| format!("--seeds {text}: {s:?} is not a seed"))).collect()
+}
+
+pub struct CompareArgs {
+    pub scenario: PathBuf,
+    pub seeds: String,
+    pub set: Vec<String>,
+    pub set_a: Vec<String>,
+    pub set_b: Vec<String>,
+    pub out: PathBuf,
+}
+
+/// `roomsim compare`: both designs on the same seeds, in parallel; paired statistics.
+pub fn compare(args: CompareArgs) -> Result<(), String> {
+    let seeds = parse_seeds(&args.seeds)?;
+    let with = |extra: &[String]| -> Result<Scenario, String> {
+        let all: Vec<String> = args.set.iter().chain(extra).cloned().collect();
+        load(&args.scenario, &all)
+    };
+    let (a, b) = (with(&args.set_a)?, with(&args.set_b)?);
+    let root = args.out.join(format!("{}-compare", a.name));
+    let jobs: Vec<(char, &Scenario, u64)> = seeds.iter().flat_map(|s| [('a', &a, *s), ('b', &b, *s)]).collect();
+    let progress = bar(jobs.len() as u64, "runs");
+    let results: Vec<Result<(char, u64, RunSummary), String>> = jobs
+        .par_iter()
+        .map(|(side, sc, seed)| {
+            let dir = root.join(side.to_string()).join(seed.to_string());
+            let r = run_light(sc, *seed, &dir, None)?;
+            progress.inc(1);
+            let summary = RunSummary::from_value(&r.summary, &dir).map_err(|e| e.to_string())?;
+            Ok((*side, *seed, summary))
+        })
+        .collect();
+    progress.finish_and_clear();
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    for r in results {
+        let (side, seed, s) = r?;
+        if side == 'a' { sa.push((seed, s)) } else { sb.push((seed, s)) }
+    }
+    let label = |set: &[String]| if set.is_empty() { "(scenario as is)".to_owned() } else { set.join(" ") };
+    let table = roomsim_analysis::compare(&sa, &sb, &format!("A: {}", label(&args.set_a)), &format!("B: {}", label(&args.set_b)));
+    println!("{}", table.to_text());
+    table.write_csv(&root.join("compare.csv")).map_err(|e| e.to_string())?;
+    table.write_html(&root.join("compare.html"), true).map_err(|e| e.to_string())?;
+    eprintln!("wrote {} and {}", root.join("compare.csv").display(), root.join("compare.html").display());
+    Ok(())
+}
+
+/// `roomsim sweep`: this shard's cells, in parallel; finished cells are skipped (resume).
+pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path) -> Result<(), String> {
+    let sc = load(path, set)?;
+    let cells = scenario::sweep_cells(&sc);
+    if sc.sweep.is_none() {
+        return Err(format!("{}: no [sweep] table", path.display()));
+    }
+    let mine: Vec<SweepCell> = match shard {
+        Some(text) => {
+            let (k, n) = scenario::parse_shard(text)?;
+            scenario::shard(&cells, k, n)
+        }
+        None => cells,
+    };
+    let dir = out.join(format!("{}-sweep", sc.name)).join("cells");
+    let todo: Vec<&SweepCell> = mine.iter().filter(|c| !cell_dir(&dir, c).join("summary.json").exists()).collect();
+    eprintln!("{}: {} cells in this shard, {} already done, {} to run", sc.name, mine.len(), mine.len() - todo.len(), todo.len());
+    let progress = bar(todo.len() as u64, "cells");
+    let results: Vec<Result<(), String>> = todo
+        .par_iter()
+        .map(|cell| {
+            let overrides: Vec<String> = sc.source.overrides.iter().chain(&cell.overrides).cloned().collect();
+            let cell_sc = scenario::parse_scenario(&sc.source.file_name, &sc.source.text, &overrides).map_err(|e| e.to_string())?;
+            let meta = serde_json::json!({"index": cell.index, "seed": cell.seed, "overrides": cell.overrides, "label": cell.label});
+            let meta = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+            run_light(&cell_sc, cell.seed, &cell_dir(&dir, cell), Some(("cell.json", &meta)))?;
+            progress.inc(1);
+            Ok(())
+        })
+        .collect();
+    progress.finish_and_clear();
+    results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    eprintln!("wrote {}", dir.display());
+    Ok(())
+}
+
+fn cell_dir(dir: &Path, cell: &SweepCell) -> PathBuf {
+    let label: String = cell.label.chars().map(|c| if c.is_ascii_alphanumeric() || "=.,_-".contains(c) { c } else { '_' }).collect();
+    dir.join(format!("{:05}-{label}", cell.index))
+}
+
+/// `roomsim merge`: shards into `sweep.csv` and `sweep.html`.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(), String> {
+    let m = roomsim_analysis::merge_sweep(dirs, out).map_err(|e| e.to_string())?;
+    eprintln!("merged {} cells into {} and {}", m.cells, m.csv.display(), m.html.display());
+    if !m.missing_indices.is_empty() {
+        eprintln!("warning: cells missing from the grid: {:?}", m.missing_indices);
+    }
+    Ok(())
+}

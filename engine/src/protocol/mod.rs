@@ -12,3 +12,5 @@ pub mod redaction;
 pub mod room_version;
 pub mod state_res;
 pub mod verify;
+#[cfg(test)]
+pub(crate) mod test_support;

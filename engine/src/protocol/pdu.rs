@@ -202,6 +202,10 @@ pub struct Pdu {
     /// The full federation object (no `event_id`), sorted keys: its canonical bytes are the
     /// PDU's wire form.
     pub json: Map<String, Value>,
+    /// Whether the content hash matches, computed once (the PDU is immutable and shared).
+    hash_ok: std::sync::OnceLock<bool>,
+    /// The bytes an event signature covers, computed once.
+    signing_bytes: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// A malformed PDU: which field, and what is wrong with it.
@@ -277,6 +281,8 @@ impl Pdu {
             auth_events,
             content,
             json: map,
+            hash_ok: std::sync::OnceLock::new(),
+            signing_bytes: std::sync::OnceLock::new(),
         })
     }
 
@@ -305,8 +311,16 @@ impl Pdu {
 
     /// Whether `hashes.sha256` matches the recomputed content hash.
     pub fn content_hash_matches(&self) -> bool {
-        let claimed = self.json.get("hashes").and_then(|h| h.get("sha256")).and_then(Value::as_str);
-        claimed.and_then(crypto::b64_decode).is_some_and(|c| c == crypto::content_hash(&self.json))
+        *self.hash_ok.get_or_init(|| {
+            let claimed = self.json.get("hashes").and_then(|h| h.get("sha256")).and_then(Value::as_str);
+            claimed.and_then(crypto::b64_decode).is_some_and(|c| c == crypto::content_hash(&self.json))
+        })
+    }
+
+    /// The canonical bytes every event signature covers (the redacted event without
+    /// `signatures`), computed once.
+    pub fn signing_bytes(&self, version: &RoomVersion) -> &[u8] {
+        self.signing_bytes.get_or_init(|| crypto::event_signing_bytes(&self.json, version))
     }
 
     /// State resolution's notion of a power event (v11 state-res definition 1; A4: the

@@ -274,7 +274,7 @@ pub fn check_against_auth_events(dag: &RoomDag, idx: EventIdx) -> auth::AuthResu
 
 /// Content hashes and signatures, checked in parallel batches ahead of the sequential pass.
 fn signature_and_hash_checks(version: &RoomVersion, pdus: &[Pdu], keys: &ServerKeys) -> Vec<Option<(Stage, String)>> {
-    let bytes: Vec<Vec<u8>> = pdus.par_iter().map(|p| crypto::event_signing_bytes(&p.json, version)).collect();
+    let bytes: Vec<&[u8]> = pdus.par_iter().map(|p| p.signing_bytes(version)).collect();
     let mut checks: Vec<SignatureCheck> = Vec::new();
     let mut owners: Vec<usize> = Vec::new();
     let mut results: Vec<Option<(Stage, String)>> = pdus
@@ -286,7 +286,7 @@ fn signature_and_hash_checks(version: &RoomVersion, pdus: &[Pdu], keys: &ServerK
             continue;
         }
         for server in required_signers(p) {
-            match signature_checks_for(p, &server, keys, &bytes[i]) {
+            match signature_checks_for(p, &server, keys, bytes[i]) {
                 Ok(list) => {
                     for c in list {
                         checks.push(c);

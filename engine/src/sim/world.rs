@@ -88,6 +88,9 @@ pub struct World {
     metrics: Vec<MetricRow>,
     /// Deliveries and actions still in the queue (for quiescence).
     in_flight: usize,
+    /// Servers holding a replica of each room, and the replica count it was built from.
+    holders: BTreeMap<String, Vec<ServerIdx>>,
+    replica_count: usize,
     last_fault_end: SimTime,
     quiet_end_set: bool,
     done: bool,
@@ -135,6 +138,8 @@ impl World {
             trackers: BTreeMap::new(),
             metrics: Vec::new(),
             in_flight: 0,
+            holders: BTreeMap::new(),
+            replica_count: 0,
             last_fault_end: 0,
             quiet_end_set: false,
             done: false,
@@ -495,15 +500,29 @@ impl World {
 
     /// The honest servers with a joined user in `room_id` (by their own current state).
     fn servers_in_room(&self, room_id: &str) -> Vec<ServerIdx> {
-        (0..self.servers.len())
-            .filter(|k| self.servers[*k].is_honest() && self.servers[*k].has_joined_user(room_id))
-            .map(|k| k as ServerIdx)
-            .collect()
+        let holders = self.holders.get(room_id).map(Vec::as_slice).unwrap_or(&[]);
+        holders.iter().copied().filter(|k| self.servers[*k as usize].is_honest() && self.servers[*k as usize].has_joined_user(room_id)).collect()
+    }
+
+    /// Refreshes which servers hold a replica of each room (only when replicas were added).
+    fn refresh_holders(&mut self) {
+        let replicas: usize = self.servers.iter().map(|s| s.rooms.len()).sum();
+        if replicas == self.replica_count {
+            return;
+        }
+        self.replica_count = replicas;
+        self.holders.clear();
+        for (k, s) in self.servers.iter().enumerate() {
+            for room_id in s.rooms.keys() {
+                self.holders.entry(room_id.clone()).or_default().push(k as ServerIdx);
+            }
+        }
     }
 
     /// After every window: does every honest server in each room whose state changed in this
     /// window (on some server that handled inputs) hold the same state?
     fn track_agreement(&mut self, touched: &[bool]) {
+        self.refresh_holders();
         let mut dirty: std::collections::BTreeSet<&String> = std::collections::BTreeSet::new();
         for (k, s) in self.servers.iter().enumerate() {
             if touched[k] {
@@ -522,6 +541,7 @@ impl World {
     }
 
     fn sample(&mut self) {
+        self.refresh_holders();
         let t = self.now;
         let rooms: Vec<(String, String)> = self.room_ids.iter().map(|(n, i)| (n.clone(), i.clone())).collect();
         for (name, room_id) in rooms {
@@ -564,6 +584,7 @@ impl World {
     /// Ends the run: final measures, invariant checks, outputs.
     pub fn finish(mut self, check_invariants: bool) -> Result<RunResult, String> {
         self.sample();
+        self.refresh_holders();
         let log_digest = self.log.finish()?;
         let mut rooms_out = BTreeMap::new();
         let mut room_summaries = serde_json::Map::new();

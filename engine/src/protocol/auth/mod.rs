@@ -54,7 +54,17 @@ fn v12_number(v11: &str) -> String {
     let Ok(n) = head.parse::<u32>() else { return v11.to_owned() };
     let new_head = match n {
         1 => return match tail { Some("4") => "1.5".into(), _ => v11.into() },
-        2 => 3,
+        2 => {
+            return match tail {
+                // v11 2.4 (no create event) is removed in v12; what fails there instead is rule 2
+                // (room_id names no accepted create event).
+                Some("4") => "2".into(),
+                // v11 2.5 renders as v12 3.4 (the source numbers it 5; A6: cite rendered numbers).
+                Some("5") => "3.4".into(),
+                Some(t) => format!("3.{t}"),
+                None => "3".into(),
+            }
+        }
         9 => {
             return match tail.and_then(|t| t.parse::<u32>().ok()) {
                 Some(k) if k >= 4 => format!("10.{}", k + 1),

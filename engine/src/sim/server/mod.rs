@@ -328,8 +328,8 @@ impl Server {
         };
         match self.config.signatures {
             SignatureMode::Real => {
-                let bytes = crypto::event_signing_bytes(&pdu.json, version);
-                if !crypto::verify(&self.directory.public_keys[server as usize], &bytes, &sig) {
+                let bytes = pdu.signing_bytes(version);
+                if !crypto::verify(&self.directory.public_keys[server as usize], bytes, &sig) {
                     return Err(format!("signature by {server_name} does not verify"));
                 }
             }
@@ -417,8 +417,8 @@ impl Server {
         }
     }
 
-    /// `get_missing_events`: walk back from `latest` over prev and auth edges, stopping at
-    /// `earliest`, returning at most `limit` events, oldest first.
+    /// `get_missing_events`: walk back from `latest` (their prev and auth events, then prev
+    /// events), stopping at `earliest`, returning at most `limit` events, oldest first.
     fn answer_missing(&self, room_id: &str, earliest: &[String], latest: &[String], limit: u32) -> Outcome {
         let Some(room) = self.rooms.get(room_id) else {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
@@ -443,7 +443,9 @@ impl Server {
             let Some(i) = room.dag.index_of(&id) else { continue };
             let ev = room.dag.event(i);
             found.push(ev.pdu.clone());
-            frontier.extend(ev.pdu.prev_events.iter().chain(&ev.pdu.auth_events).cloned());
+            // Walk prev events only (as the endpoint does): auth events are in the prev history
+            // of honest events, and the first level above covers any that are not.
+            frontier.extend(ev.pdu.prev_events.iter().cloned());
         }
         found.sort_by(|a, b| (a.depth, &a.event_id).cmp(&(b.depth, &b.event_id)));
         Outcome::Ok(Response::Events { pdus: found })
@@ -454,7 +456,7 @@ impl Server {
     fn destinations(&self, room_id: &str, pdu: &Pdu) -> Vec<ServerIdx> {
         let Some(room) = self.rooms.get(room_id) else { return Vec::new() };
         let mut set: std::collections::BTreeSet<ServerIdx> =
-            room.joined_members().iter().filter_map(|u| self.directory.server_of_user(u)).collect();
+            room.joined_servers().iter().filter_map(|d| self.directory.index.get(d).copied()).collect();
         if pdu.membership().is_some() {
             if let Some(t) = pdu.state_key.as_deref().and_then(|u| self.directory.server_of_user(u)) {
                 set.insert(t);
@@ -487,7 +489,7 @@ impl Server {
 
     /// Whether a local user is joined to the room according to this server's current state.
     pub fn has_joined_user(&self, room_id: &str) -> bool {
-        self.rooms.get(room_id).is_some_and(|r| r.joined_members().iter().any(|u| self.directory.server_of_user(u) == Some(self.index)))
+        self.rooms.get(room_id).is_some_and(|r| r.joined_servers().contains(&self.name))
     }
 }
 

@@ -41,8 +41,9 @@ pub struct RoomReplica {
     pub extremities: BTreeSet<EventIdx>,
     pub current: StateMap,
     current_digest: Option<String>,
-    /// Users joined in the current state (recomputed with it).
+    /// Users joined in the current state, and their servers (recomputed with it).
     joined: Vec<String>,
+    joined_servers: BTreeSet<String>,
     /// Received events waiting for prev or auth events, by event ID.
     pub pending: BTreeMap<String, Arc<Pdu>>,
     /// A `get_missing_events` request is outstanding.
@@ -64,6 +65,7 @@ impl RoomReplica {
             current: StateMap::new(),
             current_digest: None,
             joined: Vec::new(),
+            joined_servers: BTreeSet::new(),
             pending: BTreeMap::new(),
             fetching: false,
             rejected_count: 0,
@@ -142,16 +144,37 @@ impl RoomReplica {
 
     fn recompute_current(&mut self) {
         let inputs: Vec<&StateMap> = self.extremities.iter().map(|e| &self.state_after[*e as usize]).collect();
-        self.current = state_res::resolve(&self.dag, &inputs);
+        let next = state_res::resolve(&self.dag, &inputs);
+        // Most events (messages) leave the state as it was: nothing to recompute.
+        if next.ptr_eq(&self.current) || next == self.current {
+            self.current = next;
+            return;
+        }
+        let members_changed = next.clone().diff(&self.current).any(|d| {
+            let key = match d {
+                imbl::ordmap::DiffItem::Add(k, _) | imbl::ordmap::DiffItem::Remove(k, _) => *k,
+                imbl::ordmap::DiffItem::Update { new: (k, _), .. } => *k,
+            };
+            self.dag.key(key).0 == "m.room.member"
+        });
+        self.current = next;
         self.current_digest = None;
-        self.joined = self
-            .current
-            .iter()
-            .filter_map(|(k, e)| {
-                let (t, s) = self.dag.key(*k);
-                (t == "m.room.member" && self.dag.pdu(*e).membership() == Some(crate::protocol::pdu::Membership::Join)).then(|| s.to_owned())
-            })
-            .collect();
+        if members_changed {
+            self.joined = self
+                .current
+                .iter()
+                .filter_map(|(k, e)| {
+                    let (t, s) = self.dag.key(*k);
+                    (t == "m.room.member" && self.dag.pdu(*e).membership() == Some(crate::protocol::pdu::Membership::Join)).then(|| s.to_owned())
+                })
+                .collect();
+            self.joined_servers = self.joined.iter().filter_map(|u| crate::protocol::ids::domain_of(u).map(str::to_owned)).collect();
+        }
+    }
+
+    /// Servers with a user joined in the current state.
+    pub fn joined_servers(&self) -> &BTreeSet<String> {
+        &self.joined_servers
     }
 
     /// Whether the current state changed since its digest was last taken.

@@ -113,6 +113,12 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(StrictValue(Value::from(v as i64)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrictValue, E> {
+        // serde_json hands the integer literal `-0` over as the float -0.0; canonical JSON reads
+        // it as 0 (spec appendix). `-0.0` arrives the same way and is accepted as 0 too: the
+        // parser cannot tell them apart.
+        if v == 0.0 && v.is_sign_negative() {
+            return Ok(StrictValue(Value::from(0)));
+        }
         Err(E::custom(format!("floating-point number {v} is not allowed in canonical JSON")))
     }
     fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {

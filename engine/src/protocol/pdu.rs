@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_survive() {
-        let text = CREATE_V12.replace(r#""depth":1,"#, r#""depth":1,"org.example.extra":{"x":[1,2]},"#);
+        let text = CREATE_V12.replace(r#""origin_server_ts""#, r#""org.example.extra":{"x":[1,2]},"origin_server_ts""#);
         let pdu = Pdu::from_json_bytes(text.as_bytes(), &V12).unwrap();
         assert_eq!(pdu.canonical_bytes(), text.as_bytes());
     }

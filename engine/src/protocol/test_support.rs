@@ -36,8 +36,9 @@ pub(crate) fn server_key(server: &str) -> KeyPair {
     KeyPair::from_seed(server, "ed25519:1", crypto::sha256(server.as_bytes()))
 }
 
+/// The server of a user ID; a malformed one (format tests) is signed for by `invalid`.
 fn domain(user: &str) -> String {
-    ids::domain_of(user).unwrap_or_else(|| panic!("{user:?} is not a user ID")).to_owned()
+    ids::domain_of(user).unwrap_or("invalid").to_owned()
 }
 
 /// The description of one event to build. Names in `prev`/`auth` are symbolic names given to
@@ -193,10 +194,6 @@ impl RoomBuilder {
     pub fn pdu(&self, name: &str) -> &Pdu {
         let id = self.id(name);
         self.pdus.iter().find(|p| p.event_id == id).expect("named events are stored")
-    }
-
-    pub fn pdus(&self) -> &[Pdu] {
-        &self.pdus
     }
 
     /// The public keys of every server that signed something here.

@@ -163,6 +163,19 @@ fn v12_numbering_map() {
     }
 }
 
+#[test]
+fn malformed_events_fail_the_format_check_before_the_rules() {
+    for v in VERSIONS {
+        let r = basic(v);
+        let field = |ev: Ev| r.try_build(ev).map(|_| ()).unwrap_err().field;
+        assert_eq!(field(Ev::message(ALICE, "hi").remove("depth")), "depth");
+        assert_eq!(field(Ev::message(ALICE, "hi").set("depth", json!("2"))), "depth");
+        // Only a v12 create event may lack a room_id.
+        assert_eq!(field(Ev::message(ALICE, "hi").remove("room_id")), "room_id");
+        assert_eq!(field(Ev::message("alice", "hi")), "sender");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rule 1: m.room.create
 
@@ -540,6 +553,14 @@ fn restricted_join_authoriser_server_must_sign_a2_4() {
         let report = r.verify().report;
         assert_eq!(report.verdicts[&bad.event_id].stage, Some(Stage::Signature));
         assert_eq!(report.verdicts[&good.event_id].verdict, "accepted", "{:?}", report.verdicts[&good.event_id].reason);
+        // Only joins need the authorising server's signature (A2.4): a later leave that copies
+        // the key, signed by frank's server alone, is accepted (the spec's 4.2.1 would reject it).
+        let leave = r.add_unchecked(
+            "LF",
+            Ev::leave(FRANK).with("join_authorised_via_users_server", json!(ALICE)).prev(&["JF_GOOD"]).ts(5003),
+        );
+        let report = r.verify().report;
+        assert_eq!(report.verdicts[&leave.event_id].verdict, "accepted", "{:?}", report.verdicts[&leave.event_id].reason);
     }
 }
 
@@ -733,6 +754,25 @@ fn third_party_invite_bad_signature_rejected_rule_4_4_1_8() {
         rejected(&r, tpi_invite(ALICE, CAROL, edited), "4.4.1.8");
         // No signatures at all.
         rejected(&r, tpi_invite(ALICE, CAROL, json!({ "mxid": CAROL, "token": TOKEN })), "4.4.1.8");
+    }
+}
+
+#[test]
+fn third_party_invite_only_first_signature_is_tried_a2_2() {
+    // Synapse (A2.2): per public key, only the first `ed25519:` signature of `signed` (in key
+    // order) is tried. The spec text would accept any verifying signature.
+    for v in VERSIONS {
+        let r = tpi_room(v);
+        let mut signed = signed_token(CAROL, TOKEN, &identity_key());
+        let mut map = signed.as_object().unwrap().clone();
+        crypto::sign_object(&mut map, &server_key("aaa.example")); // sorts before identity.example
+        rejected(&r, tpi_invite(ALICE, CAROL, Value::Object(map)), "4.4.1.8");
+        let mut map = signed.as_object_mut().unwrap().clone();
+        crypto::sign_object(&mut map, &server_key("zzz.example")); // sorts after it
+        allowed(&r, tpi_invite(ALICE, CAROL, Value::Object(map)));
+        // Key IDs not starting with `ed25519:` are skipped.
+        signed["signatures"]["aaa.example"] = json!({ "curve25519:1": "AAAA" });
+        allowed(&r, tpi_invite(ALICE, CAROL, signed));
     }
 }
 

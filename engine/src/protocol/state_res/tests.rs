@@ -211,6 +211,42 @@ fn worked_example_2_stale_join_rules_v2_state_reset_v2_1_correct() {
     }
 }
 
+#[test]
+fn conflicted_subgraph_replays_chain_of_promotions_msc4297_problem_b() {
+    // state-res.md §5, problem B: alice promotes bob (PL2), bob promotes carol (PL3), carol sets
+    // the topic T. A faulty /state_ids answer gives a state with the stale PL1 but T in it.
+    //
+    // S1 = {CREATE, MA, PL3, JR, MB, MC, T}; S2 = the same with PL1. Conflicted = {PL1, PL3}.
+    // Auth difference = ∅: T's auth chain (T → PL3 → PL2 → PL1) puts every power-levels event
+    // in both sides' chains. So v2's F = {PL1, PL3}: PL2 is missing. The power ordering sees no
+    // edge between PL1 and PL3 inside F and sorts by power: PL1 (alice) first, then PL3 (bob,
+    // 50). v2 replay on U (no power levels in it): PL1 passes, PL3 fails — bob has 0 under PL1.
+    // Result: PL1 — bob's and carol's promotions are reset.
+    // v2.1: PL2 lies on the path PL3 → PL2 → PL1 (and JR, MB on PL3 → MB → JR → PL1), so
+    // F = {PL1, JR, MB, PL2, PL3}; all are replayed (MB is in PL3's auth chain): PL1, JR (alice,
+    // ts 4), PL2 (alice, ts 10), MB (bob, 0 under PL1), PL3 (needs PL2 and MB). From empty each
+    // passes in turn. Result: PL3, the correct state.
+    for v in VERSIONS {
+        let mut r = three_members(v, &[(ALICE, 100)]);
+        r.add("PL2", Ev::power_levels(ALICE, users(v, &[(ALICE, 100), (BOB, 50)])).ts(10));
+        r.add("PL3", Ev::power_levels(BOB, users(v, &[(ALICE, 100), (BOB, 50), (CAROL, 50)])).ts(11));
+        r.add("T", Ev::topic(CAROL, "carol's").ts(12));
+        let verified = r.verify();
+        let dag = &verified.dag;
+        let s1 = r.state_of(dag, &["CREATE", "MA", "PL3", "JR", "MB", "MC", "T"]);
+        let s2 = r.state_of(dag, &["CREATE", "MA", "PL1", "JR", "MB", "MC", "T"]);
+        assert_eq!(states_after(dag)[idx(&r, dag, "T") as usize], s1);
+        assert!(auth_difference(dag, &[&s1, &s2]).is_empty());
+        if v.state_res == crate::protocol::room_version::StateResAlgorithm::V2 {
+            assert_eq!(full_conflicted_set(dag, &[&s1, &s2]), idx_set(&r, dag, &["PL1", "PL3"]));
+            assert_resolves(&r, dag, &[&s1, &s2], &["CREATE", "MA", "PL1", "JR", "MB", "MC", "T"]);
+        } else {
+            assert_eq!(full_conflicted_set(dag, &[&s1, &s2]), idx_set(&r, dag, &["PL1", "JR", "MB", "PL2", "PL3"]));
+            assert_resolves(&r, dag, &[&s1, &s2], &["CREATE", "MA", "PL3", "JR", "MB", "MC", "T"]);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hand-written conflicts
 

@@ -115,8 +115,14 @@ pub fn merge_sweep(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome, Analysi
             dirs: list.join(", "),
         });
     }
+    // `grid_cells` in cell.json (the whole grid's size) lets merge notice missing trailing cells.
+    let grid_cells = by_index.values().filter_map(|l| l.raw_cell.get("grid_cells").and_then(Value::as_u64)).max();
     let cells: Vec<SweepCell> = by_index.into_values().map(|l| l.cell).collect();
-    let missing_indices = missing_indices(&cells);
+    let mut missing_indices = missing_indices(&cells);
+    if let Some(total) = grid_cells {
+        let present: BTreeSet<u64> = cells.iter().map(|c| c.index).collect();
+        missing_indices = (0..total).filter(|i| !present.contains(i)).collect();
+    }
     let csv = out.join("sweep.csv");
     write_file(
         &csv,

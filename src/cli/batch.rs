@@ -112,6 +112,7 @@ pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path) -> Re
     if sc.sweep.is_none() {
         return Err(format!("{}: no [sweep] table", path.display()));
     }
+    let grid_cells = cells.len();
     let mine: Vec<SweepCell> = match shard {
         Some(text) => {
             let (k, n) = scenario::parse_shard(text)?;
@@ -128,7 +129,7 @@ pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path) -> Re
         .map(|cell| {
             let overrides: Vec<String> = sc.source.overrides.iter().chain(&cell.overrides).cloned().collect();
             let cell_sc = scenario::parse_scenario(&sc.source.file_name, &sc.source.text, &overrides).map_err(|e| e.to_string())?;
-            let meta = serde_json::json!({"index": cell.index, "seed": cell.seed, "overrides": cell.overrides, "label": cell.label});
+            let meta = serde_json::json!({"index": cell.index, "seed": cell.seed, "overrides": cell.overrides, "label": cell.label, "grid_cells": grid_cells});
             let meta = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
             run_light(&cell_sc, cell.seed, &cell_dir(&dir, cell), Some(("cell.json", &meta)))?;
             progress.inc(1);

@@ -34,6 +34,13 @@ pub enum Request {
 }
 
 impl Request {
+    /// The key under which a caching middlebox may store this request's answer; `None` for
+    /// requests whose answers must not be cached (all of today's: they change state or depend
+    /// on it). Lookups such as `/query/accounts` or key-validity checks return `Some`.
+    pub fn cache_key(&self) -> Option<String> {
+        None
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Request::Transaction { .. } => "send",
@@ -62,6 +69,12 @@ pub enum Response {
     MakeJoin(JoinTemplate),
     /// The invite, now co-signed by the invitee's server.
     Invite { pdu: Arc<Pdu> },
+}
+
+impl Response {
+    /// What a reverse proxy that drops unknown entries leaves of this answer. None of today's
+    /// answers has per-key entries a proxy could drop; `/query/accounts` answers will.
+    pub fn drop_unknown_entries(&mut self) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,9 @@
 //! and degraded links. Every draw comes from the sending server's own stream
 //! (`network/<server>`), taken in the world's fixed merge order.
 
-use super::federation::ServerIdx;
+use super::federation::{Message, Outcome, Request, RequestId, ServerIdx};
+use crate::scenario::MiddleboxKind;
+use std::collections::BTreeMap;
 use super::rng::RngStreams;
 use super::time::SimTime;
 use crate::scenario::{LatencyDist, NetworkSpec};
@@ -33,6 +35,30 @@ struct Degrade {
     latency: Option<LatencyDist>,
 }
 
+/// What a middlebox does with a message passing through it.
+#[derive(Debug, Clone)]
+pub enum Middleboxed {
+    Forward(Message),
+    Drop(&'static str, Message),
+    /// A cache answered instead of the server behind it (the reply goes back to the sender).
+    Answer(Message),
+}
+
+/// A reverse proxy or cache in front of a server: it sees requests to the server and the
+/// server's answers. All non-PDU federation calls pass through it, so later lookups
+/// (`/query/accounts`, key validity, identity) get proxy and cache behaviour without any change
+/// to the scheduler.
+struct Middlebox {
+    server: ServerIdx,
+    kind: MiddleboxKind,
+    timeout_probability: f64,
+    rng: ChaCha8Rng,
+    /// Requests seen going in: (requester, request id) → cache key.
+    open: BTreeMap<(ServerIdx, RequestId), Option<String>>,
+    /// Cached answers: key → (stored at, answer).
+    cache: BTreeMap<String, (SimTime, Outcome)>,
+}
+
 pub struct Network {
     min_latency_us: u64,
     duplicate: f64,
@@ -44,6 +70,7 @@ pub struct Network {
     partition: Option<(usize, Vec<u32>)>,
     degrades: Vec<Degrade>,
     rngs: Vec<ChaCha8Rng>,
+    middleboxes: Vec<Middlebox>,
 }
 
 impl Network {
@@ -75,7 +102,60 @@ impl Network {
             partition: None,
             degrades: Vec::new(),
             rngs: names.iter().map(|n| streams.stream(&format!("network/{n}"))).collect(),
+            middleboxes: spec
+                .middleboxes
+                .iter()
+                .filter_map(|m| {
+                    let server = names.iter().position(|n| *n == m.server)? as ServerIdx;
+                    Some(Middlebox {
+                        server,
+                        kind: m.kind,
+                        timeout_probability: m.timeout_probability,
+                        rng: streams.stream(&format!("middlebox/{}", m.server)),
+                        open: BTreeMap::new(),
+                        cache: BTreeMap::new(),
+                    })
+                })
+                .collect(),
         }
+    }
+
+    /// Passes a message through the middleboxes in front of its receiver (requests) or its
+    /// sender (answers). PDU transactions pass untouched: proxies forward `/send` as is.
+    pub fn through_middleboxes(&mut self, from: ServerIdx, to: ServerIdx, message: Message, at: SimTime) -> Middleboxed {
+        let mut message = message;
+        for mb in self.middleboxes.iter_mut() {
+            match &mut message {
+                Message::Request { body: Request::Transaction { .. }, .. } => {}
+                Message::Request { id, body } if mb.server == to => {
+                    if mb.timeout_probability > 0.0 && mb.rng.gen_bool(mb.timeout_probability.min(1.0)) {
+                        return Middleboxed::Drop("middlebox timeout", message);
+                    }
+                    let key = body.cache_key();
+                    if let (MiddleboxKind::Cache { ttl_us }, Some(k)) = (mb.kind, &key) {
+                        if let Some((stored, outcome)) = mb.cache.get(k) {
+                            if at.saturating_sub(*stored) < ttl_us {
+                                return Middleboxed::Answer(Message::Response { id: *id, outcome: outcome.clone() });
+                            }
+                        }
+                    }
+                    mb.open.insert((from, *id), key);
+                }
+                Message::Response { id, outcome } if mb.server == from => {
+                    let Some(key) = mb.open.remove(&(to, *id)) else { continue };
+                    if let Outcome::Ok(response) = outcome {
+                        if let MiddleboxKind::ReverseProxy { drop_unknown_keys: true } = mb.kind {
+                            response.drop_unknown_entries();
+                        }
+                    }
+                    if let (MiddleboxKind::Cache { .. }, Some(k)) = (mb.kind, key) {
+                        mb.cache.insert(k, (at, outcome.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Middleboxed::Forward(message)
     }
 
     /// The lower bound on every latency: the width of the parallel windows.
@@ -200,6 +280,24 @@ mod tests {
             let Route::Deliver(times) = r1 else { panic!("no loss configured") };
             assert!(times.iter().all(|x| *x >= t + 5_000));
         }
+    }
+
+    #[test]
+    fn a_middlebox_that_times_out_swallows_requests_but_not_transactions() {
+        let names: Vec<String> = vec!["a".into(), "b".into()];
+        let mut spec = spec();
+        spec.middleboxes.push(crate::scenario::MiddleboxSpec {
+            server: "b".into(),
+            kind: MiddleboxKind::ReverseProxy { drop_unknown_keys: true },
+            timeout_probability: 1.0,
+        });
+        let mut n = Network::new(&spec, &names, &RngStreams::new(1));
+        let join = Message::Request { id: 1, body: Request::MakeJoin { room_id: "!r:a".into(), user_id: "@u:a".into() } };
+        assert!(matches!(n.through_middleboxes(0, 1, join, 0), Middleboxed::Drop(..)));
+        let txn = Message::Request { id: 2, body: Request::Transaction { pdus: vec![] } };
+        assert!(matches!(n.through_middleboxes(0, 1, txn, 0), Middleboxed::Forward(_)));
+        let reverse = Message::Request { id: 3, body: Request::MakeJoin { room_id: "!r:b".into(), user_id: "@u:b".into() } };
+        assert!(matches!(n.through_middleboxes(1, 0, reverse, 0), Middleboxed::Forward(_)), "only requests to b pass b's box");
     }
 
     #[test]

@@ -6,14 +6,14 @@
 
 use super::federation::{Message, PduStore, ServerIdx};
 use super::log::LogWriter;
-use super::network::{Network, Route};
+use super::network::{Middleboxed, Network, Route};
 use super::rng::RngStreams;
 use super::server::{ClientAction, Directory, Input, Output, Server, Timer, KEY_ID};
 use super::time::{to_ms, SimTime};
 use crate::metrics::{MetricRow, RoomTracker};
 use crate::protocol::crypto::KeyPair;
 use crate::protocol::pdu::Pdu;
-use crate::scenario::{ActionKind, EndCondition, FaultKind, Scenario};
+use crate::scenario::{ActionKind, EndCondition, FaultKind, Measure, Scenario};
 use rand::Rng;
 use rayon::prelude::*;
 use serde_json::{json, Value};
@@ -88,6 +88,11 @@ pub struct World {
     metrics: Vec<MetricRow>,
     /// Deliveries and actions still in the queue (for quiescence).
     in_flight: usize,
+    /// Messages in the queue.
+    messages_in_flight: usize,
+    /// Per room ID: event → verdict bits of honest servers (1 valid, 2 rejected), and the count
+    /// of events with both.
+    verdicts: BTreeMap<String, (std::collections::HashMap<String, u8>, u64)>,
     /// Servers holding a replica of each room, and the replica count it was built from.
     holders: BTreeMap<String, Vec<ServerIdx>>,
     replica_count: usize,
@@ -138,6 +143,8 @@ impl World {
             trackers: BTreeMap::new(),
             metrics: Vec::new(),
             in_flight: 0,
+            messages_in_flight: 0,
+            verdicts: BTreeMap::new(),
             holders: BTreeMap::new(),
             replica_count: 0,
             last_fault_end: 0,
@@ -167,6 +174,9 @@ impl World {
     fn push(&mut self, time: SimTime, server: ServerIdx, input: Input) {
         if matches!(input, Input::Deliver { .. } | Input::Action(_)) {
             self.in_flight += 1;
+        }
+        if matches!(input, Input::Deliver { .. }) {
+            self.messages_in_flight += 1;
         }
         let seq = self.next_seq();
         self.queue.push(Scheduled { time, seq, server, input });
@@ -407,6 +417,9 @@ impl World {
             if matches!(s.input, Input::Deliver { .. } | Input::Action(_)) {
                 self.in_flight -= 1;
             }
+            if matches!(s.input, Input::Deliver { .. }) {
+                self.messages_in_flight -= 1;
+            }
             self.now = s.time;
             if let Some(reason) = self.blocked(&s) {
                 self.log.append(s.time, Some(&self.servers[s.server as usize].name.clone()), json!({"kind": "dropped", "reason": reason, "input": input_record(&s.input)}));
@@ -453,6 +466,9 @@ impl World {
         for o in outputs {
             match o {
                 Output::Record(rec) => {
+                    if rec["kind"] == "decision" && self.servers[k as usize].is_honest() {
+                        self.note_decision(&rec);
+                    }
                     if rec["kind"] == "action" && rec["action"] == "create_room" {
                         if let (Some(room), Some(id)) = (rec["room"].as_str(), rec["event"].as_str()) {
                             self.room_ids.insert(room.to_owned(), id.to_owned());
@@ -469,6 +485,20 @@ impl World {
                 Output::SetTimer { at, timer } => self.push(at, k, Input::Timer(timer)),
                 Output::Send { to, message, delay_us } => {
                     let at = t + delay_us;
+                    let (to, message) = match self.network.through_middleboxes(k, to, message, at) {
+                        Middleboxed::Forward(m) => (to, m),
+                        Middleboxed::Answer(m) => {
+                            // The cache answers from in front of `to`: the reply travels back.
+                            let when = at + self.network.min_latency_us();
+                            self.push(when, k, Input::Deliver { from: to, message: m });
+                            continue;
+                        }
+                        Middleboxed::Drop(reason, m) => {
+                            let to_name = self.servers[to as usize].name.clone();
+                            self.log.append(at, Some(&name), json!({"kind": "send_dropped", "to": to_name, "reason": reason, "message": m.to_record()}));
+                            continue;
+                        }
+                    };
                     match self.network.route(k, to, at) {
                         Route::Deliver(times) => {
                             for when in times {
@@ -482,6 +512,24 @@ impl World {
                     }
                 }
             }
+        }
+    }
+
+    /// Tracks, per room, events some honest server accepted and another rejected (sampled as
+    /// `auth_disagreements` over time; must stay 0).
+    fn note_decision(&mut self, rec: &Value) {
+        let (Some(room), Some(event)) = (rec["room"].as_str(), rec["event"].as_str()) else { return };
+        let bit = match rec["decision"].as_str() {
+            Some("rejected") => 2u8,
+            Some("accepted" | "soft_failed") => 1u8,
+            _ => return,
+        };
+        let per_room = self.verdicts.entry(room.to_owned()).or_default();
+        let flags = per_room.0.entry(event.to_owned()).or_insert(0);
+        let before = *flags;
+        *flags |= bit;
+        if before != 3 && *flags == 3 {
+            per_room.1 += 1;
         }
     }
 
@@ -567,11 +615,24 @@ impl World {
             tracker.observe_agreement(t, &digests);
             let (distinct, largest) = crate::metrics::agreement(&digests);
             let outside = if digests.is_empty() { 0.0 } else { 1.0 - largest as f64 / digests.len() as f64 };
-            self.metrics.push(MetricRow::room(t, &name, "distinct_states", distinct as f64));
-            self.metrics.push(MetricRow::room(t, &name, "outside_largest_group_share", outside));
+            let disagreements = self.verdicts.get(&room_id).map_or(0, |v| v.1) as f64;
+            let wanted = |m: Measure| self.scenario.metrics.measures.contains(&m);
+            if wanted(Measure::DistinctStates) {
+                self.metrics.push(MetricRow::room(t, &name, "distinct_states", distinct as f64));
+            }
+            if wanted(Measure::LargestAgreeingGroup) {
+                self.metrics.push(MetricRow::room(t, &name, "outside_largest_group_share", outside));
+            }
+            if wanted(Measure::AuthDisagreements) {
+                self.metrics.push(MetricRow::room(t, &name, "auth_disagreements", disagreements));
+            }
             for (server, measures) in per_server {
                 for (m, v) in measures {
                     tracker.observe_server_measure(m, v);
+                    let skip = (m == "event_lag" && !wanted(Measure::EventLag)) || (m == "forward_extremities" && !wanted(Measure::ForwardExtremities));
+                    if skip {
+                        continue;
+                    }
                     self.metrics.push(MetricRow { time_ms: to_ms(t), server: server.clone(), room: name.clone(), measure: m.into(), value: v });
                 }
             }
@@ -589,7 +650,12 @@ impl World {
         let mut rooms_out = BTreeMap::new();
         let mut room_summaries = serde_json::Map::new();
         let mut violations = Vec::new();
-        let quiet = self.quiet_end_set || !matches!(self.scenario.end, EndCondition::Quiescence { .. });
+        // The convergence invariant only holds once nothing is in flight any more.
+        let quiet = self.messages_in_flight == 0 && self.servers.iter().enumerate().all(|(i, s)| self.down[i] || s.is_idle());
+        let mut notes: Vec<String> = Vec::new();
+        if check_invariants && !quiet {
+            notes.push(format!("convergence not checked: {} messages still in flight at the end", self.messages_in_flight));
+        }
         for spec in self.scenario.rooms.clone() {
             let Some(room_id) = self.room_ids.get(&spec.name).cloned() else {
                 room_summaries.insert(spec.name.clone(), json!({"room_id": null, "created": false}));
@@ -621,6 +687,7 @@ impl World {
             "scenario_file": self.scenario.source.file_name,
             "overrides": self.scenario.source.overrides,
             "invariant_violations": violations.len(),
+            "notes": notes,
         });
         let keys = json!({"server_keys": self.servers.iter().enumerate().map(|(i, s)| (s.name.clone(), json!({KEY_ID: crate::protocol::crypto::b64_encode(self.directory.public_keys[i].as_bytes())}))).collect::<serde_json::Map<String, Value>>()});
         Ok(RunResult { summary, metrics: self.metrics, rooms: rooms_out, keys, invariant_violations: violations })

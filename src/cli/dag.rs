@@ -97,8 +97,8 @@ fn verify_command(dag: PathBuf, keys: Option<PathBuf>, report: Option<PathBuf>, 
 }
 
 /// Graphviz DOT of a small DAG: prev edges solid, auth edges dashed grey; rejected events red,
-/// soft-failed (by some server) not known here, so colouring is by `dag verify`'s verdicts.
-pub fn dot_for_pdus(pdus: &[std::sync::Arc<roomsim_engine::protocol::pdu::Pdu>]) -> String {
+/// events some server soft-failed orange, the rest green.
+pub fn dot_for_pdus(pdus: &[std::sync::Arc<roomsim_engine::protocol::pdu::Pdu>], soft_failed: &std::collections::BTreeSet<String>) -> String {
     let owned: Vec<roomsim_engine::protocol::pdu::Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
     let Some(version) = owned.iter().find(|p| p.prev_events.is_empty()).and_then(|c| match &c.content {
         roomsim_engine::protocol::pdu::TypedContent::Create(cc) => cc.room_version.as_deref().and_then(roomsim_engine::protocol::room_version::RoomVersion::by_id),
@@ -107,7 +107,7 @@ pub fn dot_for_pdus(pdus: &[std::sync::Arc<roomsim_engine::protocol::pdu::Pdu>])
         return "digraph dag {}\n".into();
     };
     let verified = verify::verify_dag(version, owned, &VerifyOptions::default());
-    dot_of(&verified, &Default::default())
+    dot_of(&verified, soft_failed)
 }
 
 /// Renders a verified DAG; `soft_failed` marks events to draw orange.

@@ -46,9 +46,14 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
     let log = LogWriter::new(Box::new(BufWriter::with_capacity(1 << 20, log_file)));
     let mut world = World::new(scenario, options.seed, log);
     let bar = progress_bar(options.progress, world.end_time());
+    let interrupted = interrupt_flag();
     while world.step() {
         if let Some(b) = &bar {
             b.set_position(world.now() / 1000);
+        }
+        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("interrupted at simulated time {} ms: writing what the run produced so far", world.now() / 1000);
+            break;
         }
     }
     if let Some(b) = bar {
@@ -60,6 +65,19 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
         .map_err(|e| format!("run stopped at simulated time {} ms: {e}; files already written in {} are intact", stopped_at / 1000, dir.display()))?;
     write_outputs(scenario, dir, &result)?;
     Ok(result)
+}
+
+/// Set by Ctrl-C: the run stops at the next window and still writes its outputs.
+fn interrupt_flag() -> Arc<std::sync::atomic::AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = flag.clone();
+        // If a handler cannot be installed, Ctrl-C simply ends the process as usual.
+        let _ = ctrlc::set_handler(move || f.store(true, std::sync::atomic::Ordering::Relaxed));
+        flag
+    })
+    .clone()
 }
 
 fn progress_bar(enabled: bool, end_us: u64) -> Option<indicatif::ProgressBar> {
@@ -82,7 +100,11 @@ fn write_outputs(scenario: &Scenario, dir: &Path, result: &RunResult) -> Result<
         }
         write_atomic(&dir.join("rooms").join(format!("{room}.pdus.jsonl")), &text)?;
         if pdus.len() <= 200 {
-            write_atomic(&dir.join("rooms").join(format!("{room}.dot")), super::dag::dot_for_pdus(pdus).as_bytes())?;
+            let soft_failed = result.soft_failed.get(room).cloned().unwrap_or_default();
+            let dot_path = dir.join("rooms").join(format!("{room}.dot"));
+            write_atomic(&dot_path, super::dag::dot_for_pdus(pdus, &soft_failed).as_bytes())?;
+            // Rendered when Graphviz is installed; the report inlines the SVG.
+            let _ = std::process::Command::new("dot").arg("-Tsvg").arg(&dot_path).arg("-o").arg(dot_path.with_extension("svg")).output();
         }
     }
     write_atomic(&dir.join("keys.json"), pretty(&result.keys).as_bytes())?;

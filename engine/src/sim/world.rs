@@ -64,6 +64,8 @@ pub struct RunResult {
     /// `{"server_keys": {...}}` for `dag verify --keys`.
     pub keys: Value,
     pub invariant_violations: Vec<String>,
+    /// Per room name: events some honest server soft-failed.
+    pub soft_failed: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 pub struct World {
@@ -648,6 +650,7 @@ impl World {
         self.refresh_holders();
         let log_digest = self.log.finish()?;
         let mut rooms_out = BTreeMap::new();
+        let mut soft_failed = BTreeMap::new();
         let mut room_summaries = serde_json::Map::new();
         let mut violations = Vec::new();
         // The convergence invariant only holds once nothing is in flight any more.
@@ -668,6 +671,13 @@ impl World {
                 violations.extend(crate::metrics::invariants::check_room(&spec.name, &pdus, &self.servers, &members, quiet && self.scenario.faults.iter().all(|f| f.duration_us.is_some() || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. }))));
             }
             room_summaries.insert(spec.name.clone(), summary);
+            let mut soft = std::collections::BTreeSet::new();
+            for s in self.servers.iter().filter(|s| s.is_honest()) {
+                if let Some(r) = s.rooms.get(&room_id) {
+                    soft.extend(r.dag.events().filter(|(i, _)| r.is_soft_failed(*i)).map(|(_, e)| e.pdu.event_id.clone()));
+                }
+            }
+            soft_failed.insert(spec.name.clone(), soft);
             rooms_out.insert(spec.name.clone(), pdus);
         }
         let faults: Vec<Value> = self.scenario.faults.iter().map(|f| json!({
@@ -690,7 +700,7 @@ impl World {
             "notes": notes,
         });
         let keys = json!({"server_keys": self.servers.iter().enumerate().map(|(i, s)| (s.name.clone(), json!({KEY_ID: crate::protocol::crypto::b64_encode(self.directory.public_keys[i].as_bytes())}))).collect::<serde_json::Map<String, Value>>()});
-        Ok(RunResult { summary, metrics: self.metrics, rooms: rooms_out, keys, invariant_violations: violations })
+        Ok(RunResult { summary, metrics: self.metrics, rooms: rooms_out, keys, invariant_violations: violations, soft_failed })
     }
 }
 

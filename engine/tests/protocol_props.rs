@@ -139,7 +139,7 @@ fn resolution_is_independent_of_state_set_order_v12() {
 fn report_of(lines: &[&str], keys: &ServerKeys) -> Value {
     let text = lines.join("\n");
     let (version, parsed) = verify::parse_lines(&text).expect("fixture parses");
-    let verified = verify::verify_dag(version, parsed.into_iter().map(|(_, p)| p).collect(), &VerifyOptions { keys: Some(keys.clone()) });
+    let verified = verify::verify_dag(version, parsed.into_iter().map(|(_, p)| p).collect(), &VerifyOptions { keys: Some(keys.clone()), ..Default::default() });
     serde_json::to_value(&verified.report).expect("report serialises")
 }
 
@@ -203,7 +203,7 @@ fn exercise(text: &str, keys: &ServerKeys) -> Outcome {
     let judge = |version: &'static RoomVersion, pdus: Vec<Pdu>| {
         let verified = verify::verify_dag(version, pdus.clone(), &VerifyOptions::default());
         assert_eq!(verified.report.events, verified.report.accepted + verified.report.rejected);
-        let _ = verify::verify_dag(version, pdus, &VerifyOptions { keys: Some(keys.clone()) });
+        let _ = verify::verify_dag(version, pdus, &VerifyOptions { keys: Some(keys.clone()), ..Default::default() });
         verified.report.accepted
     };
     match verify::parse_lines(text) {

@@ -112,6 +112,14 @@ pub fn room_summary(
     let converged = distinct == 1;
     let convergence = if converged { tracker.agree_since.map(|t| to_ms(t.saturating_sub(last_fault_end))) } else { None };
     let (auth, soft) = disagreements(pdus, servers, room_id);
+    let dag_digests: Vec<String> = members
+        .iter()
+        .map(|k| {
+            let r = &servers[*k as usize].rooms[room_id];
+            crate::protocol::dag::state_digest(&r.dag, &r.dag_state())
+        })
+        .collect();
+    let (distinct_dag_states, _) = agreement(&dag_digests);
     let mut final_digests = serde_json::Map::new();
     for s in servers.iter_mut() {
         let name = s.name.clone();
@@ -125,6 +133,7 @@ pub fn room_summary(
         "events": pdus.len(),
         "servers_in_room": members.len(),
         "distinct_final_states": distinct,
+        "distinct_dag_states": distinct_dag_states,
         "largest_agreeing_group": largest,
         "converged": converged,
         "convergence_time_ms": convergence,

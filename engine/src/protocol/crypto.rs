@@ -2,7 +2,6 @@
 //! (event IDs), ed25519 signatures on JSON objects and events, batch verification.
 
 use super::json::object_to_canonical_bytes;
-use super::redaction::redact;
 use super::room_version::RoomVersion;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -46,32 +45,28 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// The content hash: sha256 of the canonical PDU without `unsigned`, `signatures`, `hashes`
 /// (and any stray `event_id`).
 pub fn content_hash(pdu: &Map<String, Value>) -> [u8; 32] {
-    let mut copy = pdu.clone();
-    for key in ["unsigned", "signatures", "hashes", "event_id"] {
-        copy.remove(key);
-    }
-    sha256(&object_to_canonical_bytes(&copy))
-}
-
-/// The redacted copy with `signatures`, `unsigned` and `event_id` removed: the bytes the
-/// reference hash covers and that every event signature covers (minus nothing else).
-fn redacted_for_hashing(pdu: &Map<String, Value>, version: &RoomVersion) -> Map<String, Value> {
-    let mut redacted = redact(pdu, version);
-    redacted.remove("signatures");
-    redacted.remove("unsigned");
-    redacted.remove("event_id");
-    redacted
+    // A borrowed view: no copy of the event (BTreeMap order = canonical key order).
+    let view: std::collections::BTreeMap<&str, &Value> = pdu
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "unsigned" | "signatures" | "hashes" | "event_id"))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    sha256(&serde_json::to_vec(&view).expect("serialising borrowed JSON cannot fail"))
 }
 
 /// Reference hash → event ID (`$` + URL-safe base64), room versions 4+.
 pub fn event_id(pdu: &Map<String, Value>, version: &RoomVersion) -> String {
-    let digest = sha256(&object_to_canonical_bytes(&redacted_for_hashing(pdu, version)));
-    format!("${}", b64_url_encode(&digest))
+    event_id_from_signing_bytes(&event_signing_bytes(pdu, version))
+}
+
+/// The event ID is the hash of exactly the bytes every signature covers.
+pub fn event_id_from_signing_bytes(bytes: &[u8]) -> String {
+    format!("${}", b64_url_encode(&sha256(bytes)))
 }
 
 /// The canonical bytes an event signature covers: the redacted event without `signatures`.
 pub fn event_signing_bytes(pdu: &Map<String, Value>, version: &RoomVersion) -> Vec<u8> {
-    object_to_canonical_bytes(&redacted_for_hashing(pdu, version))
+    serde_json::to_vec(&crate::protocol::redaction::redacted_view(pdu, version)).expect("serialising borrowed JSON cannot fail")
 }
 
 /// The canonical bytes a plain JSON-object signature covers.
@@ -169,27 +164,33 @@ pub struct SignatureCheck<'a> {
 }
 
 /// Verifies many signatures; `true` per item when it verifies. Uses ed25519-dalek's batch
-/// verification per chunk (one multiscalar multiplication), falling back to single checks only
-/// for a chunk that contains a bad signature, so that the answer stays per item. Chunks run in
-/// parallel on rayon's pool; the output order is the input order.
+/// verification (one multiscalar multiplication per chunk). Chunks are large — at least 1024
+/// signatures, where curve25519-dalek switches to Pippenger's method, and one per thread — and
+/// run in parallel on rayon's pool. A chunk that fails is bisected so that one bad signature
+/// costs a few more batches, not a thousand single checks. The output order is the input order.
 pub fn verify_batch(checks: &[SignatureCheck<'_>]) -> Vec<bool> {
     use rayon::prelude::*;
-    const CHUNK: usize = 64;
-    checks
-        .par_chunks(CHUNK)
-        .flat_map_iter(|chunk| {
-            let messages: Vec<&[u8]> = chunk.iter().map(|c| c.message).collect();
-            let sigs: Vec<Signature> = chunk.iter().map(|c| c.signature).collect();
-            let keys: Vec<VerifyingKey> = chunk.iter().map(|c| c.key).collect();
-            let all_good = ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok();
-            let per_item: Vec<bool> = if all_good {
-                vec![true; chunk.len()]
-            } else {
-                chunk.iter().map(|c| c.key.verify_strict(c.message, &c.signature).is_ok()).collect()
-            };
-            per_item.into_iter()
-        })
-        .collect()
+    const MIN_CHUNK: usize = 1024;
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = checks.len().div_ceil(threads).max(MIN_CHUNK).max(1);
+    checks.par_chunks(chunk).flat_map_iter(verify_chunk).collect()
+}
+
+fn verify_chunk(chunk: &[SignatureCheck<'_>]) -> Vec<bool> {
+    const SINGLE_BELOW: usize = 16;
+    if chunk.len() < SINGLE_BELOW {
+        return chunk.iter().map(|c| c.key.verify_strict(c.message, &c.signature).is_ok()).collect();
+    }
+    let messages: Vec<&[u8]> = chunk.iter().map(|c| c.message).collect();
+    let sigs: Vec<Signature> = chunk.iter().map(|c| c.signature).collect();
+    let keys: Vec<VerifyingKey> = chunk.iter().map(|c| c.key).collect();
+    if ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok() {
+        return vec![true; chunk.len()];
+    }
+    let (left, right) = chunk.split_at(chunk.len() / 2);
+    let mut out = verify_chunk(left);
+    out.extend(verify_chunk(right));
+    out
 }
 
 #[cfg(test)]

@@ -267,7 +267,10 @@ impl Pdu {
             None => return Err(err("content", "missing")),
         };
         let content = decode_content(kind, content_obj);
-        let event_id = crypto::event_id(&map, version);
+        // The signing bytes are computed once: their hash is the event ID, and they are the
+        // message of every signature check.
+        let signing = crypto::event_signing_bytes(&map, version);
+        let event_id = crypto::event_id_from_signing_bytes(&signing);
         Ok(Pdu {
             event_id,
             room_id,
@@ -282,7 +285,7 @@ impl Pdu {
             content,
             json: map,
             hash_ok: std::sync::OnceLock::new(),
-            signing_bytes: std::sync::OnceLock::new(),
+            signing_bytes: std::sync::OnceLock::from(signing),
         })
     }
 

@@ -57,3 +57,62 @@ fn redact_content(event_type: &str, content: Option<&Map<String, Value>>) -> Map
         _ => Map::new(),
     }
 }
+
+/// A borrowed view of the redacted event without `signatures`, `unsigned` and `event_id`: the
+/// object the reference hash and every event signature cover. Serialising it writes exactly the
+/// canonical bytes of that object without cloning the event.
+pub fn redacted_view<'a>(pdu: &'a Map<String, Value>, _version: &RoomVersion) -> std::collections::BTreeMap<&'a str, Borrowed<'a>> {
+    let mut out = std::collections::BTreeMap::new();
+    for key in KEPT_TOP_LEVEL {
+        if matches!(key, "signatures" | "event_id" | "content") {
+            continue;
+        }
+        if let Some(v) = pdu.get(key) {
+            out.insert(key, Borrowed::Ref(v));
+        }
+    }
+    let event_type = pdu.get("type").and_then(Value::as_str).unwrap_or("");
+    let content = pdu.get("content").and_then(Value::as_object);
+    out.insert("content", Borrowed::Object(redacted_content_view(event_type, content)));
+    out
+}
+
+/// A JSON value borrowed from an event, or an object of borrowed values.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum Borrowed<'a> {
+    Ref(&'a Value),
+    Object(std::collections::BTreeMap<&'a str, Borrowed<'a>>),
+}
+
+fn redacted_content_view<'a>(event_type: &str, content: Option<&'a Map<String, Value>>) -> std::collections::BTreeMap<&'a str, Borrowed<'a>> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(content) = content else { return out };
+    let keys: &[&str] = match event_type {
+        "m.room.member" => &["membership", "join_authorised_via_users_server"],
+        "m.room.create" => {
+            for (k, v) in content {
+                out.insert(k.as_str(), Borrowed::Ref(v));
+            }
+            return out;
+        }
+        "m.room.join_rules" => &["join_rule", "allow"],
+        "m.room.power_levels" => &["ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users", "users_default"],
+        "m.room.history_visibility" => &["history_visibility"],
+        "m.room.redaction" => &["redacts"],
+        _ => &[],
+    };
+    for (k, v) in content.iter() {
+        if keys.contains(&k.as_str()) {
+            out.insert(k.as_str(), Borrowed::Ref(v));
+        }
+    }
+    if event_type == "m.room.member" {
+        if let Some(signed) = content.get("third_party_invite").and_then(Value::as_object).and_then(|t| t.get("signed")) {
+            let mut tpi = std::collections::BTreeMap::new();
+            tpi.insert("signed", Borrowed::Ref(signed));
+            out.insert("third_party_invite", Borrowed::Object(tpi));
+        }
+    }
+    out
+}

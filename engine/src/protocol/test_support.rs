@@ -367,7 +367,7 @@ impl RoomBuilder {
     /// `verify::verify_dag` over every event added so far, with every signing server's key.
     /// Panics if an event added with [`RoomBuilder::add`] is not accepted (signatures included).
     pub fn verify(&self) -> Verified {
-        let verified = verify::verify_dag(self.version, self.pdus.clone(), &VerifyOptions { keys: Some(self.server_keys()) });
+        let verified = verify::verify_dag(self.version, self.pdus.clone(), &VerifyOptions { keys: Some(self.server_keys()), ..Default::default() });
         for id in &self.must_pass {
             let v = &verified.report.verdicts[id];
             assert_eq!(v.verdict, "accepted", "setup event {} was rejected by dag verify: {:?}", self.name_of(id), v.reason);

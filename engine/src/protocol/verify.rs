@@ -178,6 +178,9 @@ pub struct Report {
 pub struct VerifyOptions {
     /// Check content hashes and signatures with these keys.
     pub keys: Option<ServerKeys>,
+    /// Skip the per-event state-before digests (only the report file shows them; computing one
+    /// costs O(state) per distinct state, which dominates rooms with huge states).
+    pub skip_state_digests: bool,
 }
 
 /// The judged DAG: the report plus the DAG itself (for `dag dot` and tests).
@@ -217,7 +220,13 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
         };
         verdicts.insert(
             dag.pdu(idx).event_id.clone(),
-            Verdict { index: position, verdict, stage, reason, state_before: before.digest(&dag).to_owned() },
+            Verdict {
+                index: position,
+                verdict,
+                stage,
+                reason,
+                state_before: if options.skip_state_digests { String::new() } else { before.digest(&dag).to_owned() },
+            },
         );
         states_after.push(after);
     }

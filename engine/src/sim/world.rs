@@ -742,6 +742,7 @@ pub fn input_record(input: &Input) -> Value {
         Input::Deliver { from, message } => json!({"kind": "deliver", "from": from, "message": message.to_record()}),
         Input::Timer(Timer::RequestTimeout { id }) => json!({"kind": "timer", "timer": "request_timeout", "id": id}),
         Input::Timer(Timer::RetryDestination { dest }) => json!({"kind": "timer", "timer": "retry_destination", "dest": dest}),
+        Input::Timer(Timer::RetryMissing { room_id }) => json!({"kind": "timer", "timer": "retry_missing", "room_id": room_id}),
         Input::Action(a) => json!({"kind": "input_action", "action": a.kind.as_str(), "user": a.user, "room": a.room_name,
             "room_id": a.room_id, "target": a.target, "level": a.level, "join_rule": a.join_rule.map(|j| j.as_str()), "text": a.text, "via": a.via}),
         Input::Crash => json!({"kind": "crash"}),
@@ -758,6 +759,7 @@ pub fn input_from_record(rec: &Value, store: &PduStore, scenario: &Scenario) -> 
         "timer" => match rec["timer"].as_str() {
             Some("request_timeout") => Input::Timer(Timer::RequestTimeout { id: rec["id"].as_u64().ok_or("id")? }),
             Some("retry_destination") => Input::Timer(Timer::RetryDestination { dest: rec["dest"].as_u64().ok_or("dest")? as ServerIdx }),
+            Some("retry_missing") => Input::Timer(Timer::RetryMissing { room_id: s("room_id").ok_or("room_id")? }),
             other => return Err(format!("unknown timer {other:?}")),
         },
         "input_action" => {

@@ -9,7 +9,7 @@ mod ordering;
 use super::auth::{self, AuthState};
 use super::dag::{EventIdx, KeyIdx, RoomDag, StateMap};
 use super::room_version::StateResAlgorithm;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 /// How to treat events that this observer rejected earlier when they reappear in a replay
 /// (open question A3).
@@ -84,23 +84,28 @@ fn distinct_states<'a>(states: &[&'a StateMap]) -> Vec<&'a StateMap> {
 }
 
 /// Splits into the unconflicted map and the conflicted events (sorted, deduplicated).
+///
+/// Every input is diffed against the first (`OrdMap::diff` walks two sorted maps in step, with
+/// no allocation per key); a key that differs anywhere is conflicted, every other key of the
+/// first input is unconflicted. Work is proportional to the inputs' sizes only in the walk, and
+/// the unconflicted map is the first input with the conflicted keys removed (shared structure).
 fn split_conflicts(states: &[&StateMap]) -> (StateMap, Vec<EventIdx>) {
-    let mut by_key: BTreeMap<KeyIdx, Vec<Option<EventIdx>>> = BTreeMap::new();
-    let n = states.len();
-    for (i, s) in states.iter().enumerate() {
-        for (k, e) in s.iter() {
-            by_key.entry(*k).or_insert_with(|| vec![None; n])[i] = Some(*e);
+    let first = states[0];
+    let mut conflicted_keys: std::collections::BTreeSet<KeyIdx> = std::collections::BTreeSet::new();
+    for other in &states[1..] {
+        for d in first.diff(other) {
+            let key = match d {
+                imbl::ordmap::DiffItem::Add(k, _) | imbl::ordmap::DiffItem::Remove(k, _) => *k,
+                imbl::ordmap::DiffItem::Update { old: (k, _), .. } => *k,
+            };
+            conflicted_keys.insert(key);
         }
     }
-    let mut unconflicted = StateMap::new();
-    let mut conflicted = Vec::new();
-    for (k, values) in by_key {
-        let first = values[0];
-        if first.is_some() && values.iter().all(|v| *v == first) {
-            unconflicted.insert(k, first.expect("checked"));
-        } else {
-            conflicted.extend(values.into_iter().flatten());
-        }
+    let mut unconflicted = first.clone();
+    let mut conflicted = Vec::with_capacity(conflicted_keys.len() * states.len());
+    for k in &conflicted_keys {
+        unconflicted.remove(k);
+        conflicted.extend(states.iter().filter_map(|s| s.get(k).copied()));
     }
     conflicted.sort_unstable();
     conflicted.dedup();

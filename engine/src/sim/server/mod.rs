@@ -61,6 +61,8 @@ pub enum Input {
 pub enum Timer {
     RequestTimeout { id: RequestId },
     RetryDestination { dest: ServerIdx },
+    /// Ask again for the missing parents of disconnected events.
+    RetryMissing { room_id: String },
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
@@ -103,6 +105,7 @@ pub struct ServerConfig {
     pub byzantine_probability: f64,
     pub request_timeout_us: u64,
     pub request_retries: u32,
+    pub missing_event_timeout_us: u64,
 }
 
 impl ServerConfig {
@@ -115,6 +118,7 @@ impl ServerConfig {
             byzantine_probability: spec.byzantine_probability,
             request_timeout_us: spec.request_timeout_us,
             request_retries: spec.request_retries,
+            missing_event_timeout_us: spec.missing_event_timeout_us.max(1),
         }
     }
 }
@@ -183,7 +187,7 @@ impl Server {
 
     /// Whether the outbound queues are empty (for quiescence).
     pub fn is_idle(&self) -> bool {
-        self.outbound.is_empty() && self.requests.is_empty()
+        self.outbound.is_empty() && self.requests.is_empty() && self.rooms.values().all(|r| !r.retry_armed)
     }
 
     /// Handles one input at time `now`.
@@ -198,7 +202,8 @@ impl Server {
                 self.requests.clear();
                 self.outbound.forget_in_flight();
                 for r in self.rooms.values_mut() {
-                    r.fetching = false;
+                    r.fetching.clear();
+                    r.retry_armed = false;
                 }
             }
             Input::Restart => {
@@ -268,8 +273,9 @@ impl Server {
             (Purpose::Fetch { room_id }, Outcome::Ok(Response::Events { pdus })) => self.on_fetched(&room_id, pdus, req.to, now, out),
             (Purpose::Fetch { room_id }, _) => {
                 if let Some(r) = self.rooms.get_mut(&room_id) {
-                    r.fetching = false;
+                    r.fetching.remove(&req.to);
                 }
+                self.arm_missing_retry(&room_id, now, out);
             }
             (Purpose::MakeJoin { user, room_id }, Outcome::Ok(Response::MakeJoin(t))) => self.on_join_template(user, room_id, t, req.to, now, out),
             (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::Events { pdus })) => self.on_joined(user, room_id, pdus, req.to, now, out),
@@ -286,6 +292,15 @@ impl Server {
 
     fn on_timer(&mut self, timer: Timer, now: SimTime, out: &mut Vec<Output>) {
         match timer {
+            Timer::RetryMissing { room_id } => {
+                let Some(room) = self.rooms.get_mut(&room_id) else { return };
+                room.retry_armed = false;
+                // Ask every server that sent us a still-disconnected event, once each.
+                let origins: std::collections::BTreeSet<ServerIdx> = room.pending_origin.values().copied().collect();
+                for origin in origins {
+                    self.fetch_missing(&room_id, origin, now, out);
+                }
+            }
             Timer::RetryDestination { dest } => {
                 self.outbound.retry_due(dest);
                 self.send_next_transaction(dest, now, out);
@@ -306,8 +321,9 @@ impl Server {
                 self.record(out, json!({"kind": "request_failed", "request": req.body.name(), "to": self.directory.names[req.to as usize], "why": "timeout"}));
                 if let Purpose::Fetch { room_id } = &req.purpose {
                     if let Some(r) = self.rooms.get_mut(room_id) {
-                        r.fetching = false;
+                        r.fetching.remove(&req.to);
                     }
+                    self.arm_missing_retry(room_id, now, out);
                 }
             }
         }
@@ -363,10 +379,11 @@ impl Server {
         };
         self.deliveries += 1;
         let room = self.rooms.get_mut(&room_id).expect("checked");
+        room.pending_origin.insert(pdu.event_id.clone(), from);
         room.pending.insert(pdu.event_id.clone(), pdu);
         self.drain_pending(&room_id, out);
         let room = self.rooms.get_mut(&room_id).expect("checked");
-        if !room.pending.is_empty() && !room.fetching {
+        if !room.pending.is_empty() && !room.fetching.contains(&from) {
             self.fetch_missing(&room_id, from, now, out);
         }
     }
@@ -394,10 +411,10 @@ impl Server {
             .filter(|p| p.prev_events.iter().chain(&p.auth_events).any(|id| !room.dag.contains(id) && !room.pending.contains_key(id)))
             .map(|p| p.event_id.clone())
             .collect();
-        if latest.is_empty() {
+        if latest.is_empty() || room.fetching.contains(&from) || from == self.index {
             return;
         }
-        room.fetching = true;
+        room.fetching.insert(from);
         let earliest = room.prev_events_for_new(20);
         let body = Request::GetMissingEvents { room_id: room_id.to_owned(), earliest, latest, limit: MISSING_EVENTS_LIMIT };
         self.send_request(from, body, Purpose::Fetch { room_id: room_id.to_owned() }, now, out);
@@ -405,16 +422,33 @@ impl Server {
 
     fn on_fetched(&mut self, room_id: &str, pdus: Vec<Arc<Pdu>>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
         let Some(room) = self.rooms.get_mut(room_id) else { return };
-        room.fetching = false;
+        room.fetching.remove(&from);
         let before = room.pending.len() + room.dag.len();
         for pdu in pdus {
             self.receive_pdu(pdu, from, now, out);
         }
         let room = self.rooms.get_mut(room_id).expect("still there");
         let progressed = room.pending.len() + room.dag.len() > before;
-        if progressed && !room.pending.is_empty() && !room.fetching {
-            self.fetch_missing(room_id, from, now, out);
+        if progressed {
+            room.fetch_retries_left = room::FETCH_RETRIES;
+            if !room.pending.is_empty() {
+                self.fetch_missing(room_id, from, now, out);
+            }
+        } else {
+            self.arm_missing_retry(room_id, now, out);
         }
+    }
+
+    /// Events still wait for missing parents and nobody is being asked: ask again after the
+    /// missing-event timeout (a bounded number of times; new events reset the count).
+    fn arm_missing_retry(&mut self, room_id: &str, now: SimTime, out: &mut Vec<Output>) {
+        let Some(room) = self.rooms.get_mut(room_id) else { return };
+        if room.pending.is_empty() || !room.fetching.is_empty() || room.retry_armed || room.fetch_retries_left == 0 {
+            return;
+        }
+        room.fetch_retries_left -= 1;
+        room.retry_armed = true;
+        out.push(Output::SetTimer { at: now + self.config.missing_event_timeout_us, timer: Timer::RetryMissing { room_id: room_id.to_owned() } });
     }
 
     /// `get_missing_events`: walk back from `latest` (their prev and auth events, then prev
@@ -424,28 +458,37 @@ impl Server {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         };
         let stop: HashSet<&str> = earliest.iter().chain(latest).map(String::as_str).collect();
+        // Newest first (by depth), so that a limited answer covers every branch back towards
+        // the requester's extremities rather than one branch down to the create event.
+        let mut frontier: std::collections::BinaryHeap<(i64, String)> = std::collections::BinaryHeap::new();
         let mut seen: HashSet<String> = HashSet::new();
-        let mut frontier: Vec<String> = Vec::new();
+        let mut push = |id: &String, frontier: &mut std::collections::BinaryHeap<(i64, String)>| {
+            if let Some(i) = room.dag.index_of(id) {
+                if !stop.contains(id.as_str()) && seen.insert(id.clone()) {
+                    frontier.push((room.dag.pdu(i).depth, id.clone()));
+                }
+            }
+        };
         for id in latest {
             if let Some(i) = room.dag.index_of(id) {
                 let p = room.dag.pdu(i);
-                frontier.extend(p.prev_events.iter().chain(&p.auth_events).cloned());
+                for parent in p.prev_events.iter().chain(&p.auth_events) {
+                    push(parent, &mut frontier);
+                }
             }
         }
         let mut found: Vec<Arc<Pdu>> = Vec::new();
-        while let Some(id) = frontier.pop() {
+        while let Some((_, id)) = frontier.pop() {
             if found.len() >= limit as usize {
                 break;
             }
-            if stop.contains(id.as_str()) || !seen.insert(id.clone()) {
-                continue;
-            }
-            let Some(i) = room.dag.index_of(&id) else { continue };
-            let ev = room.dag.event(i);
+            let ev = room.dag.event(room.dag.index_of(&id).expect("pushed only if held"));
             found.push(ev.pdu.clone());
             // Walk prev events only (as the endpoint does): auth events are in the prev history
             // of honest events, and the first level above covers any that are not.
-            frontier.extend(ev.pdu.prev_events.iter().cloned());
+            for parent in &ev.pdu.prev_events {
+                push(parent, &mut frontier);
+            }
         }
         found.sort_by(|a, b| (a.depth, &a.event_id).cmp(&(b.depth, &b.event_id)));
         Outcome::Ok(Response::Events { pdus: found })

@@ -30,6 +30,9 @@ impl Decision {
     }
 }
 
+/// Rounds of "ask again after the missing-event timeout" before a replica waits for new events.
+pub const FETCH_RETRIES: u32 = 5;
+
 #[derive(Debug)]
 pub struct RoomReplica {
     pub room_id: String,
@@ -46,8 +49,14 @@ pub struct RoomReplica {
     joined_servers: BTreeSet<String>,
     /// Received events waiting for prev or auth events, by event ID.
     pub pending: BTreeMap<String, Arc<Pdu>>,
-    /// A `get_missing_events` request is outstanding.
-    pub fetching: bool,
+    /// The server each pending event came from (asked for what it is missing).
+    pub pending_origin: BTreeMap<String, crate::sim::federation::ServerIdx>,
+    /// Servers a `get_missing_events` request is outstanding to.
+    pub fetching: BTreeSet<crate::sim::federation::ServerIdx>,
+    /// Fetch rounds left before waiting for new information (reset on progress).
+    pub fetch_retries_left: u32,
+    /// A retry of the missing-event fetch is scheduled.
+    pub retry_armed: bool,
     pub rejected_count: u64,
     pub soft_failed_count: u64,
     pub max_depth: i64,
@@ -67,7 +76,10 @@ impl RoomReplica {
             joined: Vec::new(),
             joined_servers: BTreeSet::new(),
             pending: BTreeMap::new(),
-            fetching: false,
+            pending_origin: BTreeMap::new(),
+            fetching: BTreeSet::new(),
+            fetch_retries_left: FETCH_RETRIES,
+            retry_armed: false,
             rejected_count: 0,
             soft_failed_count: 0,
             max_depth: 0,
@@ -177,6 +189,16 @@ impl RoomReplica {
         &self.joined_servers
     }
 
+    /// The state the DAG itself determines: the resolution of the states after every event
+    /// nothing builds on, soft-failed and rejected ones included (what `dag verify` reports as
+    /// the final state). Servers holding the same events agree on it whatever they soft-failed;
+    /// their *current* states can differ until someone builds on a soft-failed event.
+    pub fn dag_state(&self) -> StateMap {
+        let tips = self.dag.forward_extremities();
+        let inputs: Vec<&StateMap> = tips.iter().map(|e| &self.state_after[*e as usize]).collect();
+        state_res::resolve(&self.dag, &inputs)
+    }
+
     /// Whether the current state changed since its digest was last taken.
     pub fn is_dirty(&self) -> bool {
         self.current_digest.is_none()
@@ -239,6 +261,7 @@ impl RoomReplica {
         }
         for p in &out {
             self.pending.remove(&p.event_id);
+            self.pending_origin.remove(&p.event_id);
         }
         out
     }

@@ -47,15 +47,19 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
     let mut world = World::new(scenario, options.seed, log);
     let bar = progress_bar(options.progress, world.end_time());
     let interrupted = interrupt_flag();
-    while world.step() {
-        if let Some(b) = &bar {
-            b.set_position(world.now() / 1000);
+    // The loop runs on a worker of rayon's pool, so that windows handled in parallel do not
+    // hand work from this thread to the pool and back each time.
+    rayon::scope(|_| {
+        while world.step() {
+            if let Some(b) = &bar {
+                b.set_position(world.now() / 1000);
+            }
+            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("interrupted at simulated time {} ms: writing what the run produced so far", world.now() / 1000);
+                break;
+            }
         }
-        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-            eprintln!("interrupted at simulated time {} ms: writing what the run produced so far", world.now() / 1000);
-            break;
-        }
-    }
+    });
     if let Some(b) = bar {
         b.finish_and_clear();
     }

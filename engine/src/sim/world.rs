@@ -21,6 +21,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
+/// Windows with fewer inputs than this are handled on the calling thread.
+const PARALLEL_MIN_INPUTS: usize = 24;
+
 /// A server input waiting in the queue.
 struct Scheduled {
     time: SimTime,
@@ -101,6 +104,8 @@ pub struct World {
     last_fault_end: SimTime,
     quiet_end_set: bool,
     done: bool,
+    /// Some server verifies real signatures (inputs are expensive).
+    real_signatures: bool,
 }
 
 /// Key material of a simulated server: derived from the run's seed and the server name.
@@ -152,6 +157,7 @@ impl World {
             last_fault_end: 0,
             quiet_end_set: false,
             done: false,
+            real_signatures: scenario.servers.iter().any(|s| s.signatures == crate::scenario::SignatureMode::Real),
             scenario: scenario.clone(),
         };
         world.schedule_scenario(&streams);
@@ -434,12 +440,28 @@ impl World {
             inputs[s.server as usize].push((s.time, input));
         }
         let touched: Vec<bool> = inputs.iter().map(|b| !b.is_empty()).collect();
-        let results: Vec<Vec<(SimTime, Value, Vec<Output>)>> = self
-            .servers
-            .par_iter_mut()
-            .zip(inputs.into_par_iter())
-            .map(|(server, batch)| run_server_window(server, batch, window_end))
-            .collect();
+        // Small windows run on this thread: handing a handful of inputs to the pool costs more
+        // than handling them. Either way the results are merged in the same order, so the choice
+        // never changes an output.
+        let total: usize = inputs.iter().map(Vec::len).sum();
+        let busy = inputs.iter().filter(|b| !b.is_empty()).count();
+        // Real signature checks make each input expensive enough to share out even in small
+        // windows.
+        let min_inputs = if self.real_signatures { 2 } else { PARALLEL_MIN_INPUTS };
+        let parallel = rayon::current_num_threads() > 1 && busy >= 2 && total >= min_inputs;
+        let results: Vec<Vec<(SimTime, Value, Vec<Output>)>> = if parallel {
+            self.servers
+                .par_iter_mut()
+                .zip(inputs.into_par_iter())
+                .map(|(server, batch)| run_server_window(server, batch, window_end))
+                .collect()
+        } else {
+            self.servers
+                .iter_mut()
+                .zip(inputs)
+                .map(|(server, batch)| if batch.is_empty() { Vec::new() } else { run_server_window(server, batch, window_end) })
+                .collect()
+        };
         for (k, handled) in results.into_iter().enumerate() {
             let name = self.servers[k].name.clone();
             for (t, rec, outputs) in handled {

@@ -26,7 +26,13 @@ fn text(bytes: &[u8]) -> String {
 fn ok(args: &[&str]) -> String {
     let o = roomsim(args);
     let stderr = text(&o.stderr);
-    assert!(o.status.success(), "roomsim {}: {:?}\nstdout:\n{}\nstderr:\n{stderr}", args.join(" "), o.status, text(&o.stdout));
+    assert!(
+        o.status.success(),
+        "roomsim {}: {:?}\nstdout:\n{}\nstderr:\n{stderr}",
+        args.join(" "),
+        o.status,
+        text(&o.stdout)
+    );
     assert!(!stderr.contains("panicked"), "roomsim {}: {stderr}", args.join(" "));
     stderr
 }
@@ -71,7 +77,10 @@ fn three_shards_merge_to_the_same_csv_as_one_process() {
     let tmp = tempfile::tempdir().unwrap();
     let whole = tmp.path().join("whole");
     let stderr = sweep(&whole, &["--threads", "2"]);
-    assert!(stderr.contains(&format!("{SWEEP_CELLS} cells in this shard, 0 already done, {SWEEP_CELLS} to run")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{SWEEP_CELLS} cells in this shard, 0 already done, {SWEEP_CELLS} to run")),
+        "{stderr}"
+    );
     assert_eq!(cell_names(&whole).len(), SWEEP_CELLS);
     let single = merge(&[sweep_dir(&whole)], &tmp.path().join("merged-whole"));
     let csv = text(&single);
@@ -83,7 +92,10 @@ fn three_shards_merge_to_the_same_csv_as_one_process() {
     for k in 1..=3usize {
         let out = tmp.path().join(format!("shard{k}"));
         let stderr = sweep(&out, &["--shard", &format!("{k}/3"), "--threads", "1"]);
-        assert!(stderr.contains(&format!("{} cells in this shard, 0 already done", SWEEP_CELLS / 3)), "shard {k}/3: {stderr}");
+        assert!(
+            stderr.contains(&format!("{} cells in this shard, 0 already done", SWEEP_CELLS / 3)),
+            "shard {k}/3: {stderr}"
+        );
         // Shard K of N holds exactly the cells whose index % N == K - 1.
         for name in cell_names(&out) {
             let index: usize = name[..5].parse().unwrap_or_else(|_| panic!("cell dir {name}"));
@@ -93,10 +105,19 @@ fn three_shards_merge_to_the_same_csv_as_one_process() {
         shard_dirs.push(sweep_dir(&out));
     }
     seen.sort();
-    assert_eq!(seen, cell_names(&whole), "the shards together are the whole grid, each cell once, same directory names");
+    assert_eq!(
+        seen,
+        cell_names(&whole),
+        "the shards together are the whole grid, each cell once, same directory names"
+    );
 
     let sharded = merge(&shard_dirs, &tmp.path().join("merged-shards"));
-    assert!(sharded == single, "sweep.csv from 3 shards differs from one process:\n{}\n---\n{}", text(&sharded), text(&single));
+    assert!(
+        sharded == single,
+        "sweep.csv from 3 shards differs from one process:\n{}\n---\n{}",
+        text(&sharded),
+        text(&single)
+    );
 }
 
 #[test]
@@ -125,18 +146,34 @@ fn interrupted_sweep_resumes_with_only_the_missing_cell() {
 fn compare_prints_a_table_and_writes_csv_and_html() {
     let tmp = tempfile::tempdir().unwrap();
     let sc = scenario("partition-heal.toml");
-    let o = roomsim(&["compare", &sc, "--seeds", "1..3", "--set-b", "network.loss=0.2", "--out", tmp.path().to_str().unwrap()]);
+    let o = roomsim(&[
+        "compare",
+        &sc,
+        "--seeds",
+        "1..3",
+        "--set-b",
+        "network.loss=0.2",
+        "--out",
+        tmp.path().to_str().unwrap(),
+    ]);
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{stderr}");
     assert!(stdout.contains("convergence_time_ms"), "no metric in the table:\n{stdout}");
     assert!(stdout.contains("network.loss=0.2"), "design B's label missing:\n{stdout}");
-    let dirs: Vec<PathBuf> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with("-compare")).collect();
+    let dirs: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-compare"))
+        .collect();
     assert_eq!(dirs.len(), 1, "one <scenario>-compare directory: {dirs:?}");
     let csv = std::fs::read_to_string(dirs[0].join("compare.csv")).unwrap();
     assert!(csv.lines().next().unwrap_or("").contains("metric"), "{csv}");
     assert!(csv.contains("convergence_time_ms"), "{csv}");
     let html = std::fs::read_to_string(dirs[0].join("compare.html")).unwrap();
-    assert!(html.contains("<html") || html.contains("<!DOCTYPE") || html.contains("<!doctype"), "compare.html is not HTML");
+    assert!(
+        html.contains("<html") || html.contains("<!DOCTYPE") || html.contains("<!doctype"),
+        "compare.html is not HTML"
+    );
 }
 
 #[test]

@@ -46,7 +46,8 @@ fn quickstart_runs_and_is_identical_on_one_and_two_threads() {
     let tmp = tempfile::tempdir().unwrap();
     let one = run("quickstart.toml", &tmp.path().join("t1"), &["--threads", "1"]);
     let two = run("quickstart.toml", &tmp.path().join("t2"), &["--threads", "2"]);
-    for f in ["log.jsonl", "summary.json", "metrics.csv", "keys.json", "rooms/lobby.pdus.jsonl", "rooms/ops.pdus.jsonl"] {
+    for f in ["log.jsonl", "summary.json", "metrics.csv", "keys.json", "rooms/lobby.pdus.jsonl", "rooms/ops.pdus.jsonl"]
+    {
         assert!(read(&one.join(f)) == read(&two.join(f)), "{f} differs between 1 and 2 threads");
     }
     assert_converged_without_auth_disagreement(&one);
@@ -110,10 +111,23 @@ fn a_runs_pdus_pass_dag_verify_with_its_keys() {
     let dir = run("quickstart.toml", tmp.path(), &[]);
     for room in ["lobby", "ops"] {
         let report = tmp.path().join(format!("{room}.report.json"));
-        let o = roomsim(&["dag", "verify", dir.join(format!("rooms/{room}.pdus.jsonl")).to_str().unwrap(), "--keys", dir.join("keys.json").to_str().unwrap(), "--report", report.to_str().unwrap()]);
+        let o = roomsim(&[
+            "dag",
+            "verify",
+            dir.join(format!("rooms/{room}.pdus.jsonl")).to_str().unwrap(),
+            "--keys",
+            dir.join("keys.json").to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let r: serde_json::Value = serde_json::from_slice(&read(&report)).unwrap();
-        let bad_signatures = r["verdicts"].as_object().unwrap().values().filter(|v| v["stage"] == "signature" || v["stage"] == "hash").count();
+        let bad_signatures = r["verdicts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| v["stage"] == "signature" || v["stage"] == "hash")
+            .count();
         assert_eq!(bad_signatures, 0, "honest servers' PDUs all verify");
         assert_eq!(r["events"], summary(&dir)["rooms"][room]["events"]);
     }

@@ -48,12 +48,26 @@ fn check_fixture(name: &str) {
             }
         }
     }
-    for field in ["events", "accepted", "rejected", "forward_extremities", "final_state_digest", "final_state", "room_id", "room_version"] {
+    for field in [
+        "events",
+        "accepted",
+        "rejected",
+        "forward_extremities",
+        "final_state_digest",
+        "final_state",
+        "room_id",
+        "room_version",
+    ] {
         if want[field] != got[field] {
             mismatches.push(format!("{field}: want {}, got {}", want[field], got[field]));
         }
     }
-    assert!(mismatches.is_empty(), "{name}: {} mismatches, first ones:\n{}", mismatches.len(), mismatches.iter().take(15).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{name}: {} mismatches, first ones:\n{}",
+        mismatches.len(),
+        mismatches.iter().take(15).cloned().collect::<Vec<_>>().join("\n")
+    );
 }
 
 #[test]

@@ -25,11 +25,7 @@ fn main() -> Result<()> {
         _ => return Err(usage.into()),
     };
     match mode {
-        "run" => run(
-            &dir,
-            args.get(2),
-            args.get(3).map(String::as_str) == Some("png"),
-        ),
+        "run" => run(&dir, args.get(2), args.get(3).map(String::as_str) == Some("png")),
         "compare" => compare(&dir),
         "sweep" => sweep(&dir),
         "report" => {
@@ -43,13 +39,7 @@ fn main() -> Result<()> {
 
 fn run(dir: &Path, servers: Option<&String>, png: bool) -> Result<()> {
     let servers = servers.map(|s| s.parse()).transpose()?.unwrap_or(4);
-    common::write_run(
-        dir,
-        &common::Synthetic {
-            servers,
-            ..Default::default()
-        },
-    );
+    common::write_run(dir, &common::Synthetic { servers, ..Default::default() });
     println!("{}", analysis::write_run_report(dir)?.display());
     if png {
         let size = analysis::PlotSize::default();
@@ -60,18 +50,11 @@ fn run(dir: &Path, servers: Option<&String>, png: bool) -> Result<()> {
     Ok(())
 }
 
-fn design(
-    root: &Path,
-    conv: impl Fn(u64) -> Option<u64>,
-) -> Result<Vec<(u64, analysis::RunSummary)>> {
+fn design(root: &Path, conv: impl Fn(u64) -> Option<u64>) -> Result<Vec<(u64, analysis::RunSummary)>> {
     let dirs: Vec<PathBuf> = (1..=40)
         .map(|seed| {
             let dir = root.join(seed.to_string());
-            let s = common::Synthetic {
-                seed,
-                main_convergence_ms: conv(seed),
-                ..Default::default()
-            };
+            let s = common::Synthetic { seed, main_convergence_ms: conv(seed), ..Default::default() };
             common::write_run(&dir, &s);
             dir
         })
@@ -81,9 +64,7 @@ fn design(
 
 fn compare(dir: &Path) -> Result<()> {
     let a = design(&dir.join("errcode"), |s| Some(3000 + (s * 7919 % 23) * 150))?;
-    let b = design(&dir.join("omit"), |s| {
-        (s % 9 != 0).then_some(2400 + (s * 104_729 % 29) * 140)
-    })?;
+    let b = design(&dir.join("omit"), |s| (s % 9 != 0).then_some(2400 + (s * 104_729 % 29) * 140))?;
     let t = analysis::compare(&a, &b, "errcode", "omit");
     print!("{}", t.to_text());
     t.write_csv(&dir.join("compare.csv"))?;
@@ -98,20 +79,12 @@ fn sweep(dir: &Path) -> Result<()> {
         for design in ["errcode", "omit"] {
             for seed in 1..=6u64 {
                 let label = format!("{index:03}");
-                let cell_dir = dir
-                    .join(if index % 2 == 0 { "shard1" } else { "shard2" })
-                    .join("cells")
-                    .join(&label);
+                let cell_dir = dir.join(if index % 2 == 0 { "shard1" } else { "shard2" }).join("cells").join(&label);
                 std::fs::create_dir_all(&cell_dir)?;
                 let loss_f: f64 = loss.parse()?;
                 let base = 1500.0 + loss_f * 20_000.0 + if design == "omit" { -400.0 } else { 0.0 };
-                let conv = (loss != "0.25" || seed % 3 != 0)
-                    .then_some((base + (seed * 37 % 11) as f64 * 90.0) as u64);
-                let s = common::Synthetic {
-                    seed,
-                    main_convergence_ms: conv,
-                    ..Default::default()
-                };
+                let conv = (loss != "0.25" || seed % 3 != 0).then_some((base + (seed * 37 % 11) as f64 * 90.0) as u64);
+                let s = common::Synthetic { seed, main_convergence_ms: conv, ..Default::default() };
                 std::fs::write(cell_dir.join("summary.json"), common::summary_json(&s))?;
                 let cell = format!(
                     r#"{{"index": {index}, "seed": {seed}, "overrides": ["network.loss={loss}", "account_query.design={design}"], "label": "{label}"}}"#
@@ -121,10 +94,7 @@ fn sweep(dir: &Path) -> Result<()> {
             }
         }
     }
-    let out = analysis::merge_sweep(
-        &[dir.join("shard1"), dir.join("shard2")],
-        &dir.join("merged"),
-    )?;
+    let out = analysis::merge_sweep(&[dir.join("shard1"), dir.join("shard2")], &dir.join("merged"))?;
     println!("{out:?}");
     Ok(())
 }

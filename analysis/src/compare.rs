@@ -74,25 +74,13 @@ pub struct CompareTable {
 /// Compares design B against design A. Runs are paired by seed; a seed present on one side only
 /// is skipped for the paired difference (listed in `unpaired_seeds_*`); if a side repeats a seed,
 /// its first run is the one paired (and a note says so).
-pub fn compare(
-    a: &[(u64, RunSummary)],
-    b: &[(u64, RunSummary)],
-    label_a: &str,
-    label_b: &str,
-) -> CompareTable {
-    let metrics: BTreeSet<&String> = a
-        .iter()
-        .chain(b)
-        .flat_map(|(_, s)| s.metrics.keys())
-        .collect();
+pub fn compare(a: &[(u64, RunSummary)], b: &[(u64, RunSummary)], label_a: &str, label_b: &str) -> CompareTable {
+    let metrics: BTreeSet<&String> = a.iter().chain(b).flat_map(|(_, s)| s.metrics.keys()).collect();
     let values = |side: &[(u64, RunSummary)]| -> BTreeMap<String, Vec<(u64, Option<f64>)>> {
         metrics
             .iter()
             .map(|m| {
-                let v = side
-                    .iter()
-                    .filter_map(|(seed, s)| s.metrics.get(*m).map(|v| (*seed, *v)))
-                    .collect();
+                let v = side.iter().filter_map(|(seed, s)| s.metrics.get(*m).map(|v| (*seed, *v))).collect();
                 ((*m).clone(), v)
             })
             .collect()
@@ -108,8 +96,7 @@ pub fn compare(
             diff: paired_stats(&values_a[*m], &values_b[*m], &format!("compare/{m}/b-a")),
         })
         .collect();
-    let seeds =
-        |side: &[(u64, RunSummary)]| side.iter().map(|(s, _)| *s).collect::<BTreeSet<u64>>();
+    let seeds = |side: &[(u64, RunSummary)]| side.iter().map(|(s, _)| *s).collect::<BTreeSet<u64>>();
     let (seeds_a, seeds_b) = (seeds(a), seeds(b));
     let mut notes = Vec::new();
     for (label, side, set) in [(label_a, a, &seeds_a), (label_b, b, &seeds_b)] {
@@ -180,9 +167,7 @@ pub(crate) fn null_word(metric: &str) -> &'static str {
 }
 
 fn ci_text(ci: Option<(f64, f64)>) -> String {
-    ci.map_or_else(String::new, |(lo, hi)| {
-        format!("[{}, {}]", num(lo), num(hi))
-    })
+    ci.map_or_else(String::new, |(lo, hi)| format!("[{}, {}]", num(lo), num(hi)))
 }
 
 impl CompareRow {
@@ -198,23 +183,15 @@ impl CompareRow {
             ));
         }
         if self.a.missing + self.b.missing > 0 {
-            parts.push(format!(
-                "absent: A {}/{runs_a}, B {}/{runs_b}",
-                self.a.missing, self.b.missing
-            ));
+            parts.push(format!("absent: A {}/{runs_a}, B {}/{runs_b}", self.a.missing, self.b.missing));
         }
         parts.join("; ")
     }
 
     /// Values vary (across both sides); constant metrics get no plot.
     fn varies(&self, t: &CompareTable) -> bool {
-        let all = t.values_a[&self.metric]
-            .iter()
-            .chain(&t.values_b[&self.metric])
-            .filter_map(|v| v.1);
-        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-            (l.min(v), h.max(v))
-        });
+        let all = t.values_a[&self.metric].iter().chain(&t.values_b[&self.metric]).filter_map(|v| v.1);
+        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
         lo < hi
     }
 }
@@ -261,18 +238,13 @@ impl CompareTable {
                 r.diff.pairs.to_string(),
                 r.diff.mean_diff.map_or_else(String::new, num),
                 ci_text(r.diff.ci95),
-                if r.diff.ci_excludes_zero {
-                    "*".into()
-                } else {
-                    String::new()
-                },
+                if r.diff.ci_excludes_zero { "*".into() } else { String::new() },
                 r.null_note(self.runs_a, self.runs_b),
             ]);
         }
         let cols = header.len();
-        let widths: Vec<usize> = (0..cols)
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
+        let widths: Vec<usize> =
+            (0..cols).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
         let mut out = format!("{}\n", self.header_line());
         for row in &rows {
             let mut line = String::new();
@@ -301,28 +273,17 @@ impl CompareTable {
         let mut notes = self.notes.clone();
         let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
         if !self.unpaired_seeds_a.is_empty() {
-            notes.push(format!(
-                "seeds only in {} (not paired): {}",
-                self.label_a,
-                list(&self.unpaired_seeds_a)
-            ));
+            notes.push(format!("seeds only in {} (not paired): {}", self.label_a, list(&self.unpaired_seeds_a)));
         }
         if !self.unpaired_seeds_b.is_empty() {
-            notes.push(format!(
-                "seeds only in {} (not paired): {}",
-                self.label_b,
-                list(&self.unpaired_seeds_b)
-            ));
+            notes.push(format!("seeds only in {} (not paired): {}", self.label_b, list(&self.unpaired_seeds_b)));
         }
         notes
     }
 
     /// Writes `compare.csv`: one row per metric (columns in docs/outputs.md).
     pub fn write_csv(&self, path: &Path) -> Result<(), AnalysisError> {
-        let csv_err = |source| AnalysisError::Csv {
-            path: path.to_owned(),
-            source,
-        };
+        let csv_err = |source| AnalysisError::Csv { path: path.to_owned(), source };
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(CSV_COLUMNS).map_err(csv_err)?;
         for r in &self.rows {
@@ -349,10 +310,7 @@ impl CompareTable {
             ]);
             w.write_record(&rec).map_err(csv_err)?;
         }
-        let bytes = w.into_inner().map_err(|e| AnalysisError::Io {
-            path: path.to_owned(),
-            source: e.into_error(),
-        })?;
+        let bytes = w.into_inner().map_err(|e| AnalysisError::Io { path: path.to_owned(), source: e.into_error() })?;
         write_file(path, &bytes)
     }
 
@@ -413,22 +371,12 @@ impl CompareTable {
             .iter()
             .map(|r| {
                 let n = |v: Option<f64>| Cell::num(v.map_or_else(|| "—".into(), num));
-                let flag = if r.diff.ci_excludes_zero {
-                    Cell::text("*").with_class("flag")
-                } else {
-                    Cell::text("")
-                };
+                let flag = if r.diff.ci_excludes_zero { Cell::text("*").with_class("flag") } else { Cell::text("") };
                 let note = r.null_note(self.runs_a, self.runs_b);
-                let note = if note.is_empty() {
-                    note
-                } else {
-                    format!("<span class=\"cellnote\">{}</span>", esc(&note))
-                };
+                let note =
+                    if note.is_empty() { note } else { format!("<span class=\"cellnote\">{}</span>", esc(&note)) };
                 vec![
-                    Cell {
-                        html: format!("<code>{}</code>{note}", esc(&r.metric)),
-                        class: "",
-                    },
+                    Cell { html: format!("<code>{}</code>{note}", esc(&r.metric)), class: "" },
                     n(r.a.mean),
                     Cell::num(ci_text(r.a.ci95)),
                     n(r.a.median),
@@ -485,8 +433,7 @@ impl CompareTable {
                  same value in every run are left out.</p>\n<div class=\"plots grid\">\n",
             );
             for r in varying {
-                let svg =
-                    Chart::Strip(self.strip(&r.metric)).to_inline_svg(PlotSize::new(560, 340))?;
+                let svg = Chart::Strip(self.strip(&r.metric)).to_inline_svg(PlotSize::new(560, 340))?;
                 out.push_str(&figure(&svg, ""));
             }
             out.push_str("</div>\n");
@@ -497,30 +444,15 @@ impl CompareTable {
     /// The convergence-time ECDF of a metric (values in seconds), A then B.
     pub fn ecdf(&self, metric: &str) -> EcdfChart {
         let group = |label: &str, vals: &[(u64, Option<f64>)], runs: u32| {
-            let values: Vec<f64> = vals
-                .iter()
-                .filter_map(|v| v.1.map(|x| x / 1000.0))
-                .collect();
-            EcdfGroup {
-                label: label.to_string(),
-                missing: runs - values.len() as u32,
-                values,
-            }
+            let values: Vec<f64> = vals.iter().filter_map(|v| v.1.map(|x| x / 1000.0)).collect();
+            EcdfGroup { label: label.to_string(), missing: runs - values.len() as u32, values }
         };
         EcdfChart {
             title: ecdf_title(metric),
             x_label: "convergence time (s)".into(),
             groups: vec![
-                group(
-                    &format!("A: {}", self.label_a),
-                    &self.values_a[metric],
-                    self.runs_a,
-                ),
-                group(
-                    &format!("B: {}", self.label_b),
-                    &self.values_b[metric],
-                    self.runs_b,
-                ),
+                group(&format!("A: {}", self.label_a), &self.values_a[metric], self.runs_a),
+                group(&format!("B: {}", self.label_b), &self.values_b[metric], self.runs_b),
             ],
         }
     }
@@ -529,19 +461,12 @@ impl CompareTable {
     pub fn strip(&self, metric: &str) -> StripChart {
         let group = |label: &str, vals: &[(u64, Option<f64>)]| StripGroup {
             label: label.to_string(),
-            points: vals
-                .iter()
-                .filter_map(|(s, v)| v.map(|v| (*s, v)))
-                .collect(),
+            points: vals.iter().filter_map(|(s, v)| v.map(|v| (*s, v))).collect(),
             nulls: vals.iter().filter(|v| v.1.is_none()).count() as u32,
         };
         StripChart {
             title: metric.to_string(),
-            y_label: if metric.ends_with("_ms") {
-                "ms".into()
-            } else {
-                "value".into()
-            },
+            y_label: if metric.ends_with("_ms") { "ms".into() } else { "value".into() },
             groups: vec![
                 group(&format!("A: {}", self.label_a), &self.values_a[metric]),
                 group(&format!("B: {}", self.label_b), &self.values_b[metric]),
@@ -556,10 +481,7 @@ impl CompareTable {
 fn ecdf_title(metric: &str) -> String {
     let field = metric.rsplit('.').next().unwrap_or(metric);
     let words = field.trim_end_matches("_ms").replace('_', " ");
-    match metric
-        .strip_prefix("rooms.")
-        .and_then(|r| r.rsplit_once('.'))
-    {
+    match metric.strip_prefix("rooms.").and_then(|r| r.rsplit_once('.')) {
         Some((room, _)) => format!("room {room}: {words}"),
         None => words,
     }
@@ -598,9 +520,8 @@ pub fn read_run_summaries(run_dirs: &[PathBuf]) -> Result<Vec<(u64, RunSummary)>
         .map(|dir| {
             let path = dir.join("summary.json");
             let summary = RunSummary::read(&path)?;
-            let seed = summary.seed.ok_or_else(|| {
-                crate::error::format_error(&path, "no `seed`; runs are paired by seed")
-            })?;
+            let seed =
+                summary.seed.ok_or_else(|| crate::error::format_error(&path, "no `seed`; runs are paired by seed"))?;
             Ok((seed, summary))
         })
         .collect()
@@ -617,15 +538,10 @@ pub fn find_run_dirs(root: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
         if !parent.is_dir() {
             continue;
         }
-        let entries = std::fs::read_dir(&parent).map_err(|source| AnalysisError::Io {
-            path: parent.clone(),
-            source,
-        })?;
+        let entries =
+            std::fs::read_dir(&parent).map_err(|source| AnalysisError::Io { path: parent.clone(), source })?;
         for entry in entries {
-            let entry = entry.map_err(|source| AnalysisError::Io {
-                path: parent.clone(),
-                source,
-            })?;
+            let entry = entry.map_err(|source| AnalysisError::Io { path: parent.clone(), source })?;
             if entry.path().join("summary.json").is_file() {
                 dirs.push(entry.path());
             }
@@ -650,13 +566,7 @@ mod tests {
 
     fn design(shift: f64) -> Vec<(u64, RunSummary)> {
         (1..=30)
-            .map(|s| {
-                run(
-                    s,
-                    (s % 7 != 0).then_some(1000.0 + (s * 37 % 13) as f64 * 10.0 + shift),
-                    100.0 + s as f64,
-                )
-            })
+            .map(|s| run(s, (s % 7 != 0).then_some(1000.0 + (s * 37 % 13) as f64 * 10.0 + shift), 100.0 + s as f64))
             .collect()
     }
 
@@ -669,25 +579,15 @@ mod tests {
             assert_eq!(r.diff.ci95, Some((0.0, 0.0)), "{}", r.metric);
             assert!(!r.diff.ci_excludes_zero);
         }
-        let conv = t
-            .rows
-            .iter()
-            .find(|r| r.metric == "rooms.main.convergence_time_ms")
-            .unwrap();
+        let conv = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
         assert_eq!((conv.a.n, conv.a.nulls), (26, 4));
-        assert!(conv
-            .null_note(t.runs_a, t.runs_b)
-            .contains("not converged: A 4/30, B 4/30"));
+        assert!(conv.null_note(t.runs_a, t.runs_b).contains("not converged: A 4/30, B 4/30"));
     }
 
     #[test]
     fn a_shift_is_detected_and_the_ci_contains_the_means() {
         let t = compare(&design(0.0), &design(50.0), "a", "b");
-        let conv = t
-            .rows
-            .iter()
-            .find(|r| r.metric == "rooms.main.convergence_time_ms")
-            .unwrap();
+        let conv = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
         assert_eq!(conv.diff.mean_diff, Some(50.0));
         assert_eq!(conv.diff.pairs, 26);
         for s in [&conv.a, &conv.b] {
@@ -697,10 +597,7 @@ mod tests {
         // every pair differs by exactly 50: the interval is the point
         assert_eq!(conv.diff.ci95, Some((50.0, 50.0)));
         assert!(conv.diff.ci_excludes_zero);
-        assert!(t
-            .to_text()
-            .lines()
-            .any(|l| l.starts_with("rooms.main.convergence_time_ms") && l.contains('*')));
+        assert!(t.to_text().lines().any(|l| l.starts_with("rooms.main.convergence_time_ms") && l.contains('*')));
     }
 
     #[test]

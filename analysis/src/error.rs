@@ -36,37 +36,23 @@ pub enum AnalysisError {
         first.display(),
         second.display()
     )]
-    ConflictingCell {
-        index: u64,
-        first: PathBuf,
-        second: PathBuf,
-        difference: String,
-    },
+    ConflictingCell { index: u64, first: PathBuf, second: PathBuf, difference: String },
     #[error("no sweep cells found under {dirs}; expected <dir>/cells/<label>/summary.json and cell.json")]
     NoCells { dirs: String },
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, AnalysisError> {
-    std::fs::read_to_string(path).map_err(|source| AnalysisError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| AnalysisError::Io { path: path.to_owned(), source })
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, AnalysisError> {
     let text = read_text(path)?;
-    serde_json::from_str(&text).map_err(|source| AnalysisError::Json {
-        path: path.to_owned(),
-        source,
-    })
+    serde_json::from_str(&text).map_err(|source| AnalysisError::Json { path: path.to_owned(), source })
 }
 
 /// Writes `bytes` to `path`, creating the parent directories.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AnalysisError> {
-    let io = |source| AnalysisError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| AnalysisError::Io { path: path.to_owned(), source };
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             std::fs::create_dir_all(parent).map_err(io)?;
@@ -76,8 +62,5 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AnalysisError>
 }
 
 pub(crate) fn format_error(path: &Path, message: impl Into<String>) -> AnalysisError {
-    AnalysisError::Format {
-        path: path.to_owned(),
-        message: message.into(),
-    }
+    AnalysisError::Format { path: path.to_owned(), message: message.into() }
 }

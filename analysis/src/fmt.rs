@@ -123,10 +123,7 @@ pub(crate) fn sort_values(values: &mut [String]) {
     let all_numeric = values.iter().all(|v| v.trim().parse::<f64>().is_ok());
     if all_numeric {
         values.sort_by(|a, b| {
-            let (p, q) = (
-                a.trim().parse::<f64>().unwrap(),
-                b.trim().parse::<f64>().unwrap(),
-            );
+            let (p, q) = (a.trim().parse::<f64>().unwrap(), b.trim().parse::<f64>().unwrap());
             p.total_cmp(&q).then_with(|| a.cmp(b))
         });
     } else {
@@ -152,10 +149,7 @@ pub(crate) fn inline_svg(svg: &str) -> String {
     let without_comments = strip_comments(svg);
     let start = without_comments.find("<svg").unwrap_or(0);
     let mut s = without_comments[start..].to_string();
-    for ns in [
-        " xmlns=\"http://www.w3.org/2000/svg\"",
-        " xmlns:xlink=\"http://www.w3.org/1999/xlink\"",
-    ] {
+    for ns in [" xmlns=\"http://www.w3.org/2000/svg\"", " xmlns:xlink=\"http://www.w3.org/1999/xlink\""] {
         s = s.replace(ns, "");
     }
     s.trim().to_string()
@@ -215,10 +209,7 @@ mod tests {
 
     #[test]
     fn escaping_and_svg_inlining() {
-        assert_eq!(
-            esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
         let svg = "<?xml version=\"1.0\"?>\n<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \
                    \"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd\">\n<!-- dot -->\n\
                    <svg width=\"8pt\" xmlns=\"http://www.w3.org/2000/svg\" \

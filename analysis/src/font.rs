@@ -23,8 +23,5 @@ pub(crate) fn ensure_registered() -> Result<(), AnalysisError> {
                 .map_err(|_| "the embedded DejaVuSans.ttf is not a valid font".to_string())
         })
         .clone()
-        .map_err(|message| AnalysisError::Plot {
-            what: "font registration".into(),
-            message,
-        })
+        .map_err(|message| AnalysisError::Plot { what: "font registration".into(), message })
 }

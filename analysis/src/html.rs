@@ -80,16 +80,10 @@ pub(crate) struct Cell {
 
 impl Cell {
     pub fn text(s: &str) -> Self {
-        Cell {
-            html: esc(s),
-            class: "",
-        }
+        Cell { html: esc(s), class: "" }
     }
     pub fn num(s: String) -> Self {
-        Cell {
-            html: esc(&s),
-            class: "num",
-        }
+        Cell { html: esc(&s), class: "num" }
     }
     /// Adds a class (`bad`, `good`, ...), keeping numbers right-aligned.
     pub fn with_class(mut self, class: &'static str) -> Self {

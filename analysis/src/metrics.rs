@@ -70,38 +70,21 @@ pub struct MetricsTable {
 
 impl MetricsTable {
     pub fn read(path: &Path) -> Result<Self, AnalysisError> {
-        let file = std::fs::File::open(path).map_err(|source| AnalysisError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = std::fs::File::open(path).map_err(|source| AnalysisError::Io { path: path.to_owned(), source })?;
         Self::from_reader(std::io::BufReader::new(file), path)
     }
 
     /// Parses CSV from `reader`; `origin` names the file in errors. Columns are found by header
     /// name, so their order does not matter and extra columns are ignored.
     pub fn from_reader<R: Read>(reader: R, origin: &Path) -> Result<Self, AnalysisError> {
-        let csv_err = |source| AnalysisError::Csv {
-            path: origin.to_owned(),
-            source,
-        };
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_reader(reader);
+        let csv_err = |source| AnalysisError::Csv { path: origin.to_owned(), source };
+        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
         let headers = rdr.headers().map_err(csv_err)?.clone();
         let mut idx = [0usize; 5];
         for (slot, name) in idx.iter_mut().zip(COLUMNS) {
-            *slot = headers
-                .iter()
-                .position(|h| h.trim() == name)
-                .ok_or_else(|| {
-                    format_error(
-                        origin,
-                        format!(
-                            "missing column `{name}`; expected header {}",
-                            COLUMNS.join(",")
-                        ),
-                    )
-                })?;
+            *slot = headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
+                format_error(origin, format!("missing column `{name}`; expected header {}", COLUMNS.join(",")))
+            })?;
         }
         let mut table = MetricsTable::default();
         let mut record = csv::StringRecord::new();
@@ -115,17 +98,11 @@ impl MetricsTable {
             let number = |i: usize| {
                 cell(i).parse::<f64>().map_err(|_| {
                     let (col, val) = (COLUMNS[i], cell(i));
-                    format_error(
-                        origin,
-                        format!("line {line}: `{col}` is not a number: `{val}`"),
-                    )
+                    format_error(origin, format!("line {line}: `{col}` is not a number: `{val}`"))
                 })
             };
             if cell(3).is_empty() {
-                return Err(format_error(
-                    origin,
-                    format!("line {line}: empty `measure`"),
-                ));
+                return Err(format_error(origin, format!("line {line}: empty `measure`")));
             }
             let row = Row {
                 time_ms: number(0)?,
@@ -183,12 +160,7 @@ impl MetricsTable {
         type ByServer = BTreeMap<u32, Vec<(f64, f64)>>;
         let mut grouped: BTreeMap<(u32, u32), ByServer> = BTreeMap::new();
         for r in &self.rows {
-            grouped
-                .entry((r.room, r.measure))
-                .or_default()
-                .entry(r.server)
-                .or_default()
-                .push((r.time_ms, r.value));
+            grouped.entry((r.room, r.measure)).or_default().entry(r.server).or_default().push((r.time_ms, r.value));
         }
         let mut out: BTreeMap<SeriesKey, MeasureSeries> = BTreeMap::new();
         for ((room, measure), by_server) in grouped {
@@ -212,12 +184,7 @@ impl MetricsTable {
 
     /// Room names as written in the CSV.
     pub fn rooms(&self) -> impl Iterator<Item = &str> + '_ {
-        let mut ids: Vec<u32> = self
-            .rows
-            .iter()
-            .map(|r| r.room)
-            .filter(|r| *r != NONE)
-            .collect();
+        let mut ids: Vec<u32> = self.rows.iter().map(|r| r.room).filter(|r| *r != NONE).collect();
         ids.sort_unstable();
         ids.dedup();
         ids.into_iter().filter_map(|id| self.name(id))
@@ -246,63 +213,33 @@ mod tests {
         assert_eq!((t.len(), t.empty_values), (5, 1));
         assert_eq!(t.rooms().collect::<Vec<_>>(), ["main"]);
         let first = t.samples().nth(2).unwrap();
-        assert_eq!(
-            (first.server, first.room, first.measure),
-            (Some("hs1"), Some("main"), "event_lag")
-        );
+        assert_eq!((first.server, first.room, first.measure), (Some("hs1"), Some("main"), "event_lag"));
         let series = t.series(|r| r.to_string());
-        let keys: Vec<_> = series
-            .keys()
-            .map(|k| (k.room.clone(), k.measure.as_str()))
-            .collect();
+        let keys: Vec<_> = series.keys().map(|k| (k.room.clone(), k.measure.as_str())).collect();
         assert_eq!(
             keys,
-            [
-                (None, "deliveries"),
-                (Some("main".into()), "distinct_states"),
-                (Some("main".into()), "event_lag")
-            ]
+            [(None, "deliveries"), (Some("main".into()), "distinct_states"), (Some("main".into()), "event_lag")]
         );
-        let ds = &series[&SeriesKey {
-            room: Some("main".into()),
-            measure: "distinct_states".into(),
-        }];
+        let ds = &series[&SeriesKey { room: Some("main".into()), measure: "distinct_states".into() }];
         assert!(!ds.is_per_server());
         assert_eq!(ds.lines[""], [(0.0, 1.0), (1000.0, 2.0)]);
     }
 
     #[test]
     fn room_ids_and_names_merge_into_one_series() {
-        let csv =
-            "time_ms,server,room,measure,value\n0,hs1,!a:hs1,event_lag,1\n1,hs1,main,event_lag,2\n";
+        let csv = "time_ms,server,room,measure,value\n0,hs1,!a:hs1,event_lag,1\n1,hs1,main,event_lag,2\n";
         let t = MetricsTable::from_reader(csv.as_bytes(), Path::new("m.csv")).unwrap();
-        let series = t.series(|r| {
-            if r == "!a:hs1" {
-                "main".into()
-            } else {
-                r.to_string()
-            }
-        });
+        let series = t.series(|r| if r == "!a:hs1" { "main".into() } else { r.to_string() });
         assert_eq!(series.len(), 1);
-        assert_eq!(
-            series.values().next().unwrap().lines["hs1"],
-            [(0.0, 1.0), (1.0, 2.0)]
-        );
+        assert_eq!(series.values().next().unwrap().lines["hs1"], [(0.0, 1.0), (1.0, 2.0)]);
     }
 
     #[test]
     fn bad_rows_name_line_and_column() {
         let csv = "time_ms,server,room,measure,value\n0,hs1,main,event_lag,lots\n";
         let err = MetricsTable::from_reader(csv.as_bytes(), Path::new("m.csv")).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("line 2: `value` is not a number: `lots`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("line 2: `value` is not a number: `lots`"), "{err}");
         let err = MetricsTable::from_reader("a,b\n".as_bytes(), Path::new("m.csv")).unwrap_err();
-        assert!(
-            err.to_string().contains("missing column `time_ms`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("missing column `time_ms`"), "{err}");
     }
 }

@@ -73,8 +73,7 @@ impl Chart {
         font::ensure_registered()?;
         let mut buf = String::new();
         {
-            let root =
-                SVGBackend::with_string(&mut buf, (size.width, size.height)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut buf, (size.width, size.height)).into_drawing_area();
             self.draw(&root).map_err(|m| self.plot_error(m))?;
             root.present().map_err(|e| self.plot_error(e.to_string()))?;
         }
@@ -88,8 +87,7 @@ impl Chart {
         write_file(path, &[])?;
         let root = BitMapBackend::new(path, (size.width, size.height)).into_drawing_area();
         self.draw(&root).map_err(|m| self.plot_error(m))?;
-        root.present()
-            .map_err(|e| self.plot_error(format!("{}: {e}", path.display())))
+        root.present().map_err(|e| self.plot_error(format!("{}: {e}", path.display())))
     }
 
     /// Draws the chart as an SVG ready to inline into HTML (no XML prolog, no namespaces).
@@ -107,9 +105,6 @@ impl Chart {
     }
 
     fn plot_error(&self, message: String) -> AnalysisError {
-        AnalysisError::Plot {
-            what: format!("chart \"{}\"", self.title()),
-            message,
-        }
+        AnalysisError::Plot { what: format!("chart \"{}\"", self.title()), message }
     }
 }

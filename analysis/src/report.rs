@@ -30,14 +30,7 @@ const ROOM_FIELD_ORDER: &[&str] = &[
     "events",
 ];
 /// Run fields shown first.
-const RUN_FIELD_ORDER: &[&str] = &[
-    "seed",
-    "servers",
-    "events_created",
-    "deliveries",
-    "sim_time_end_ms",
-    "threads",
-];
+const RUN_FIELD_ORDER: &[&str] = &["seed", "servers", "events_created", "deliveries", "sim_time_end_ms", "threads"];
 
 /// How a room's DAG can be shown.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,35 +65,17 @@ impl RunFiles {
     pub fn load(run_dir: &Path) -> Result<Self, AnalysisError> {
         let summary = RunSummary::read(&run_dir.join("summary.json"))?;
         let metrics_path = run_dir.join("metrics.csv");
-        let metrics = if metrics_path.is_file() {
-            Some(MetricsTable::read(&metrics_path)?)
-        } else {
-            None
-        };
+        let metrics = if metrics_path.is_file() { Some(MetricsTable::read(&metrics_path)?) } else { None };
         let scenario_path = run_dir.join("scenario.toml");
-        let scenario_text = if scenario_path.is_file() {
-            Some(read_text(&scenario_path)?)
-        } else {
-            None
-        };
-        let mut run = RunFiles {
-            dir: run_dir.to_owned(),
-            summary,
-            metrics,
-            scenario_text,
-            dags: BTreeMap::new(),
-        };
+        let scenario_text = if scenario_path.is_file() { Some(read_text(&scenario_path)?) } else { None };
+        let mut run = RunFiles { dir: run_dir.to_owned(), summary, metrics, scenario_text, dags: BTreeMap::new() };
         for room in run.room_names() {
             let stem = run_dir.join("rooms").join(&room);
             let (svg, dot) = (stem.with_extension("svg"), stem.with_extension("dot"));
             if svg.is_file() {
-                run.dags
-                    .insert(room, DagPicture::Svg(inline_svg(&read_text(&svg)?)));
+                run.dags.insert(room, DagPicture::Svg(inline_svg(&read_text(&svg)?)));
             } else if dot.is_file() {
-                run.dags.insert(
-                    room.clone(),
-                    DagPicture::DotOnly(format!("rooms/{room}.dot")),
-                );
+                run.dags.insert(room.clone(), DagPicture::DotOnly(format!("rooms/{room}.dot")));
             }
         }
         Ok(run)
@@ -144,12 +119,7 @@ impl RunFiles {
             .series(|r| self.room_name(r))
             .iter()
             .map(|(key, series)| {
-                let chart = TimeSeriesChart::from_series(
-                    key,
-                    series,
-                    &self.summary.faults,
-                    self.x_end_ms(),
-                );
+                let chart = TimeSeriesChart::from_series(key, series, &self.summary.faults, self.x_end_ms());
                 (key.clone(), chart)
             })
             .collect();
@@ -175,22 +145,12 @@ pub fn write_run_report(run_dir: &Path) -> Result<PathBuf, AnalysisError> {
 
 /// Writes every time-series chart of the run as `RUN/plots/<room>/<measure>.svg|png`
 /// (server-wide measures under `plots/server-wide/`). Returns the paths, in report order.
-pub fn write_run_plots(
-    run_dir: &Path,
-    format: ImageFormat,
-    size: PlotSize,
-) -> Result<Vec<PathBuf>, AnalysisError> {
+pub fn write_run_plots(run_dir: &Path, format: ImageFormat, size: PlotSize) -> Result<Vec<PathBuf>, AnalysisError> {
     let run = RunFiles::load(run_dir)?;
     let mut paths = Vec::new();
     for (key, chart) in run.charts() {
-        let folder = key
-            .room
-            .as_deref()
-            .map_or_else(|| "server-wide".to_string(), file_name);
-        let stem = run_dir
-            .join("plots")
-            .join(folder)
-            .join(file_name(&key.measure));
+        let folder = key.room.as_deref().map_or_else(|| "server-wide".to_string(), file_name);
+        let stem = run_dir.join("plots").join(folder).join(file_name(&key.measure));
         let chart = Chart::TimeSeries(chart);
         let path = match format {
             ImageFormat::Svg => {
@@ -211,16 +171,8 @@ pub fn write_run_plots(
 
 /// A name safe as one path component: letters, digits, `-`, `_` and `.` kept, the rest `_`.
 fn file_name(s: &str) -> String {
-    let name: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
     match name.trim_start_matches('.') {
         "" => "_".to_string(),
         n => n.to_string(),
@@ -230,10 +182,7 @@ fn file_name(s: &str) -> String {
 /// The report as a string (what [`write_run_report`] writes).
 pub fn render_run_report(run: &RunFiles) -> Result<String, AnalysisError> {
     let s = &run.summary;
-    let scenario = s
-        .scenario
-        .clone()
-        .unwrap_or_else(|| "unnamed scenario".into());
+    let scenario = s.scenario.clone().unwrap_or_else(|| "unnamed scenario".into());
     let seed = s.seed.map_or_else(|| "?".to_string(), |v| v.to_string());
     let title = format!("{scenario} — seed {seed}");
     let mut body = String::new();
@@ -246,11 +195,8 @@ pub fn render_run_report(run: &RunFiles) -> Result<String, AnalysisError> {
     body.push_str(&run_table(s));
     body.push_str(&rooms_table(s));
     body.push_str("<h2 id=\"faults\">Faults</h2>\n");
-    let _ = writeln!(
-        body,
-        "<div class=\"timeline-box\">{}</div>",
-        faults_timeline_svg(&s.faults, run.x_end_ms(), 1000)
-    );
+    let _ =
+        writeln!(body, "<div class=\"timeline-box\">{}</div>", faults_timeline_svg(&s.faults, run.x_end_ms(), 1000));
     body.push_str(&room_sections(run)?);
     body.push_str(&scenario_section(run));
     Ok(page(&format!("roomsim report: {title}"), &body))
@@ -268,10 +214,7 @@ fn subtitle(run: &RunFiles) -> String {
     parts.push(format!("{} rooms", run.room_names().len()));
     parts.push(format!("{} s simulated", num(run.x_end_ms() / 1000.0)));
     if let Some(d) = &s.log_digest {
-        parts.push(format!(
-            "log digest {}",
-            d.chars().take(16).collect::<String>()
-        ));
+        parts.push(format!("log digest {}", d.chars().take(16).collect::<String>()));
     }
     parts.join(" · ")
 }
@@ -324,9 +267,7 @@ pub fn verdict(s: &RunSummary) -> Verdict {
             Some(FieldValue::Bool(false)) => {
                 let states = r
                     .number("distinct_final_states")
-                    .map_or(String::new(), |n| {
-                        format!(" ({} distinct final states)", num(n))
-                    });
+                    .map_or(String::new(), |n| format!(" ({} distinct final states)", num(n)));
                 problems.push(format!("room {} did not converge{states}", r.name));
             }
             _ => unknown.push(format!("room {}: convergence not recorded", r.name)),
@@ -343,10 +284,7 @@ pub fn verdict(s: &RunSummary) -> Verdict {
     if !problems.is_empty() {
         // up to three problems fit the headline; the detail lists every one beyond that
         const SHOWN: usize = 3;
-        let mut headline = format!(
-            "✗ {}",
-            capitalise(&problems[..problems.len().min(SHOWN)].join("; "))
-        );
+        let mut headline = format!("✗ {}", capitalise(&problems[..problems.len().min(SHOWN)].join("; ")));
         let mut detail = Vec::new();
         if problems.len() > SHOWN {
             headline.push_str(&format!(" and {} more", problems.len() - SHOWN));
@@ -354,19 +292,11 @@ pub fn verdict(s: &RunSummary) -> Verdict {
         }
         detail.extend(unknown);
         detail.push(soft_note);
-        return Verdict {
-            class: "bad",
-            headline,
-            detail: detail.join("; "),
-        };
+        return Verdict { class: "bad", headline, detail: detail.join("; ") };
     }
     if !unknown.is_empty() {
         let headline = format!("? {}", capitalise(&unknown.join("; ")));
-        return Verdict {
-            class: "warn",
-            headline,
-            detail: soft_note,
-        };
+        return Verdict { class: "warn", headline, detail: soft_note };
     }
     let rooms = match s.rooms.len() {
         1 => "The room converged".to_string(),
@@ -374,29 +304,21 @@ pub fn verdict(s: &RunSummary) -> Verdict {
     };
     Verdict {
         class: "ok",
-        headline: format!(
-            "✓ {rooms}, {} auth disagreements",
-            num(sum("auth_disagreements"))
-        ),
+        headline: format!("✓ {rooms}, {} auth disagreements", num(sum("auth_disagreements"))),
         detail: convergence_detail(s, soft_note),
     }
 }
 
 fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
-    chars
-        .next()
-        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
 fn convergence_detail(s: &RunSummary, soft_note: String) -> String {
     let times: Vec<String> = s
         .rooms
         .values()
-        .filter_map(|r| {
-            r.number("convergence_time_ms")
-                .map(|t| format!("{} {} s", r.name, num(t / 1000.0)))
-        })
+        .filter_map(|r| r.number("convergence_time_ms").map(|t| format!("{} {} s", r.name, num(t / 1000.0))))
         .collect();
     if times.is_empty() {
         return soft_note;
@@ -415,16 +337,9 @@ fn verdict_banner(s: &RunSummary) -> String {
 }
 
 fn navigation(run: &RunFiles) -> String {
-    let mut out = String::from(
-        "<nav>Jump to: <a href=\"#summary\">summary</a><a href=\"#faults\">faults</a>",
-    );
+    let mut out = String::from("<nav>Jump to: <a href=\"#summary\">summary</a><a href=\"#faults\">faults</a>");
     for room in run.room_names() {
-        let _ = write!(
-            out,
-            "<a href=\"#room-{}\">room {}</a>",
-            slug(&room),
-            esc(&room)
-        );
+        let _ = write!(out, "<a href=\"#room-{}\">room {}</a>", slug(&room), esc(&room));
     }
     if run.charts().iter().any(|(k, _)| k.room.is_none()) {
         out.push_str("<a href=\"#server-wide\">server-wide</a>");
@@ -435,17 +350,8 @@ fn navigation(run: &RunFiles) -> String {
 
 fn ordered_fields<'a>(keys: impl Iterator<Item = &'a String>, first: &[&str]) -> Vec<String> {
     let present: BTreeSet<&String> = keys.collect();
-    let mut out: Vec<String> = first
-        .iter()
-        .filter(|f| present.iter().any(|p| p == f))
-        .map(|f| f.to_string())
-        .collect();
-    out.extend(
-        present
-            .into_iter()
-            .filter(|p| !first.contains(&p.as_str()))
-            .cloned(),
-    );
+    let mut out: Vec<String> = first.iter().filter(|f| present.iter().any(|p| p == f)).map(|f| f.to_string()).collect();
+    out.extend(present.into_iter().filter(|p| !first.contains(&p.as_str())).cloned());
     out
 }
 
@@ -463,8 +369,7 @@ fn field_cell(field: &str, v: Option<&FieldValue>) -> Cell {
         Some(FieldValue::Null) if field.contains("convergence_time") => Cell::num("never".into()),
         Some(FieldValue::Null) => Cell::num("—".into()),
         Some(FieldValue::Number(n)) => {
-            let bad = (field == "auth_disagreements" && *n > 0.0)
-                || (field == "distinct_final_states" && *n > 1.0);
+            let bad = (field == "auth_disagreements" && *n > 0.0) || (field == "distinct_final_states" && *n > 1.0);
             let c = Cell::num(num(*n));
             if bad {
                 c.with_class("bad")
@@ -478,10 +383,7 @@ fn field_cell(field: &str, v: Option<&FieldValue>) -> Cell {
 fn run_table(s: &RunSummary) -> String {
     let fields = ordered_fields(s.top_level.keys(), RUN_FIELD_ORDER);
     let headers: Vec<(String, &str)> = fields.iter().map(|f| (f.clone(), "num")).collect();
-    let row: Vec<Cell> = fields
-        .iter()
-        .map(|f| field_cell(f, s.top_level.get(f)))
-        .collect();
+    let row: Vec<Cell> = fields.iter().map(|f| field_cell(f, s.top_level.get(f))).collect();
     format!("<h3>Run</h3>\n{}", table(&headers, &[row]))
 }
 
@@ -489,10 +391,7 @@ fn rooms_table(s: &RunSummary) -> String {
     if s.rooms.is_empty() {
         return "<p class=\"note\">The summary lists no rooms.</p>\n".into();
     }
-    let fields = ordered_fields(
-        s.rooms.values().flat_map(|r| r.fields.keys()),
-        ROOM_FIELD_ORDER,
-    );
+    let fields = ordered_fields(s.rooms.values().flat_map(|r| r.fields.keys()), ROOM_FIELD_ORDER);
     let mut headers: Vec<(String, &str)> = vec![("room".into(), ""), ("version".into(), "")];
     headers.extend(fields.iter().map(|f| (f.clone(), "num")));
     let mut rooms: Vec<&RoomSummary> = s.rooms.values().collect();
@@ -501,10 +400,7 @@ fn rooms_table(s: &RunSummary) -> String {
         .iter()
         .map(|r| {
             let mut row = vec![
-                Cell {
-                    html: format!("<a href=\"#room-{}\">{}</a>", slug(&r.name), esc(&r.name)),
-                    class: "",
-                },
+                Cell { html: format!("<a href=\"#room-{}\">{}</a>", slug(&r.name), esc(&r.name)), class: "" },
                 Cell::text(r.room_version.as_deref().unwrap_or("")),
             ];
             row.extend(fields.iter().map(|f| field_cell(f, r.fields.get(f))));
@@ -523,29 +419,18 @@ fn room_sections(run: &RunFiles) -> Result<String, AnalysisError> {
     let charts = run.charts();
     let mut out = String::new();
     if run.metrics.is_none() {
-        out.push_str("<p class=\"note\">This run has no <code>metrics.csv</code>, so there are no charts over time.</p>\n");
+        out.push_str(
+            "<p class=\"note\">This run has no <code>metrics.csv</code>, so there are no charts over time.</p>\n",
+        );
     }
     for room in run.room_names() {
-        let _ = writeln!(
-            out,
-            "<h2 id=\"room-{}\">Room {}</h2>",
-            slug(&room),
-            esc(&room)
-        );
+        let _ = writeln!(out, "<h2 id=\"room-{}\">Room {}</h2>", slug(&room), esc(&room));
         if let Some(r) = run.summary.rooms.get(&room) {
             let id = r.room_id.as_deref().unwrap_or("room ID not recorded");
             let version = r.room_version.as_deref().unwrap_or("?");
-            let _ = writeln!(
-                out,
-                "<p class=\"sub\"><code>{}</code> · room version {}</p>",
-                esc(id),
-                esc(version)
-            );
+            let _ = writeln!(out, "<p class=\"sub\"><code>{}</code> · room version {}</p>", esc(id), esc(version));
         }
-        let room_charts: Vec<_> = charts
-            .iter()
-            .filter(|(k, _)| k.room.as_deref() == Some(room.as_str()))
-            .collect();
+        let room_charts: Vec<_> = charts.iter().filter(|(k, _)| k.room.as_deref() == Some(room.as_str())).collect();
         out.push_str(&chart_grid(&room_charts)?);
         out.push_str(&dag_section(run, &room));
     }
@@ -612,9 +497,7 @@ fn scenario_section(run: &RunFiles) -> String {
                 esc(text)
             );
         }
-        None => out.push_str(
-            "<p class=\"note\">No <code>scenario.toml</code> in the run directory.</p>\n",
-        ),
+        None => out.push_str("<p class=\"note\">No <code>scenario.toml</code> in the run directory.</p>\n"),
     }
     out
 }

@@ -67,10 +67,7 @@ pub fn bootstrap_mean_ci_with(xs: &[f64], stream: &str, resamples: u32) -> Optio
     }
     means.sort_by(f64::total_cmp);
     let tail = (1.0 - CONFIDENCE) / 2.0;
-    Some((
-        quantile_sorted(&means, tail)?,
-        quantile_sorted(&means, 1.0 - tail)?,
-    ))
+    Some((quantile_sorted(&means, tail)?, quantile_sorted(&means, 1.0 - tail)?))
 }
 
 #[cfg(test)]

@@ -84,26 +84,20 @@ impl RunSummary {
 
     /// Parses summary text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, AnalysisError> {
-        let value: Value = serde_json::from_str(text).map_err(|source| AnalysisError::Json {
-            path: origin.to_owned(),
-            source,
-        })?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|source| AnalysisError::Json { path: origin.to_owned(), source })?;
         Self::from_value(&value, origin)
     }
 
     pub fn from_value(value: &Value, origin: &Path) -> Result<Self, AnalysisError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| format_error(origin, "summary must be a JSON object"))?;
+        let obj = value.as_object().ok_or_else(|| format_error(origin, "summary must be a JSON object"))?;
         let string = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
         let seed = match obj.get("seed") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().ok_or_else(|| {
-                format_error(
-                    origin,
-                    format!("`seed` must be a non-negative integer, found {v}"),
-                )
-            })?),
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or_else(|| format_error(origin, format!("`seed` must be a non-negative integer, found {v}")))?,
+            ),
         };
         let mut metrics = BTreeMap::new();
         flatten(value, "", &mut metrics);
@@ -124,16 +118,12 @@ impl RunSummary {
 
     /// The simulated end time, when recorded.
     pub fn sim_time_end_ms(&self) -> Option<f64> {
-        self.top_level
-            .get("sim_time_end_ms")
-            .and_then(|v| v.as_metric())
+        self.top_level.get("sim_time_end_ms").and_then(|v| v.as_metric())
     }
 }
 
 fn leaf_fields(obj: &Map<String, Value>) -> BTreeMap<String, FieldValue> {
-    obj.iter()
-        .filter_map(|(k, v)| leaf(v).map(|f| (k.clone(), f)))
-        .collect()
+    obj.iter().filter_map(|(k, v)| leaf(v).map(|f| (k.clone(), f))).collect()
 }
 
 fn leaf(v: &Value) -> Option<FieldValue> {
@@ -150,11 +140,7 @@ fn flatten(v: &Value, prefix: &str, out: &mut BTreeMap<String, Option<f64>>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 flatten(child, &path, out);
             }
         }
@@ -168,41 +154,23 @@ fn flatten(v: &Value, prefix: &str, out: &mut BTreeMap<String, Option<f64>>) {
     }
 }
 
-fn parse_rooms(
-    rooms: Option<&Value>,
-    origin: &Path,
-) -> Result<BTreeMap<String, RoomSummary>, AnalysisError> {
+fn parse_rooms(rooms: Option<&Value>, origin: &Path) -> Result<BTreeMap<String, RoomSummary>, AnalysisError> {
     let Some(rooms) = rooms.filter(|v| !v.is_null()) else {
         return Ok(BTreeMap::new());
     };
-    let rooms = rooms
-        .as_object()
-        .ok_or_else(|| format_error(origin, "`rooms` must be an object keyed by room name"))?;
+    let rooms =
+        rooms.as_object().ok_or_else(|| format_error(origin, "`rooms` must be an object keyed by room name"))?;
     let mut out = BTreeMap::new();
     for (name, room) in rooms {
-        let obj = room.as_object().ok_or_else(|| {
-            format_error(
-                origin,
-                format!("`rooms.{name}` must be an object, found {room}"),
-            )
-        })?;
+        let obj = room
+            .as_object()
+            .ok_or_else(|| format_error(origin, format!("`rooms.{name}` must be an object, found {room}")))?;
         let string = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
-        let room_version = string("room_version").or_else(|| {
-            obj.get("room_version")
-                .and_then(Value::as_f64)
-                .map(crate::fmt::num)
-        });
+        let room_version =
+            string("room_version").or_else(|| obj.get("room_version").and_then(Value::as_f64).map(crate::fmt::num));
         let mut fields = leaf_fields(obj);
         fields.remove("room_version");
-        out.insert(
-            name.clone(),
-            RoomSummary {
-                name: name.clone(),
-                room_id: string("room_id"),
-                room_version,
-                fields,
-            },
-        );
+        out.insert(name.clone(), RoomSummary { name: name.clone(), room_id: string("room_id"), room_version, fields });
     }
     Ok(out)
 }
@@ -211,37 +179,21 @@ fn parse_faults(faults: Option<&Value>, origin: &Path) -> Result<Vec<Fault>, Ana
     let Some(faults) = faults.filter(|v| !v.is_null()) else {
         return Ok(Vec::new());
     };
-    let list = faults
-        .as_array()
-        .ok_or_else(|| format_error(origin, "`faults` must be an array"))?;
+    let list = faults.as_array().ok_or_else(|| format_error(origin, "`faults` must be an array"))?;
     let mut out = Vec::with_capacity(list.len());
     for (i, f) in list.iter().enumerate() {
         let bad = |what: &str| format_error(origin, format!("`faults[{i}]`: {what}, found {f}"));
         let obj = f.as_object().ok_or_else(|| bad("must be an object"))?;
-        let start_ms = obj
-            .get("start_ms")
-            .and_then(Value::as_f64)
-            .ok_or_else(|| bad("`start_ms` must be a number"))?;
+        let start_ms = obj.get("start_ms").and_then(Value::as_f64).ok_or_else(|| bad("`start_ms` must be a number"))?;
         let end_ms = match obj.get("end_ms") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_f64()
-                    .ok_or_else(|| bad("`end_ms` must be a number or null"))?,
-            ),
+            Some(v) => Some(v.as_f64().ok_or_else(|| bad("`end_ms` must be a number or null"))?),
         };
         out.push(Fault {
-            kind: obj
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or("fault")
-                .to_string(),
+            kind: obj.get("kind").and_then(Value::as_str).unwrap_or("fault").to_string(),
             start_ms,
             end_ms,
-            description: obj
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
+            description: obj.get("description").and_then(Value::as_str).unwrap_or("").to_string(),
         });
     }
     Ok(out)
@@ -278,12 +230,7 @@ mod tests {
 
     #[test]
     fn wrong_shapes_name_the_field() {
-        let err = RunSummary::parse(r#"{"faults": [{"start_ms": "x"}]}"#, Path::new("s.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("faults[0]") && err.contains("start_ms"),
-            "{err}"
-        );
+        let err = RunSummary::parse(r#"{"faults": [{"start_ms": "x"}]}"#, Path::new("s.json")).unwrap_err().to_string();
+        assert!(err.contains("faults[0]") && err.contains("start_ms"), "{err}");
     }
 }

@@ -22,12 +22,7 @@ use crate::AnalysisError;
 
 /// Metrics plotted against each parameter, matched by the last segment of the metric path (so
 /// `rooms.<room>.convergence_time_ms` matches for every room).
-pub const MAIN_METRICS: &[&str] = &[
-    "convergence_time_ms",
-    "distinct_final_states",
-    "auth_disagreements",
-    "deliveries",
-];
+pub const MAIN_METRICS: &[&str] = &["convergence_time_ms", "distinct_final_states", "auth_disagreements", "deliveries"];
 /// Above this many combinations of the other parameters, plots show one marginal line.
 const MAX_LINES: usize = 8;
 
@@ -44,10 +39,7 @@ pub struct SweepCell {
 
 impl SweepCell {
     pub fn override_value(&self, key: &str) -> Option<&str> {
-        self.overrides
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.overrides.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -111,9 +103,7 @@ pub fn merge_sweep(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome, Analysi
     }
     if by_index.is_empty() {
         let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-        return Err(AnalysisError::NoCells {
-            dirs: list.join(", "),
-        });
+        return Err(AnalysisError::NoCells { dirs: list.join(", ") });
     }
     // `grid_cells` in cell.json (the whole grid's size) lets merge notice missing trailing cells.
     let grid_cells = by_index.values().filter_map(|l| l.raw_cell.get("grid_cells").and_then(Value::as_u64)).max();
@@ -124,48 +114,24 @@ pub fn merge_sweep(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome, Analysi
         missing_indices = (0..total).filter(|i| !present.contains(i)).collect();
     }
     let csv = out.join("sweep.csv");
-    write_file(
-        &csv,
-        &sweep_csv(&cells).map_err(|source| AnalysisError::Csv {
-            path: csv.clone(),
-            source,
-        })?,
-    )?;
+    write_file(&csv, &sweep_csv(&cells).map_err(|source| AnalysisError::Csv { path: csv.clone(), source })?)?;
     let html = out.join("sweep.html");
-    let notes = SweepNotes {
-        missing_indices: missing_indices.clone(),
-        incomplete_labels,
-    };
+    let notes = SweepNotes { missing_indices: missing_indices.clone(), incomplete_labels };
     write_file(&html, sweep_html(&cells, &notes)?.as_bytes())?;
     incomplete.sort();
-    Ok(MergeOutcome {
-        cells: cells.len() as u32,
-        identical_duplicates,
-        incomplete,
-        missing_indices,
-        csv,
-        html,
-    })
+    Ok(MergeOutcome { cells: cells.len() as u32, identical_duplicates, incomplete, missing_indices, csv, html })
 }
 
 fn dir_label(cell_dir: &Path) -> String {
-    cell_dir
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    cell_dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 /// `dir/cells/*/`, sorted.
 fn cell_dirs(dir: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
     let cells = dir.join("cells");
-    let io = |source| AnalysisError::Io {
-        path: cells.clone(),
-        source,
-    };
+    let io = |source| AnalysisError::Io { path: cells.clone(), source };
     if !cells.is_dir() {
-        return Err(format_error(
-            dir,
-            "not a sweep output directory: no `cells/` folder",
-        ));
+        return Err(format_error(dir, "not a sweep output directory: no `cells/` folder"));
     }
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&cells).map_err(io)? {
@@ -183,55 +149,32 @@ fn load_cell(cell_dir: &Path) -> Result<Loaded, AnalysisError> {
     let raw_summary = read_json(&summary_path)?;
     let raw_cell = read_json(&cell_path)?;
     let summary = RunSummary::from_value(&raw_summary, &summary_path)?;
-    let obj = raw_cell
-        .as_object()
-        .ok_or_else(|| format_error(&cell_path, "cell.json must be an object"))?;
+    let obj = raw_cell.as_object().ok_or_else(|| format_error(&cell_path, "cell.json must be an object"))?;
     let integer = |key: &str| {
-        obj.get(key).and_then(Value::as_u64).ok_or_else(|| {
-            format_error(
-                &cell_path,
-                format!("`{key}` must be a non-negative integer"),
-            )
-        })
+        obj.get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format_error(&cell_path, format!("`{key}` must be a non-negative integer")))
     };
     let mut overrides: Vec<(String, String)> = Vec::new();
     if let Some(list) = obj.get("overrides").filter(|v| !v.is_null()) {
-        let list = list.as_array().ok_or_else(|| {
-            format_error(
-                &cell_path,
-                "`overrides` must be an array of \"key=value\" strings",
-            )
-        })?;
+        let list = list
+            .as_array()
+            .ok_or_else(|| format_error(&cell_path, "`overrides` must be an array of \"key=value\" strings"))?;
         for item in list {
             let text = item.as_str().unwrap_or("");
             let Some((k, v)) = text.split_once('=') else {
-                return Err(format_error(
-                    &cell_path,
-                    format!("override {item} is not of the form \"key=value\""),
-                ));
+                return Err(format_error(&cell_path, format!("override {item} is not of the form \"key=value\"")));
             };
             let (k, v) = (k.trim().to_string(), v.trim().to_string());
             if overrides.iter().any(|(seen, _)| *seen == k) {
-                return Err(format_error(
-                    &cell_path,
-                    format!("override key `{k}` appears twice"),
-                ));
+                return Err(format_error(&cell_path, format!("override key `{k}` appears twice")));
             }
             overrides.push((k, v));
         }
     }
-    let label = obj
-        .get("label")
-        .and_then(Value::as_str)
-        .map_or_else(|| dir_label(cell_dir), str::to_owned);
+    let label = obj.get("label").and_then(Value::as_str).map_or_else(|| dir_label(cell_dir), str::to_owned);
     Ok(Loaded {
-        cell: SweepCell {
-            index: integer("index")?,
-            seed: integer("seed")?,
-            overrides,
-            label,
-            summary,
-        },
+        cell: SweepCell { index: integer("index")?, seed: integer("seed")?, overrides, label, summary },
         raw_cell,
         raw_summary,
         source: cell_dir.to_owned(),
@@ -283,12 +226,7 @@ fn parameter_keys(cells: &[SweepCell]) -> Vec<String> {
 }
 
 fn metric_keys(cells: &[SweepCell]) -> Vec<String> {
-    cells
-        .iter()
-        .flat_map(|c| c.summary.metrics.keys().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    cells.iter().flat_map(|c| c.summary.metrics.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 /// `sweep.csv`: `index,seed,label`, one column per override key, then every flattened metric.
@@ -301,27 +239,15 @@ pub fn sweep_csv(cells: &[SweepCell]) -> Result<Vec<u8>, csv::Error> {
     let mut header: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
     for p in &params {
         let collides = fixed.contains(&p.as_str()) || metrics.binary_search(p).is_ok();
-        header.push(if collides {
-            format!("override:{p}")
-        } else {
-            p.clone()
-        });
+        header.push(if collides { format!("override:{p}") } else { p.clone() });
     }
     header.extend(metrics.iter().cloned());
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(&header)?;
     for c in cells {
         let mut rec = vec![c.index.to_string(), c.seed.to_string(), c.label.clone()];
-        rec.extend(
-            params
-                .iter()
-                .map(|p| c.override_value(p).unwrap_or("").to_string()),
-        );
-        rec.extend(
-            metrics
-                .iter()
-                .map(|m| csv_num(c.summary.metrics.get(m).copied().flatten())),
-        );
+        rec.extend(params.iter().map(|p| c.override_value(p).unwrap_or("").to_string()));
+        rec.extend(metrics.iter().map(|m| csv_num(c.summary.metrics.get(m).copied().flatten())));
         w.write_record(&rec)?;
     }
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
@@ -337,10 +263,7 @@ pub struct SweepNotes {
 /// `sweep.html`: parameters, the table of cells with the main metrics, and for each parameter
 /// with several values the main metrics' means with 95% CIs against it.
 pub fn sweep_html(cells: &[SweepCell], notes: &SweepNotes) -> Result<String, AnalysisError> {
-    let scenario = cells
-        .iter()
-        .find_map(|c| c.summary.scenario.clone())
-        .unwrap_or_else(|| "sweep".into());
+    let scenario = cells.iter().find_map(|c| c.summary.scenario.clone()).unwrap_or_else(|| "sweep".into());
     let params = parameter_keys(cells);
     let seeds: BTreeSet<u64> = cells.iter().map(|c| c.seed).collect();
     let mut body = format!("<h1>Sweep: {}</h1>\n", esc(&scenario));
@@ -365,7 +288,11 @@ pub fn sweep_html(cells: &[SweepCell], notes: &SweepNotes) -> Result<String, Ana
     }
     if !notes.incomplete_labels.is_empty() {
         let list: Vec<&str> = notes.incomplete_labels.iter().map(String::as_str).collect();
-        let _ = writeln!(body, "<p class=\"note\">Skipped incomplete cell directories (no summary.json or cell.json): {}</p>", esc(&list.join(", ")));
+        let _ = writeln!(
+            body,
+            "<p class=\"note\">Skipped incomplete cell directories (no summary.json or cell.json): {}</p>",
+            esc(&list.join(", "))
+        );
     }
     body.push_str(&parameters_table(cells, &params));
     body.push_str(&parameter_plots(cells, &params)?);
@@ -386,18 +313,14 @@ fn values_of(cells: &[SweepCell], key: &str) -> Vec<String> {
 
 fn parameters_table(cells: &[SweepCell], params: &[String]) -> String {
     if params.is_empty() {
-        return "<p class=\"note\">No parameter overrides: the cells differ only by seed.</p>\n"
-            .into();
+        return "<p class=\"note\">No parameter overrides: the cells differ only by seed.</p>\n".into();
     }
     let headers = vec![("parameter".to_string(), ""), ("values".to_string(), "")];
     let rows: Vec<Vec<Cell>> = params
         .iter()
         .map(|p| {
             vec![
-                Cell {
-                    html: format!("<code>{}</code>", esc(p)),
-                    class: "",
-                },
+                Cell { html: format!("<code>{}</code>", esc(p)), class: "" },
                 Cell::text(&values_of(cells, p).join(", ")),
             ]
         })
@@ -406,44 +329,27 @@ fn parameters_table(cells: &[SweepCell], params: &[String]) -> String {
 }
 
 fn main_metric_keys(cells: &[SweepCell]) -> Vec<String> {
-    let mut keys: Vec<String> = metric_keys(cells)
-        .into_iter()
-        .filter(|k| MAIN_METRICS.contains(&k.rsplit('.').next().unwrap_or(k)))
-        .collect();
-    let rank = |k: &str| {
-        MAIN_METRICS
-            .iter()
-            .position(|m| k.ends_with(m))
-            .unwrap_or(MAIN_METRICS.len())
-    };
+    let mut keys: Vec<String> =
+        metric_keys(cells).into_iter().filter(|k| MAIN_METRICS.contains(&k.rsplit('.').next().unwrap_or(k))).collect();
+    let rank = |k: &str| MAIN_METRICS.iter().position(|m| k.ends_with(m)).unwrap_or(MAIN_METRICS.len());
     keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| natural_cmp(a, b)));
     keys
 }
 
 fn cells_table(cells: &[SweepCell], params: &[String]) -> String {
     let metrics = main_metric_keys(cells);
-    let mut headers: Vec<(String, &'static str)> =
-        vec![("index".into(), "num"), ("seed".into(), "num")];
+    let mut headers: Vec<(String, &'static str)> = vec![("index".into(), "num"), ("seed".into(), "num")];
     headers.extend(params.iter().map(|p| (p.clone(), "")));
     headers.extend(metrics.iter().map(|m| (m.clone(), "num")));
     headers.push(("label".into(), ""));
     let rows: Vec<Vec<Cell>> = cells
         .iter()
         .map(|c| {
-            let mut row = vec![
-                Cell::num(c.index.to_string()),
-                Cell::num(c.seed.to_string()),
-            ];
-            row.extend(
-                params
-                    .iter()
-                    .map(|p| Cell::text(c.override_value(p).unwrap_or(""))),
-            );
+            let mut row = vec![Cell::num(c.index.to_string()), Cell::num(c.seed.to_string())];
+            row.extend(params.iter().map(|p| Cell::text(c.override_value(p).unwrap_or(""))));
             row.extend(metrics.iter().map(|m| match c.summary.metrics.get(m) {
                 Some(Some(v)) => Cell::num(num(*v)),
-                Some(None) if m.ends_with("convergence_time_ms") => {
-                    Cell::num("never".into()).with_class("bad")
-                }
+                Some(None) if m.ends_with("convergence_time_ms") => Cell::num("never".into()).with_class("bad"),
                 Some(None) => Cell::num("—".into()),
                 None => Cell::text(""),
             }));
@@ -462,24 +368,16 @@ fn cells_table(cells: &[SweepCell], params: &[String]) -> String {
 }
 
 fn parameter_plots(cells: &[SweepCell], params: &[String]) -> Result<String, AnalysisError> {
-    let (constant, metrics): (Vec<String>, Vec<String>) = main_metric_keys(cells)
-        .into_iter()
-        .partition(|m| is_constant(cells, m));
+    let (constant, metrics): (Vec<String>, Vec<String>) =
+        main_metric_keys(cells).into_iter().partition(|m| is_constant(cells, m));
     let mut out = String::new();
     for p in params.iter().filter(|p| values_of(cells, p).len() > 1) {
-        let _ = writeln!(
-            out,
-            "<h2>Against <code>{}</code></h2>\n<div class=\"plots grid\">",
-            esc(p)
-        );
+        let _ = writeln!(out, "<h2>Against <code>{}</code></h2>\n<div class=\"plots grid\">", esc(p));
         for m in &metrics {
             let (chart, nulls) = mean_ci_chart(cells, p, params, m);
             let svg = Chart::MeanCi(chart).to_inline_svg(PlotSize::new(560, 340))?;
             let caption = if nulls > 0 {
-                format!(
-                    "{nulls} cells without a value ({}) are not in the means.",
-                    crate::compare::null_word(m)
-                )
+                format!("{nulls} cells without a value ({}) are not in the means.", crate::compare::null_word(m))
             } else {
                 String::new()
             };
@@ -492,18 +390,10 @@ fn parameter_plots(cells: &[SweepCell], params: &[String]) -> Result<String, Ana
             .iter()
             .map(|m| {
                 let v = cells[0].summary.metrics.get(m).copied().flatten();
-                format!(
-                    "<code>{}</code> = {}",
-                    esc(m),
-                    v.map_or_else(|| "—".into(), num)
-                )
+                format!("<code>{}</code> = {}", esc(m), v.map_or_else(|| "—".into(), num))
             })
             .collect();
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">Not plotted, the same in every cell: {}.</p>",
-            list.join(", ")
-        );
+        let _ = writeln!(out, "<p class=\"note\">Not plotted, the same in every cell: {}.</p>", list.join(", "));
     }
     Ok(out)
 }
@@ -515,11 +405,7 @@ struct OtherParams<'a> {
 
 impl<'a> OtherParams<'a> {
     fn new(cells: &[SweepCell], params: &'a [String], param: &str) -> Self {
-        let keys = params
-            .iter()
-            .filter(|k| *k != param)
-            .map(|k| (k, values_of(cells, k)))
-            .collect();
+        let keys = params.iter().filter(|k| *k != param).map(|k| (k, values_of(cells, k))).collect();
         OtherParams { keys }
     }
 
@@ -528,9 +414,7 @@ impl<'a> OtherParams<'a> {
         self.keys
             .iter()
             .map(|(k, values)| {
-                c.override_value(k)
-                    .and_then(|v| values.iter().position(|x| x == v))
-                    .map_or(0, |i| i + 1)
+                c.override_value(k).and_then(|v| values.iter().position(|x| x == v)).map_or(0, |i| i + 1)
             })
             .collect()
     }
@@ -556,12 +440,7 @@ impl<'a> OtherParams<'a> {
 /// The chart of `metric` against parameter `param`, and the number of cells with a null value.
 /// One line per combination of the other parameters (ordered by their values), or one marginal
 /// line when there are none or more than [`MAX_LINES`] combinations.
-pub fn mean_ci_chart(
-    cells: &[SweepCell],
-    param: &str,
-    params: &[String],
-    metric: &str,
-) -> (MeanCiChart, u32) {
+pub fn mean_ci_chart(cells: &[SweepCell], param: &str, params: &[String], metric: &str) -> (MeanCiChart, u32) {
     let categories = values_of(cells, param);
     let others = OtherParams::new(cells, params, param);
     let groups: BTreeSet<Vec<usize>> = cells.iter().map(|c| others.group_of(c)).collect();
@@ -571,16 +450,10 @@ pub fn mean_ci_chart(
     let mut nulls = 0;
     for c in cells {
         let value = c.summary.metrics.get(metric);
-        let category = c
-            .override_value(param)
-            .and_then(|v| categories.iter().position(|x| x == v));
+        let category = c.override_value(param).and_then(|v| categories.iter().position(|x| x == v));
         match (category, value) {
             (Some(cat), Some(Some(v))) => {
-                let g = if marginal {
-                    Vec::new()
-                } else {
-                    others.group_of(c)
-                };
+                let g = if marginal { Vec::new() } else { others.group_of(c) };
                 data.entry(g).or_default().entry(cat).or_default().push(*v);
             }
             (Some(_), Some(None)) => nulls += 1,
@@ -590,11 +463,7 @@ pub fn mean_ci_chart(
     let lines = data
         .into_iter()
         .map(|(group, by_cat)| {
-            let label = if marginal {
-                "all cells".to_string()
-            } else {
-                others.label_of(&group)
-            };
+            let label = if marginal { "all cells".to_string() } else { others.label_of(&group) };
             let stream = format!("sweep/{param}/{metric}/{label}");
             mean_ci_line(label, by_cat, &stream)
         })
@@ -602,11 +471,7 @@ pub fn mean_ci_chart(
     let chart = MeanCiChart {
         title: metric.to_string(),
         x_label: param.to_string(),
-        y_label: if metric.ends_with("_ms") {
-            "ms (mean, 95% CI)".into()
-        } else {
-            "mean, 95% CI".into()
-        },
+        y_label: if metric.ends_with("_ms") { "ms (mean, 95% CI)".into() } else { "mean, 95% CI".into() },
         legend_title: (!marginal).then(|| others.names()),
         categories,
         lines,
@@ -629,14 +494,9 @@ fn mean_ci_line(label: String, by_category: BTreeMap<usize, Vec<f64>>, stream: &
 
 /// True when every cell has the same value (or null) for `metric`: a flat line, not plotted.
 fn is_constant(cells: &[SweepCell], metric: &str) -> bool {
-    let mut values = cells
-        .iter()
-        .map(|c| c.summary.metrics.get(metric).copied().flatten());
+    let mut values = cells.iter().map(|c| c.summary.metrics.get(metric).copied().flatten());
     let first = values.next().flatten();
-    values.all(|v| v == first)
-        && cells
-            .iter()
-            .all(|c| c.summary.metrics.get(metric).is_some_and(|v| v.is_some()))
+    values.all(|v| v == first) && cells.iter().all(|c| c.summary.metrics.get(metric).is_some_and(|v| v.is_some()))
 }
 
 #[cfg(test)]
@@ -663,10 +523,7 @@ mod tests {
         let cells = vec![cell(0, 1, "0", Some(10.0)), cell(1, 1, "0.1", None)];
         let csv = String::from_utf8(sweep_csv(&cells).unwrap()).unwrap();
         let mut lines = csv.lines();
-        assert_eq!(
-            lines.next(),
-            Some("index,seed,label,network.loss,deliveries,rooms.main.convergence_time_ms")
-        );
+        assert_eq!(lines.next(), Some("index,seed,label,network.loss,deliveries,rooms.main.convergence_time_ms"));
         assert_eq!(lines.next(), Some("0,1,c0,0,100,10"));
         assert_eq!(lines.next(), Some("1,1,c1,0.1,101,"));
     }
@@ -680,12 +537,7 @@ mod tests {
             cell(3, 2, "0.05", None),
         ];
         let params = vec!["network.loss".to_string()];
-        let (chart, nulls) = mean_ci_chart(
-            &cells,
-            "network.loss",
-            &params,
-            "rooms.main.convergence_time_ms",
-        );
+        let (chart, nulls) = mean_ci_chart(&cells, "network.loss", &params, "rooms.main.convergence_time_ms");
         assert_eq!(nulls, 1);
         assert_eq!(chart.categories, ["0.05", "0.1"]);
         assert_eq!(chart.lines.len(), 1);
@@ -693,9 +545,6 @@ mod tests {
         assert_eq!((pts[0].mean, pts[0].n), (5.0, 1));
         assert_eq!((pts[1].mean, pts[1].n), (15.0, 2));
         assert_eq!(missing_indices(&cells[1..]), Vec::<u64>::new());
-        assert_eq!(
-            missing_indices(&[cells[0].clone(), cells[3].clone()]),
-            [1, 2]
-        );
+        assert_eq!(missing_indices(&[cells[0].clone(), cells[3].clone()]), [1, 2]);
     }
 }

@@ -9,22 +9,11 @@ use roomsim_analysis::compare::CSV_COLUMNS;
 use roomsim_analysis::{compare, find_run_dirs, read_run_summaries, CompareTable};
 
 /// Writes `seeds` runs of one design under `root/<seed>/`; `conv` gives main's convergence.
-fn design(
-    root: &Path,
-    seeds: std::ops::RangeInclusive<u64>,
-    conv: impl Fn(u64) -> Option<u64>,
-) -> Vec<PathBuf> {
+fn design(root: &Path, seeds: std::ops::RangeInclusive<u64>, conv: impl Fn(u64) -> Option<u64>) -> Vec<PathBuf> {
     seeds
         .map(|seed| {
             let dir = root.join(seed.to_string());
-            write_run(
-                &dir,
-                &Synthetic {
-                    seed,
-                    main_convergence_ms: conv(seed),
-                    ..Default::default()
-                },
-            );
+            write_run(&dir, &Synthetic { seed, main_convergence_ms: conv(seed), ..Default::default() });
             dir
         })
         .collect()
@@ -34,9 +23,7 @@ fn tables() -> (CompareTable, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let a_dirs = design(&tmp.path().join("a"), 1..=20, |s| Some(3000 + s * 100));
     // B converges 500 ms faster, except seeds 5 and 10 never converge
-    let b_dirs = design(&tmp.path().join("b"), 1..=20, |s| {
-        (s % 5 != 0).then_some(2500 + s * 100)
-    });
+    let b_dirs = design(&tmp.path().join("b"), 1..=20, |s| (s % 5 != 0).then_some(2500 + s * 100));
     assert_eq!(find_run_dirs(&tmp.path().join("a")).unwrap().len(), 20);
     let a = read_run_summaries(&a_dirs).unwrap();
     let b = read_run_summaries(&b_dirs).unwrap();
@@ -46,30 +33,17 @@ fn tables() -> (CompareTable, tempfile::TempDir) {
 #[test]
 fn paired_difference_and_null_counts() {
     let (t, _tmp) = tables();
-    let row = t
-        .rows
-        .iter()
-        .find(|r| r.metric == "rooms.main.convergence_time_ms")
-        .unwrap();
+    let row = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
     assert_eq!((row.a.n, row.a.nulls, row.b.n, row.b.nulls), (20, 0, 16, 4));
     assert_eq!(row.diff.pairs, 16);
     assert_eq!(row.diff.mean_diff, Some(-500.0));
     assert!(row.diff.ci_excludes_zero);
-    assert!(row
-        .null_note(t.runs_a, t.runs_b)
-        .contains("not converged: A 0/20, B 4/20"));
+    assert!(row.null_note(t.runs_a, t.runs_b).contains("not converged: A 0/20, B 4/20"));
     // converged is a 0/1 metric: its mean is the share of runs converged
-    let conv = t
-        .rows
-        .iter()
-        .find(|r| r.metric == "rooms.main.converged")
-        .unwrap();
+    let conv = t.rows.iter().find(|r| r.metric == "rooms.main.converged").unwrap();
     assert_eq!(conv.b.mean, Some(0.8));
     // identity fields are not metrics
-    assert!(t
-        .rows
-        .iter()
-        .all(|r| r.metric != "seed" && r.metric != "threads"));
+    assert!(t.rows.iter().all(|r| r.metric != "seed" && r.metric != "threads"));
 }
 
 #[test]
@@ -78,20 +52,14 @@ fn outputs_are_deterministic_and_self_contained() {
     let (t2, _tmp2) = tables();
     assert_eq!(t1, t2);
     assert_eq!(t1.to_text(), t2.to_text());
-    let (csv1, csv2) = (
-        tmp.path().join("1/compare.csv"),
-        tmp.path().join("2/compare.csv"),
-    );
+    let (csv1, csv2) = (tmp.path().join("1/compare.csv"), tmp.path().join("2/compare.csv"));
     t1.write_csv(&csv1).unwrap();
     t2.write_csv(&csv2).unwrap();
     let csv = std::fs::read_to_string(&csv1).unwrap();
     assert_eq!(csv, std::fs::read_to_string(&csv2).unwrap());
     assert_eq!(csv.lines().next().unwrap(), CSV_COLUMNS.join(","));
     assert_eq!(csv.lines().count(), 1 + t1.rows.len());
-    let (h1, h2) = (
-        tmp.path().join("1/compare.html"),
-        tmp.path().join("2/compare.html"),
-    );
+    let (h1, h2) = (tmp.path().join("1/compare.html"), tmp.path().join("2/compare.html"));
     t1.write_html(&h1, true).unwrap();
     t2.write_html(&h2, true).unwrap();
     let html = std::fs::read_to_string(&h1).unwrap();

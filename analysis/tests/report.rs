@@ -22,24 +22,14 @@ fn report_shows_verdict_tables_plots_dag_and_scenario() {
     assert!(html.contains("class=\"verdict ok\""), "green verdict");
     assert!(html.contains("All 2 rooms converged, 0 auth disagreements"));
     // summary table values: run level and per room, including a field only one room has
-    for v in [
-        ">803<",
-        ">2410<",
-        ">4000<",
-        ">250<",
-        ">7.5<",
-        "proposal_<wbr>extra_<wbr>metric",
-    ] {
+    for v in [">803<", ">2410<", ">4000<", ">250<", ">7.5<", "proposal_<wbr>extra_<wbr>metric"] {
         assert!(html.contains(v), "missing {v}");
     }
     // one inline SVG chart per (room, measure), driven by the CSV: 6 measures × 2 rooms + 1
     let charts = html.matches("<svg width=\"800\" height=\"360\"").count();
     assert_eq!(charts, 13);
     assert!(html.contains("room main: distinct current states"));
-    assert!(
-        html.contains("room side: account-key mappings pending"),
-        "unknown-to-engine measure plotted"
-    );
+    assert!(html.contains("room side: account-key mappings pending"), "unknown-to-engine measure plotted");
     assert!(html.contains("all rooms: federation deliveries (cumulative)"));
     // metrics.csv names room `main` by its ID; the report maps it back to the name
     assert!(!html.contains("room !main:hs1:"));
@@ -50,42 +40,25 @@ fn report_shows_verdict_tables_plots_dag_and_scenario() {
     assert!(html.contains("<a href=\"rooms/side.dot\">"));
     // scenario text, escaped
     assert!(html.contains("<details><summary>scenario.toml"));
-    assert!(html.contains(
-        "# a &lt; b &amp;&amp; c &gt; d, &quot;quoted&quot; &lt;script&gt;alert(1)&lt;/script&gt;"
-    ));
-    assert!(
-        !html.contains("<script"),
-        "no scripts, and scenario text cannot inject one"
-    );
+    assert!(html.contains("# a &lt; b &amp;&amp; c &gt; d, &quot;quoted&quot; &lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<script"), "no scripts, and scenario text cannot inject one");
 }
 
 #[test]
 fn report_is_self_contained() {
     let html = report_of(&Synthetic::default());
-    for needle in [
-        "http://", "https://", "src=", "@import", "url(http", "<link",
-    ] {
-        assert!(
-            !html.contains(needle),
-            "report references something outside itself: {needle}"
-        );
+    for needle in ["http://", "https://", "src=", "@import", "url(http", "<link"] {
+        assert!(!html.contains(needle), "report references something outside itself: {needle}");
     }
 }
 
 #[test]
 fn red_verdict_names_what_went_wrong() {
-    let html = report_of(&Synthetic {
-        main_convergence_ms: None,
-        auth_disagreements: 3,
-        ..Default::default()
-    });
+    let html = report_of(&Synthetic { main_convergence_ms: None, auth_disagreements: 3, ..Default::default() });
     assert!(html.contains("class=\"verdict bad\""));
     assert!(html.contains("Room main did not converge (2 distinct final states)"));
     assert!(html.contains("room main: 3 auth disagreements"));
-    assert!(
-        html.contains(">never<"),
-        "null convergence time shown as never"
-    );
+    assert!(html.contains(">never<"), "null convergence time shown as never");
 }
 
 #[test]
@@ -97,15 +70,9 @@ fn report_is_deterministic_and_independent_of_the_directory() {
 
 #[test]
 fn many_servers_are_capped_with_a_max_line() {
-    let html = report_of(&Synthetic {
-        servers: 15,
-        ..Default::default()
-    });
+    let html = report_of(&Synthetic { servers: 15, ..Default::default() });
     assert!(html.contains("max of 3 others"));
-    assert!(
-        html.contains("\nhs12\n</text>"),
-        "legend lists the first 12 servers"
-    );
+    assert!(html.contains("\nhs12\n</text>"), "legend lists the first 12 servers");
     assert!(!html.contains("\nhs13\n</text>"));
 }
 
@@ -122,30 +89,18 @@ fn png_plots_render() {
         let bytes = std::fs::read(p).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
         // IHDR: width and height
-        assert_eq!(
-            u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
-            size.width
-        );
-        assert_eq!(
-            u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
-            size.height
-        );
+        assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), size.width);
+        assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), size.height);
         assert!(bytes.len() > 5_000, "a chart with text, not a blank image");
     }
     let svgs = write_run_plots(dir.path(), ImageFormat::Svg, size).unwrap();
-    assert!(std::fs::read_to_string(&svgs[0])
-        .unwrap()
-        .starts_with("<svg"));
+    assert!(std::fs::read_to_string(&svgs[0]).unwrap().starts_with("<svg"));
 }
 
 #[test]
 fn a_bare_summary_still_makes_a_report() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("summary.json"),
-        r#"{"seed": 3, "servers": 2}"#,
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("summary.json"), r#"{"seed": 3, "servers": 2}"#).unwrap();
     let html = std::fs::read_to_string(write_run_report(dir.path()).unwrap()).unwrap();
     assert!(html.contains("class=\"verdict warn\""));
     assert!(html.contains("no <code>metrics.csv</code>"));
@@ -171,26 +126,14 @@ fn every_chart_kind_renders_to_png() {
         Chart::Ecdf(EcdfChart {
             title: "ecdf".into(),
             x_label: "convergence time (s)".into(),
-            groups: vec![EcdfGroup {
-                label: "A".into(),
-                values: vec![1.0, 2.0, 2.5],
-                missing: 1,
-            }],
+            groups: vec![EcdfGroup { label: "A".into(), values: vec![1.0, 2.0, 2.5], missing: 1 }],
         }),
         Chart::Strip(StripChart {
             title: "strip".into(),
             y_label: "ms".into(),
             groups: vec![
-                StripGroup {
-                    label: "A".into(),
-                    points: vec![(1, 3.0), (2, 4.0)],
-                    nulls: 0,
-                },
-                StripGroup {
-                    label: "B".into(),
-                    points: vec![(1, 2.0), (2, 3.5)],
-                    nulls: 1,
-                },
+                StripGroup { label: "A".into(), points: vec![(1, 3.0), (2, 4.0)], nulls: 0 },
+                StripGroup { label: "B".into(), points: vec![(1, 2.0), (2, 3.5)], nulls: 1 },
             ],
             connect_pairs: true,
             null_word: "not converged".into(),
@@ -203,18 +146,8 @@ fn every_chart_kind_renders_to_png() {
             lines: vec![MeanCiLine {
                 label: "all cells".into(),
                 points: vec![
-                    MeanCiPoint {
-                        category: 0,
-                        mean: 1.0,
-                        ci: Some((0.5, 1.5)),
-                        n: 3,
-                    },
-                    MeanCiPoint {
-                        category: 1,
-                        mean: 2.0,
-                        ci: None,
-                        n: 1,
-                    },
+                    MeanCiPoint { category: 0, mean: 1.0, ci: Some((0.5, 1.5)), n: 3 },
+                    MeanCiPoint { category: 1, mean: 2.0, ci: None, n: 1 },
                 ],
             }],
             legend_title: None,
@@ -225,9 +158,6 @@ fn every_chart_kind_renders_to_png() {
         chart.write_png(PlotSize::new(560, 340), &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..4], b"\x89PNG");
-        assert!(chart
-            .to_svg(PlotSize::default())
-            .unwrap()
-            .contains(chart.title()));
+        assert!(chart.to_svg(PlotSize::default()).unwrap().contains(chart.title()));
     }
 }

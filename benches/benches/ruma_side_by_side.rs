@@ -158,7 +158,9 @@ impl RumaSide {
                     .event(*m)
                     .prev
                     .iter()
-                    .map(|prev| after_cache.entry(*prev).or_insert_with(|| to_ruma_state(p, &p.after[*prev as usize])).clone())
+                    .map(|prev| {
+                        after_cache.entry(*prev).or_insert_with(|| to_ruma_state(p, &p.after[*prev as usize])).clone()
+                    })
                     .collect()
             })
             .collect();
@@ -206,7 +208,9 @@ impl RumaSide {
                     return false;
                 }
                 let before = &self.before[i];
-                let from_state = |t: &StateEventType, k: &str| before.get(&(t.clone(), k.to_owned())).and_then(|e| self.events.get(e));
+                let from_state = |t: &StateEventType, k: &str| {
+                    before.get(&(t.clone(), k.to_owned())).and_then(|e| self.events.get(e))
+                };
                 check_state_dependent_auth_rules(rules, ev, from_state).is_ok()
             })
             .collect()
@@ -231,7 +235,12 @@ impl RumaSide {
     fn conflicted_subgraph(&self, conflicted: &StateMap<Vec<OwnedEventId>>) -> EventIdSet<OwnedEventId> {
         let targets: std::collections::HashSet<&OwnedEventId> = conflicted.values().flatten().collect();
         let mut reaches: HashMap<OwnedEventId, bool> = HashMap::new();
-        fn walk(side: &RumaSide, id: &OwnedEventId, targets: &std::collections::HashSet<&OwnedEventId>, memo: &mut HashMap<OwnedEventId, bool>) -> bool {
+        fn walk(
+            side: &RumaSide,
+            id: &OwnedEventId,
+            targets: &std::collections::HashSet<&OwnedEventId>,
+            memo: &mut HashMap<OwnedEventId, bool>,
+        ) -> bool {
             if let Some(r) = memo.get(id) {
                 return *r;
             }
@@ -259,7 +268,11 @@ impl RumaSide {
         out
     }
 
-    fn resolve_one(&self, inputs: &[StateMap<OwnedEventId>], chains: Vec<EventIdSet<OwnedEventId>>) -> StateMap<OwnedEventId> {
+    fn resolve_one(
+        &self,
+        inputs: &[StateMap<OwnedEventId>],
+        chains: Vec<EventIdSet<OwnedEventId>>,
+    ) -> StateMap<OwnedEventId> {
         let fetch = |id: &EventId| self.events.get(id);
         ruma_state_res::resolve(self.auth_rules(), self.state_res_rules(), inputs.iter(), chains, fetch, |c| {
             Some(self.conflicted_subgraph(c))

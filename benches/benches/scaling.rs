@@ -47,7 +47,11 @@ fn scaling(c: &mut Criterion) {
                 let opts = VerifyOptions { keys: Some(fx.keys.clone()), ..Default::default() };
                 let id = BenchmarkId::new("keys_2_threads", format!("e{events}-s{servers}"));
                 g.bench_function(id, |b| {
-                    b.iter_batched(|| fx.pdus.clone(), |pdus| two.install(|| verify_dag(fx.version, pdus, &opts)), BatchSize::LargeInput)
+                    b.iter_batched(
+                        || fx.pdus.clone(),
+                        |pdus| two.install(|| verify_dag(fx.version, pdus, &opts)),
+                        BatchSize::LargeInput,
+                    )
                 });
             }
         }

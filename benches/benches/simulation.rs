@@ -71,7 +71,9 @@ fn simulation(c: &mut Criterion) {
         g.throughput(Throughput::Elements(deliveries));
         for threads in [1usize, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-            g.bench_function(format!("{signatures}_signatures_{threads}_threads"), |b| b.iter(|| pool.install(|| run_once(&text))));
+            g.bench_function(format!("{signatures}_signatures_{threads}_threads"), |b| {
+                b.iter(|| pool.install(|| run_once(&text)))
+            });
         }
     }
     g.finish();

@@ -60,7 +60,14 @@ pub fn load_files(name: &str, jsonl: &Path, keys: &Path) -> Fixture {
     let keys_text = read_text(keys).unwrap_or_else(|e| panic!("{}: {e}", keys.display()));
     let (version, parsed) = verify::parse_lines(&text).unwrap_or_else(|e| panic!("{}: {e}", jsonl.display()));
     let keys = verify::parse_server_keys(&keys_text).unwrap_or_else(|e| panic!("{}: {e}", keys.display()));
-    Fixture { name: name.to_owned(), text, keys_text, version, pdus: parsed.into_iter().map(|(_, p)| p).collect(), keys }
+    Fixture {
+        name: name.to_owned(),
+        text,
+        keys_text,
+        version,
+        pdus: parsed.into_iter().map(|(_, p)| p).collect(),
+        keys,
+    }
 }
 
 /// Loads `tests/fixtures/dags/NAME.jsonl.gz` with `NAME.meta.json.gz`.

@@ -242,7 +242,14 @@ impl Builder {
 
     /// The auth types of an event we are about to make (`auth-rules.md` §1; the generator never
     /// makes third-party invites or restricted joins).
-    fn auth_events_from(&self, state: &StateMap, event_type: &str, sender: &str, state_key: Option<&str>, content: &Value) -> Vec<EventIdx> {
+    fn auth_events_from(
+        &self,
+        state: &StateMap,
+        event_type: &str,
+        sender: &str,
+        state_key: Option<&str>,
+        content: &Value,
+    ) -> Vec<EventIdx> {
         if event_type == "m.room.create" {
             return Vec::new();
         }
@@ -594,16 +601,46 @@ pub fn generate(params: &GenParams) -> GeneratedDag {
         let made = match *action {
             Action::Join => {
                 let u = pick(&mut rng, &can_join);
-                Some(b.add(&mut rng, s, &u, &prevs, &state, "m.room.member", Some(&u), json!({ "membership": "join" }), None))
+                Some(b.add(
+                    &mut rng,
+                    s,
+                    &u,
+                    &prevs,
+                    &state,
+                    "m.room.member",
+                    Some(&u),
+                    json!({ "membership": "join" }),
+                    None,
+                ))
             }
             Action::Message => {
                 let u = pick(&mut rng, &joined);
                 let body = format!("message {} from {u}", b.dag.len());
-                Some(b.add(&mut rng, s, &u, &prevs, &state, "m.room.message", None, json!({ "msgtype": "m.text", "body": body }), None))
+                Some(b.add(
+                    &mut rng,
+                    s,
+                    &u,
+                    &prevs,
+                    &state,
+                    "m.room.message",
+                    None,
+                    json!({ "msgtype": "m.text", "body": body }),
+                    None,
+                ))
             }
             Action::Leave => {
                 let u = pick(&mut rng, &joined);
-                Some(b.add(&mut rng, s, &u, &prevs, &state, "m.room.member", Some(&u), json!({ "membership": "leave" }), None))
+                Some(b.add(
+                    &mut rng,
+                    s,
+                    &u,
+                    &prevs,
+                    &state,
+                    "m.room.member",
+                    Some(&u),
+                    json!({ "membership": "leave" }),
+                    None,
+                ))
             }
             Action::Topic | Action::Name => {
                 let u = pick(&mut rng, &mods);
@@ -627,7 +664,17 @@ pub fn generate(params: &GenParams) -> GeneratedDag {
                     None
                 } else {
                     let t = pick(&mut rng, &targets);
-                    Some(b.add(&mut rng, s, &u, &prevs, &state, "m.room.member", Some(&t), json!({ "membership": membership }), None))
+                    Some(b.add(
+                        &mut rng,
+                        s,
+                        &u,
+                        &prevs,
+                        &state,
+                        "m.room.member",
+                        Some(&t),
+                        json!({ "membership": membership }),
+                        None,
+                    ))
                 }
             }
             Action::PowerChange => {
@@ -670,11 +717,31 @@ pub fn generate(params: &GenParams) -> GeneratedDag {
             }
             Action::BadNonMember => {
                 let u = pick(&mut rng, &outside);
-                Some(b.add(&mut rng, s, &u, &prevs, &state, "m.room.message", None, json!({ "msgtype": "m.text", "body": "let me in" }), None))
+                Some(b.add(
+                    &mut rng,
+                    s,
+                    &u,
+                    &prevs,
+                    &state,
+                    "m.room.message",
+                    None,
+                    json!({ "msgtype": "m.text", "body": "let me in" }),
+                    None,
+                ))
             }
             Action::BadNoPower => {
                 let u = pick(&mut rng, &weak);
-                Some(b.add(&mut rng, s, &u, &prevs, &state, "m.room.topic", Some(""), json!({ "topic": format!("unauthorised by {u}") }), None))
+                Some(b.add(
+                    &mut rng,
+                    s,
+                    &u,
+                    &prevs,
+                    &state,
+                    "m.room.topic",
+                    Some(""),
+                    json!({ "topic": format!("unauthorised by {u}") }),
+                    None,
+                ))
             }
             Action::BadStaleAuth => {
                 // A banned user speaks citing its old join (found among the ban's auth events):
@@ -691,7 +758,17 @@ pub fn generate(params: &GenParams) -> GeneratedDag {
                         let mut auth = b.auth_events_from(&state, "m.room.message", &u, None, &json!({}));
                         auth.retain(|a| b.dag.pdu(*a).state_key.as_deref() != Some(u.as_str()));
                         auth.push(join);
-                        Some(b.add(&mut rng, s, &u, &prevs, &state, "m.room.message", None, json!({ "msgtype": "m.text", "body": "still here" }), Some(auth)))
+                        Some(b.add(
+                            &mut rng,
+                            s,
+                            &u,
+                            &prevs,
+                            &state,
+                            "m.room.message",
+                            None,
+                            json!({ "msgtype": "m.text", "body": "still here" }),
+                            Some(auth),
+                        ))
                     }
                 }
             }
@@ -733,7 +810,17 @@ pub fn generate_large_state(params: &LargeStateParams) -> GeneratedDag {
                 if branch == 0 {
                     topic_n += 1;
                     let creator = user_id(0, 0);
-                    let idx = b.add(&mut rng, 0, &creator, &prev, &state, "m.room.topic", Some(""), json!({ "topic": format!("fork {topic_n}") }), None);
+                    let idx = b.add(
+                        &mut rng,
+                        0,
+                        &creator,
+                        &prev,
+                        &state,
+                        "m.room.topic",
+                        Some(""),
+                        json!({ "topic": format!("fork {topic_n}") }),
+                        None,
+                    );
                     prev = vec![idx];
                     state = b.after[idx as usize].clone();
                 }
@@ -758,7 +845,11 @@ pub fn generate_large_state(params: &LargeStateParams) -> GeneratedDag {
 
 /// The generated DAG for `params`, cached as files under `dir` (`NAME.jsonl`, `NAME.keys.json`).
 /// Returns the two paths.
-pub fn cached(dir: &Path, name: &str, make: impl FnOnce() -> GeneratedDag) -> io::Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub fn cached(
+    dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> GeneratedDag,
+) -> io::Result<(std::path::PathBuf, std::path::PathBuf)> {
     std::fs::create_dir_all(dir)?;
     let jsonl = dir.join(format!("{name}.jsonl"));
     let keys = dir.join(format!("{name}.keys.json"));
@@ -812,7 +903,13 @@ mod tests {
 
     #[test]
     fn large_state_small() {
-        let g = generate_large_state(&LargeStateParams { users: 2_000, servers: 50, room_version: 11, seed: 3, fork_every: 400 });
+        let g = generate_large_state(&LargeStateParams {
+            users: 2_000,
+            servers: 50,
+            room_version: 11,
+            seed: 3,
+            fork_every: 400,
+        });
         assert_eq!(g.rejected, 0);
         assert!(g.merges >= 3);
         assert!(g.final_state_len >= 2_000);

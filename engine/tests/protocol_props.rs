@@ -16,8 +16,8 @@ use roomsim_engine::protocol::dag::{state_digest, EventIdx, RoomDag, StateMap, S
 use roomsim_engine::protocol::json;
 use roomsim_engine::protocol::pdu::Pdu;
 use roomsim_engine::protocol::room_version::{RoomVersion, V11, V12};
-use roomsim_engine::protocol::verify::{self, ServerKeys, VerifyOptions};
 use roomsim_engine::protocol::state_res;
+use roomsim_engine::protocol::verify::{self, ServerKeys, VerifyOptions};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,7 +30,8 @@ const V12_RICH: &str = "v12-e3000-s6-seed112-rich";
 
 /// A fixture file, decompressed (`ext` is `jsonl`, `meta.json` or `expected.json`).
 fn fixture(name: &str, ext: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dags").join(format!("{name}.{ext}.gz"));
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dags").join(format!("{name}.{ext}.gz"));
     let out = Command::new("gzip").arg("-dc").arg(&path).output().unwrap_or_else(|e| panic!("cannot run gzip: {e}"));
     assert!(out.status.success(), "gzip -dc {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("fixtures are UTF-8")
@@ -139,7 +140,11 @@ fn resolution_is_independent_of_state_set_order_v12() {
 fn report_of(lines: &[&str], keys: &ServerKeys) -> Value {
     let text = lines.join("\n");
     let (version, parsed) = verify::parse_lines(&text).expect("fixture parses");
-    let verified = verify::verify_dag(version, parsed.into_iter().map(|(_, p)| p).collect(), &VerifyOptions { keys: Some(keys.clone()), ..Default::default() });
+    let verified = verify::verify_dag(
+        version,
+        parsed.into_iter().map(|(_, p)| p).collect(),
+        &VerifyOptions { keys: Some(keys.clone()), ..Default::default() },
+    );
     serde_json::to_value(&verified.report).expect("report serialises")
 }
 
@@ -207,7 +212,9 @@ fn exercise(text: &str, keys: &ServerKeys) -> Outcome {
         verified.report.accepted
     };
     match verify::parse_lines(text) {
-        Ok((version, parsed)) => Outcome::Judged { accepted: judge(version, parsed.into_iter().map(|(_, p)| p).collect()) },
+        Ok((version, parsed)) => {
+            Outcome::Judged { accepted: judge(version, parsed.into_iter().map(|(_, p)| p).collect()) }
+        }
         Err(_) => {
             let mut accepted = 0;
             for (i, version) in [&V11, &V12].into_iter().enumerate() {
@@ -241,19 +248,72 @@ fn random_bytes_never_panic() {
 
 /// Field names a PDU and its content use, so that random objects hit the decoders.
 const VOCABULARY: &[&str] = &[
-    "type", "state_key", "sender", "room_id", "content", "prev_events", "auth_events", "depth",
-    "origin_server_ts", "hashes", "sha256", "signatures", "unsigned", "membership", "join_rule",
-    "users", "users_default", "events", "events_default", "state_default", "ban", "kick", "invite",
-    "redact", "notifications", "room_version", "additional_creators", "m.federate",
-    "third_party_invite", "signed", "mxid", "token", "public_key", "public_keys",
-    "join_authorised_via_users_server", "redacts", "allow",
+    "type",
+    "state_key",
+    "sender",
+    "room_id",
+    "content",
+    "prev_events",
+    "auth_events",
+    "depth",
+    "origin_server_ts",
+    "hashes",
+    "sha256",
+    "signatures",
+    "unsigned",
+    "membership",
+    "join_rule",
+    "users",
+    "users_default",
+    "events",
+    "events_default",
+    "state_default",
+    "ban",
+    "kick",
+    "invite",
+    "redact",
+    "notifications",
+    "room_version",
+    "additional_creators",
+    "m.federate",
+    "third_party_invite",
+    "signed",
+    "mxid",
+    "token",
+    "public_key",
+    "public_keys",
+    "join_authorised_via_users_server",
+    "redacts",
+    "allow",
 ];
 
 const STRINGS: &[&str] = &[
-    "", "m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules",
-    "m.room.third_party_invite", "m.room.redaction", "join", "invite", "leave", "ban", "knock",
-    "public", "restricted", "knock_restricted", "11", "12", "@alice:hs1", "@bob:hs2", "@:x", "hs1",
-    "!room:hs1", "$XGvoYwlWLSsgkxcE9V5EvtxVHzES4aI-0ATmE6oNvg8", "ed25519:1", "AAAA", "\u{0}",
+    "",
+    "m.room.create",
+    "m.room.member",
+    "m.room.power_levels",
+    "m.room.join_rules",
+    "m.room.third_party_invite",
+    "m.room.redaction",
+    "join",
+    "invite",
+    "leave",
+    "ban",
+    "knock",
+    "public",
+    "restricted",
+    "knock_restricted",
+    "11",
+    "12",
+    "@alice:hs1",
+    "@bob:hs2",
+    "@:x",
+    "hs1",
+    "!room:hs1",
+    "$XGvoYwlWLSsgkxcE9V5EvtxVHzES4aI-0ATmE6oNvg8",
+    "ed25519:1",
+    "AAAA",
+    "\u{0}",
 ];
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -312,7 +372,11 @@ fn random_json_objects_never_panic() {
 fn pdus_with_fields_of_the_wrong_type_never_panic() {
     let keys = ServerKeys::new();
     let creates = [create_line(&V11), create_line(&V12)];
-    let strategy = (any::<bool>(), prop::collection::vec((prop::sample::select(VOCABULARY), json_value()), 1..5), prop::sample::select(STRINGS));
+    let strategy = (
+        any::<bool>(),
+        prop::collection::vec((prop::sample::select(VOCABULARY), json_value()), 1..5),
+        prop::sample::select(STRINGS),
+    );
     check(256, strategy, |(v12, fields, event_type)| {
         let version = if v12 { &V12 } else { &V11 };
         let create: Map<String, Value> = serde_json::from_str(&creates[v12 as usize]).unwrap();
@@ -343,14 +407,37 @@ fn pdus_with_fields_of_the_wrong_type_never_panic() {
 /// One mutation of a fixture line.
 #[derive(Debug, Clone)]
 enum Mutation {
-    FlipBit { line: usize, pos: usize, bit: u8 },
-    InsertByte { line: usize, pos: usize, byte: u8 },
-    DeleteBytes { line: usize, pos: usize, len: usize },
+    FlipBit {
+        line: usize,
+        pos: usize,
+        bit: u8,
+    },
+    InsertByte {
+        line: usize,
+        pos: usize,
+        byte: u8,
+    },
+    DeleteBytes {
+        line: usize,
+        pos: usize,
+        len: usize,
+    },
     /// Replace the value at a random path (object keys / array indices chosen by `path`).
-    ReplaceValue { line: usize, path: Vec<usize>, value: Value },
-    RemoveKey { line: usize, path: Vec<usize> },
-    DuplicateLine { line: usize },
-    DropLine { line: usize },
+    ReplaceValue {
+        line: usize,
+        path: Vec<usize>,
+        value: Value,
+    },
+    RemoveKey {
+        line: usize,
+        path: Vec<usize>,
+    },
+    DuplicateLine {
+        line: usize,
+    },
+    DropLine {
+        line: usize,
+    },
 }
 
 fn mutation(lines: usize) -> impl Strategy<Value = Mutation> {
@@ -387,7 +474,8 @@ fn positions(value: &Value, path: &[usize]) -> Vec<usize> {
             Value::Array(a) => &a[at],
             _ => unreachable!(),
         };
-        let nonempty = matches!(child, Value::Object(m) if !m.is_empty()) || matches!(child, Value::Array(a) if !a.is_empty());
+        let nonempty =
+            matches!(child, Value::Object(m) if !m.is_empty()) || matches!(child, Value::Array(a) if !a.is_empty());
         if i + 1 == path.len() || !nonempty {
             break;
         }
@@ -527,7 +615,12 @@ fn mutated_lines_property(name: &str, take: usize, cases: u32) {
     });
     // Many mutated DAGs must stay mostly judgeable (a broken early event cuts off its
     // descendants), or the property says little about the auth rules and state resolution.
-    assert!(with_accepted.get() * 3 > judged.get(), "{name}: only {} of {} cases kept most events", with_accepted.get(), judged.get());
+    assert!(
+        with_accepted.get() * 3 > judged.get(),
+        "{name}: only {} of {} cases kept most events",
+        with_accepted.get(),
+        judged.get()
+    );
 }
 
 #[test]

@@ -94,7 +94,12 @@ mod scenario {
     #[test]
     fn unknown_server_in_partition() {
         let e = error_of(&edit("[[\"eu\"], [\"us\"]]", "[[\"eu\"], [\"hs9\"]]"), &[]);
-        assert_at(&e, 26, 20, "unknown server or group \"hs9\" in partition group; servers are hs1..hs4; groups are eu, us");
+        assert_at(
+            &e,
+            26,
+            20,
+            "unknown server or group \"hs9\" in partition group; servers are hs1..hs4; groups are eu, us",
+        );
     }
 
     #[test]
@@ -102,7 +107,10 @@ mod scenario {
         let text = edit("[groups]\neu = [\"hs1\", \"hs2\"]\nus = [\"hs3\", \"hs4\"]\n", "")
             .replace("[[\"eu\"], [\"us\"]]", "[[\"hs1\"], [\"hs9\"]]");
         let e = error_of(&text, &[]);
-        assert_eq!(e.to_string(), "quickstart.toml:23:21: unknown server \"hs9\" in partition group; servers are hs1..hs4");
+        assert_eq!(
+            e.to_string(),
+            "quickstart.toml:23:21: unknown server \"hs9\" in partition group; servers are hs1..hs4"
+        );
     }
 
     #[test]
@@ -113,7 +121,13 @@ mod scenario {
 
     #[test]
     fn unknown_group_in_link() {
-        let e = error_of(&edit("min_latency = \"5ms\"\n", "min_latency = \"5ms\"\n[[network.links]]\nfrom = \"eu\"\nto = \"asia\"\nloss = 0.1\n"), &[]);
+        let e = error_of(
+            &edit(
+                "min_latency = \"5ms\"\n",
+                "min_latency = \"5ms\"\n[[network.links]]\nfrom = \"eu\"\nto = \"asia\"\nloss = 0.1\n",
+            ),
+            &[],
+        );
         assert_at(&e, 24, 6, "unknown server or group \"asia\" in network link `to`");
     }
 
@@ -229,7 +243,10 @@ mod scenario {
         assert_eq!(e.location(), &ErrorLocation::Override { argument: "network.lose=0.2".into() });
         assert!(e.to_string().starts_with("--set network.lose=0.2: unknown field `lose`"), "{e}");
         let e = error_of(BASE, &["servers.3.count=2"]);
-        assert_eq!(e.to_string(), "--set servers.3.count=2: `servers` has no entry 3; indices start at 0 and the list has 1");
+        assert_eq!(
+            e.to_string(),
+            "--set servers.3.count=2: `servers` has no entry 3; indices start at 0 and the list has 1"
+        );
     }
 
     #[test]

@@ -43,7 +43,12 @@ fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let b = indicatif::ProgressBar::new(len);
-    b.set_style(indicatif::ProgressStyle::with_template(&format!("{{spinner}} {what} {{pos}}/{{len}} [{{bar:40}}] {{elapsed_precise}} eta {{eta}}")).expect("static template"));
+    b.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{pos}}/{{len}} [{{bar:40}}] {{elapsed_precise}} eta {{eta}}"
+        ))
+        .expect("static template"),
+    );
     b
 }
 
@@ -94,10 +99,19 @@ pub fn compare(args: CompareArgs) -> Result<(), String> {
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
     for r in results {
         let (side, seed, s) = r?;
-        if side == 'a' { sa.push((seed, s)) } else { sb.push((seed, s)) }
+        if side == 'a' {
+            sa.push((seed, s))
+        } else {
+            sb.push((seed, s))
+        }
     }
     let label = |set: &[String]| if set.is_empty() { "(scenario as is)".to_owned() } else { set.join(" ") };
-    let table = roomsim_analysis::compare(&sa, &sb, &format!("A: {}", label(&args.set_a)), &format!("B: {}", label(&args.set_b)));
+    let table = roomsim_analysis::compare(
+        &sa,
+        &sb,
+        &format!("A: {}", label(&args.set_a)),
+        &format!("B: {}", label(&args.set_b)),
+    );
     println!("{}", table.to_text());
     table.write_csv(&root.join("compare.csv")).map_err(|e| e.to_string())?;
     table.write_html(&root.join("compare.html"), true).map_err(|e| e.to_string())?;
@@ -122,7 +136,13 @@ pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path) -> Re
     };
     let dir = out.join(format!("{}-sweep", sc.name)).join("cells");
     let todo: Vec<&SweepCell> = mine.iter().filter(|c| !cell_dir(&dir, c).join("summary.json").exists()).collect();
-    eprintln!("{}: {} cells in this shard, {} already done, {} to run", sc.name, mine.len(), mine.len() - todo.len(), todo.len());
+    eprintln!(
+        "{}: {} cells in this shard, {} already done, {} to run",
+        sc.name,
+        mine.len(),
+        mine.len() - todo.len(),
+        todo.len()
+    );
     let progress = bar(todo.len() as u64, "cells");
     let results: Vec<Result<(), String>> = todo
         .par_iter()
@@ -143,7 +163,8 @@ pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path) -> Re
 }
 
 fn cell_dir(dir: &Path, cell: &SweepCell) -> PathBuf {
-    let label: String = cell.label.chars().map(|c| if c.is_ascii_alphanumeric() || "=.,_-".contains(c) { c } else { '_' }).collect();
+    let label: String =
+        cell.label.chars().map(|c| if c.is_ascii_alphanumeric() || "=.,_-".contains(c) { c } else { '_' }).collect();
     dir.join(format!("{:05}-{label}", cell.index))
 }
 

@@ -35,14 +35,17 @@ pub fn run(command: DagCommand) -> Result<ExitCode, String> {
         DagCommand::Verify { dag, keys, report, threads } => verify_command(dag, keys, report, threads),
         DagCommand::Dot { dag, out } => {
             let text = read_text(&dag)?;
-            let (version, lines) = verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
-            let verified = verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &VerifyOptions::default());
+            let (version, lines) =
+                verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
+            let verified =
+                verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &VerifyOptions::default());
             let dot = dot_of(&verified, &Default::default());
             match out {
                 Some(path) => {
                     write_atomic(&path, dot.as_bytes())?;
                     let svg = path.with_extension("svg");
-                    let rendered = std::process::Command::new("dot").arg("-Tsvg").arg(&path).arg("-o").arg(&svg).status();
+                    let rendered =
+                        std::process::Command::new("dot").arg("-Tsvg").arg(&path).arg("-o").arg(&svg).status();
                     if rendered.is_ok_and(|s| s.success()) {
                         eprintln!("wrote {} and {}", path.display(), svg.display());
                     } else {
@@ -56,14 +59,22 @@ pub fn run(command: DagCommand) -> Result<ExitCode, String> {
     }
 }
 
-fn verify_command(dag: PathBuf, keys: Option<PathBuf>, report: Option<PathBuf>, threads: usize) -> Result<ExitCode, String> {
+fn verify_command(
+    dag: PathBuf,
+    keys: Option<PathBuf>,
+    report: Option<PathBuf>,
+    threads: usize,
+) -> Result<ExitCode, String> {
     super::set_threads(threads);
     let text = read_text(&dag)?;
     let keys = match keys {
-        Some(path) => Some(verify::parse_server_keys(&read_text(&path)?).map_err(|e| format!("{}: {e}", path.display()))?),
+        Some(path) => {
+            Some(verify::parse_server_keys(&read_text(&path)?).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
         None => None,
     };
-    let (version, lines) = verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
+    let (version, lines) =
+        verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
     let pdus = lines.into_iter().map(|(_, p)| p).collect();
     let skip_state_digests = report.is_none();
     let verified = verify::verify_dag(version, pdus, &VerifyOptions { keys, skip_state_digests });
@@ -101,10 +112,15 @@ fn verify_command(dag: PathBuf, keys: Option<PathBuf>, report: Option<PathBuf>, 
 
 /// Graphviz DOT of a small DAG: prev edges solid, auth edges dashed grey; rejected events red,
 /// events some server soft-failed orange, the rest green.
-pub fn dot_for_pdus(pdus: &[std::sync::Arc<roomsim_engine::protocol::pdu::Pdu>], soft_failed: &std::collections::BTreeSet<String>) -> String {
+pub fn dot_for_pdus(
+    pdus: &[std::sync::Arc<roomsim_engine::protocol::pdu::Pdu>],
+    soft_failed: &std::collections::BTreeSet<String>,
+) -> String {
     let owned: Vec<roomsim_engine::protocol::pdu::Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
     let Some(version) = owned.iter().find(|p| p.prev_events.is_empty()).and_then(|c| match &c.content {
-        roomsim_engine::protocol::pdu::TypedContent::Create(cc) => cc.room_version.as_deref().and_then(roomsim_engine::protocol::room_version::RoomVersion::by_id),
+        roomsim_engine::protocol::pdu::TypedContent::Create(cc) => {
+            cc.room_version.as_deref().and_then(roomsim_engine::protocol::room_version::RoomVersion::by_id)
+        }
         _ => None,
     }) else {
         return "digraph dag {}\n".into();
@@ -116,11 +132,25 @@ pub fn dot_for_pdus(pdus: &[std::sync::Arc<roomsim_engine::protocol::pdu::Pdu>],
 /// Renders a verified DAG; `soft_failed` marks events to draw orange.
 pub fn dot_of(verified: &verify::Verified, soft_failed: &std::collections::BTreeSet<String>) -> String {
     let dag = &verified.dag;
-    let mut s = String::from("digraph dag {\n  rankdir=BT;\n  node [shape=box, style=filled, fontname=\"sans-serif\", fontsize=10];\n");
+    let mut s = String::from(
+        "digraph dag {\n  rankdir=BT;\n  node [shape=box, style=filled, fontname=\"sans-serif\", fontsize=10];\n",
+    );
     for (i, e) in dag.events() {
         let p = &e.pdu;
-        let label = format!("{}\\n{}{}\\n{}", &p.event_id[..8], p.event_type.trim_start_matches("m.room."), p.state_key.as_deref().map(|k| format!(" {k}")).unwrap_or_default(), p.sender);
-        let colour = if e.is_rejected() { "#f4a6a6" } else if soft_failed.contains(&p.event_id) { "#f7c873" } else { "#cfe8cf" };
+        let label = format!(
+            "{}\\n{}{}\\n{}",
+            &p.event_id[..8],
+            p.event_type.trim_start_matches("m.room."),
+            p.state_key.as_deref().map(|k| format!(" {k}")).unwrap_or_default(),
+            p.sender
+        );
+        let colour = if e.is_rejected() {
+            "#f4a6a6"
+        } else if soft_failed.contains(&p.event_id) {
+            "#f7c873"
+        } else {
+            "#cfe8cf"
+        };
         s.push_str(&format!("  e{i} [label=\"{}\", fillcolor=\"{colour}\"];\n", label.replace('"', "'")));
         for prev in &e.prev {
             s.push_str(&format!("  e{i} -> e{prev};\n"));

@@ -112,15 +112,30 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
             run::print_summary(&dir, &result);
-            Ok(if check_invariants && !result.invariant_violations.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if check_invariants && !result.invariant_violations.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Check { scenario, set } => {
             let sc = run::load(&scenario, &set)?;
-            eprintln!("{}: ok ({} servers, {} rooms, {} timeline actions, {} faults)", scenario.display(), sc.servers.len(), sc.rooms.len(), sc.timeline.len(), sc.faults.len());
+            eprintln!(
+                "{}: ok ({} servers, {} rooms, {} timeline actions, {} faults)",
+                scenario.display(),
+                sc.servers.len(),
+                sc.rooms.len(),
+                sc.timeline.len(),
+                sc.faults.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { run_dir } => Ok(if run::replay_command(&run_dir)? { ExitCode::SUCCESS } else { ExitCode::from(1) }),
-        Command::Diff { run_a, run_b } => Ok(if run::diff_command(&run_a, &run_b)? { ExitCode::SUCCESS } else { ExitCode::from(1) }),
+        Command::Replay { run_dir } => {
+            Ok(if run::replay_command(&run_dir)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Diff { run_a, run_b } => {
+            Ok(if run::diff_command(&run_a, &run_b)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::Report { run_dir } => {
             let path = roomsim_analysis::report::write_run_report(&run_dir).map_err(|e| e.to_string())?;
             eprintln!("wrote {}", path.display());

@@ -55,7 +55,10 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
                 b.set_position(world.now() / 1000);
             }
             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-                eprintln!("interrupted at simulated time {} ms: writing what the run produced so far", world.now() / 1000);
+                eprintln!(
+                    "interrupted at simulated time {} ms: writing what the run produced so far",
+                    world.now() / 1000
+                );
                 break;
             }
         }
@@ -64,9 +67,13 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
         b.finish_and_clear();
     }
     let stopped_at = world.now();
-    let result = world
-        .finish(options.check_invariants)
-        .map_err(|e| format!("run stopped at simulated time {} ms: {e}; files already written in {} are intact", stopped_at / 1000, dir.display()))?;
+    let result = world.finish(options.check_invariants).map_err(|e| {
+        format!(
+            "run stopped at simulated time {} ms: {e}; files already written in {} are intact",
+            stopped_at / 1000,
+            dir.display()
+        )
+    })?;
     write_outputs(scenario, dir, &result)?;
     Ok(result)
 }
@@ -89,7 +96,10 @@ fn progress_bar(enabled: bool, end_us: u64) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let b = indicatif::ProgressBar::new(end_us / 1000);
-    b.set_style(indicatif::ProgressStyle::with_template("{spinner} simulated {pos}/{len} ms [{bar:40}] {elapsed_precise}").expect("static template"));
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} simulated {pos}/{len} ms [{bar:40}] {elapsed_precise}")
+            .expect("static template"),
+    );
     // Only shown for runs that last more than a second.
     b.enable_steady_tick(std::time::Duration::from_millis(250));
     Some(b)
@@ -108,7 +118,12 @@ fn write_outputs(scenario: &Scenario, dir: &Path, result: &RunResult) -> Result<
             let dot_path = dir.join("rooms").join(format!("{room}.dot"));
             write_atomic(&dot_path, super::dag::dot_for_pdus(pdus, &soft_failed).as_bytes())?;
             // Rendered when Graphviz is installed; the report inlines the SVG.
-            let _ = std::process::Command::new("dot").arg("-Tsvg").arg(&dot_path).arg("-o").arg(dot_path.with_extension("svg")).output();
+            let _ = std::process::Command::new("dot")
+                .arg("-Tsvg")
+                .arg(&dot_path)
+                .arg("-o")
+                .arg(dot_path.with_extension("svg"))
+                .output();
         }
     }
     write_atomic(&dir.join("keys.json"), pretty(&result.keys).as_bytes())?;
@@ -172,7 +187,8 @@ pub fn load_store(dir: &Path) -> Result<PduStore, String> {
     entries.sort();
     for path in entries {
         let text = read_text(&path)?;
-        let (version, lines) = roomsim_engine::protocol::verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.error))?;
+        let (version, lines) = roomsim_engine::protocol::verify::parse_lines(&text)
+            .map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.error))?;
         let _: &RoomVersion = version;
         for (_, p) in lines {
             store.insert(p.event_id.clone(), Arc::new(p));
@@ -183,8 +199,12 @@ pub fn load_store(dir: &Path) -> Result<PduStore, String> {
 
 /// `roomsim replay RUN_DIR`.
 pub fn replay_command(dir: &Path) -> Result<bool, String> {
-    let summary: Value = serde_json::from_str(&read_text(&dir.join("summary.json"))?).map_err(|e| format!("summary.json: {e}"))?;
-    let overrides: Vec<String> = summary["overrides"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let summary: Value =
+        serde_json::from_str(&read_text(&dir.join("summary.json"))?).map_err(|e| format!("summary.json: {e}"))?;
+    let overrides: Vec<String> = summary["overrides"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
     let file_name = summary["scenario_file"].as_str().unwrap_or("scenario.toml");
     let text = read_text(&dir.join("scenario.toml"))?;
     let sc = scenario::parse_scenario(file_name, &text, &overrides).map_err(|e| e.to_string())?;
@@ -193,7 +213,10 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
     let log = read_text(&dir.join("log.jsonl"))?;
     match replay::replay(&sc, seed, &log, &store) {
         Err(d) => {
-            eprintln!("replay diverged at log record {} on server {}:\n  logged:   {}\n  replayed: {}", d.seq, d.server, d.expected, d.got);
+            eprintln!(
+                "replay diverged at log record {} on server {}:\n  logged:   {}\n  replayed: {}",
+                d.seq, d.server, d.expected, d.got
+            );
             Ok(false)
         }
         Ok(digests) => {
@@ -205,7 +228,10 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
                     let got = digests.get(room_id).cloned().unwrap_or_default();
                     for (server, w) in &want {
                         if got.get(server).map(String::as_str) != w.as_str() {
-                            eprintln!("replay: room {name}: {server} ends in state {:?}, the run ended in {w}", got.get(server));
+                            eprintln!(
+                                "replay: room {name}: {server} ends in state {:?}, the run ended in {w}",
+                                got.get(server)
+                            );
                             ok = false;
                         }
                     }
@@ -235,10 +261,16 @@ pub fn diff_command(a: &Path, b: &Path) -> Result<bool, String> {
             }
             (x, y) if x == y => continue,
             (x, y) => {
-                println!("runs part ways at log record {}:\n  {}: {}\n  {}: {}", n - 1, a.display(), x.unwrap_or("(end of log)"), b.display(), y.unwrap_or("(end of log)"));
+                println!(
+                    "runs part ways at log record {}:\n  {}: {}\n  {}: {}",
+                    n - 1,
+                    a.display(),
+                    x.unwrap_or("(end of log)"),
+                    b.display(),
+                    y.unwrap_or("(end of log)")
+                );
                 return Ok(false);
             }
         }
     }
 }
-

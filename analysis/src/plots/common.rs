@@ -10,11 +10,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::font::FAMILY;
 
 /// The chart context every chart here draws on: f64 × f64.
-pub(crate) type Chart2d<'a, DB> = ChartContext<
-    'a,
-    DB,
-    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
->;
+pub(crate) type Chart2d<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
 
 /// Twelve distinguishable line colours (Tableau 10 and two darker ones), one per server shown.
 pub(crate) const PALETTE: [RGBColor; 12] = [
@@ -55,6 +52,18 @@ pub(crate) const TITLE_PX: u32 = 19;
 pub(crate) const AXIS_PX: u32 = 16;
 pub(crate) const TICK_PX: u32 = 15;
 pub(crate) const SMALL_PX: u32 = 14;
+
+/// The house style of every chart's mesh: tick and axis-title fonts, light grid lines.
+pub(crate) fn house_style<'m, 'a, 'b, X, Y, DB>(
+    mesh: &'m mut plotters::chart::MeshStyle<'a, 'b, X, Y, DB>,
+) -> &'m mut plotters::chart::MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+    DB: DrawingBackend,
+{
+    mesh.label_style(text(TICK_PX)).axis_desc_style(text(AXIS_PX)).light_line_style(GRID_LIGHT).bold_line_style(GRID)
+}
 
 pub(crate) fn text(size: u32) -> TextStyle<'static> {
     TextStyle::from((FAMILY, size).into_font()).color(&INK)
@@ -98,67 +107,35 @@ pub(crate) fn draw_legend<DB: DrawingBackend>(
     const ROW_H: i32 = 21;
     let (_, h) = area.dim_in_pixel();
     let rows_fit = ((h as i32 - top - 8) / ROW_H).max(1) as usize;
-    let shown = if entries.len() > rows_fit {
-        rows_fit - 1
-    } else {
-        entries.len()
-    };
+    let shown = if entries.len() > rows_fit { rows_fit - 1 } else { entries.len() };
     for (i, e) in entries.iter().take(shown).enumerate() {
         let y = top + i as i32 * ROW_H + ROW_H / 2;
         draw_mark(area, e, y)?;
         let label = truncate(&e.label, 20);
-        area.draw(&Text::new(
-            label,
-            (30, y),
-            text(SMALL_PX).pos(Pos::new(HPos::Left, VPos::Center)),
-        ))
-        .ctx()?;
+        area.draw(&Text::new(label, (30, y), text(SMALL_PX).pos(Pos::new(HPos::Left, VPos::Center)))).ctx()?;
     }
     if shown < entries.len() {
         let y = top + shown as i32 * ROW_H + ROW_H / 2;
         let more = format!("… {} more", entries.len() - shown);
-        area.draw(&Text::new(
-            more,
-            (30, y),
-            text(SMALL_PX).pos(Pos::new(HPos::Left, VPos::Center)),
-        ))
-        .ctx()?;
+        area.draw(&Text::new(more, (30, y), text(SMALL_PX).pos(Pos::new(HPos::Left, VPos::Center)))).ctx()?;
     }
     Ok(())
 }
 
-fn draw_mark<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    e: &LegendEntry,
-    y: i32,
-) -> Result<(), String> {
+fn draw_mark<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, e: &LegendEntry, y: i32) -> Result<(), String> {
     let (x0, x1) = (4, 24);
     match e.mark {
-        Mark::Line => area
-            .draw(&PathElement::new(
-                vec![(x0, y), (x1, y)],
-                e.color.stroke_width(2),
-            ))
-            .ctx(),
+        Mark::Line => area.draw(&PathElement::new(vec![(x0, y), (x1, y)], e.color.stroke_width(2))).ctx(),
         Mark::Dashed => {
             for x in [x0, x0 + 8, x0 + 16] {
-                area.draw(&PathElement::new(
-                    vec![(x, y), (x + 5, y)],
-                    e.color.stroke_width(2),
-                ))
-                .ctx()?;
+                area.draw(&PathElement::new(vec![(x, y), (x + 5, y)], e.color.stroke_width(2))).ctx()?;
             }
             Ok(())
         }
-        Mark::Band => area
-            .draw(&Rectangle::new(
-                [(x0, y - 6), (x1, y + 6)],
-                e.color.mix(BAND_ALPHA * 2.0).filled(),
-            ))
-            .ctx(),
-        Mark::Dot => area
-            .draw(&Circle::new(((x0 + x1) / 2, y), 4, e.color.filled()))
-            .ctx(),
+        Mark::Band => {
+            area.draw(&Rectangle::new([(x0, y - 6), (x1, y + 6)], e.color.mix(BAND_ALPHA * 2.0).filled())).ctx()
+        }
+        Mark::Dot => area.draw(&Circle::new(((x0 + x1) / 2, y), 4, e.color.filled())).ctx(),
     }
 }
 
@@ -192,11 +169,7 @@ pub(crate) fn y_range(values: impl Iterator<Item = f64>, include_zero: bool) -> 
         let below = if lo < 0.0 || !include_zero { pad } else { 0.0 };
         return (lo - below)..(hi + pad);
     }
-    let lo = if lo < 0.0 || (!include_zero && lo > 0.0) {
-        lo - span * 0.08
-    } else {
-        lo
-    };
+    let lo = if lo < 0.0 || (!include_zero && lo > 0.0) { lo - span * 0.08 } else { lo };
     lo..(hi + span * 0.08)
 }
 
@@ -228,14 +201,8 @@ pub(crate) fn draw_category_labels<DB: DrawingBackend>(
 ) -> Result<(), String> {
     for (px, py, lines) in labels {
         for (i, line) in lines.iter().enumerate() {
-            let style = text(if i == 0 { AXIS_PX } else { SMALL_PX })
-                .pos(Pos::new(HPos::Center, VPos::Top));
-            root.draw(&Text::new(
-                line.clone(),
-                (*px, py + 6 + i as i32 * 18),
-                style,
-            ))
-            .ctx()?;
+            let style = text(if i == 0 { AXIS_PX } else { SMALL_PX }).pos(Pos::new(HPos::Center, VPos::Top));
+            root.draw(&Text::new(line.clone(), (*px, py + 6 + i as i32 * 18), style)).ctx()?;
         }
     }
     Ok(())
@@ -250,18 +217,8 @@ pub(crate) fn draw_empty<DB: DrawingBackend>(
     root.fill(&WHITE).ctx()?;
     let (w, h) = root.dim_in_pixel();
     let center = Pos::new(HPos::Center, VPos::Center);
-    root.draw(&Text::new(
-        title.to_string(),
-        (w as i32 / 2, 20),
-        text(TITLE_PX).pos(center),
-    ))
-    .ctx()?;
-    root.draw(&Text::new(
-        message.to_string(),
-        (w as i32 / 2, h as i32 / 2),
-        text(AXIS_PX).pos(center),
-    ))
-    .ctx()
+    root.draw(&Text::new(title.to_string(), (w as i32 / 2, 20), text(TITLE_PX).pos(center))).ctx()?;
+    root.draw(&Text::new(message.to_string(), (w as i32 / 2, h as i32 / 2), text(AXIS_PX).pos(center))).ctx()
 }
 
 #[cfg(test)]

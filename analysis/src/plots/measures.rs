@@ -50,13 +50,7 @@ const KNOWN: &[(&str, &str, &str, &str, bool)] = &[
         "Events with no known children at this server; many means the DAG is not being merged.",
         false,
     ),
-    (
-        "dag_depth",
-        "DAG depth",
-        "depth",
-        "Greatest depth of the room DAG at this server.",
-        false,
-    ),
+    ("dag_depth", "DAG depth", "depth", "Greatest depth of the room DAG at this server.", false),
     (
         "state_size",
         "current state size",
@@ -71,13 +65,7 @@ const KNOWN: &[(&str, &str, &str, &str, bool)] = &[
         "Events this server accepted into the DAG but soft-failed (hidden from clients).",
         false,
     ),
-    (
-        "rejected",
-        "rejected events (cumulative)",
-        "events",
-        "Events this server rejected under the auth rules.",
-        false,
-    ),
+    ("rejected", "rejected events (cumulative)", "events", "Events this server rejected under the auth rules.", false),
     (
         "deliveries",
         "federation deliveries (cumulative)",
@@ -118,12 +106,9 @@ const KNOWN: &[(&str, &str, &str, &str, bool)] = &[
 /// Labels for `measure`, generic when it is not in the known table.
 pub fn describe_measure(measure: &str) -> MeasureInfo {
     match KNOWN.iter().find(|k| k.0 == measure) {
-        Some(&(_, title, unit, description, is_share)) => MeasureInfo {
-            title: title.into(),
-            unit: unit.into(),
-            description: description.into(),
-            is_share,
-        },
+        Some(&(_, title, unit, description, is_share)) => {
+            MeasureInfo { title: title.into(), unit: unit.into(), description: description.into(), is_share }
+        }
         None => MeasureInfo {
             title: measure.replace('_', " "),
             unit: "value".into(),
@@ -135,10 +120,7 @@ pub fn describe_measure(measure: &str) -> MeasureInfo {
 
 /// Position of `measure` in the report: known measures in table order, then the rest by name.
 pub(crate) fn measure_rank(measure: &str) -> (usize, String) {
-    let pos = KNOWN
-        .iter()
-        .position(|k| k.0 == measure)
-        .unwrap_or(KNOWN.len());
+    let pos = KNOWN.iter().position(|k| k.0 == measure).unwrap_or(KNOWN.len());
     (pos, measure.to_string())
 }
 

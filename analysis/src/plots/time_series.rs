@@ -2,6 +2,7 @@
 //! folded into one "max of N others" line), or one line for a room-wide measure; fault intervals
 //! shaded behind the lines.
 
+use crate::plots::common::house_style;
 use std::collections::BTreeMap;
 
 use std::ops::Range;
@@ -11,8 +12,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::common::{
-    color_of, draw_legend, text, y_range, y_tick_label, y_ticks, Chart2d, Ctx, LegendEntry, Mark,
-    AXIS_PX, BAND_ALPHA, FAULT_COLORS, GRID, GRID_LIGHT, LEGEND_W, SMALL_PX, TICK_PX, TITLE_PX,
+    color_of, draw_legend, text, y_range, y_tick_label, y_ticks, Chart2d, Ctx, LegendEntry, Mark, AXIS_PX, BAND_ALPHA,
+    FAULT_COLORS, LEGEND_W, SMALL_PX, TITLE_PX,
 };
 use super::measures::describe_measure;
 use crate::fmt::{natural_cmp, tick};
@@ -49,11 +50,7 @@ pub struct FaultBand {
 
 impl FaultBand {
     pub fn from_fault(f: &Fault) -> Self {
-        FaultBand {
-            kind: f.kind.clone(),
-            start_s: f.start_ms / 1000.0,
-            end_s: f.end_ms.map(|e| e / 1000.0),
-        }
+        FaultBand { kind: f.kind.clone(), start_s: f.start_ms / 1000.0, end_s: f.end_ms.map(|e| e / 1000.0) }
     }
 }
 
@@ -72,22 +69,13 @@ pub struct TimeSeriesChart {
 impl TimeSeriesChart {
     /// The chart of one (room, measure) of `metrics.csv`. `x_end_ms` is the run's end (the axis
     /// also covers every sample).
-    pub fn from_series(
-        key: &SeriesKey,
-        series: &MeasureSeries,
-        faults: &[Fault],
-        x_end_ms: f64,
-    ) -> Self {
+    pub fn from_series(key: &SeriesKey, series: &MeasureSeries, faults: &[Fault], x_end_ms: f64) -> Self {
         let info = describe_measure(&key.measure);
         let scope = match &key.room {
             Some(room) => format!("room {room}"),
             None => "all rooms".to_string(),
         };
-        let last_sample_ms = series
-            .lines
-            .values()
-            .filter_map(|p| p.last().map(|p| p.0))
-            .fold(0.0, f64::max);
+        let last_sample_ms = series.lines.values().filter_map(|p| p.last().map(|p| p.0)).fold(0.0, f64::max);
         TimeSeriesChart {
             title: format!("{scope}: {}", info.title),
             y_label: info.unit,
@@ -107,11 +95,7 @@ fn lines_of(series: &MeasureSeries) -> Vec<TimeSeriesLine> {
         .iter()
         .take(MAX_SERVER_LINES)
         .map(|s| TimeSeriesLine {
-            label: if s.is_empty() {
-                "room-wide".into()
-            } else {
-                (*s).clone()
-            },
+            label: if s.is_empty() { "room-wide".into() } else { (*s).clone() },
             kind: LineKind::Server,
             points: seconds(&series.lines[*s]),
         })
@@ -129,10 +113,7 @@ fn lines_of(series: &MeasureSeries) -> Vec<TimeSeriesLine> {
         lines.push(TimeSeriesLine {
             label: format!("max of {} others", others.len()),
             kind: LineKind::MaxOfOthers,
-            points: max_at
-                .into_iter()
-                .map(|(t, v)| (t as f64 / 1e6, v))
-                .collect(),
+            points: max_at.into_iter().map(|(t, v)| (t as f64 / 1e6, v)).collect(),
         });
     }
     lines
@@ -141,10 +122,7 @@ fn lines_of(series: &MeasureSeries) -> Vec<TimeSeriesLine> {
 /// Lines longer than this are thinned for drawing (min and max per x bucket, so spikes stay).
 pub const MAX_DRAWN_POINTS: usize = 1200;
 
-pub(crate) fn draw<DB: DrawingBackend>(
-    c: &TimeSeriesChart,
-    root: &DrawingArea<DB, Shift>,
-) -> Result<(), String> {
+pub(crate) fn draw<DB: DrawingBackend>(c: &TimeSeriesChart, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
     root.fill(&WHITE).ctx()?;
     let (w, _) = root.dim_in_pixel();
     let (plot, legend) = root.split_horizontally(w.saturating_sub(LEGEND_W));
@@ -166,19 +144,17 @@ pub(crate) fn draw<DB: DrawingBackend>(
         .y_label_area_size(74)
         .build_cartesian_2d(0.0..x_end, y.clone())
         .ctx()?;
-    chart
-        .configure_mesh()
-        .x_desc("simulated time (s)")
-        .y_desc(c.y_label.as_str())
-        .x_label_formatter(&|v| tick(*v))
-        .y_labels(y_count)
-        .y_label_formatter(&y_fmt)
-        .label_style(text(TICK_PX))
-        .axis_desc_style(text(AXIS_PX))
-        .light_line_style(GRID_LIGHT)
-        .bold_line_style(GRID)
-        .draw()
-        .ctx()?;
+    house_style(
+        chart
+            .configure_mesh()
+            .x_desc("simulated time (s)")
+            .y_desc(c.y_label.as_str())
+            .x_label_formatter(&|v| tick(*v))
+            .y_labels(y_count)
+            .y_label_formatter(&y_fmt),
+    )
+    .draw()
+    .ctx()?;
     draw_faults(c, root, &mut chart, x_end, &y)?;
     draw_lines(c, &mut chart)?;
     if c.lines.iter().all(|l| l.points.is_empty()) {
@@ -201,46 +177,31 @@ fn draw_faults<DB: DrawingBackend>(
         let start = f.start_s.clamp(0.0, x_end);
         let end = f.end_s.unwrap_or(x_end).clamp(start, x_end);
         let color = FAULT_COLORS[i % FAULT_COLORS.len()];
-        let band = Rectangle::new(
-            [(start, y.start), (end, y.end)],
-            color.mix(BAND_ALPHA).filled(),
-        );
+        let band = Rectangle::new([(start, y.start), (end, y.end)], color.mix(BAND_ALPHA).filled());
         chart.draw_series(std::iter::once(band)).ctx()?;
         // staggered so the labels of overlapping bands stay legible
         let (px, py) = chart.backend_coord(&(start, y.end));
         let label_pos = (px + 4, py + 4 + (i % 3) as i32 * 17);
-        let style = text(SMALL_PX)
-            .color(&color)
-            .pos(Pos::new(HPos::Left, VPos::Top));
-        root.draw(&Text::new(f.kind.clone(), label_pos, style))
-            .ctx()?;
+        let style = text(SMALL_PX).color(&color).pos(Pos::new(HPos::Left, VPos::Top));
+        root.draw(&Text::new(f.kind.clone(), label_pos, style)).ctx()?;
     }
     Ok(())
 }
 
-fn draw_lines<DB: DrawingBackend>(
-    c: &TimeSeriesChart,
-    chart: &mut Chart2d<'_, DB>,
-) -> Result<(), String> {
+fn draw_lines<DB: DrawingBackend>(c: &TimeSeriesChart, chart: &mut Chart2d<'_, DB>) -> Result<(), String> {
     for (i, line) in c.lines.iter().enumerate() {
         let points = thin(&line.points, MAX_DRAWN_POINTS);
         match line.kind {
             LineKind::Server => {
                 let color = color_of(i);
-                chart
-                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                    .ctx()?;
+                chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2))).ctx()?;
                 if points.len() == 1 {
-                    chart
-                        .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
-                        .ctx()?;
+                    chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled()))).ctx()?;
                 }
             }
             LineKind::MaxOfOthers => {
                 let style = BLACK.stroke_width(2);
-                chart
-                    .draw_series(DashedLineSeries::new(points, 6, 4, style))
-                    .ctx()?;
+                chart.draw_series(DashedLineSeries::new(points, 6, 4, style)).ctx()?;
             }
         }
     }
@@ -281,16 +242,8 @@ fn legend_entries(c: &TimeSeriesChart) -> Vec<LegendEntry> {
         .enumerate()
         .map(|(i, l)| LegendEntry {
             label: l.label.clone(),
-            color: if l.kind == LineKind::MaxOfOthers {
-                BLACK
-            } else {
-                color_of(i)
-            },
-            mark: if l.kind == LineKind::MaxOfOthers {
-                Mark::Dashed
-            } else {
-                Mark::Line
-            },
+            color: if l.kind == LineKind::MaxOfOthers { BLACK } else { color_of(i) },
+            mark: if l.kind == LineKind::MaxOfOthers { Mark::Dashed } else { Mark::Line },
         })
         .collect();
     for (i, f) in c.faults.iter().enumerate() {
@@ -298,11 +251,7 @@ fn legend_entries(c: &TimeSeriesChart) -> Vec<LegendEntry> {
             Some(e) => format!("{} {}–{} s", f.kind, tick(f.start_s), tick(e)),
             None => format!("{} from {} s", f.kind, tick(f.start_s)),
         };
-        entries.push(LegendEntry {
-            label,
-            color: FAULT_COLORS[i % FAULT_COLORS.len()],
-            mark: Mark::Band,
-        });
+        entries.push(LegendEntry { label, color: FAULT_COLORS[i % FAULT_COLORS.len()], mark: Mark::Band });
     }
     entries
 }
@@ -322,10 +271,7 @@ mod tests {
 
     #[test]
     fn caps_server_lines_and_adds_the_max_of_the_rest() {
-        let key = SeriesKey {
-            room: Some("main".into()),
-            measure: "event_lag".into(),
-        };
+        let key = SeriesKey { room: Some("main".into()), measure: "event_lag".into() };
         let c = TimeSeriesChart::from_series(&key, &series(15), &[], 500.0);
         assert_eq!(c.lines.len(), MAX_SERVER_LINES + 1);
         assert_eq!(c.lines[1].label, "hs2", "natural order: hs2 before hs10");
@@ -338,9 +284,8 @@ mod tests {
 
     #[test]
     fn thinning_keeps_extremes_and_ends() {
-        let pts: Vec<(f64, f64)> = (0..10_000)
-            .map(|i| (i as f64, if i == 4321 { 99.0 } else { (i % 7) as f64 }))
-            .collect();
+        let pts: Vec<(f64, f64)> =
+            (0..10_000).map(|i| (i as f64, if i == 4321 { 99.0 } else { (i % 7) as f64 })).collect();
         let t = thin(&pts, 400);
         assert!(t.len() <= 402, "{}", t.len());
         assert!(t.contains(&(4321.0, 99.0)), "the spike survives");
@@ -352,10 +297,7 @@ mod tests {
 
     #[test]
     fn room_wide_measures_have_one_line() {
-        let key = SeriesKey {
-            room: Some("main".into()),
-            measure: "distinct_states".into(),
-        };
+        let key = SeriesKey { room: Some("main".into()), measure: "distinct_states".into() };
         let mut s = MeasureSeries::default();
         s.lines.insert(String::new(), vec![(0.0, 1.0)]);
         let c = TimeSeriesChart::from_series(&key, &s, &[], 60_000.0);

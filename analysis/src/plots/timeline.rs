@@ -16,10 +16,7 @@ const CHAR_W: f64 = 6.8;
 /// An SVG (for inlining: no namespace) showing each fault as a bar from its start to its end on
 /// an axis from 0 to `end_ms`; faults still active at the end fade out at the right edge.
 pub fn faults_timeline_svg(faults: &[Fault], end_ms: f64, width: u32) -> String {
-    let last_ms = faults
-        .iter()
-        .map(|f| f.end_ms.unwrap_or(f.start_ms))
-        .fold(end_ms, f64::max);
+    let last_ms = faults.iter().map(|f| f.end_ms.unwrap_or(f.start_ms)).fold(end_ms, f64::max);
     let end_s = if last_ms > 0.0 { last_ms / 1000.0 } else { 1.0 };
     let lanes = faults.len().max(1) as u32;
     let height = 8 + lanes * LANE_H + AXIS_H;
@@ -33,11 +30,8 @@ pub fn faults_timeline_svg(faults: &[Fault], end_ms: f64, width: u32) -> String 
     out.push_str(r##"<defs><linearGradient id="fade-right"><stop offset="0" stop-color="#fff" stop-opacity="0"/><stop offset="1" stop-color="#fff" stop-opacity="0.9"/></linearGradient></defs>"##);
     for lane in 0..lanes {
         let y = 8 + lane * LANE_H;
-        let _ = write!(
-            out,
-            r##"<rect x="{PAD_X}" y="{y}" width="{plot_w:.1}" height="{}" fill="#f2f2f2"/>"##,
-            LANE_H - 6
-        );
+        let _ =
+            write!(out, r##"<rect x="{PAD_X}" y="{y}" width="{plot_w:.1}" height="{}" fill="#f2f2f2"/>"##, LANE_H - 6);
     }
     if faults.is_empty() {
         let _ = write!(
@@ -55,14 +49,7 @@ pub fn faults_timeline_svg(faults: &[Fault], end_ms: f64, width: u32) -> String 
     out
 }
 
-fn lane_bar(
-    out: &mut String,
-    f: &Fault,
-    i: usize,
-    x: &impl Fn(f64) -> f64,
-    end_s: f64,
-    plot_w: f64,
-) {
+fn lane_bar(out: &mut String, f: &Fault, i: usize, x: &impl Fn(f64) -> f64, end_s: f64, plot_w: f64) {
     let RgbHex(color) = RgbHex::of(FAULT_COLORS[i % FAULT_COLORS.len()]);
     let y = 8 + i as u32 * LANE_H;
     let bar_h = LANE_H - 6;
@@ -108,26 +95,14 @@ fn lane_bar(
 }
 
 fn axis(out: &mut String, end_s: f64, y: u32, x: &impl Fn(f64) -> f64) {
-    let _ = write!(
-        out,
-        r##"<line x1="{PAD_X}" y1="{y}" x2="{:.1}" y2="{y}" stroke="#444"/>"##,
-        x(end_s)
-    );
+    let _ = write!(out, r##"<line x1="{PAD_X}" y1="{y}" x2="{:.1}" y2="{y}" stroke="#444"/>"##, x(end_s));
     let step = nice_step(end_s, 10);
     let mut t = 0.0;
     while t <= end_s + step * 1e-9 {
         let px = x(t);
-        let _ = write!(
-            out,
-            r##"<line x1="{px:.1}" y1="{y}" x2="{px:.1}" y2="{}" stroke="#444"/>"##,
-            y + 5
-        );
-        let _ = write!(
-            out,
-            r##"<text x="{px:.1}" y="{}" text-anchor="middle" fill="#333">{}</text>"##,
-            y + 18,
-            tick(t)
-        );
+        let _ = write!(out, r##"<line x1="{px:.1}" y1="{y}" x2="{px:.1}" y2="{}" stroke="#444"/>"##, y + 5);
+        let _ =
+            write!(out, r##"<text x="{px:.1}" y="{}" text-anchor="middle" fill="#333">{}</text>"##, y + 18, tick(t));
         t += step;
     }
     let _ = write!(
@@ -178,12 +153,7 @@ mod tests {
                 end_ms: Some(45_000.0),
                 description: "hs1 | <hs2>".into(),
             },
-            Fault {
-                kind: "crash".into(),
-                start_ms: 50_000.0,
-                end_ms: None,
-                description: String::new(),
-            },
+            Fault { kind: "crash".into(), start_ms: 50_000.0, end_ms: None, description: String::new() },
         ];
         let svg = faults_timeline_svg(&faults, 60_000.0, 800);
         assert!(svg.contains("partition · hs1 | &lt;hs2&gt; · 30–45 s"));

@@ -20,13 +20,7 @@ pub struct Synthetic {
 
 impl Default for Synthetic {
     fn default() -> Self {
-        Synthetic {
-            seed: 1,
-            servers: 4,
-            main_convergence_ms: Some(4_000),
-            auth_disagreements: 0,
-            dag_svg: true,
-        }
+        Synthetic { seed: 1, servers: 4, main_convergence_ms: Some(4_000), auth_disagreements: 0, dag_svg: true }
     }
 }
 
@@ -35,9 +29,7 @@ pub const SCENARIO_TEXT: &str = "# quickstart: 4 servers, one partition\n\
     [network]\nlatency = \"50ms\"\n\n[[faults]]\nkind = \"partition\"\nat = \"20s\"\n";
 
 pub fn summary_json(s: &Synthetic) -> String {
-    let conv = s
-        .main_convergence_ms
-        .map_or("null".to_string(), |v| v.to_string());
+    let conv = s.main_convergence_ms.map_or("null".to_string(), |v| v.to_string());
     let converged = s.main_convergence_ms.is_some();
     let distinct = if converged { 1 } else { 2 };
     format!(
@@ -78,30 +70,15 @@ pub fn metrics_csv(s: &Synthetic) -> String {
             let _ = writeln!(out, "{t},,{id},distinct_states,{distinct}");
             let share = if distinct > 1 { 0.5 } else { 0.0 };
             let _ = writeln!(out, "{t},,{id},outside_largest_group_share,{share}");
-            let room_servers = if room == "main" {
-                &servers[..]
-            } else {
-                &servers[..2]
-            };
+            let room_servers = if room == "main" { &servers[..] } else { &servers[..2] };
             for (i, srv) in room_servers.iter().enumerate() {
-                let lag = if partitioned && i >= 2 {
-                    (t - 20_000) / 1000 + i as u64
-                } else {
-                    (i as u64 + t / 1000) % 3
-                };
+                let lag =
+                    if partitioned && i >= 2 { (t - 20_000) / 1000 + i as u64 } else { (i as u64 + t / 1000) % 3 };
                 let _ = writeln!(out, "{t},{srv},{room},event_lag,{lag}");
                 let fx = 1 + u64::from(partitioned) * (i as u64 % 3);
                 let _ = writeln!(out, "{t},{srv},{room},forward_extremities,{fx}");
-                let _ = writeln!(
-                    out,
-                    "{t},{srv},{room},soft_failed,{}",
-                    t / 20_000 + i as u64
-                );
-                let _ = writeln!(
-                    out,
-                    "{t},{srv},{room},mapping_pending,{}",
-                    (t / 7000 + i as u64) % 4
-                );
+                let _ = writeln!(out, "{t},{srv},{room},soft_failed,{}", t / 20_000 + i as u64);
+                let _ = writeln!(out, "{t},{srv},{room},mapping_pending,{}", (t / 7000 + i as u64) % 4);
             }
         }
         for (i, srv) in servers.iter().enumerate() {

@@ -14,7 +14,13 @@ use crate::sim::server::Server;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-pub fn check_room(name: &str, pdus: &[Arc<Pdu>], servers: &[Server], members: &[ServerIdx], expect_convergence: bool) -> Vec<String> {
+pub fn check_room(
+    name: &str,
+    pdus: &[Arc<Pdu>],
+    servers: &[Server],
+    members: &[ServerIdx],
+    expect_convergence: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     let Some(room_id) = pdus.first().map(|p| crate::sim::server::room_id_of(p)) else { return out };
     // A byzantine server can legitimately leave honest servers with different events (it sends
@@ -23,7 +29,8 @@ pub fn check_room(name: &str, pdus: &[Arc<Pdu>], servers: &[Server], members: &[
     let byzantine_present = servers.iter().any(|s| !s.is_honest() && s.rooms.contains_key(&room_id));
     if expect_convergence && !byzantine_present {
         let replicas: Vec<_> = members.iter().filter_map(|k| servers[*k as usize].rooms.get(&room_id)).collect();
-        let digests: BTreeSet<String> = replicas.iter().map(|r| crate::protocol::dag::state_digest(&r.dag, &r.dag_state())).collect();
+        let digests: BTreeSet<String> =
+            replicas.iter().map(|r| crate::protocol::dag::state_digest(&r.dag, &r.dag_state())).collect();
         let event_counts: BTreeSet<usize> = replicas.iter().map(|r| r.dag.len()).collect();
         if event_counts.len() > 1 {
             out.push(format!("room {name}: honest servers hold different numbers of events ({event_counts:?}) after the faults healed and the network went quiet"));
@@ -37,7 +44,13 @@ pub fn check_room(name: &str, pdus: &[Arc<Pdu>], servers: &[Server], members: &[
     out
 }
 
-fn decisions_match_verify(name: &str, room_id: &str, version: &'static RoomVersion, pdus: &[Arc<Pdu>], servers: &[Server]) -> Vec<String> {
+fn decisions_match_verify(
+    name: &str,
+    room_id: &str,
+    version: &'static RoomVersion,
+    pdus: &[Arc<Pdu>],
+    servers: &[Server],
+) -> Vec<String> {
     let owned: Vec<Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
     let verified = verify_dag(version, owned, &VerifyOptions::default());
     let mut out = Vec::new();
@@ -52,7 +65,12 @@ fn decisions_match_verify(name: &str, room_id: &str, version: &'static RoomVersi
             }
         }
         if !mismatches.is_empty() {
-            out.push(format!("room {name}: {} decided {} events differently from dag verify, e.g. {}", s.name, mismatches.len(), mismatches[0]));
+            out.push(format!(
+                "room {name}: {} decided {} events differently from dag verify, e.g. {}",
+                s.name,
+                mismatches.len(),
+                mismatches[0]
+            ));
         }
     }
     out

@@ -26,7 +26,13 @@ pub struct MetricRow {
 
 impl MetricRow {
     pub fn room(t: SimTime, room: &str, measure: &str, value: f64) -> MetricRow {
-        MetricRow { time_ms: to_ms(t), server: String::new(), room: room.to_owned(), measure: measure.to_owned(), value }
+        MetricRow {
+            time_ms: to_ms(t),
+            server: String::new(),
+            room: room.to_owned(),
+            measure: measure.to_owned(),
+            value,
+        }
     }
     /// CSV line (no header); numbers printed shortest-exact, so output is byte-stable.
     pub fn to_csv(&self) -> String {
@@ -107,10 +113,12 @@ pub fn room_summary(
     tracker: &RoomTracker,
     last_fault_end: SimTime,
 ) -> Value {
-    let digests: Vec<String> = members.iter().map(|k| servers[*k as usize].rooms.get_mut(room_id).expect("member").current_digest()).collect();
+    let digests: Vec<String> =
+        members.iter().map(|k| servers[*k as usize].rooms.get_mut(room_id).expect("member").current_digest()).collect();
     let (distinct, largest) = agreement(&digests);
     let converged = distinct == 1;
-    let convergence = if converged { tracker.agree_since.map(|t| to_ms(t.saturating_sub(last_fault_end))) } else { None };
+    let convergence =
+        if converged { tracker.agree_since.map(|t| to_ms(t.saturating_sub(last_fault_end))) } else { None };
     let (auth, soft) = disagreements(pdus, servers, room_id);
     let dag_digests: Vec<String> = members
         .iter()

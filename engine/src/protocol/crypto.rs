@@ -66,7 +66,8 @@ pub fn event_id_from_signing_bytes(bytes: &[u8]) -> String {
 
 /// The canonical bytes an event signature covers: the redacted event without `signatures`.
 pub fn event_signing_bytes(pdu: &Map<String, Value>, version: &RoomVersion) -> Vec<u8> {
-    serde_json::to_vec(&crate::protocol::redaction::redacted_view(pdu, version)).expect("serialising borrowed JSON cannot fail")
+    serde_json::to_vec(&crate::protocol::redaction::redacted_view(pdu, version))
+        .expect("serialising borrowed JSON cannot fail")
 }
 
 /// The canonical bytes a plain JSON-object signature covers.
@@ -230,7 +231,9 @@ mod tests {
     fn spec_event_vector_content_hash_and_v11_signature() {
         let seed: [u8; 32] = b64_decode("YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1").unwrap().try_into().unwrap();
         let key = KeyPair::from_seed("domain", "ed25519:1", seed);
-        let mut ev = obj(r#"{"room_id":"!x:domain","sender":"@a:domain","origin":"domain","origin_server_ts":1000000,"signatures":{},"hashes":{},"type":"X","content":{},"prev_events":[],"auth_events":[],"depth":3,"unsigned":{"age_ts":1000000}}"#);
+        let mut ev = obj(
+            r#"{"room_id":"!x:domain","sender":"@a:domain","origin":"domain","origin_server_ts":1000000,"signatures":{},"hashes":{},"type":"X","content":{},"prev_events":[],"auth_events":[],"depth":3,"unsigned":{"age_ts":1000000}}"#,
+        );
         set_content_hash(&mut ev);
         assert_eq!(ev["hashes"]["sha256"], "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos");
         sign_event(&mut ev, &V11, &key);
@@ -252,32 +255,60 @@ mod tests {
     #[test]
     fn digest_vectors_v11() {
         assert_eq!(vector_key().public_key_b64(), "CDw7Nvqc05RQ6QikN8hmj48Jcov24dK36hNReIdDg1k");
-        let create = build(&V11, r#"{"type":"m.room.create","state_key":"","sender":"@alice:hs1.example","room_id":"!testroom:hs1.example","content":{"room_version":"11"},"origin_server_ts":1700000000000,"depth":1,"prev_events":[],"auth_events":[]}"#);
+        let create = build(
+            &V11,
+            r#"{"type":"m.room.create","state_key":"","sender":"@alice:hs1.example","room_id":"!testroom:hs1.example","content":{"room_version":"11"},"origin_server_ts":1700000000000,"depth":1,"prev_events":[],"auth_events":[]}"#,
+        );
         assert_eq!(create["hashes"]["sha256"], "w4I+hkg4lYc4OAunJgWoGVAiYz1w8emthzBvAcUxGT8");
-        assert_eq!(create["signatures"]["hs1.example"]["ed25519:a"], "ERND7z2UV+N/UFuAB6Ofus2imuqKX8Cmp6hbc18Ulyfx1afOe/bNbZp7Ey61Z9wKAhDxZWlk+VIn3F6DQSxcDw");
+        assert_eq!(
+            create["signatures"]["hs1.example"]["ed25519:a"],
+            "ERND7z2UV+N/UFuAB6Ofus2imuqKX8Cmp6hbc18Ulyfx1afOe/bNbZp7Ey61Z9wKAhDxZWlk+VIn3F6DQSxcDw"
+        );
         let create_id = event_id(&create, &V11);
         assert_eq!(create_id, "$bO23CqmP4wSFGlSLDr5THoSRxr3lHv8Csa9StbKgm84");
-        let join = build(&V11, &format!(r#"{{"type":"m.room.member","state_key":"@alice:hs1.example","sender":"@alice:hs1.example","room_id":"!testroom:hs1.example","content":{{"displayname":"Alice","membership":"join"}},"origin_server_ts":1700000000001,"depth":2,"prev_events":["{create_id}"],"auth_events":["{create_id}"]}}"#));
+        let join = build(
+            &V11,
+            &format!(
+                r#"{{"type":"m.room.member","state_key":"@alice:hs1.example","sender":"@alice:hs1.example","room_id":"!testroom:hs1.example","content":{{"displayname":"Alice","membership":"join"}},"origin_server_ts":1700000000001,"depth":2,"prev_events":["{create_id}"],"auth_events":["{create_id}"]}}"#
+            ),
+        );
         assert_eq!(join["hashes"]["sha256"], "M/GRFml2XiTyU4VtKwKA23MA9dl59JfX0rMyhDwfXeI");
         assert_eq!(
             String::from_utf8(event_signing_bytes(&join, &V11)).unwrap(),
             r#"{"auth_events":["$bO23CqmP4wSFGlSLDr5THoSRxr3lHv8Csa9StbKgm84"],"content":{"membership":"join"},"depth":2,"hashes":{"sha256":"M/GRFml2XiTyU4VtKwKA23MA9dl59JfX0rMyhDwfXeI"},"origin_server_ts":1700000000001,"prev_events":["$bO23CqmP4wSFGlSLDr5THoSRxr3lHv8Csa9StbKgm84"],"room_id":"!testroom:hs1.example","sender":"@alice:hs1.example","state_key":"@alice:hs1.example","type":"m.room.member"}"#
         );
-        assert_eq!(join["signatures"]["hs1.example"]["ed25519:a"], "+oRTAWZYCUZ/Kfs0iLoT0UpJs0BVOqEwv4/eudMD5e/TQb8zve428e9nOg2f6q3cosUCfFeGyBPoZ4Wv0WYQDg");
+        assert_eq!(
+            join["signatures"]["hs1.example"]["ed25519:a"],
+            "+oRTAWZYCUZ/Kfs0iLoT0UpJs0BVOqEwv4/eudMD5e/TQb8zve428e9nOg2f6q3cosUCfFeGyBPoZ4Wv0WYQDg"
+        );
         assert_eq!(event_id(&join, &V11), "$rwYM8jQ_UggVd_6B99A0OQkU8cHD9N1TdJ-rOcWeO4A");
     }
 
     #[test]
     fn digest_vectors_v12() {
-        let create = build(&V12, r#"{"type":"m.room.create","state_key":"","sender":"@alice:hs1.example","content":{"room_version":"12"},"origin_server_ts":1700000000000,"depth":1,"prev_events":[],"auth_events":[]}"#);
+        let create = build(
+            &V12,
+            r#"{"type":"m.room.create","state_key":"","sender":"@alice:hs1.example","content":{"room_version":"12"},"origin_server_ts":1700000000000,"depth":1,"prev_events":[],"auth_events":[]}"#,
+        );
         assert_eq!(create["hashes"]["sha256"], "ASocNUd2aUQb55VszelX/xp+CU60YbgfzVogBSPJP48");
-        assert_eq!(create["signatures"]["hs1.example"]["ed25519:a"], "4F3NXb6U19JyHcnENwsT4IQ84779SKWSD5WT/o0jUugT0IZqJtAJXaRwUxyTIkhxsiBiLgFqfveyfq9Ew5LWBA");
+        assert_eq!(
+            create["signatures"]["hs1.example"]["ed25519:a"],
+            "4F3NXb6U19JyHcnENwsT4IQ84779SKWSD5WT/o0jUugT0IZqJtAJXaRwUxyTIkhxsiBiLgFqfveyfq9Ew5LWBA"
+        );
         let create_id = event_id(&create, &V12);
         assert_eq!(create_id, "$XGvoYwlWLSsgkxcE9V5EvtxVHzES4aI-0ATmE6oNvg8");
         let room_id = format!("!{}", &create_id[1..]);
-        let join = build(&V12, &format!(r#"{{"type":"m.room.member","state_key":"@alice:hs1.example","sender":"@alice:hs1.example","room_id":"{room_id}","content":{{"membership":"join"}},"origin_server_ts":1700000000001,"depth":2,"prev_events":["{create_id}"],"auth_events":[]}}"#));
+        let join = build(
+            &V12,
+            &format!(
+                r#"{{"type":"m.room.member","state_key":"@alice:hs1.example","sender":"@alice:hs1.example","room_id":"{room_id}","content":{{"membership":"join"}},"origin_server_ts":1700000000001,"depth":2,"prev_events":["{create_id}"],"auth_events":[]}}"#
+            ),
+        );
         assert_eq!(join["hashes"]["sha256"], "B3KJ/CShk307oWU5iNkwJtOwNSNAHMgEXE1gGjTsgHQ");
-        assert_eq!(join["signatures"]["hs1.example"]["ed25519:a"], "GWTnXlY2sQXrzX8IKUGr9b7twRRPhvpAx/Pfjp7Tmqj/FaBOr7SJoapweO9lrlkTQtDn1ww8k4O4etQVJOf0BQ");
+        assert_eq!(
+            join["signatures"]["hs1.example"]["ed25519:a"],
+            "GWTnXlY2sQXrzX8IKUGr9b7twRRPhvpAx/Pfjp7Tmqj/FaBOr7SJoapweO9lrlkTQtDn1ww8k4O4etQVJOf0BQ"
+        );
         assert_eq!(event_id(&join, &V12), "$Ho78yxOLXZF8XycKpo1EmoZk6BiScGAQKSirhZRdvx4");
     }
 
@@ -290,7 +321,10 @@ mod tests {
         let key = KeyPair { entity: public.clone(), key_id: "ed25519:1".into(), signing_key: account };
         let mut query = obj(r#"{"account_name":"alice","domain":"hs1.example"}"#);
         sign_object(&mut query, &key);
-        assert_eq!(query["signatures"][&public]["ed25519:1"], "NBXNoGX0JKekY2Ky5Xw02AiXqTNAa58YL2UMstmPte15uMekmBrWrDHRwP6ozjDBL1/95Nrv+/md03E7rCanCA");
+        assert_eq!(
+            query["signatures"][&public]["ed25519:1"],
+            "NBXNoGX0JKekY2Ky5Xw02AiXqTNAa58YL2UMstmPte15uMekmBrWrDHRwP6ozjDBL1/95Nrv+/md03E7rCanCA"
+        );
     }
 
     #[test]

@@ -63,7 +63,10 @@ pub fn state_digest(dag: &RoomDag, state: &StateMap) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Accepted,
-    Rejected { stage: Stage, reason: String },
+    Rejected {
+        stage: Stage,
+        reason: String,
+    },
     /// Not judged yet.
     Pending,
 }
@@ -130,7 +133,14 @@ pub struct RoomDag {
 
 impl RoomDag {
     pub fn new(version: &'static RoomVersion) -> RoomDag {
-        RoomDag { version, events: Vec::new(), by_id: HashMap::new(), keys: Vec::new(), key_index: HashMap::new(), create: None }
+        RoomDag {
+            version,
+            events: Vec::new(),
+            by_id: HashMap::new(),
+            keys: Vec::new(),
+            key_index: HashMap::new(),
+            create: None,
+        }
     }
 
     pub fn len(&self) -> usize {

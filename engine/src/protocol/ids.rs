@@ -81,9 +81,9 @@ pub fn check_server_name(value: &str) -> Result<(), IdError> {
         }
     }
     let host_ok = if let Some(inner) = host.strip_prefix('[') {
-        inner.strip_suffix(']').is_some_and(|ip6| {
-            !ip6.is_empty() && ip6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        })
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip6| !ip6.is_empty() && ip6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'))
     } else {
         !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     };
@@ -150,8 +150,9 @@ pub fn check_room_id(value: &str) -> Result<(), IdError> {
         return Ok(());
     }
     match rest.split_once(':') {
-        Some((opaque, server)) if !opaque.contains('\0') => check_server_name(server)
-            .map_err(|_| id_error(KIND, value, "server name is invalid")),
+        Some((opaque, server)) if !opaque.contains('\0') => {
+            check_server_name(server).map_err(|_| id_error(KIND, value, "server name is invalid"))
+        }
         _ => Err(id_error(KIND, value, "must be !opaque:server or ! + 43 base64 characters")),
     }
 }

@@ -182,7 +182,9 @@ mod tests {
         assert_eq!(canon(r#"{"one": 1, "two": "Two"}"#), r#"{"one":1,"two":"Two"}"#);
         assert_eq!(canon(r#"{"b":"2","a":"1"}"#), r#"{"a":"1","b":"2"}"#);
         assert_eq!(
-            canon(r#"{"auth":{"success":true,"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"medium":"email","address":"john.doe@example.org"},{"medium":"msisdn","address":"123456789"}]}}}"#),
+            canon(
+                r#"{"auth":{"success":true,"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"medium":"email","address":"john.doe@example.org"},{"medium":"msisdn","address":"123456789"}]}}}"#
+            ),
             r#"{"auth":{"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"address":"john.doe@example.org","medium":"email"},{"address":"123456789","medium":"msisdn"}]},"success":true}}"#
         );
         assert_eq!(canon(r#"{"a":"日本語"}"#), r#"{"a":"日本語"}"#);
@@ -194,8 +196,17 @@ mod tests {
 
     #[test]
     fn rejects_floats_big_integers_and_duplicates() {
-        for bad in [r#"{"a":1.0}"#, r#"{"a":1e10}"#, r#"{"a":1.5}"#, r#"{"a":9007199254740992}"#,
-                    r#"{"a":-9007199254740992}"#, r#"{"a":1,"a":2}"#, r#"{"a":"#, "[1,]", "{} x"] {
+        for bad in [
+            r#"{"a":1.0}"#,
+            r#"{"a":1e10}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":9007199254740992}"#,
+            r#"{"a":-9007199254740992}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":"#,
+            "[1,]",
+            "{} x",
+        ] {
             assert!(parse_strict(bad.as_bytes()).is_err(), "{bad} should be rejected");
         }
         assert!(parse_strict(br#"{"a":9007199254740991,"b":-9007199254740991}"#).is_ok());

@@ -11,6 +11,6 @@ pub mod pdu;
 pub mod redaction;
 pub mod room_version;
 pub mod state_res;
-pub mod verify;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod verify;

@@ -330,9 +330,7 @@ impl Pdu {
     /// singleton state key is required, as implementations do, and create counts).
     pub fn is_power_event(&self) -> bool {
         match self.kind {
-            EventKind::PowerLevels | EventKind::JoinRules | EventKind::Create => {
-                self.state_key.as_deref() == Some("")
-            }
+            EventKind::PowerLevels | EventKind::JoinRules | EventKind::Create => self.state_key.as_deref() == Some(""),
             EventKind::Member => {
                 matches!(self.membership(), Some(Membership::Leave | Membership::Ban))
                     && self.state_key.as_deref() != Some(self.sender.as_str())
@@ -368,10 +366,9 @@ fn string_field(map: &Map<String, Value>, field: &str, required: bool) -> Result
 
 fn int_field(map: &Map<String, Value>, field: &str) -> Result<i64, PduError> {
     match map.get(field) {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .filter(|i| i.abs() <= MAX_SAFE_INT)
-            .ok_or_else(|| err(field, "integer out of range")),
+        Some(Value::Number(n)) => {
+            n.as_i64().filter(|i| i.abs() <= MAX_SAFE_INT).ok_or_else(|| err(field, "integer out of range"))
+        }
         Some(other) => Err(err(field, format!("expected an integer, found {}", type_name(other)))),
         None => Err(err(field, "missing")),
     }
@@ -426,9 +423,9 @@ fn decode_content(kind: EventKind, content: &Map<String, Value>) -> TypedContent
             content.get("join_rule").and_then(Value::as_str).map_or(JoinRule::Invite, JoinRule::parse),
         ),
         EventKind::ThirdPartyInvite => TypedContent::ThirdPartyInvite(decode_third_party_invite(content)),
-        EventKind::Redaction => TypedContent::Redaction {
-            redacts: content.get("redacts").and_then(Value::as_str).map(str::to_owned),
-        },
+        EventKind::Redaction => {
+            TypedContent::Redaction { redacts: content.get("redacts").and_then(Value::as_str).map(str::to_owned) }
+        }
         EventKind::Other => TypedContent::Other,
     }
 }
@@ -575,19 +572,28 @@ mod tests {
         }
         // v11 requires room_id even on the create event.
         assert_eq!(Pdu::from_json_bytes(CREATE_V12.as_bytes(), &V11).unwrap_err().field, "room_id");
-        let big = CREATE_V12.replace(r#""room_version":"12""#, &format!(r#""room_version":"12","pad":"{}""#, "x".repeat(70_000)));
+        let big = CREATE_V12
+            .replace(r#""room_version":"12""#, &format!(r#""room_version":"12","pad":"{}""#, "x".repeat(70_000)));
         assert_eq!(Pdu::from_json_bytes(big.as_bytes(), &V12).unwrap_err().field, "(pdu)");
     }
 
     #[test]
     fn power_levels_validation() {
-        let pl = decode_power_levels(serde_json::from_str::<Value>(r#"{"ban":"50","users":{"@a:b":1}}"#).unwrap().as_object().unwrap());
+        let pl = decode_power_levels(
+            serde_json::from_str::<Value>(r#"{"ban":"50","users":{"@a:b":1}}"#).unwrap().as_object().unwrap(),
+        );
         assert!(pl.invalid.as_deref().unwrap().contains("ban"));
-        let pl = decode_power_levels(serde_json::from_str::<Value>(r#"{"users":{"nobody":1}}"#).unwrap().as_object().unwrap());
+        let pl = decode_power_levels(
+            serde_json::from_str::<Value>(r#"{"users":{"nobody":1}}"#).unwrap().as_object().unwrap(),
+        );
         assert!(pl.invalid.is_some());
-        let pl = decode_power_levels(serde_json::from_str::<Value>(r#"{"events":{"m.room.name":true}}"#).unwrap().as_object().unwrap());
+        let pl = decode_power_levels(
+            serde_json::from_str::<Value>(r#"{"events":{"m.room.name":true}}"#).unwrap().as_object().unwrap(),
+        );
         assert!(pl.invalid.is_some());
-        let pl = decode_power_levels(serde_json::from_str::<Value>(r#"{"kick":75,"users":{"@a:b":100}}"#).unwrap().as_object().unwrap());
+        let pl = decode_power_levels(
+            serde_json::from_str::<Value>(r#"{"kick":75,"users":{"@a:b":100}}"#).unwrap().as_object().unwrap(),
+        );
         assert!(pl.invalid.is_none());
         assert_eq!((pl.kick(), pl.ban(), pl.invite()), (75, 50, 0));
         assert_eq!(pl.required_level("m.room.topic", true), 50);

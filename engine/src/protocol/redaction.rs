@@ -5,8 +5,18 @@ use serde_json::{Map, Value};
 
 /// Top-level keys that survive redaction (v11+). Everything else, `unsigned` included, is dropped.
 const KEPT_TOP_LEVEL: [&str; 12] = [
-    "event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures",
-    "depth", "prev_events", "auth_events", "origin_server_ts",
+    "event_id",
+    "type",
+    "room_id",
+    "sender",
+    "state_key",
+    "content",
+    "hashes",
+    "signatures",
+    "depth",
+    "prev_events",
+    "auth_events",
+    "origin_server_ts",
 ];
 
 /// Returns the redacted copy of a PDU object.
@@ -27,18 +37,14 @@ pub fn redact(pdu: &Map<String, Value>, _version: &RoomVersion) -> Map<String, V
 fn redact_content(event_type: &str, content: Option<&Map<String, Value>>) -> Map<String, Value> {
     let Some(content) = content else { return Map::new() };
     let keep = |keys: &[&str]| -> Map<String, Value> {
-        keys.iter()
-            .filter_map(|k| content.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-            .collect()
+        keys.iter().filter_map(|k| content.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect()
     };
     match event_type {
         "m.room.member" => {
             let mut out = keep(&["membership", "join_authorised_via_users_server"]);
             // v11: of third_party_invite only `signed` survives.
-            if let Some(signed) = content
-                .get("third_party_invite")
-                .and_then(Value::as_object)
-                .and_then(|tpi| tpi.get("signed"))
+            if let Some(signed) =
+                content.get("third_party_invite").and_then(Value::as_object).and_then(|tpi| tpi.get("signed"))
             {
                 let mut tpi = Map::new();
                 tpi.insert("signed".into(), signed.clone());
@@ -49,7 +55,14 @@ fn redact_content(event_type: &str, content: Option<&Map<String, Value>>) -> Map
         "m.room.create" => content.clone(),
         "m.room.join_rules" => keep(&["join_rule", "allow"]),
         "m.room.power_levels" => keep(&[
-            "ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users",
+            "ban",
+            "events",
+            "events_default",
+            "invite",
+            "kick",
+            "redact",
+            "state_default",
+            "users",
             "users_default",
         ]),
         "m.room.history_visibility" => keep(&["history_visibility"]),
@@ -61,7 +74,10 @@ fn redact_content(event_type: &str, content: Option<&Map<String, Value>>) -> Map
 /// A borrowed view of the redacted event without `signatures`, `unsigned` and `event_id`: the
 /// object the reference hash and every event signature cover. Serialising it writes exactly the
 /// canonical bytes of that object without cloning the event.
-pub fn redacted_view<'a>(pdu: &'a Map<String, Value>, _version: &RoomVersion) -> std::collections::BTreeMap<&'a str, Borrowed<'a>> {
+pub fn redacted_view<'a>(
+    pdu: &'a Map<String, Value>,
+    _version: &RoomVersion,
+) -> std::collections::BTreeMap<&'a str, Borrowed<'a>> {
     let mut out = std::collections::BTreeMap::new();
     for key in KEPT_TOP_LEVEL {
         if matches!(key, "signatures" | "event_id" | "content") {
@@ -85,7 +101,10 @@ pub enum Borrowed<'a> {
     Object(std::collections::BTreeMap<&'a str, Borrowed<'a>>),
 }
 
-fn redacted_content_view<'a>(event_type: &str, content: Option<&'a Map<String, Value>>) -> std::collections::BTreeMap<&'a str, Borrowed<'a>> {
+fn redacted_content_view<'a>(
+    event_type: &str,
+    content: Option<&'a Map<String, Value>>,
+) -> std::collections::BTreeMap<&'a str, Borrowed<'a>> {
     let mut out = std::collections::BTreeMap::new();
     let Some(content) = content else { return out };
     let keys: &[&str] = match event_type {
@@ -97,7 +116,9 @@ fn redacted_content_view<'a>(event_type: &str, content: Option<&'a Map<String, V
             return out;
         }
         "m.room.join_rules" => &["join_rule", "allow"],
-        "m.room.power_levels" => &["ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users", "users_default"],
+        "m.room.power_levels" => {
+            &["ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users", "users_default"]
+        }
         "m.room.history_visibility" => &["history_visibility"],
         "m.room.redaction" => &["redacts"],
         _ => &[],
@@ -108,7 +129,8 @@ fn redacted_content_view<'a>(event_type: &str, content: Option<&'a Map<String, V
         }
     }
     if event_type == "m.room.member" {
-        if let Some(signed) = content.get("third_party_invite").and_then(Value::as_object).and_then(|t| t.get("signed")) {
+        if let Some(signed) = content.get("third_party_invite").and_then(Value::as_object).and_then(|t| t.get("signed"))
+        {
             let mut tpi = std::collections::BTreeMap::new();
             tpi.insert("signed", Borrowed::Ref(signed));
             out.insert("third_party_invite", Borrowed::Object(tpi));

@@ -170,7 +170,15 @@ pub(crate) struct RoomBuilder {
 
 impl RoomBuilder {
     pub fn new(version: &'static RoomVersion) -> RoomBuilder {
-        RoomBuilder { version, pdus: Vec::new(), names: BTreeMap::new(), room_id: None, servers: BTreeSet::new(), last: None, must_pass: BTreeSet::new() }
+        RoomBuilder {
+            version,
+            pdus: Vec::new(),
+            names: BTreeMap::new(),
+            room_id: None,
+            servers: BTreeSet::new(),
+            last: None,
+            must_pass: BTreeSet::new(),
+        }
     }
 
     /// The room ID (v11: `!room:<creator's server>`; v12: `!` + the create event's hash).
@@ -367,10 +375,20 @@ impl RoomBuilder {
     /// `verify::verify_dag` over every event added so far, with every signing server's key.
     /// Panics if an event added with [`RoomBuilder::add`] is not accepted (signatures included).
     pub fn verify(&self) -> Verified {
-        let verified = verify::verify_dag(self.version, self.pdus.clone(), &VerifyOptions { keys: Some(self.server_keys()), ..Default::default() });
+        let verified = verify::verify_dag(
+            self.version,
+            self.pdus.clone(),
+            &VerifyOptions { keys: Some(self.server_keys()), ..Default::default() },
+        );
         for id in &self.must_pass {
             let v = &verified.report.verdicts[id];
-            assert_eq!(v.verdict, "accepted", "setup event {} was rejected by dag verify: {:?}", self.name_of(id), v.reason);
+            assert_eq!(
+                v.verdict,
+                "accepted",
+                "setup event {} was rejected by dag verify: {:?}",
+                self.name_of(id),
+                v.reason
+            );
         }
         verified
     }

@@ -38,7 +38,8 @@ pub struct LineError {
 
 /// Parses the `server_keys` object of a keys file (other top-level fields are ignored).
 pub fn parse_server_keys(text: &str) -> Result<ServerKeys, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("line {}, column {}: {e}", e.line(), e.column()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("line {}, column {}: {e}", e.line(), e.column()))?;
     let Some(servers) = value.get("server_keys").and_then(Value::as_object) else {
         return Err("server_keys: missing or not an object".into());
     };
@@ -49,9 +50,10 @@ pub fn parse_server_keys(text: &str) -> Result<ServerKeys, String> {
         };
         let entry = out.entry(server.clone()).or_default();
         for (key_id, b64) in keys {
-            let key = b64.as_str().and_then(crypto::verifying_key_from_b64).ok_or_else(|| {
-                format!("server_keys.{server}.{key_id}: not an unpadded base64 ed25519 public key")
-            })?;
+            let key = b64
+                .as_str()
+                .and_then(crypto::verifying_key_from_b64)
+                .ok_or_else(|| format!("server_keys.{server}.{key_id}: not an unpadded base64 ed25519 public key"))?;
             entry.insert(key_id.clone(), key);
         }
     }
@@ -60,16 +62,14 @@ pub fn parse_server_keys(text: &str) -> Result<ServerKeys, String> {
 
 /// Parses every non-empty line into a PDU. The room version comes from the create event.
 pub fn parse_lines(text: &str) -> Result<(&'static RoomVersion, Vec<(usize, Pdu)>), LineError> {
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect();
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
     let version = find_room_version(&lines)?;
     let parsed: Result<Vec<(usize, Pdu)>, LineError> = lines
         .par_iter()
-        .map(|(n, l)| Pdu::from_json_bytes(l.as_bytes(), version).map(|p| (*n, p)).map_err(|error| LineError { line: *n, error }))
+        .map(|(n, l)| {
+            Pdu::from_json_bytes(l.as_bytes(), version).map(|p| (*n, p)).map_err(|error| LineError { line: *n, error })
+        })
         .collect();
     parsed.map(|p| (version, p))
 }
@@ -81,7 +81,10 @@ fn find_room_version(lines: &[(usize, &str)]) -> Result<&'static RoomVersion, Li
         let value = match json::parse_strict(l.as_bytes()) {
             Ok(v) => v,
             Err(e) => {
-                first_error.get_or_insert(LineError { line: *n, error: PduError { field: "(json)".into(), message: e.to_string() } });
+                first_error.get_or_insert(LineError {
+                    line: *n,
+                    error: PduError { field: "(json)".into(), message: e.to_string() },
+                });
                 continue;
             }
         };
@@ -91,13 +94,19 @@ fn find_room_version(lines: &[(usize, &str)]) -> Result<&'static RoomVersion, Li
             let id = value.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1");
             return RoomVersion::by_id(id).ok_or_else(|| LineError {
                 line: *n,
-                error: PduError { field: "content.room_version".into(), message: format!("room version {id:?} is not supported (known: 11, 12)") },
+                error: PduError {
+                    field: "content.room_version".into(),
+                    message: format!("room version {id:?} is not supported (known: 11, 12)"),
+                },
             });
         }
     }
     Err(first_error.unwrap_or(LineError {
         line: lines.first().map_or(1, |l| l.0),
-        error: PduError { field: "type".into(), message: "no m.room.create event in the input: cannot tell the room version".into() },
+        error: PduError {
+            field: "type".into(),
+            message: "no m.room.create event in the input: cannot tell the room version".into(),
+        },
     }))
 }
 
@@ -115,14 +124,16 @@ pub fn topological_order(pdus: Vec<Pdu>) -> Vec<Pdu> {
     let mut graph = petgraph::graph::DiGraph::<usize, ()>::with_capacity(unique.len(), unique.len() * 4);
     let nodes: Vec<_> = (0..unique.len()).map(|i| graph.add_node(i)).collect();
     for (i, p) in unique.iter().enumerate() {
-        let mut parents: Vec<usize> = p.prev_events.iter().chain(&p.auth_events).filter_map(|id| by_id.get(id).copied()).collect();
+        let mut parents: Vec<usize> =
+            p.prev_events.iter().chain(&p.auth_events).filter_map(|id| by_id.get(id).copied()).collect();
         parents.sort_unstable();
         parents.dedup();
         for parent in parents {
             graph.add_edge(nodes[parent], nodes[i], ());
         }
     }
-    let mut indegree: Vec<usize> = nodes.iter().map(|n| graph.neighbors_directed(*n, petgraph::Incoming).count()).collect();
+    let mut indegree: Vec<usize> =
+        nodes.iter().map(|n| graph.neighbors_directed(*n, petgraph::Incoming).count()).collect();
     let key = |i: usize| Reverse((unique[i].depth, unique[i].event_id.clone(), i));
     let mut ready: BinaryHeap<_> = (0..unique.len()).filter(|i| indegree[*i] == 0).map(key).collect();
     let mut order = Vec::with_capacity(unique.len());
@@ -253,7 +264,10 @@ fn state_before(dag: &RoomDag, idx: EventIdx, states_after: &[Arc<StateSnapshot>
 pub fn judge(dag: &RoomDag, idx: EventIdx, before: &StateMap, pre_check: Option<(Stage, String)>) -> Status {
     let ev = dag.event(idx);
     if !ev.missing.is_empty() {
-        return Status::Rejected { stage: Stage::Missing, reason: format!("references events not in the DAG: {}", ev.missing.join(", ")) };
+        return Status::Rejected {
+            stage: Stage::Missing,
+            reason: format!("references events not in the DAG: {}", ev.missing.join(", ")),
+        };
     }
     if let Some((stage, reason)) = pre_check {
         return Status::Rejected { stage, reason };
@@ -288,7 +302,9 @@ fn signature_and_hash_checks(version: &RoomVersion, pdus: &[Pdu], keys: &ServerK
     let mut owners: Vec<usize> = Vec::new();
     let mut results: Vec<Option<(Stage, String)>> = pdus
         .par_iter()
-        .map(|p| (!p.content_hash_matches()).then(|| (Stage::Hash, "content hash does not match hashes.sha256".to_owned())))
+        .map(|p| {
+            (!p.content_hash_matches()).then(|| (Stage::Hash, "content hash does not match hashes.sha256".to_owned()))
+        })
         .collect();
     for (i, p) in pdus.iter().enumerate() {
         if results[i].is_some() {
@@ -327,7 +343,8 @@ fn required_signers(pdu: &Pdu) -> Vec<String> {
         TypedContent::Member(m) => Some(m),
         _ => None,
     };
-    let tpi_invite = member.is_some_and(|m| m.has_third_party_invite && pdu.membership() == Some(super::pdu::Membership::Invite));
+    let tpi_invite =
+        member.is_some_and(|m| m.has_third_party_invite && pdu.membership() == Some(super::pdu::Membership::Invite));
     if !tpi_invite {
         if let Some(d) = ids::domain_of(&pdu.sender) {
             out.push(d.to_owned());
@@ -349,7 +366,12 @@ fn required_signers(pdu: &Pdu) -> Vec<String> {
 
 /// The signature checks proving `server` signed the event: every `ed25519:` signature by a key
 /// we know must verify, and there must be at least one.
-fn signature_checks_for<'a>(pdu: &Pdu, server: &str, keys: &ServerKeys, message: &'a [u8]) -> Result<Vec<SignatureCheck<'a>>, String> {
+fn signature_checks_for<'a>(
+    pdu: &Pdu,
+    server: &str,
+    keys: &ServerKeys,
+    message: &'a [u8],
+) -> Result<Vec<SignatureCheck<'a>>, String> {
     let Some(known) = keys.get(server) else {
         return Err(format!("no public keys known for {server}"));
     };

@@ -20,14 +20,8 @@ pub struct DurationUs(pub u64);
 pub struct SignedDurationUs(pub i64);
 
 /// Units accepted after a number, in microseconds.
-const UNITS: &[(&str, u64)] = &[
-    ("us", 1),
-    ("µs", 1),
-    ("ms", 1_000),
-    ("s", 1_000_000),
-    ("m", 60_000_000),
-    ("h", 3_600_000_000),
-];
+const UNITS: &[(&str, u64)] =
+    &[("us", 1), ("µs", 1), ("ms", 1_000), ("s", 1_000_000), ("m", 60_000_000), ("h", 3_600_000_000)];
 
 const UNIT_LIST: &str = "us, ms, s, m, h";
 
@@ -71,9 +65,7 @@ fn parse_signed_parts(text: &str) -> Result<(bool, u64), String> {
 fn parse_component<'a>(text: &str, rest: &'a str) -> Result<(u64, &'a str), String> {
     let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
     let (number, after_number) = rest.split_at(number_len);
-    let unit_len = after_number
-        .find(|c: char| c.is_ascii_digit() || c == '.')
-        .unwrap_or(after_number.len());
+    let unit_len = after_number.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after_number.len());
     let (unit, after_unit) = after_number.split_at(unit_len);
     if number.is_empty() {
         return Err(format!("invalid duration \"{text}\": expected a number before \"{unit}\""));

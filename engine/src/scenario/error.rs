@@ -125,12 +125,7 @@ impl ScenarioError {
     }
 
     /// An error caused by the `--set` argument `argument`; `span` is a byte range inside it.
-    pub(crate) fn in_override(
-        argument: &str,
-        span: Range<usize>,
-        message: String,
-        help: Option<String>,
-    ) -> Self {
+    pub(crate) fn in_override(argument: &str, span: Range<usize>, message: String, help: Option<String>) -> Self {
         let span = clamp_span(argument, span);
         ScenarioError(Box::new(Details {
             origin: format!("--set {argument}"),
@@ -212,10 +207,7 @@ fn suggest_field(message: &str) -> Option<String> {
 
 /// The candidate nearest to `word` by edit distance, if it is plausibly a typo of it.
 pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let (distance, best) = candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .min_by_key(|(d, _)| *d)?;
+    let (distance, best) = candidates.iter().map(|c| (edit_distance(word, c), *c)).min_by_key(|(d, _)| *d)?;
     let limit = (word.chars().count() / 3).max(1);
     (distance <= limit).then_some(best)
 }

@@ -207,11 +207,7 @@ impl Locator {
 
     /// The deserialised text is `rendered`, the file after the overrides.
     pub fn mapped(file_name: &str, text: &str, rendered: &str, overridden: Vec<(Vec<Seg>, String)>) -> Self {
-        let mapping = Mapping {
-            original: SpanTree::parse(text),
-            rendered: SpanTree::parse(rendered),
-            overridden,
-        };
+        let mapping = Mapping { original: SpanTree::parse(text), rendered: SpanTree::parse(rendered), overridden };
         Locator { file_name: file_name.to_string(), text: text.to_string(), mapping: Some(mapping) }
     }
 

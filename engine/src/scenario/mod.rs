@@ -65,7 +65,8 @@ fn parse(file_name: &str, text: &str, overrides: &[String], check_sweep: bool) -
     }
     let (deserialised, locator) = overrides::prepare(file_name, text, overrides)?;
     let raw: raw::RawFile = toml::from_str(&deserialised).map_err(|e| locator.locate(Problem::from_toml(&e)))?;
-    let source = ScenarioSource { file_name: file_name.to_string(), text: text.to_string(), overrides: overrides.to_vec() };
+    let source =
+        ScenarioSource { file_name: file_name.to_string(), text: text.to_string(), overrides: overrides.to_vec() };
     // A sweep value is valid when the scenario parses with it as one more override.
     let check_value = |extra: &str| -> Result<(), String> {
         let mut all = overrides.to_vec();

@@ -227,10 +227,18 @@ pub struct NetworkSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "dist", rename_all = "snake_case")]
 pub enum LatencyDist {
-    Fixed { value_us: u64 },
-    Uniform { min_us: u64, max_us: u64 },
+    Fixed {
+        value_us: u64,
+    },
+    Uniform {
+        min_us: u64,
+        max_us: u64,
+    },
     /// exp(N(ln median, sigma²)).
-    Lognormal { median_us: u64, sigma: f64 },
+    Lognormal {
+        median_us: u64,
+        sigma: f64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -94,7 +94,8 @@ impl Names {
             return Ok(vec![self.user(name, span, context)?]);
         }
         let servers = self.servers_of(name, span, context).map_err(|_| {
-            let message = format!("{}; or give a user ID like \"@u0:hs1\"", self.unknown_server_or_group(name, context));
+            let message =
+                format!("{}; or give a user ID like \"@u0:hs1\"", self.unknown_server_or_group(name, context));
             Problem::at(span.clone(), message)
         })?;
         Ok(servers.iter().flat_map(|s| self.users[s].iter().cloned()).collect())

@@ -63,7 +63,13 @@ impl Override {
     }
 
     /// Moves from `value` into its member `name`, creating a table when the key is absent.
-    fn step<'v>(&self, value: &'v mut Value, name: &str, depth: usize, segs: &mut Vec<Seg>) -> Result<&'v mut Value, ScenarioError> {
+    fn step<'v>(
+        &self,
+        value: &'v mut Value,
+        name: &str,
+        depth: usize,
+        segs: &mut Vec<Seg>,
+    ) -> Result<&'v mut Value, ScenarioError> {
         match value {
             Value::Table(table) => {
                 segs.push(Seg::Key(name.to_string()));
@@ -103,9 +109,8 @@ impl Override {
     /// `name` as an index into a list of `len` entries (or one past its end, to append).
     fn index(&self, name: &str, len: usize, depth: usize, append: bool) -> Result<usize, ScenarioError> {
         let array = self.path[..depth].join(".");
-        let index: usize = name
-            .parse()
-            .map_err(|_| self.error(format!("`{array}` is a list: expected an index, not \"{name}\"")))?;
+        let index: usize =
+            name.parse().map_err(|_| self.error(format!("`{array}` is a list: expected an index, not \"{name}\"")))?;
         if index > len || (index == len && !append) {
             let message = format!("`{array}` has no entry {index}; indices start at 0 and the list has {len}");
             return Err(self.error(message));
@@ -157,7 +162,8 @@ pub(crate) fn render_value(value: &Value) -> String {
     match value {
         Value::Array(items) => format!("[{}]", items.iter().map(render_value).collect::<Vec<_>>().join(", ")),
         Value::Table(table) => {
-            let entries: Vec<String> = table.iter().map(|(k, v)| format!("{} = {}", render_key(k), render_value(v))).collect();
+            let entries: Vec<String> =
+                table.iter().map(|(k, v)| format!("{} = {}", render_key(k), render_value(v))).collect();
             format!("{{ {} }}", entries.join(", "))
         }
         other => other.to_string(),

@@ -47,7 +47,8 @@ fn parse_seeds(raw: &Spanned<Value>) -> Res<Vec<u64>> {
     let seeds: Vec<u64> = match raw.get_ref() {
         Value::String(range) => {
             let (a, b) = range.split_once("..").ok_or_else(invalid)?;
-            let (a, b): (u64, u64) = (a.trim().parse().map_err(|_| invalid())?, b.trim().parse().map_err(|_| invalid())?);
+            let (a, b): (u64, u64) =
+                (a.trim().parse().map_err(|_| invalid())?, b.trim().parse().map_err(|_| invalid())?);
             if a > b {
                 return Err(Problem::at(span, format!("empty seed range {a}..{b}: the first seed is after the last")));
             }
@@ -75,7 +76,11 @@ fn parse_seeds(raw: &Spanned<Value>) -> Res<Vec<u64>> {
 }
 
 /// One grid key; each value is checked by parsing the scenario with it applied.
-fn grid_param(key: &Spanned<String>, values: &Spanned<Vec<Spanned<Value>>>, check: Option<OverrideCheck>) -> Res<SweepParam> {
+fn grid_param(
+    key: &Spanned<String>,
+    values: &Spanned<Vec<Spanned<Value>>>,
+    check: Option<OverrideCheck>,
+) -> Res<SweepParam> {
     let name = key.get_ref();
     if name.starts_with("sweep") || name == "scenario.seed" {
         let message = format!("\"{name}\" cannot be swept; seeds are swept with sweep.seeds");

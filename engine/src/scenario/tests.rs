@@ -39,7 +39,10 @@ fn full_example_resolves() {
     assert_eq!(s.network.links[0].from, ["hs1", "hs2"]);
     assert_eq!(s.network.links[0].latency, Some(LatencyDist::Fixed { value_us: 120_000 }));
     assert_eq!(s.network.middleboxes[1].kind, MiddleboxKind::Cache { ttl_us: 300_000_000 });
-    assert_eq!(s.faults[0].kind, FaultKind::Partition { sides: vec![vec!["hs1".into(), "hs2".into()], vec!["hs3".into(), "hs4".into()]] });
+    assert_eq!(
+        s.faults[0].kind,
+        FaultKind::Partition { sides: vec![vec!["hs1".into(), "hs2".into()], vec!["hs3".into(), "hs4".into()]] }
+    );
     assert_eq!(s.faults[3].kind, FaultKind::ClockSkew { server: "hs3".into(), skew_us: -30_000_000 });
     assert_eq!(s.workloads[0].users.len(), 9);
     assert_eq!(s.metrics.measures, Measure::ALL);
@@ -51,8 +54,12 @@ fn full_example_resolves() {
 #[test]
 fn timeline_starts_with_room_setup_and_is_sorted() {
     let s = parse(FULL);
-    let first: Vec<(u64, ActionKind, &str)> = s.timeline.iter().take(3).map(|a| (a.at_us, a.action, a.user.as_str())).collect();
-    assert_eq!(first, [(0, ActionKind::CreateRoom, "@u0:hs1"), (0, ActionKind::Join, "@u0:hs2"), (0, ActionKind::Join, "@u1:hs2")]);
+    let first: Vec<(u64, ActionKind, &str)> =
+        s.timeline.iter().take(3).map(|a| (a.at_us, a.action, a.user.as_str())).collect();
+    assert_eq!(
+        first,
+        [(0, ActionKind::CreateRoom, "@u0:hs1"), (0, ActionKind::Join, "@u0:hs2"), (0, ActionKind::Join, "@u1:hs2")]
+    );
     // The invite-only room "side" invites its members before they join.
     let side: Vec<ActionKind> = s.timeline.iter().filter(|a| a.room == "side").map(|a| a.action).collect();
     assert_eq!(side[..2], [ActionKind::CreateRoom, ActionKind::Invite]);
@@ -75,7 +82,8 @@ fn resolved_scenario_serialises_to_json() {
 
 #[test]
 fn overrides_change_values() {
-    let overrides = ["network.loss=0.2", "servers.0.users=4", "scenario.end=30m", "rooms.0.version=\"12\""].map(String::from);
+    let overrides =
+        ["network.loss=0.2", "servers.0.users=4", "scenario.end=30m", "rooms.0.version=\"12\""].map(String::from);
     let s = parse_scenario("full.toml", FULL, &overrides).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.network.loss, 0.2);
     assert_eq!(s.servers[0].users.len(), 4);
@@ -211,7 +219,8 @@ fn docs_mention_every_key() {
     }
     for text in texts {
         let error = parse_scenario("full.toml", &text, &[]).unwrap_err();
-        let expected = error.message().split_once("expected").map(|(_, list)| list).unwrap_or_else(|| panic!("{error}"));
+        let expected =
+            error.message().split_once("expected").map(|(_, list)| list).unwrap_or_else(|| panic!("{error}"));
         for key in expected.split('`').skip(1).step_by(2) {
             // As `key`, or as a table header ending in `key]`.
             let documented = DOCS.contains(&format!("`{key}`")) || DOCS.contains(&format!("{key}]"));
@@ -321,5 +330,3 @@ fn swap_value(line: &str, other: &str) -> String {
         _ => line.to_string(),
     }
 }
-
-

@@ -56,7 +56,10 @@ impl Request {
 pub enum Outcome {
     Ok(Response),
     /// An HTTP error answer: status and Matrix error code.
-    Error { status: u16, errcode: String },
+    Error {
+        status: u16,
+        errcode: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -114,8 +117,10 @@ impl Message {
                     let b = match r {
                         Response::Transaction => json!({"kind": "send"}),
                         Response::Events { pdus } => json!({"kind": "events", "pdus": ids(pdus)}),
-                        Response::MakeJoin(t) => json!({"kind": "make_join", "room_id": t.room_id, "room_version": t.room_version,
-                            "prev_events": t.prev_events, "auth_events": t.auth_events, "depth": t.depth}),
+                        Response::MakeJoin(t) => {
+                            json!({"kind": "make_join", "room_id": t.room_id, "room_version": t.room_version,
+                            "prev_events": t.prev_events, "auth_events": t.auth_events, "depth": t.depth})
+                        }
                         Response::Invite { pdu } => json!({"kind": "invite", "pdu": pdu.event_id}),
                     };
                     json!({"response": id, "status": 200, "body": b})

@@ -3,13 +3,13 @@
 //! (`network/<server>`), taken in the world's fixed merge order.
 
 use super::federation::{Message, Outcome, Request, RequestId, ServerIdx};
-use crate::scenario::MiddleboxKind;
-use std::collections::BTreeMap;
 use super::rng::RngStreams;
 use super::time::SimTime;
+use crate::scenario::MiddleboxKind;
 use crate::scenario::{LatencyDist, NetworkSpec};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 
 /// What happens to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +122,13 @@ impl Network {
 
     /// Passes a message through the middleboxes in front of its receiver (requests) or its
     /// sender (answers). PDU transactions pass untouched: proxies forward `/send` as is.
-    pub fn through_middleboxes(&mut self, from: ServerIdx, to: ServerIdx, message: Message, at: SimTime) -> Middleboxed {
+    pub fn through_middleboxes(
+        &mut self,
+        from: ServerIdx,
+        to: ServerIdx,
+        message: Message,
+        at: SimTime,
+    ) -> Middleboxed {
         let mut message = message;
         for mb in self.middleboxes.iter_mut() {
             match &mut message {
@@ -182,7 +188,15 @@ impl Network {
         }
     }
 
-    pub fn degrade(&mut self, id: usize, from: Vec<bool>, to: Vec<bool>, symmetric: bool, loss: Option<f64>, latency: Option<LatencyDist>) {
+    pub fn degrade(
+        &mut self,
+        id: usize,
+        from: Vec<bool>,
+        to: Vec<bool>,
+        symmetric: bool,
+        loss: Option<f64>,
+        latency: Option<LatencyDist>,
+    ) {
         self.degrades.push(Degrade { id, from, to, symmetric, loss, latency });
     }
 
@@ -292,12 +306,17 @@ mod tests {
             timeout_probability: 1.0,
         });
         let mut n = Network::new(&spec, &names, &RngStreams::new(1));
-        let join = Message::Request { id: 1, body: Request::MakeJoin { room_id: "!r:a".into(), user_id: "@u:a".into() } };
+        let join =
+            Message::Request { id: 1, body: Request::MakeJoin { room_id: "!r:a".into(), user_id: "@u:a".into() } };
         assert!(matches!(n.through_middleboxes(0, 1, join, 0), Middleboxed::Drop(..)));
         let txn = Message::Request { id: 2, body: Request::Transaction { pdus: vec![] } };
         assert!(matches!(n.through_middleboxes(0, 1, txn, 0), Middleboxed::Forward(_)));
-        let reverse = Message::Request { id: 3, body: Request::MakeJoin { room_id: "!r:b".into(), user_id: "@u:b".into() } };
-        assert!(matches!(n.through_middleboxes(1, 0, reverse, 0), Middleboxed::Forward(_)), "only requests to b pass b's box");
+        let reverse =
+            Message::Request { id: 3, body: Request::MakeJoin { room_id: "!r:b".into(), user_id: "@u:b".into() } };
+        assert!(
+            matches!(n.through_middleboxes(1, 0, reverse, 0), Middleboxed::Forward(_)),
+            "only requests to b pass b's box"
+        );
     }
 
     #[test]

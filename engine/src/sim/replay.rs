@@ -22,7 +22,12 @@ pub struct Divergence {
 const WORLD_KINDS: [&str; 2] = ["send_dropped", "dropped"];
 
 /// Replays `log_lines`; returns the final state digests per room ID and server.
-pub fn replay(scenario: &Scenario, seed: u64, log_lines: &str, store: &PduStore) -> Result<BTreeMap<String, BTreeMap<String, String>>, Box<Divergence>> {
+pub fn replay(
+    scenario: &Scenario,
+    seed: u64,
+    log_lines: &str,
+    store: &PduStore,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, Box<Divergence>> {
     let mut world = World::new(scenario, seed, LogWriter::sink());
     let mut per_server: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (n, line) in log_lines.lines().enumerate() {
@@ -41,7 +46,12 @@ pub fn replay(scenario: &Scenario, seed: u64, log_lines: &str, store: &PduStore)
             let rec = &records[i];
             let input = input_from_record(rec, store, scenario).map_err(|e| bad(seq_of(rec) as usize, e))?;
             let Some(input) = input else {
-                return Err(Box::new(Divergence { server: server.name.clone(), seq: seq_of(rec), expected: rec.clone(), got: Value::String("an output the replayed server did not produce".into()) }));
+                return Err(Box::new(Divergence {
+                    server: server.name.clone(),
+                    seq: seq_of(rec),
+                    expected: rec.clone(),
+                    got: Value::String("an output the replayed server did not produce".into()),
+                }));
             };
             let t = rec["t_us"].as_u64().unwrap_or(0);
             let outputs = server.handle(input, t);
@@ -51,10 +61,13 @@ pub fn replay(scenario: &Scenario, seed: u64, log_lines: &str, store: &PduStore)
                 expected.push(&records[i]);
                 i += 1;
             }
-            let got: Vec<Value> = outputs.into_iter().filter_map(|o| match o {
-                super::server::Output::Record(v) => Some(v),
-                _ => None,
-            }).collect();
+            let got: Vec<Value> = outputs
+                .into_iter()
+                .filter_map(|o| match o {
+                    super::server::Output::Record(v) => Some(v),
+                    _ => None,
+                })
+                .collect();
             for (k, want) in expected.iter().enumerate() {
                 let mut want_body = (*want).clone();
                 for key in ["seq", "t_us", "server"] {
@@ -62,11 +75,21 @@ pub fn replay(scenario: &Scenario, seed: u64, log_lines: &str, store: &PduStore)
                 }
                 let g = got.get(k).cloned().unwrap_or(Value::Null);
                 if g != want_body {
-                    return Err(Box::new(Divergence { server: server.name.clone(), seq: seq_of(want), expected: want_body, got: g }));
+                    return Err(Box::new(Divergence {
+                        server: server.name.clone(),
+                        seq: seq_of(want),
+                        expected: want_body,
+                        got: g,
+                    }));
                 }
             }
             if got.len() > expected.len() {
-                return Err(Box::new(Divergence { server: server.name.clone(), seq: seq_of(&records[i - 1]), expected: Value::Null, got: got[expected.len()].clone() }));
+                return Err(Box::new(Divergence {
+                    server: server.name.clone(),
+                    seq: seq_of(&records[i - 1]),
+                    expected: Value::Null,
+                    got: got[expected.len()].clone(),
+                }));
             }
         }
     }

@@ -129,7 +129,15 @@ impl World {
             .iter()
             .zip(keys)
             .enumerate()
-            .map(|(i, (spec, key))| Server::new(i as ServerIdx, spec, key, streams.stream(&format!("server/{}", spec.name)), directory.clone()))
+            .map(|(i, (spec, key))| {
+                Server::new(
+                    i as ServerIdx,
+                    spec,
+                    key,
+                    streams.stream(&format!("server/{}", spec.name)),
+                    directory.clone(),
+                )
+            })
             .collect();
         let network = Network::new(&scenario.network, &names, &streams);
         let mut world = World {
@@ -219,7 +227,9 @@ impl World {
             let mut at = spec.at_us;
             if spec.action == ActionKind::CreateRoom {
                 a.create = room.cloned();
-            } else if room.is_some_and(|r| r.start_us == spec.at_us && matches!(spec.action, ActionKind::Join | ActionKind::Invite)) {
+            } else if room.is_some_and(|r| {
+                r.start_us == spec.at_us && matches!(spec.action, ActionKind::Join | ActionKind::Invite)
+            }) {
                 let i = setup_index.entry(spec.room.clone()).or_default();
                 at += 1_000_000 + *i * 20_000;
                 *i += 1;
@@ -369,7 +379,11 @@ impl World {
                 // Crash and restart are inputs of the server (logged, replayable), handled now.
                 self.deliver_now(k, input);
                 self.down[k as usize] = start;
-                if start { "crash" } else { "restart" }
+                if start {
+                    "crash"
+                } else {
+                    "restart"
+                }
             }
             (FaultKind::Degrade { from, to, symmetric, loss, latency }, true) => {
                 let (f_, t_) = (idx(from, &self.directory), idx(to, &self.directory));
@@ -384,7 +398,11 @@ impl World {
                 let k = self.directory.index[server];
                 let skew = if start { *skew_us } else { self.scenario.servers[k as usize].clock_skew_us };
                 self.deliver_now(k, Input::SetClockSkew { skew_us: skew });
-                if start { "clock_skew" } else { "clock_skew_end" }
+                if start {
+                    "clock_skew"
+                } else {
+                    "clock_skew_end"
+                }
             }
             (FaultKind::HealAll, _) => {
                 self.network.heal_all();
@@ -430,7 +448,11 @@ impl World {
             }
             self.now = s.time;
             if let Some(reason) = self.blocked(&s) {
-                self.log.append(s.time, Some(&self.servers[s.server as usize].name.clone()), json!({"kind": "dropped", "reason": reason, "input": input_record(&s.input)}));
+                self.log.append(
+                    s.time,
+                    Some(&self.servers[s.server as usize].name.clone()),
+                    json!({"kind": "dropped", "reason": reason, "input": input_record(&s.input)}),
+                );
                 continue;
             }
             let mut input = s.input;
@@ -459,7 +481,15 @@ impl World {
             self.servers
                 .iter_mut()
                 .zip(inputs)
-                .map(|(server, batch)| if batch.is_empty() { Vec::new() } else { run_server_window(server, batch, window_end) })
+                .map(
+                    |(server, batch)| {
+                        if batch.is_empty() {
+                            Vec::new()
+                        } else {
+                            run_server_window(server, batch, window_end)
+                        }
+                    },
+                )
                 .collect()
         };
         for (k, handled) in results.into_iter().enumerate() {
@@ -573,7 +603,11 @@ impl World {
     /// The honest servers with a joined user in `room_id` (by their own current state).
     fn servers_in_room(&self, room_id: &str) -> Vec<ServerIdx> {
         let holders = self.holders.get(room_id).map(Vec::as_slice).unwrap_or(&[]);
-        holders.iter().copied().filter(|k| self.servers[*k as usize].is_honest() && self.servers[*k as usize].has_joined_user(room_id)).collect()
+        holders
+            .iter()
+            .copied()
+            .filter(|k| self.servers[*k as usize].is_honest() && self.servers[*k as usize].has_joined_user(room_id))
+            .collect()
     }
 
     /// Refreshes which servers hold a replica of each room (only when replicas were added).
@@ -601,10 +635,14 @@ impl World {
                 dirty.extend(s.rooms.iter().filter(|(_, r)| r.is_dirty()).map(|(id, _)| id));
             }
         }
-        let rooms: Vec<(String, String)> = self.room_ids.iter().filter(|(_, i)| dirty.contains(i)).map(|(n, i)| (n.clone(), i.clone())).collect();
+        let rooms: Vec<(String, String)> =
+            self.room_ids.iter().filter(|(_, i)| dirty.contains(i)).map(|(n, i)| (n.clone(), i.clone())).collect();
         for (name, room_id) in rooms {
             let members = self.servers_in_room(&room_id);
-            let digests: Vec<String> = members.iter().map(|k| self.servers[*k as usize].rooms.get_mut(&room_id).expect("member").current_digest()).collect();
+            let digests: Vec<String> = members
+                .iter()
+                .map(|k| self.servers[*k as usize].rooms.get_mut(&room_id).expect("member").current_digest())
+                .collect();
             let now = self.now;
             if let Some(t) = self.trackers.get_mut(&name) {
                 t.observe_agreement(now, &digests);
@@ -626,14 +664,17 @@ impl World {
                 let r = server.rooms.get_mut(&room_id).expect("member");
                 digests.push(r.current_digest());
                 let lag = (created - r.dag.len() as i64).max(0) as f64;
-                per_server.push((server.name.clone(), [
-                    ("event_lag", lag),
-                    ("forward_extremities", r.extremities.len() as f64),
-                    ("dag_depth", r.max_depth as f64),
-                    ("state_size", r.current.len() as f64),
-                    ("soft_failed", r.soft_failed_count as f64),
-                    ("rejected", r.rejected_count as f64),
-                ]));
+                per_server.push((
+                    server.name.clone(),
+                    [
+                        ("event_lag", lag),
+                        ("forward_extremities", r.extremities.len() as f64),
+                        ("dag_depth", r.max_depth as f64),
+                        ("state_size", r.current.len() as f64),
+                        ("soft_failed", r.soft_failed_count as f64),
+                        ("rejected", r.rejected_count as f64),
+                    ],
+                ));
             }
             let tracker = self.trackers.get_mut(&name).expect("tracker per room");
             tracker.observe_agreement(t, &digests);
@@ -653,16 +694,29 @@ impl World {
             for (server, measures) in per_server {
                 for (m, v) in measures {
                     tracker.observe_server_measure(m, v);
-                    let skip = (m == "event_lag" && !wanted(Measure::EventLag)) || (m == "forward_extremities" && !wanted(Measure::ForwardExtremities));
+                    let skip = (m == "event_lag" && !wanted(Measure::EventLag))
+                        || (m == "forward_extremities" && !wanted(Measure::ForwardExtremities));
                     if skip {
                         continue;
                     }
-                    self.metrics.push(MetricRow { time_ms: to_ms(t), server: server.clone(), room: name.clone(), measure: m.into(), value: v });
+                    self.metrics.push(MetricRow {
+                        time_ms: to_ms(t),
+                        server: server.clone(),
+                        room: name.clone(),
+                        measure: m.into(),
+                        value: v,
+                    });
                 }
             }
         }
         for s in &self.servers {
-            self.metrics.push(MetricRow { time_ms: to_ms(t), server: s.name.clone(), room: String::new(), measure: "deliveries".into(), value: s.deliveries as f64 });
+            self.metrics.push(MetricRow {
+                time_ms: to_ms(t),
+                server: s.name.clone(),
+                room: String::new(),
+                measure: "deliveries".into(),
+                value: s.deliveries as f64,
+            });
         }
     }
 
@@ -676,27 +730,55 @@ impl World {
         let mut room_summaries = serde_json::Map::new();
         let mut violations = Vec::new();
         // The convergence invariant only holds once nothing is in flight any more.
-        let quiet = self.messages_in_flight == 0 && self.servers.iter().enumerate().all(|(i, s)| self.down[i] || s.is_idle());
+        let quiet =
+            self.messages_in_flight == 0 && self.servers.iter().enumerate().all(|(i, s)| self.down[i] || s.is_idle());
         let mut notes: Vec<String> = Vec::new();
         if check_invariants && !quiet {
-            notes.push(format!("convergence not checked: {} messages still in flight at the end", self.messages_in_flight));
+            notes.push(format!(
+                "convergence not checked: {} messages still in flight at the end",
+                self.messages_in_flight
+            ));
         }
         for spec in self.scenario.rooms.clone() {
             let Some(room_id) = self.room_ids.get(&spec.name).cloned() else {
                 room_summaries.insert(spec.name.clone(), json!({"room_id": null, "created": false}));
                 continue;
             };
-            let pdus: Vec<Arc<Pdu>> = self.room_events.get(&room_id).map(|ids| ids.iter().map(|id| self.store[id].clone()).collect()).unwrap_or_default();
+            let pdus: Vec<Arc<Pdu>> = self
+                .room_events
+                .get(&room_id)
+                .map(|ids| ids.iter().map(|id| self.store[id].clone()).collect())
+                .unwrap_or_default();
             let members = self.servers_in_room(&room_id);
-            let summary = crate::metrics::room_summary(&spec, &room_id, &pdus, &mut self.servers, &members, &self.trackers[&spec.name], self.last_fault_end);
+            let summary = crate::metrics::room_summary(
+                &spec,
+                &room_id,
+                &pdus,
+                &mut self.servers,
+                &members,
+                &self.trackers[&spec.name],
+                self.last_fault_end,
+            );
             if check_invariants {
-                violations.extend(crate::metrics::invariants::check_room(&spec.name, &pdus, &self.servers, &members, quiet && self.scenario.faults.iter().all(|f| f.duration_us.is_some() || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. }))));
+                violations.extend(crate::metrics::invariants::check_room(
+                    &spec.name,
+                    &pdus,
+                    &self.servers,
+                    &members,
+                    quiet
+                        && self.scenario.faults.iter().all(|f| {
+                            f.duration_us.is_some()
+                                || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. })
+                        }),
+                ));
             }
             room_summaries.insert(spec.name.clone(), summary);
             let mut soft = std::collections::BTreeSet::new();
             for s in self.servers.iter().filter(|s| s.is_honest()) {
                 if let Some(r) = s.rooms.get(&room_id) {
-                    soft.extend(r.dag.events().filter(|(i, _)| r.is_soft_failed(*i)).map(|(_, e)| e.pdu.event_id.clone()));
+                    soft.extend(
+                        r.dag.events().filter(|(i, _)| r.is_soft_failed(*i)).map(|(_, e)| e.pdu.event_id.clone()),
+                    );
                 }
             }
             soft_failed.insert(spec.name.clone(), soft);
@@ -722,13 +804,24 @@ impl World {
             "notes": notes,
         });
         let keys = json!({"server_keys": self.servers.iter().enumerate().map(|(i, s)| (s.name.clone(), json!({KEY_ID: crate::protocol::crypto::b64_encode(self.directory.public_keys[i].as_bytes())}))).collect::<serde_json::Map<String, Value>>()});
-        Ok(RunResult { summary, metrics: self.metrics, rooms: rooms_out, keys, invariant_violations: violations, soft_failed })
+        Ok(RunResult {
+            summary,
+            metrics: self.metrics,
+            rooms: rooms_out,
+            keys,
+            invariant_violations: violations,
+            soft_failed,
+        })
     }
 }
 
 /// Handles a server's inputs of one window in order; self-timers that fall inside the window are
 /// handled in it too. Returns, per handled input, its time, its log record and its outputs.
-fn run_server_window(server: &mut Server, batch: Vec<(SimTime, Input)>, window_end: SimTime) -> Vec<(SimTime, Value, Vec<Output>)> {
+fn run_server_window(
+    server: &mut Server,
+    batch: Vec<(SimTime, Input)>,
+    window_end: SimTime,
+) -> Vec<(SimTime, Value, Vec<Output>)> {
     let mut local: BinaryHeap<std::cmp::Reverse<(SimTime, u64, usize)>> = BinaryHeap::new();
     let mut items: Vec<Option<Input>> = Vec::new();
     for (i, (t, input)) in batch.into_iter().enumerate() {
@@ -763,10 +856,16 @@ pub fn input_record(input: &Input) -> Value {
     match input {
         Input::Deliver { from, message } => json!({"kind": "deliver", "from": from, "message": message.to_record()}),
         Input::Timer(Timer::RequestTimeout { id }) => json!({"kind": "timer", "timer": "request_timeout", "id": id}),
-        Input::Timer(Timer::RetryDestination { dest }) => json!({"kind": "timer", "timer": "retry_destination", "dest": dest}),
-        Input::Timer(Timer::RetryMissing { room_id }) => json!({"kind": "timer", "timer": "retry_missing", "room_id": room_id}),
-        Input::Action(a) => json!({"kind": "input_action", "action": a.kind.as_str(), "user": a.user, "room": a.room_name,
-            "room_id": a.room_id, "target": a.target, "level": a.level, "join_rule": a.join_rule.map(|j| j.as_str()), "text": a.text, "via": a.via}),
+        Input::Timer(Timer::RetryDestination { dest }) => {
+            json!({"kind": "timer", "timer": "retry_destination", "dest": dest})
+        }
+        Input::Timer(Timer::RetryMissing { room_id }) => {
+            json!({"kind": "timer", "timer": "retry_missing", "room_id": room_id})
+        }
+        Input::Action(a) => {
+            json!({"kind": "input_action", "action": a.kind.as_str(), "user": a.user, "room": a.room_name,
+            "room_id": a.room_id, "target": a.target, "level": a.level, "join_rule": a.join_rule.map(|j| j.as_str()), "text": a.text, "via": a.via})
+        }
         Input::Crash => json!({"kind": "crash"}),
         Input::Restart => json!({"kind": "restart"}),
         Input::SetClockSkew { skew_us } => json!({"kind": "clock_skew", "skew_us": skew_us}),
@@ -777,10 +876,15 @@ pub fn input_record(input: &Input) -> Value {
 pub fn input_from_record(rec: &Value, store: &PduStore, scenario: &Scenario) -> Result<Option<Input>, String> {
     let s = |k: &str| rec.get(k).and_then(Value::as_str).map(str::to_owned);
     Ok(Some(match rec["kind"].as_str().unwrap_or("") {
-        "deliver" => Input::Deliver { from: rec["from"].as_u64().ok_or("from")? as ServerIdx, message: Message::from_record(&rec["message"], store)? },
+        "deliver" => Input::Deliver {
+            from: rec["from"].as_u64().ok_or("from")? as ServerIdx,
+            message: Message::from_record(&rec["message"], store)?,
+        },
         "timer" => match rec["timer"].as_str() {
             Some("request_timeout") => Input::Timer(Timer::RequestTimeout { id: rec["id"].as_u64().ok_or("id")? }),
-            Some("retry_destination") => Input::Timer(Timer::RetryDestination { dest: rec["dest"].as_u64().ok_or("dest")? as ServerIdx }),
+            Some("retry_destination") => {
+                Input::Timer(Timer::RetryDestination { dest: rec["dest"].as_u64().ok_or("dest")? as ServerIdx })
+            }
             Some("retry_missing") => Input::Timer(Timer::RetryMissing { room_id: s("room_id").ok_or("room_id")? }),
             other => return Err(format!("unknown timer {other:?}")),
         },
@@ -807,7 +911,18 @@ pub fn input_from_record(rec: &Value, store: &PduStore, scenario: &Scenario) -> 
 }
 
 fn action(room: &str, user: &str, kind: ActionKind) -> ClientAction {
-    ClientAction { user: user.to_owned(), room_name: room.to_owned(), room_id: None, kind, target: None, level: None, join_rule: None, text: None, create: None, via: None }
+    ClientAction {
+        user: user.to_owned(),
+        room_name: room.to_owned(),
+        room_id: None,
+        kind,
+        target: None,
+        level: None,
+        join_rule: None,
+        text: None,
+        create: None,
+        via: None,
+    }
 }
 
 fn fault_kind_name(k: &FaultKind) -> &'static str {

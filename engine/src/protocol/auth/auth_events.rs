@@ -29,7 +29,10 @@ pub fn check_auth_events_list(
         let named = pdu.room_id.as_deref().and_then(|r| r.strip_prefix('!'));
         let ok = room_create.is_some_and(|c| Some(&c.event_id[1..]) == named);
         if !ok {
-            return Err(super::Rejection { rule: "v12 2".into(), reason: "room_id does not name an accepted create event".into() });
+            return Err(super::Rejection {
+                rule: "v12 2".into(),
+                reason: "room_id does not name an accepted create event".into(),
+            });
         }
     }
     let expected = auth_types(version, pdu);
@@ -66,4 +69,3 @@ pub fn check_auth_events_list(
     }
     Ok(())
 }
-

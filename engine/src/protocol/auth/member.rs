@@ -83,7 +83,11 @@ fn check_restricted_authoriser(version: &RoomVersion, pdu: &Pdu, state: &AuthSta
     let level = user_power_level(version, state, authoriser);
     let invite_level = named_level(state, "invite", 0);
     if level < invite_level {
-        return Err(reject(version, "4.3.5.2", format!("authorising user level {level} is below the invite level {invite_level}")));
+        return Err(reject(
+            version,
+            "4.3.5.2",
+            format!("authorising user level {level} is below the invite level {invite_level}"),
+        ));
     }
     Ok(()) // 4.3.5.3
 }
@@ -144,9 +148,13 @@ fn check_leave(version: &RoomVersion, pdu: &Pdu, state: &AuthState, target: &str
     if sender_level >= kick_level && target_level < sender_level {
         Ok(())
     } else {
-        Err(reject(version, "4.5.5", format!(
-            "kick needs level {kick_level} and more than the target's {target_level}; sender has {sender_level}"
-        )))
+        Err(reject(
+            version,
+            "4.5.5",
+            format!(
+                "kick needs level {kick_level} and more than the target's {target_level}; sender has {sender_level}"
+            ),
+        ))
     }
 }
 
@@ -162,9 +170,11 @@ fn check_ban(version: &RoomVersion, pdu: &Pdu, state: &AuthState, target: &str) 
     if sender_level >= ban_level && target_level < sender_level {
         Ok(())
     } else {
-        Err(reject(version, "4.6.3", format!(
-            "ban needs level {ban_level} and more than the target's {target_level}; sender has {sender_level}"
-        )))
+        Err(reject(
+            version,
+            "4.6.3",
+            format!("ban needs level {ban_level} and more than the target's {target_level}; sender has {sender_level}"),
+        ))
     }
 }
 

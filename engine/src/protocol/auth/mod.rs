@@ -53,7 +53,12 @@ fn v12_number(v11: &str) -> String {
     let (head, tail) = v11.split_once('.').map_or((v11, None), |(h, t)| (h, Some(t)));
     let Ok(n) = head.parse::<u32>() else { return v11.to_owned() };
     let new_head = match n {
-        1 => return match tail { Some("4") => "1.5".into(), _ => v11.into() },
+        1 => {
+            return match tail {
+                Some("4") => "1.5".into(),
+                _ => v11.into(),
+            }
+        }
         2 => {
             return match tail {
                 // v11 2.4 (no create event) is removed in v12; what fails there instead is rule 2
@@ -63,7 +68,7 @@ fn v12_number(v11: &str) -> String {
                 Some("5") => "3.4".into(),
                 Some(t) => format!("3.{t}"),
                 None => "3".into(),
-            }
+            };
         }
         9 => {
             return match tail.and_then(|t| t.parse::<u32>().ok()) {
@@ -121,8 +126,13 @@ pub fn auth_types<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Vec<(Slot, StateKe
             out.push((Slot::JoinRules, StateKeyRef { event_type: "m.room.join_rules", state_key: "" }));
         }
         if membership == Some(Membership::Invite) {
-            if let Some(token) = member.third_party_signed.as_ref().and_then(|s| s.get("token")).and_then(|t| t.as_str()) {
-                out.push((Slot::ThirdPartyInvite, StateKeyRef { event_type: "m.room.third_party_invite", state_key: token }));
+            if let Some(token) =
+                member.third_party_signed.as_ref().and_then(|s| s.get("token")).and_then(|t| t.as_str())
+            {
+                out.push((
+                    Slot::ThirdPartyInvite,
+                    StateKeyRef { event_type: "m.room.third_party_invite", state_key: token },
+                ));
             }
         }
         if membership == Some(Membership::Join) && version.restricted_joins {
@@ -234,7 +244,11 @@ pub fn check_state_dependent(version: &RoomVersion, pdu: &Pdu, state: &AuthState
     if pdu.kind == EventKind::ThirdPartyInvite {
         let invite_level = named_level(state, "invite", 0);
         if sender_level < invite_level {
-            return Err(reject(version, "6", format!("sender level {sender_level} is below the invite level {invite_level}")));
+            return Err(reject(
+                version,
+                "6",
+                format!("sender level {sender_level} is below the invite level {invite_level}"),
+            ));
         }
         return Ok(());
     }
@@ -244,7 +258,11 @@ pub fn check_state_dependent(version: &RoomVersion, pdu: &Pdu, state: &AuthState
         .and_then(Pdu::power_levels)
         .map_or(if pdu.is_state() { 50 } else { 0 }, |pl| pl.required_level(&pdu.event_type, pdu.is_state()));
     if sender_level < required {
-        return Err(reject(version, "7", format!("{} needs level {required}, sender has {sender_level}", pdu.event_type)));
+        return Err(reject(
+            version,
+            "7",
+            format!("{} needs level {required}, sender has {sender_level}", pdu.event_type),
+        ));
     }
     // v11 auth rule 8: state keyed by a user ID belongs to that user.
     if let Some(key) = &pdu.state_key {
@@ -272,11 +290,8 @@ fn check_federate(version: &RoomVersion, pdu: &Pdu, create: &Pdu) -> AuthResult 
     }
     let creator_domain = super::ids::domain_of(&create.sender);
     let sender_domain = super::ids::domain_of(&pdu.sender);
-    let target_domain = if pdu.kind == EventKind::Member {
-        pdu.state_key.as_deref().and_then(super::ids::domain_of)
-    } else {
-        None
-    };
+    let target_domain =
+        if pdu.kind == EventKind::Member { pdu.state_key.as_deref().and_then(super::ids::domain_of) } else { None };
     if sender_domain != creator_domain || target_domain.is_some_and(|d| Some(d) != creator_domain) {
         return Err(reject(version, "3", "the room is not federated (m.federate is false)"));
     }

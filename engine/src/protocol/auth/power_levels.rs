@@ -11,7 +11,13 @@ pub(super) fn check_power_levels(version: &RoomVersion, pdu: &Pdu, state: &AuthS
     };
     // v11 auth rules 9.1–9.3: integer levels, user-ID keys.
     if let Some(why) = &new.invalid {
-        let rule = if why.contains("rule 9.1") { "9.1" } else if why.contains("rule 9.2") { "9.2" } else { "9.3" };
+        let rule = if why.contains("rule 9.1") {
+            "9.1"
+        } else if why.contains("rule 9.2") {
+            "9.2"
+        } else {
+            "9.3"
+        };
         return Err(reject(version, rule, why.clone()));
     }
     // v12 auth rule 10.4: creators may not be listed in `users`.
@@ -37,7 +43,12 @@ fn Rejection_v12_10_4(user: &str) -> super::Rejection {
 
 /// v11 auth rule 9.5: added, changed or removed named levels, old and new, must not exceed the
 /// sender's level (raw presence compared, not defaults).
-fn check_named_levels(version: &RoomVersion, old: &PowerLevelsContent, new: &PowerLevelsContent, sender: i64) -> AuthResult {
+fn check_named_levels(
+    version: &RoomVersion,
+    old: &PowerLevelsContent,
+    new: &PowerLevelsContent,
+    sender: i64,
+) -> AuthResult {
     for (i, name) in NAMED_LEVELS.iter().enumerate() {
         let (before, after) = (old.named[i], new.named[i]);
         if before == after {
@@ -60,21 +71,39 @@ fn check_level_map(
 ) -> AuthResult {
     for (key, before, after) in changed_entries(old, new) {
         if before.is_some_and(|v| v > sender) {
-            return Err(reject(version, "9.6", format!("{what}[{key}] was {} above the sender's {sender}", before.unwrap_or(0))));
+            return Err(reject(
+                version,
+                "9.6",
+                format!("{what}[{key}] was {} above the sender's {sender}", before.unwrap_or(0)),
+            ));
         }
         if after.is_some_and(|v| v > sender) {
-            return Err(reject(version, "9.7", format!("{what}[{key}] set to {} above the sender's {sender}", after.unwrap_or(0))));
+            return Err(reject(
+                version,
+                "9.7",
+                format!("{what}[{key}] set to {} above the sender's {sender}", after.unwrap_or(0)),
+            ));
         }
     }
     Ok(())
 }
 
 /// v11 auth rules 9.8 / 9.9: `users` entries.
-fn check_users(version: &RoomVersion, pdu: &Pdu, old: &PowerLevelsContent, new: &PowerLevelsContent, sender: i64) -> AuthResult {
+fn check_users(
+    version: &RoomVersion,
+    pdu: &Pdu,
+    old: &PowerLevelsContent,
+    new: &PowerLevelsContent,
+    sender: i64,
+) -> AuthResult {
     for (user, before, after) in changed_entries(&old.users, &new.users) {
         // 9.8: other users' entries that are changed or removed must be below the sender's.
         if user != pdu.sender && before.is_some_and(|v| v >= sender) {
-            return Err(reject(version, "9.8", format!("cannot change {user}, whose level {} is not below {sender}", before.unwrap_or(0))));
+            return Err(reject(
+                version,
+                "9.8",
+                format!("cannot change {user}, whose level {} is not below {sender}", before.unwrap_or(0)),
+            ));
         }
         // Synapse also refuses to lower one's own entry from above one's own level, which only
         // happens when the entry disagrees with the level used (never for a consistent state).
@@ -83,7 +112,11 @@ fn check_users(version: &RoomVersion, pdu: &Pdu, old: &PowerLevelsContent, new: 
         }
         // 9.9: new values may not exceed the sender's level.
         if after.is_some_and(|v| v > sender) {
-            return Err(reject(version, "9.9", format!("cannot raise {user} to {} above {sender}", after.unwrap_or(0))));
+            return Err(reject(
+                version,
+                "9.9",
+                format!("cannot raise {user} to {} above {sender}", after.unwrap_or(0)),
+            ));
         }
     }
     Ok(())
@@ -101,4 +134,3 @@ fn changed_entries<'a>(
     let added = new.iter().filter(move |(k, _)| !old.contains_key(*k)).map(|(k, v)| (k.as_str(), None, Some(*v)));
     removed_or_changed.chain(added)
 }
-

@@ -296,14 +296,19 @@ fn auth_event_from_another_room_rejected_rule_2_5() {
     for v in VERSIONS {
         let mut other = RoomBuilder::new(v);
         // v11: another room ID; v12: another create event, hence another room ID.
-        let create = if v.room_id_is_create_hash { Ev::create(ALICE) } else { Ev::create(ALICE).set("room_id", json!("!other:hs1")) };
+        let create = if v.room_id_is_create_hash {
+            Ev::create(ALICE)
+        } else {
+            Ev::create(ALICE).set("room_id", json!("!other:hs1"))
+        };
         other.add("CREATE", create.ts(99));
         other.add("MA", Ev::join(ALICE));
         other.add("PL", Ev::power_levels(ALICE, pl_content(v, &[], json!({}))));
         assert_ne!(other.room_id(), basic(v).room_id());
         let mut r = basic(v);
         r.push("FOREIGN_PL", other.pdu("PL").clone());
-        let stage = rejected(&r, Ev::message(ALICE, "hi").prev(&["J_bob"]).auth(&msg_auth(v, &["FOREIGN_PL", "MA"])), "2.5");
+        let stage =
+            rejected(&r, Ev::message(ALICE, "hi").prev(&["J_bob"]).auth(&msg_auth(v, &["FOREIGN_PL", "MA"])), "2.5");
         assert_eq!(stage, Stage::AuthEvents);
         allowed(&r, Ev::message(ALICE, "hi").prev(&["J_bob"]).auth(&msg_auth(v, &["PL", "MA"])));
     }
@@ -560,7 +565,11 @@ fn restricted_join_authoriser_server_must_sign_a2_4() {
             Ev::leave(FRANK).with("join_authorised_via_users_server", json!(ALICE)).prev(&["JF_GOOD"]).ts(5003),
         );
         let report = r.verify().report;
-        assert_eq!(report.verdicts[&leave.event_id].verdict, "accepted", "{:?}", report.verdicts[&leave.event_id].reason);
+        assert_eq!(
+            report.verdicts[&leave.event_id].verdict, "accepted",
+            "{:?}",
+            report.verdicts[&leave.event_id].reason
+        );
     }
 }
 
@@ -644,7 +653,8 @@ fn tpi_room(v: &'static RoomVersion) -> RoomBuilder {
 }
 
 fn tpi_invite(sender: &str, target: &str, signed: Value) -> Ev {
-    Ev::invite(sender, target).with("third_party_invite", json!({ "display_name": "c...@example.org", "signed": signed }))
+    Ev::invite(sender, target)
+        .with("third_party_invite", json!({ "display_name": "c...@example.org", "signed": signed }))
 }
 
 #[test]
@@ -911,7 +921,9 @@ fn preemptive_ban_of_non_member_allowed_rule_4_6_2() {
 #[test]
 fn knock_allowed_only_under_knock_join_rules_rule_4_7_1() {
     for v in VERSIONS {
-        for (jr, ok) in [("knock", true), ("knock_restricted", true), ("invite", false), ("public", false), ("restricted", false)] {
+        for (jr, ok) in
+            [("knock", true), ("knock_restricted", true), ("invite", false), ("public", false), ("restricted", false)]
+        {
             let mut r = basic(v);
             r.add("JR2", Ev::join_rules(ALICE, jr));
             if ok {
@@ -980,7 +992,9 @@ fn sender_not_joined_rejected_rule_5() {
 fn third_party_invite_event_needs_invite_level_rule_6() {
     for v in VERSIONS {
         let r = room(v, &[], json!({ "invite": 50, "events": { "m.room.third_party_invite": 1000 } }), &[BOB]);
-        let tpi = |sender: &str| Ev::state("m.room.third_party_invite", TOKEN, sender, tpi_content(&identity_key().public_key_b64()));
+        let tpi = |sender: &str| {
+            Ev::state("m.room.third_party_invite", TOKEN, sender, tpi_content(&identity_key().public_key_b64()))
+        };
         rejected(&r, tpi(BOB), "6");
         // Rule 6 decides alone: the events map (1000, above alice's level) is not consulted.
         allowed(&r, tpi(ALICE));
@@ -1124,7 +1138,13 @@ fn power_levels_named_level_above_own_rejected_rule_9_5() {
         // Old value (80) above bob's 60.
         rejected(&r, bob_pl(v, |c| c["ban"] = json!(50)), "9.5");
         // Removed: compared raw, absent is not "the default 50".
-        rejected(&r, bob_pl(v, |c| { c.as_object_mut().unwrap().remove("ban"); }), "9.5");
+        rejected(
+            &r,
+            bob_pl(v, |c| {
+                c.as_object_mut().unwrap().remove("ban");
+            }),
+            "9.5",
+        );
         // New value above 60.
         rejected(&r, bob_pl(v, |c| c["kick"] = json!(70)), "9.5");
         // Up to his own level is fine, and adding a key equal to its default is a change too.
@@ -1139,7 +1159,13 @@ fn power_levels_named_level_above_own_rejected_rule_9_5() {
 fn power_levels_events_entry_old_value_above_own_rejected_rule_9_6() {
     for v in VERSIONS {
         let r = pl_room(v);
-        rejected(&r, bob_pl(v, |c| { c["events"].as_object_mut().unwrap().remove("m.room.tombstone"); }), "9.6");
+        rejected(
+            &r,
+            bob_pl(v, |c| {
+                c["events"].as_object_mut().unwrap().remove("m.room.tombstone");
+            }),
+            "9.6",
+        );
         rejected(&r, bob_pl(v, |c| c["events"]["m.room.tombstone"] = json!(50)), "9.6");
         rejected(&r, bob_pl(v, |c| c["notifications"]["room"] = json!(50)), "9.6");
         // Unchanged entries above the sender are fine.
@@ -1162,11 +1188,27 @@ fn power_levels_demoting_peer_rejected_lowering_self_allowed_rule_9_8() {
     for v in VERSIONS {
         let r = pl_room(v);
         rejected(&r, bob_pl(v, |c| c["users"][CAROL] = json!(0)), "9.8");
-        rejected(&r, bob_pl(v, |c| { c["users"].as_object_mut().unwrap().remove(CAROL); }), "9.8");
+        rejected(
+            &r,
+            bob_pl(v, |c| {
+                c["users"].as_object_mut().unwrap().remove(CAROL);
+            }),
+            "9.8",
+        );
         allowed(&r, bob_pl(v, |c| c["users"][DAVE] = json!(0)));
-        allowed(&r, bob_pl(v, |c| { c["users"].as_object_mut().unwrap().remove(DAVE); }));
+        allowed(
+            &r,
+            bob_pl(v, |c| {
+                c["users"].as_object_mut().unwrap().remove(DAVE);
+            }),
+        );
         allowed(&r, bob_pl(v, |c| c["users"][BOB] = json!(10)));
-        allowed(&r, bob_pl(v, |c| { c["users"].as_object_mut().unwrap().remove(BOB); }));
+        allowed(
+            &r,
+            bob_pl(v, |c| {
+                c["users"].as_object_mut().unwrap().remove(BOB);
+            }),
+        );
     }
 }
 

@@ -6,7 +6,12 @@ use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
 use serde_json::{Map, Value};
 
-pub(super) fn check_third_party_invite(version: &RoomVersion, pdu: &Pdu, state: &AuthState, target: &str) -> AuthResult {
+pub(super) fn check_third_party_invite(
+    version: &RoomVersion,
+    pdu: &Pdu,
+    state: &AuthState,
+    target: &str,
+) -> AuthResult {
     let TypedContent::Member(content) = &pdu.content else { unreachable!("member event") };
     // v11 auth rule 4.4.1.2: `signed` is required.
     let Some(signed) = &content.third_party_signed else {
@@ -51,7 +56,7 @@ pub fn verify_third_party_signed(signed: &Map<String, Value>, public_keys: &[Str
     let Some((entity, key_id)) = first else { return false };
     let Some(signature) = crypto::signature_of(signed, entity, key_id) else { return false };
     let message = crypto::object_signing_bytes(signed);
-    public_keys.iter().any(|key| {
-        crypto::verifying_key_from_b64(key).is_some_and(|k| crypto::verify(&k, &message, &signature))
-    })
+    public_keys
+        .iter()
+        .any(|key| crypto::verifying_key_from_b64(key).is_some_and(|k| crypto::verify(&k, &message, &signature)))
 }

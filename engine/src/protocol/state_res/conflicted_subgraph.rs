@@ -32,9 +32,7 @@ pub(super) fn conflicted_subgraph(dag: &RoomDag, conflicted: &[EventIdx]) -> Vec
     let mut reaches: HashMap<EventIdx, bool> = HashMap::new();
     let mut out = Vec::new();
     for e in ordered {
-        let r = dag.event(e).auth.iter().any(|a| {
-            is_conflicted.contains(a) || reaches.get(a).copied().unwrap_or(false)
-        });
+        let r = dag.event(e).auth.iter().any(|a| is_conflicted.contains(a) || reaches.get(a).copied().unwrap_or(false));
         reaches.insert(e, r);
         // `e` is reachable from a conflicted event (it is in the region); if it also reaches
         // one, it is on a path between two (or is itself a conflicted endpoint).

@@ -48,8 +48,7 @@ pub fn resolve_with(dag: &RoomDag, states: &[&StateMap], readmit: ReadmitRejecte
     }
     let mut full_sorted: Vec<EventIdx> = full.iter().copied().collect();
     full_sorted.sort_unstable();
-    let power_events: Vec<EventIdx> =
-        full_sorted.iter().copied().filter(|e| dag.pdu(*e).is_power_event()).collect();
+    let power_events: Vec<EventIdx> = full_sorted.iter().copied().filter(|e| dag.pdu(*e).is_power_event()).collect();
     let sorted_power = ordering::reverse_topological_power_order(dag, &power_events, &full);
     // Step 2: replay the power events from U (v2) or from nothing (v2.1).
     let start = match dag.version.state_res {

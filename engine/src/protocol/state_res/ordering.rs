@@ -9,7 +9,11 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 /// Kahn's algorithm over the auth edges among `events` plus the events of their auth chains
 /// that are in `full` (reached through members of `full` only, as Synapse walks), taking the
 /// smallest `(−power, origin_server_ts, event_id)` among the ready events each time.
-pub(super) fn reverse_topological_power_order(dag: &RoomDag, events: &[EventIdx], full: &HashSet<EventIdx>) -> Vec<EventIdx> {
+pub(super) fn reverse_topological_power_order(
+    dag: &RoomDag,
+    events: &[EventIdx],
+    full: &HashSet<EventIdx>,
+) -> Vec<EventIdx> {
     // Build the graph: node -> its auth events inside the graph.
     let mut graph: HashMap<EventIdx, Vec<EventIdx>> = HashMap::new();
     let mut stack: Vec<EventIdx> = events.to_vec();
@@ -73,8 +77,7 @@ pub(super) fn mainline_order(dag: &RoomDag, events: &[EventIdx], power_levels: O
         mainline.push(p);
         cursor = dag.event(p).auth_power_levels;
     }
-    let depth_of: HashMap<EventIdx, usize> =
-        mainline.iter().rev().enumerate().map(|(i, e)| (*e, i + 1)).collect();
+    let depth_of: HashMap<EventIdx, usize> = mainline.iter().rev().enumerate().map(|(i, e)| (*e, i + 1)).collect();
     let mut memo: HashMap<EventIdx, usize> = HashMap::new();
     let mut keyed: Vec<(usize, i64, &str, EventIdx)> = events
         .iter()
@@ -89,7 +92,12 @@ pub(super) fn mainline_order(dag: &RoomDag, events: &[EventIdx], power_levels: O
 }
 
 /// Walks from `e` along the power-levels event of each event's auth events until the mainline.
-fn mainline_depth(dag: &RoomDag, e: EventIdx, depth_of: &HashMap<EventIdx, usize>, memo: &mut HashMap<EventIdx, usize>) -> usize {
+fn mainline_depth(
+    dag: &RoomDag,
+    e: EventIdx,
+    depth_of: &HashMap<EventIdx, usize>,
+    memo: &mut HashMap<EventIdx, usize>,
+) -> usize {
     let mut path = Vec::new();
     let mut cursor = Some(e);
     let mut found = 0;

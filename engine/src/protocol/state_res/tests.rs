@@ -82,13 +82,22 @@ fn example_1(v: &'static RoomVersion) -> RoomBuilder {
     let mut r = RoomBuilder::new(v);
     r.add("CREATE", Ev::create(ALICE).ts(1));
     r.add("MA", Ev::join(ALICE).prev(&["CREATE"]).auth(&a(v, &["CREATE"])).ts(2));
-    r.add("PL1", Ev::power_levels(ALICE, users(v, &[(ALICE, 100), (BOB, 50)])).prev(&["MA"]).auth(&a(v, &["CREATE", "MA"])).ts(3));
+    r.add(
+        "PL1",
+        Ev::power_levels(ALICE, users(v, &[(ALICE, 100), (BOB, 50)]))
+            .prev(&["MA"])
+            .auth(&a(v, &["CREATE", "MA"]))
+            .ts(3),
+    );
     r.add("JR", Ev::join_rules(ALICE, "public").prev(&["PL1"]).auth(&a(v, &["CREATE", "PL1", "MA"])).ts(4));
     r.add("MB", Ev::join(BOB).prev(&["JR"]).auth(&a(v, &["CREATE", "PL1", "JR"])).ts(5));
     // Branch A.
     r.add("T1", Ev::topic(BOB, "bob's").prev(&["MB"]).auth(&a(v, &["CREATE", "PL1", "MB"])).ts(6));
     // Branch B: bob back to 0.
-    r.add("PL2", Ev::power_levels(ALICE, users(v, &[(ALICE, 100)])).prev(&["MB"]).auth(&a(v, &["CREATE", "PL1", "MA"])).ts(7));
+    r.add(
+        "PL2",
+        Ev::power_levels(ALICE, users(v, &[(ALICE, 100)])).prev(&["MB"]).auth(&a(v, &["CREATE", "PL1", "MA"])).ts(7),
+    );
     r.add("T2", Ev::topic(ALICE, "alice's").prev(&["PL2"]).auth(&a(v, &["CREATE", "PL2", "MA"])).ts(8));
     r
 }
@@ -141,7 +150,11 @@ fn worked_example_1_intermediate_sets() {
             // v2.1: the subgraph T1 → MB → JR → PL1 adds MB and JR; X = PL1, JR (ts 4), PL2
             // (ts 7); leftovers MB (position 1, ts 5), T1 (1, ts 6), T2 (0).
             let subgraph: BTreeSet<EventIdx> = conflicted_subgraph(dag, &conflicted).into_iter().collect();
-            assert!(subgraph.is_superset(&idx_set(&r, dag, &["MB", "JR"])), "{:?}", names(&r, dag, &subgraph.iter().copied().collect::<Vec<_>>()));
+            assert!(
+                subgraph.is_superset(&idx_set(&r, dag, &["MB", "JR"])),
+                "{:?}",
+                names(&r, dag, &subgraph.iter().copied().collect::<Vec<_>>())
+            );
             assert_eq!(full, idx_set(&r, dag, &["PL1", "PL2", "T1", "T2", "JR", "MB"]));
             assert_eq!(names(&r, dag, &sorted_power), ["PL1", "JR", "PL2"]);
             assert_eq!(names(&r, dag, &mainline), ["MB", "T1", "T2"]);

@@ -23,13 +23,18 @@ pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndConditi
         let kind = kind(fault, names)?;
         expanded += servers_named(&kind);
         if expanded > MAX_EXPANDED_NAMES {
-            return Err(Problem::at(entry.span(), format!("faults name too many servers in all: at most {MAX_EXPANDED_NAMES}")));
+            return Err(Problem::at(
+                entry.span(),
+                format!("faults name too many servers in all: at most {MAX_EXPANDED_NAMES}"),
+            ));
         }
         if let (FaultKind::HealAll, Some(duration)) = (&kind, &fault.duration) {
             return Err(Problem::at(duration.span(), "`duration` does not apply to fault \"heal_all\""));
         }
         let duration_us = match &fault.duration {
-            Some(d) if d.get_ref().0 == 0 => return Err(Problem::at(d.span(), "a fault's duration must be greater than 0")),
+            Some(d) if d.get_ref().0 == 0 => {
+                return Err(Problem::at(d.span(), "a fault's duration must be greater than 0"))
+            }
             Some(d) => Some(d.get_ref().0),
             None => None,
         };

@@ -69,7 +69,8 @@ fn scenario_name(name: &Spanned<String>) -> Res<String> {
 /// Names of scenarios, rooms and groups: `[a-z0-9_-]+`, so they are safe in file paths.
 pub(super) fn check_identifier(name: &Spanned<String>, what: &str) -> Res<()> {
     let text = name.get_ref();
-    let valid = !text.is_empty() && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let valid =
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if valid {
         return Ok(());
     }
@@ -183,7 +184,12 @@ pub(super) fn check_within_end(at_us: u64, span: Range<usize>, end: &EndConditio
 }
 
 /// A field that must be present for this kind of entry; the error points at the kind.
-pub(super) fn require<'a, T>(field: &'a Option<Spanned<T>>, name: &str, kind_span: &Range<usize>, kind: &str) -> Res<&'a Spanned<T>> {
+pub(super) fn require<'a, T>(
+    field: &'a Option<Spanned<T>>,
+    name: &str,
+    kind_span: &Range<usize>,
+    kind: &str,
+) -> Res<&'a Spanned<T>> {
     field.as_ref().ok_or_else(|| Problem::at(kind_span.clone(), format!("`{name}` is required for {kind}")))
 }
 

@@ -99,7 +99,10 @@ fn links(raw: &[Spanned<RawLink>], names: &Names) -> Res<Vec<LinkSpec>> {
         };
         expanded += spec.from.len() + spec.to.len();
         if expanded > MAX_EXPANDED_NAMES {
-            return Err(Problem::at(entry.span(), format!("links name too many servers in all: at most {MAX_EXPANDED_NAMES}")));
+            return Err(Problem::at(
+                entry.span(),
+                format!("links name too many servers in all: at most {MAX_EXPANDED_NAMES}"),
+            ));
         }
         links.push(spec);
     }
@@ -111,7 +114,9 @@ fn middlebox(raw: &RawMiddlebox, names: &Names) -> Res<MiddleboxSpec> {
     let kind = match *raw.kind.get_ref() {
         MiddleboxName::ReverseProxy => {
             reject(&raw.cache_ttl, "cache_ttl", "kind = \"reverse_proxy\"")?;
-            MiddleboxKind::ReverseProxy { drop_unknown_keys: raw.drop_unknown_keys.as_ref().is_some_and(|d| *d.get_ref()) }
+            MiddleboxKind::ReverseProxy {
+                drop_unknown_keys: raw.drop_unknown_keys.as_ref().is_some_and(|d| *d.get_ref()),
+            }
         }
         MiddleboxName::Cache => {
             reject(&raw.drop_unknown_keys, "drop_unknown_keys", "kind = \"cache\"")?;

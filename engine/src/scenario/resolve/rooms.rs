@@ -14,7 +14,12 @@ use super::{check_identifier, check_within_end, reject};
 /// Power levels are canonical JSON integers, which the Matrix spec limits to ±(2^53 - 1).
 pub(super) const MAX_POWER_LEVEL: i64 = (1 << 53) - 1;
 
-pub(super) fn resolve(raw: &[Spanned<RawRoom>], timeline: &[Spanned<RawAction>], names: &Names, end: &EndCondition) -> Res<Vec<RoomSpec>> {
+pub(super) fn resolve(
+    raw: &[Spanned<RawRoom>],
+    timeline: &[Spanned<RawAction>],
+    names: &Names,
+    end: &EndCondition,
+) -> Res<Vec<RoomSpec>> {
     let mut rooms: Vec<RoomSpec> = Vec::new();
     // Each initial member becomes one or two timeline actions; bound them before they exist.
     let mut setup_actions = 0usize;
@@ -49,13 +54,19 @@ fn resolve_room(room: &RawRoom, timeline: &[Spanned<RawAction>], names: &Names, 
         Some(m) => names.users_of_list(m.get_ref(), &m.span(), &format!("members of room \"{name}\""))?,
         None => Vec::new(),
     };
-    let creators: Vec<&str> = std::iter::once(creator.as_str()).chain(additional_creators.iter().map(String::as_str)).collect();
+    let creators: Vec<&str> =
+        std::iter::once(creator.as_str()).chain(additional_creators.iter().map(String::as_str)).collect();
     let power_levels = match &room.power_levels {
         Some(p) => power_levels(p, names, version, &creators)?,
         None => PowerLevelsOverride::default(),
     };
     let start_us = start_time(room, timeline, &creator)?;
-    check_within_end(start_us, room.start.as_ref().map_or_else(|| room.name.span(), Spanned::span), end, &format!("room \"{name}\" start"))?;
+    check_within_end(
+        start_us,
+        room.start.as_ref().map_or_else(|| room.name.span(), Spanned::span),
+        end,
+        &format!("room \"{name}\" start"),
+    )?;
     Ok(RoomSpec {
         name: name.clone(),
         version,
@@ -83,7 +94,12 @@ fn additional_creators(room: &RawRoom, version: RoomVersionId, names: &Names) ->
     Ok(super::super::names::dedup(creators))
 }
 
-fn power_levels(raw: &RawPowerLevels, names: &Names, version: RoomVersionId, creators: &[&str]) -> Res<PowerLevelsOverride> {
+fn power_levels(
+    raw: &RawPowerLevels,
+    names: &Names,
+    version: RoomVersionId,
+    creators: &[&str],
+) -> Res<PowerLevelsOverride> {
     let mut users = BTreeMap::new();
     for (id, level) in raw.users.iter().flat_map(|u| u.0.iter()) {
         let user = names.user(id.get_ref(), &id.span(), "power_levels.users")?;
@@ -162,4 +178,3 @@ fn check_create_action(action: &RawAction, creator: &str) -> Res<()> {
         _ => Ok(()),
     }
 }
-

@@ -25,7 +25,10 @@ pub(super) fn resolve(raw: &[Spanned<RawServer>], defaults: &RawKnobs) -> Res<Ve
         let template = settings(entry.get_ref(), defaults)?;
         for (name, span) in entry_names(entry)? {
             if defined.contains(&name) {
-                return Err(Problem::at(span, format!("duplicate server name \"{name}\"; it is already defined above")));
+                return Err(Problem::at(
+                    span,
+                    format!("duplicate server name \"{name}\"; it is already defined above"),
+                ));
             }
             if servers.len() >= MAX_SERVERS {
                 return Err(Problem::at(span, format!("too many servers: at most {MAX_SERVERS}")));
@@ -54,15 +57,23 @@ fn entry_names(entry: &Spanned<RawServer>) -> Res<Vec<(String, Range<usize>)>> {
         (Some(name), None) => {
             for (field, label) in [(&raw.count, "count"), (&raw.start, "start")] {
                 if let Some(f) = field {
-                    return Err(Problem::at(f.span(), format!("`{label}` only applies to templates (entries with `prefix`)")));
+                    return Err(Problem::at(
+                        f.span(),
+                        format!("`{label}` only applies to templates (entries with `prefix`)"),
+                    ));
                 }
             }
             check_server_name(name.get_ref(), &name.span())?;
             Ok(vec![(name.get_ref().clone(), name.span())])
         }
         (None, Some(prefix)) => template_names(raw, prefix),
-        (Some(name), Some(_)) => Err(Problem::at(name.span(), "a [[servers]] entry has either `name` or `prefix`, not both")),
-        (None, None) => Err(Problem::at(entry.span(), "a [[servers]] entry needs `name` (one server) or `prefix` and `count` (a template)")),
+        (Some(name), Some(_)) => {
+            Err(Problem::at(name.span(), "a [[servers]] entry has either `name` or `prefix`, not both"))
+        }
+        (None, None) => Err(Problem::at(
+            entry.span(),
+            "a [[servers]] entry needs `name` (one server) or `prefix` and `count` (a template)",
+        )),
     }
 }
 
@@ -93,12 +104,14 @@ fn check_server_name(name: &str, span: &Range<usize>) -> Res<()> {
         Some((host, port)) => (host, Some(port)),
         None => (name, None),
     };
-    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    let host_ok =
+        !host.is_empty() && host.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
     if host_ok && port_ok {
         return Ok(());
     }
-    let message = format!("invalid server name \"{name}\": use lowercase letters, digits, '.' and '-', then an optional :port");
+    let message =
+        format!("invalid server name \"{name}\": use lowercase letters, digits, '.' and '-', then an optional :port");
     Err(Problem::at(span.clone(), message))
 }
 
@@ -116,7 +129,11 @@ fn settings(raw: &RawServer, defaults: &RawKnobs) -> Res<ServerSpec> {
         clock_skew_us: knobs.clock_skew.as_ref().map_or(SignedDurationUs(0), |c| *c.get_ref()).0,
         byzantine: raw.byzantine.as_ref().map_or(Byzantine::None, |b| *b.get_ref()),
         byzantine_probability: probability_or(&raw.byzantine_probability, 1.0, "byzantine_probability", One::Allowed)?,
-        missing_event_timeout_us: positive_or(&knobs.missing_event_timeout, DurationUs(30_000_000), "missing_event_timeout")?,
+        missing_event_timeout_us: positive_or(
+            &knobs.missing_event_timeout,
+            DurationUs(30_000_000),
+            "missing_event_timeout",
+        )?,
         request_timeout_us: positive_or(&knobs.request_timeout, DurationUs(10_000_000), "request_timeout")?,
         request_retries: retries,
     })
@@ -134,7 +151,10 @@ fn bounded(value: &Option<Spanned<u32>>, default: u32, range: std::ops::RangeInc
 }
 
 /// `[groups]`: each group a list of server names.
-pub(super) fn groups(raw: Option<&OrderedMap<Spanned<NameList>>>, servers: &[ServerSpec]) -> Res<BTreeMap<String, Vec<String>>> {
+pub(super) fn groups(
+    raw: Option<&OrderedMap<Spanned<NameList>>>,
+    servers: &[ServerSpec],
+) -> Res<BTreeMap<String, Vec<String>>> {
     let Some(raw) = raw else { return Ok(BTreeMap::new()) };
     // Groups refer to servers only, so they are resolved against a scope without groups.
     let server_scope = Names::new(servers, BTreeMap::new());
@@ -142,7 +162,11 @@ pub(super) fn groups(raw: Option<&OrderedMap<Spanned<NameList>>>, servers: &[Ser
     for (name, members) in &raw.0 {
         check_identifier(name, "group name")?;
         if server_scope.is_server(name.get_ref()) {
-            let message = format!("group \"{}\" has the name of a server; servers are {}", name.get_ref(), abbreviate(server_scope.all_servers()));
+            let message = format!(
+                "group \"{}\" has the name of a server; servers are {}",
+                name.get_ref(),
+                abbreviate(server_scope.all_servers())
+            );
             return Err(Problem::at(name.span(), message));
         }
         let mut expanded = Vec::new();

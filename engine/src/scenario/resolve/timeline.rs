@@ -13,7 +13,12 @@ use super::super::MAX_ACTIONS;
 use super::rooms::level_value;
 use super::{check_within_end, reject, require, time_within_end};
 
-pub(super) fn resolve(raw: &[Spanned<RawAction>], rooms: &[RoomSpec], names: &Names, end: &EndCondition) -> Res<Vec<ActionSpec>> {
+pub(super) fn resolve(
+    raw: &[Spanned<RawAction>],
+    rooms: &[RoomSpec],
+    names: &Names,
+    end: &EndCondition,
+) -> Res<Vec<ActionSpec>> {
     let mut actions: Vec<ActionSpec> = rooms.iter().flat_map(room_setup).collect();
     for entry in raw {
         let action = entry.get_ref();
@@ -72,7 +77,9 @@ enum Field {
 fn fields(kind: ActionKind) -> [Field; 4] {
     use Field::*;
     match kind {
-        ActionKind::Invite | ActionKind::Kick | ActionKind::Ban | ActionKind::Unban => [Required, Rejected, Rejected, Rejected],
+        ActionKind::Invite | ActionKind::Kick | ActionKind::Ban | ActionKind::Unban => {
+            [Required, Rejected, Rejected, Rejected]
+        }
         ActionKind::Power => [Required, Required, Rejected, Rejected],
         ActionKind::JoinRule => [Rejected, Rejected, Required, Rejected],
         ActionKind::Topic => [Rejected, Rejected, Rejected, Required],
@@ -115,7 +122,13 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
     })
 }
 
-fn check_field<T>(value: &Option<Spanned<T>>, name: &str, rule: Field, kind_span: &Range<usize>, label: &str) -> Res<()> {
+fn check_field<T>(
+    value: &Option<Spanned<T>>,
+    name: &str,
+    rule: Field,
+    kind_span: &Range<usize>,
+    label: &str,
+) -> Res<()> {
     match rule {
         Field::Required => require(value, name, kind_span, label).map(|_| ()),
         Field::Optional => Ok(()),
@@ -136,7 +149,9 @@ fn expand(action: &RawAction, spec: ActionSpec, end: &EndCondition, actions: &mu
     let every_us = match (&action.every, count) {
         (_, 1) => 0,
         (None, _) => return Err(Problem::at(count_span, "`every` is required when count > 1")),
-        (Some(every), _) if every.get_ref().0 == 0 => return Err(Problem::at(every.span(), "every must be greater than 0")),
+        (Some(every), _) if every.get_ref().0 == 0 => {
+            return Err(Problem::at(every.span(), "every must be greater than 0"))
+        }
         (Some(every), _) => every.get_ref().0,
     };
     let last_us = u64::from(count - 1)

@@ -11,21 +11,34 @@ use super::super::MAX_EXPANDED_NAMES;
 use super::timeline::find_room;
 use super::{check_within_end, rate_or_zero};
 
-pub(super) fn resolve(raw: &[Spanned<RawWorkload>], rooms: &[RoomSpec], names: &Names, end: &EndCondition) -> Res<Vec<WorkloadSpec>> {
+pub(super) fn resolve(
+    raw: &[Spanned<RawWorkload>],
+    rooms: &[RoomSpec],
+    names: &Names,
+    end: &EndCondition,
+) -> Res<Vec<WorkloadSpec>> {
     let mut workloads = Vec::new();
     let mut expanded = 0usize;
     for entry in raw {
         let workload = resolve_one(entry, rooms, names, end)?;
         expanded += workload.users.len();
         if expanded > MAX_EXPANDED_NAMES {
-            return Err(Problem::at(entry.span(), format!("workloads name too many users in all: at most {MAX_EXPANDED_NAMES}")));
+            return Err(Problem::at(
+                entry.span(),
+                format!("workloads name too many users in all: at most {MAX_EXPANDED_NAMES}"),
+            ));
         }
         workloads.push(workload);
     }
     Ok(workloads)
 }
 
-fn resolve_one(entry: &Spanned<RawWorkload>, rooms: &[RoomSpec], names: &Names, end: &EndCondition) -> Res<WorkloadSpec> {
+fn resolve_one(
+    entry: &Spanned<RawWorkload>,
+    rooms: &[RoomSpec],
+    names: &Names,
+    end: &EndCondition,
+) -> Res<WorkloadSpec> {
     let raw = entry.get_ref();
     let room = find_room(rooms, &raw.room)?;
     let context = format!("workload users of room \"{}\"", room.name);
@@ -52,7 +65,12 @@ fn window(raw: &RawWorkload, room: &RoomSpec, entry: &Spanned<RawWorkload>, end:
     let start_us = raw.start.as_ref().map_or(room.start_us, |s| s.get_ref().0);
     let start_span = raw.start.as_ref().map_or_else(|| entry.span(), Spanned::span);
     if start_us < room.start_us {
-        let message = format!("workload starts at {} but room \"{}\" is created at {}", DurationUs(start_us), room.name, DurationUs(room.start_us));
+        let message = format!(
+            "workload starts at {} but room \"{}\" is created at {}",
+            DurationUs(start_us),
+            room.name,
+            DurationUs(room.start_us)
+        );
         return Err(Problem::at(start_span, message));
     }
     check_within_end(start_us, start_span, end, "workload start")?;

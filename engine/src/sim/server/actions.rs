@@ -64,16 +64,49 @@ impl Server {
             let opaque: String = (0..18).map(|_| (b'a' + self.rng.gen_range(0..26u8)) as char).collect();
             Some(format!("!{opaque}:{}", self.name))
         };
-        let create = self.sign_new(version, room_id.as_deref(), Draft { event_type: "m.room.create", state_key: Some(String::new()), sender: creator.clone(), content: create_content }, vec![], vec![], 1, now);
+        let create = self.sign_new(
+            version,
+            room_id.as_deref(),
+            Draft {
+                event_type: "m.room.create",
+                state_key: Some(String::new()),
+                sender: creator.clone(),
+                content: create_content,
+            },
+            vec![],
+            vec![],
+            1,
+            now,
+        );
         let room_id = room_id_of(&create);
         self.rooms.insert(room_id.clone(), RoomReplica::new(room_id.clone(), version));
         self.commit_local(&room_id, create, now, out);
         let pl = default_power_levels(spec, version);
         let steps = [
-            Draft { event_type: "m.room.member", state_key: Some(creator.clone()), sender: creator.clone(), content: json!({"membership": "join"}) },
-            Draft { event_type: "m.room.power_levels", state_key: Some(String::new()), sender: creator.clone(), content: pl },
-            Draft { event_type: "m.room.join_rules", state_key: Some(String::new()), sender: creator.clone(), content: json!({"join_rule": spec.join_rule.as_str()}) },
-            Draft { event_type: "m.room.history_visibility", state_key: Some(String::new()), sender: creator.clone(), content: json!({"history_visibility": "shared"}) },
+            Draft {
+                event_type: "m.room.member",
+                state_key: Some(creator.clone()),
+                sender: creator.clone(),
+                content: json!({"membership": "join"}),
+            },
+            Draft {
+                event_type: "m.room.power_levels",
+                state_key: Some(String::new()),
+                sender: creator.clone(),
+                content: pl,
+            },
+            Draft {
+                event_type: "m.room.join_rules",
+                state_key: Some(String::new()),
+                sender: creator.clone(),
+                content: json!({"join_rule": spec.join_rule.as_str()}),
+            },
+            Draft {
+                event_type: "m.room.history_visibility",
+                state_key: Some(String::new()),
+                sender: creator.clone(),
+                content: json!({"history_visibility": "shared"}),
+            },
         ];
         for d in steps {
             self.create_and_send(&room_id, d, now, out)?;
@@ -84,11 +117,22 @@ impl Server {
     fn join(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         if self.has_joined_user(&room_id) {
-            let d = Draft { event_type: "m.room.member", state_key: Some(a.user.clone()), sender: a.user.clone(), content: json!({"membership": "join"}) };
+            let d = Draft {
+                event_type: "m.room.member",
+                state_key: Some(a.user.clone()),
+                sender: a.user.clone(),
+                content: json!({"membership": "join"}),
+            };
             return self.create_and_send(&room_id, d, now, out).map(Some);
         }
         // Remote join: make_join / send_join through a resident server.
-        let via = self.invites.get(&room_id).copied().or(a.via).filter(|v| *v != self.index).ok_or("no resident server to join through")?;
+        let via = self
+            .invites
+            .get(&room_id)
+            .copied()
+            .or(a.via)
+            .filter(|v| *v != self.index)
+            .ok_or("no resident server to join through")?;
         let body = Request::MakeJoin { room_id: room_id.clone(), user_id: a.user.clone() };
         self.send_request(via, body, Purpose::MakeJoin { user: a.user.clone(), room_id }, now, out);
         Ok(None)
@@ -97,7 +141,12 @@ impl Server {
     fn invite(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         let target = a.target.clone().ok_or("invite without a target")?;
-        let d = Draft { event_type: "m.room.member", state_key: Some(target.clone()), sender: a.user.clone(), content: json!({"membership": "invite"}) };
+        let d = Draft {
+            event_type: "m.room.member",
+            state_key: Some(target.clone()),
+            sender: a.user.clone(),
+            content: json!({"membership": "invite"}),
+        };
         let target_server = self.directory.server_of_user(&target).ok_or("target's server is unknown")?;
         if target_server == self.index {
             return self.create_and_send(&room_id, d, now, out).map(Some);
@@ -110,7 +159,12 @@ impl Server {
     }
 
     /// Leave, kick, ban, unban, message, topic, power, join rule, redact.
-    fn simple_action(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
+    fn simple_action(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         let room = self.rooms.get(&room_id).ok_or("this server is not in the room")?;
         let member = |target: &str, membership: &str| Draft {
@@ -125,24 +179,52 @@ impl Server {
             ActionKind::Leave => member(&a.user, "leave"),
             ActionKind::Kick | ActionKind::Unban => member(&target, "leave"),
             ActionKind::Ban => member(&target, "ban"),
-            ActionKind::Message => Draft { event_type: "m.room.message", state_key: None, sender: a.user.clone(), content: json!({"msgtype": "m.text", "body": text}) },
-            ActionKind::Topic => Draft { event_type: "m.room.topic", state_key: Some(String::new()), sender: a.user.clone(), content: json!({"topic": text}) },
+            ActionKind::Message => Draft {
+                event_type: "m.room.message",
+                state_key: None,
+                sender: a.user.clone(),
+                content: json!({"msgtype": "m.text", "body": text}),
+            },
+            ActionKind::Topic => Draft {
+                event_type: "m.room.topic",
+                state_key: Some(String::new()),
+                sender: a.user.clone(),
+                content: json!({"topic": text}),
+            },
             ActionKind::JoinRule => {
                 let rule = a.join_rule.map(|r| r.as_str()).unwrap_or("invite");
-                Draft { event_type: "m.room.join_rules", state_key: Some(String::new()), sender: a.user.clone(), content: json!({"join_rule": rule}) }
+                Draft {
+                    event_type: "m.room.join_rules",
+                    state_key: Some(String::new()),
+                    sender: a.user.clone(),
+                    content: json!({"join_rule": rule}),
+                }
             }
             ActionKind::Power => {
-                let mut content = room.current_event("m.room.power_levels", "").map(|p| Value::Object(content_of(p))).unwrap_or_else(|| json!({}));
+                let mut content = room
+                    .current_event("m.room.power_levels", "")
+                    .map(|p| Value::Object(content_of(p)))
+                    .unwrap_or_else(|| json!({}));
                 let level = a.level.ok_or("power action without a level")?;
                 if !content["users"].is_object() {
                     content["users"] = json!({});
                 }
                 content["users"][&target] = json!(level);
-                Draft { event_type: "m.room.power_levels", state_key: Some(String::new()), sender: a.user.clone(), content }
+                Draft {
+                    event_type: "m.room.power_levels",
+                    state_key: Some(String::new()),
+                    sender: a.user.clone(),
+                    content,
+                }
             }
             ActionKind::Redact => {
                 let victim = latest_message_by(room, &a.user).ok_or("no message of this user to redact")?;
-                Draft { event_type: "m.room.redaction", state_key: None, sender: a.user.clone(), content: json!({"redacts": victim}) }
+                Draft {
+                    event_type: "m.room.redaction",
+                    state_key: None,
+                    sender: a.user.clone(),
+                    content: json!({"redacts": victim}),
+                }
             }
             ActionKind::CreateRoom | ActionKind::Join | ActionKind::Invite => unreachable!("handled by the caller"),
         };
@@ -150,7 +232,13 @@ impl Server {
     }
 
     /// Builds, checks against the current state, stores and sends a new event.
-    fn create_and_send(&mut self, room_id: &str, d: Draft, now: SimTime, out: &mut Vec<Output>) -> Result<String, String> {
+    fn create_and_send(
+        &mut self,
+        room_id: &str,
+        d: Draft,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<String, String> {
         let pdu = self.build_checked(room_id, d, now)?;
         let id = pdu.event_id.clone();
         self.commit_local(room_id, pdu.clone(), now, out);
@@ -171,13 +259,16 @@ impl Server {
 
     /// Sends a new event to the room, applying this server's byzantine behaviour if any.
     fn send_with_behaviour(&mut self, room_id: &str, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
-        let misbehave = self.config.byzantine != Byzantine::None && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0));
+        let misbehave = self.config.byzantine != Byzantine::None
+            && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0));
         if !misbehave {
             self.broadcast(room_id, pdu, None, now, out);
             return;
         }
         match self.config.byzantine {
-            Byzantine::Withhold => out.push(Output::Record(json!({"kind": "byzantine", "behaviour": "withhold", "event": pdu.event_id}))),
+            Byzantine::Withhold => {
+                out.push(Output::Record(json!({"kind": "byzantine", "behaviour": "withhold", "event": pdu.event_id})))
+            }
             Byzantine::Equivocate => self.equivocate(room_id, pdu, now, out),
             Byzantine::BadSignatures | Byzantine::None => self.broadcast(room_id, pdu, None, now, out),
         }
@@ -190,7 +281,9 @@ impl Server {
         let mut content = Value::Object(content_of(&pdu));
         content["org.roomsim.fork"] = json!(1);
         let twin = self.resign_with_content(&pdu, content, version);
-        out.push(Output::Record(json!({"kind": "byzantine", "behaviour": "equivocate", "event": pdu.event_id, "twin": twin.event_id})));
+        out.push(Output::Record(
+            json!({"kind": "byzantine", "behaviour": "equivocate", "event": pdu.event_id, "twin": twin.event_id}),
+        ));
         out.push(Output::Created { room_id: room_id.to_owned(), pdu: twin.clone() });
         let dests = self.destinations(room_id, &pdu);
         for (i, d) in dests.into_iter().enumerate() {
@@ -215,7 +308,8 @@ impl Server {
         let room = self.rooms.get(room_id).ok_or("this server is not in the room")?;
         let version = room.version;
         let prev = room.prev_events_for_new(10);
-        let depth = prev.iter().filter_map(|p| room.dag.index_of(p)).map(|i| room.dag.pdu(i).depth).max().unwrap_or(0) + 1;
+        let depth =
+            prev.iter().filter_map(|p| room.dag.index_of(p)).map(|i| room.dag.pdu(i).depth).max().unwrap_or(0) + 1;
         let auth_events = select_auth_events(room, version, &d)?;
         let pdu = self.sign_new(version, Some(room_id), d, prev, auth_events, depth, now);
         let room = self.rooms.get(room_id).expect("checked");
@@ -229,7 +323,16 @@ impl Server {
 
     /// Builds and signs a PDU (bad signatures if this server is byzantine that way).
     #[allow(clippy::too_many_arguments)]
-    fn sign_new(&mut self, version: &RoomVersion, room_id: Option<&str>, d: Draft, prev: Vec<String>, auth_events: Vec<String>, depth: i64, now: SimTime) -> Arc<Pdu> {
+    fn sign_new(
+        &mut self,
+        version: &RoomVersion,
+        room_id: Option<&str>,
+        d: Draft,
+        prev: Vec<String>,
+        auth_events: Vec<String>,
+        depth: i64,
+        now: SimTime,
+    ) -> Arc<Pdu> {
         let mut map = Map::new();
         map.insert("auth_events".into(), json!(auth_events));
         map.insert("content".into(), d.content);
@@ -246,7 +349,9 @@ impl Server {
         map.insert("type".into(), json!(d.event_type));
         crypto::set_content_hash(&mut map);
         crypto::sign_event(&mut map, version, &self.key);
-        if self.config.byzantine == Byzantine::BadSignatures && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0)) {
+        if self.config.byzantine == Byzantine::BadSignatures
+            && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0))
+        {
             map["signatures"][&self.name][super::KEY_ID] = json!("forged");
         }
         Arc::new(Pdu::from_object(map, version).expect("a PDU the server built is well-formed"))
@@ -258,7 +363,12 @@ impl Server {
         if !self.has_joined_user(room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         }
-        let d = Draft { event_type: "m.room.member", state_key: Some(user_id.to_owned()), sender: user_id.to_owned(), content: json!({"membership": "join"}) };
+        let d = Draft {
+            event_type: "m.room.member",
+            state_key: Some(user_id.to_owned()),
+            sender: user_id.to_owned(),
+            content: json!({"membership": "join"}),
+        };
         match self.build_checked(room_id, d, now) {
             Ok(template) => Outcome::Ok(Response::MakeJoin(JoinTemplate {
                 room_id: room_id.to_owned(),
@@ -271,15 +381,34 @@ impl Server {
         }
     }
 
-    pub(super) fn on_join_template(&mut self, user: String, room_id: String, t: JoinTemplate, via: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
+    pub(super) fn on_join_template(
+        &mut self,
+        user: String,
+        room_id: String,
+        t: JoinTemplate,
+        via: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         let Some(version) = room_version::RoomVersion::by_id(&t.room_version) else { return };
-        let d = Draft { event_type: "m.room.member", state_key: Some(user.clone()), sender: user.clone(), content: json!({"membership": "join"}) };
+        let d = Draft {
+            event_type: "m.room.member",
+            state_key: Some(user.clone()),
+            sender: user.clone(),
+            content: json!({"membership": "join"}),
+        };
         let pdu = self.sign_new(version, Some(&room_id), d, t.prev_events, t.auth_events, t.depth, now);
         out.push(Output::Created { room_id: room_id.clone(), pdu: pdu.clone() });
         self.send_request(via, Request::SendJoin { pdu }, Purpose::SendJoin { user, room_id }, now, out);
     }
 
-    pub(super) fn answer_send_join(&mut self, pdu: Arc<Pdu>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) -> Outcome {
+    pub(super) fn answer_send_join(
+        &mut self,
+        pdu: Arc<Pdu>,
+        from: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Outcome {
         let room_id = room_id_of(&pdu);
         if !self.rooms.contains_key(&room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
@@ -296,8 +425,18 @@ impl Server {
         Outcome::Ok(Response::Events { pdus: history })
     }
 
-    pub(super) fn on_joined(&mut self, user: String, room_id: String, pdus: Vec<Arc<Pdu>>, via: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
-        let Some(create) = pdus.iter().find(|p| p.prev_events.is_empty() && p.event_type == "m.room.create") else { return };
+    pub(super) fn on_joined(
+        &mut self,
+        user: String,
+        room_id: String,
+        pdus: Vec<Arc<Pdu>>,
+        via: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(create) = pdus.iter().find(|p| p.prev_events.is_empty() && p.event_type == "m.room.create") else {
+            return;
+        };
         let version = match &create.content {
             TypedContent::Create(c) => c.room_version.as_deref().and_then(RoomVersion::by_id),
             _ => None,
@@ -313,7 +452,10 @@ impl Server {
     pub(super) fn answer_invite(&mut self, pdu: Arc<Pdu>, from: ServerIdx, out: &mut Vec<Output>) -> Outcome {
         let target = pdu.state_key.clone().unwrap_or_default();
         let ours = self.directory.server_of_user(&target) == Some(self.index);
-        if !ours || pdu.membership() != Some(Membership::Invite) || self.directory.server_of_user(&pdu.sender) != Some(from) {
+        if !ours
+            || pdu.membership() != Some(Membership::Invite)
+            || self.directory.server_of_user(&pdu.sender) != Some(from)
+        {
             return Outcome::Error { status: 400, errcode: "M_INVALID_PARAM".into() };
         }
         let version = self.rooms.get(&room_id_of(&pdu)).map(|r| r.version).unwrap_or(&room_version::V11);
@@ -368,8 +510,15 @@ fn select_auth_events(room: &RoomReplica, version: &RoomVersion, d: &Draft) -> R
         shell.insert("state_key".into(), json!(s));
     }
     shell.insert("content".into(), d.content.clone());
-    for (k, v) in [("auth_events", json!([])), ("prev_events", json!([])), ("depth", json!(1)), ("origin_server_ts", json!(0)),
-        ("hashes", json!({"sha256": ""})), ("signatures", json!({})), ("room_id", json!(room.room_id))] {
+    for (k, v) in [
+        ("auth_events", json!([])),
+        ("prev_events", json!([])),
+        ("depth", json!(1)),
+        ("origin_server_ts", json!(0)),
+        ("hashes", json!({"sha256": ""})),
+        ("signatures", json!({})),
+        ("room_id", json!(room.room_id)),
+    ] {
         shell.insert(k.into(), v);
     }
     let pdu = Pdu::from_object(shell, version).map_err(|e| e.to_string())?;
@@ -398,7 +547,8 @@ fn default_power_levels(spec: &RoomSpec, version: &RoomVersion) -> Value {
             users.insert(u.clone(), json!(l));
         }
     }
-    let mut events = json!({"m.room.power_levels": 100, "m.room.history_visibility": 100, "m.room.name": 50, "m.room.topic": 50});
+    let mut events =
+        json!({"m.room.power_levels": 100, "m.room.history_visibility": 100, "m.room.name": 50, "m.room.topic": 50});
     if version.privileged_creators {
         events["m.room.tombstone"] = json!(150);
     }

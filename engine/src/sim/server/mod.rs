@@ -47,22 +47,33 @@ impl Directory {
 /// Inputs a server handles.
 #[derive(Debug, Clone)]
 pub enum Input {
-    Deliver { from: ServerIdx, message: Message },
+    Deliver {
+        from: ServerIdx,
+        message: Message,
+    },
     Timer(Timer),
     Action(ClientAction),
     /// The server crashed: in-memory state (requests in flight, timers) is lost.
     Crash,
     /// The server restarted with its database.
     Restart,
-    SetClockSkew { skew_us: i64 },
+    SetClockSkew {
+        skew_us: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Timer {
-    RequestTimeout { id: RequestId },
-    RetryDestination { dest: ServerIdx },
+    RequestTimeout {
+        id: RequestId,
+    },
+    RetryDestination {
+        dest: ServerIdx,
+    },
     /// Ask again for the missing parents of disconnected events.
-    RetryMissing { room_id: String },
+    RetryMissing {
+        room_id: String,
+    },
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
@@ -87,12 +98,22 @@ pub struct ClientAction {
 #[derive(Debug, Clone)]
 pub enum Output {
     /// Send after `delay_us` of processing (modelled signature cost).
-    Send { to: ServerIdx, message: Message, delay_us: u64 },
-    SetTimer { at: SimTime, timer: Timer },
+    Send {
+        to: ServerIdx,
+        message: Message,
+        delay_us: u64,
+    },
+    SetTimer {
+        at: SimTime,
+        timer: Timer,
+    },
     /// A log record (decisions, refusals, joins …).
     Record(Value),
     /// A PDU this server created or co-signed (the world keeps the union store).
-    Created { room_id: String, pdu: Arc<Pdu> },
+    Created {
+        room_id: String,
+        pdu: Arc<Pdu>,
+    },
 }
 
 /// Per-server knobs, from the scenario.
@@ -162,7 +183,13 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(index: ServerIdx, spec: &ServerSpec, key: KeyPair, rng: ChaCha8Rng, directory: Arc<Directory>) -> Server {
+    pub fn new(
+        index: ServerIdx,
+        spec: &ServerSpec,
+        key: KeyPair,
+        rng: ChaCha8Rng,
+        directory: Arc<Directory>,
+    ) -> Server {
         Server {
             index,
             name: spec.name.clone(),
@@ -224,7 +251,10 @@ impl Server {
         let id = self.next_request_id;
         self.next_request_id += 1;
         out.push(Output::Send { to, message: Message::Request { id, body: body.clone() }, delay_us: self.cost_us });
-        out.push(Output::SetTimer { at: now + self.cost_us + self.config.request_timeout_us, timer: Timer::RequestTimeout { id } });
+        out.push(Output::SetTimer {
+            at: now + self.cost_us + self.config.request_timeout_us,
+            timer: Timer::RequestTimeout { id },
+        });
         self.requests.insert(id, PendingRequest { to, body, attempts: 1, purpose });
     }
 
@@ -256,7 +286,9 @@ impl Server {
                 }
                 Outcome::Ok(Response::Transaction)
             }
-            Request::GetMissingEvents { room_id, earliest, latest, limit } => self.answer_missing(&room_id, &earliest, &latest, limit),
+            Request::GetMissingEvents { room_id, earliest, latest, limit } => {
+                self.answer_missing(&room_id, &earliest, &latest, limit)
+            }
             Request::MakeJoin { room_id, user_id } => self.answer_make_join(&room_id, &user_id, now),
             Request::SendJoin { pdu } => self.answer_send_join(pdu, from, now, out),
             Request::Invite { pdu } => self.answer_invite(pdu, from, out),
@@ -270,16 +302,24 @@ impl Server {
                 self.send_next_transaction(dest, now, out);
             }
             (Purpose::Transaction { dest, .. }, Outcome::Error { .. }) => self.transaction_failed(dest, now, out),
-            (Purpose::Fetch { room_id }, Outcome::Ok(Response::Events { pdus })) => self.on_fetched(&room_id, pdus, req.to, now, out),
+            (Purpose::Fetch { room_id }, Outcome::Ok(Response::Events { pdus })) => {
+                self.on_fetched(&room_id, pdus, req.to, now, out)
+            }
             (Purpose::Fetch { room_id }, _) => {
                 if let Some(r) = self.rooms.get_mut(&room_id) {
                     r.fetching.remove(&req.to);
                 }
                 self.arm_missing_retry(&room_id, now, out);
             }
-            (Purpose::MakeJoin { user, room_id }, Outcome::Ok(Response::MakeJoin(t))) => self.on_join_template(user, room_id, t, req.to, now, out),
-            (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::Events { pdus })) => self.on_joined(user, room_id, pdus, req.to, now, out),
-            (Purpose::Invite { room_id }, Outcome::Ok(Response::Invite { pdu })) => self.on_invite_signed(room_id, pdu, now, out),
+            (Purpose::MakeJoin { user, room_id }, Outcome::Ok(Response::MakeJoin(t))) => {
+                self.on_join_template(user, room_id, t, req.to, now, out)
+            }
+            (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::Events { pdus })) => {
+                self.on_joined(user, room_id, pdus, req.to, now, out)
+            }
+            (Purpose::Invite { room_id }, Outcome::Ok(Response::Invite { pdu })) => {
+                self.on_invite_signed(room_id, pdu, now, out)
+            }
             (purpose, outcome) => {
                 let why = match outcome {
                     Outcome::Error { status, errcode } => format!("{status} {errcode}"),
@@ -313,8 +353,15 @@ impl Server {
                 }
                 if req.attempts <= self.config.request_retries {
                     req.attempts += 1;
-                    out.push(Output::Send { to: req.to, message: Message::Request { id, body: req.body.clone() }, delay_us: 0 });
-                    out.push(Output::SetTimer { at: now + self.config.request_timeout_us, timer: Timer::RequestTimeout { id } });
+                    out.push(Output::Send {
+                        to: req.to,
+                        message: Message::Request { id, body: req.body.clone() },
+                        delay_us: 0,
+                    });
+                    out.push(Output::SetTimer {
+                        at: now + self.config.request_timeout_us,
+                        timer: Timer::RequestTimeout { id },
+                    });
                     self.requests.insert(id, req);
                     return;
                 }
@@ -331,7 +378,11 @@ impl Server {
 
     /// Receipt checks 1–3 (the PDU is well-formed by construction): signatures, then the
     /// content hash (a mismatch continues with the redacted copy).
-    fn check_signatures(&mut self, pdu: &Arc<Pdu>, version: &'static crate::protocol::room_version::RoomVersion) -> Result<Arc<Pdu>, String> {
+    fn check_signatures(
+        &mut self,
+        pdu: &Arc<Pdu>,
+        version: &'static crate::protocol::room_version::RoomVersion,
+    ) -> Result<Arc<Pdu>, String> {
         let Some(server) = self.directory.server_of_user(&pdu.sender) else {
             return Err(format!("unknown server of sender {}", pdu.sender));
         };
@@ -408,7 +459,12 @@ impl Server {
         let latest: Vec<String> = room
             .pending
             .values()
-            .filter(|p| p.prev_events.iter().chain(&p.auth_events).any(|id| !room.dag.contains(id) && !room.pending.contains_key(id)))
+            .filter(|p| {
+                p.prev_events
+                    .iter()
+                    .chain(&p.auth_events)
+                    .any(|id| !room.dag.contains(id) && !room.pending.contains_key(id))
+            })
             .map(|p| p.event_id.clone())
             .collect();
         if latest.is_empty() || room.fetching.contains(&from) || from == self.index {
@@ -416,7 +472,8 @@ impl Server {
         }
         room.fetching.insert(from);
         let earliest = room.prev_events_for_new(20);
-        let body = Request::GetMissingEvents { room_id: room_id.to_owned(), earliest, latest, limit: MISSING_EVENTS_LIMIT };
+        let body =
+            Request::GetMissingEvents { room_id: room_id.to_owned(), earliest, latest, limit: MISSING_EVENTS_LIMIT };
         self.send_request(from, body, Purpose::Fetch { room_id: room_id.to_owned() }, now, out);
     }
 
@@ -448,7 +505,10 @@ impl Server {
         }
         room.fetch_retries_left -= 1;
         room.retry_armed = true;
-        out.push(Output::SetTimer { at: now + self.config.missing_event_timeout_us, timer: Timer::RetryMissing { room_id: room_id.to_owned() } });
+        out.push(Output::SetTimer {
+            at: now + self.config.missing_event_timeout_us,
+            timer: Timer::RetryMissing { room_id: room_id.to_owned() },
+        });
     }
 
     /// `get_missing_events`: walk back from `latest` (their prev and auth events, then prev
@@ -510,8 +570,16 @@ impl Server {
     }
 
     /// Queues a PDU for every destination (byzantine servers may withhold or equivocate).
-    fn broadcast(&mut self, room_id: &str, pdu: Arc<Pdu>, exclude: Option<ServerIdx>, now: SimTime, out: &mut Vec<Output>) {
-        let dests: Vec<ServerIdx> = self.destinations(room_id, &pdu).into_iter().filter(|d| Some(*d) != exclude).collect();
+    fn broadcast(
+        &mut self,
+        room_id: &str,
+        pdu: Arc<Pdu>,
+        exclude: Option<ServerIdx>,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
+        let dests: Vec<ServerIdx> =
+            self.destinations(room_id, &pdu).into_iter().filter(|d| Some(*d) != exclude).collect();
         for d in dests {
             self.outbound.enqueue(d, pdu.clone());
             self.send_next_transaction(d, now, out);
@@ -521,7 +589,13 @@ impl Server {
     fn send_next_transaction(&mut self, dest: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
         if let Some(batch) = self.outbound.next_batch(dest, MAX_TXN_PDUS) {
             let count = batch.len();
-            self.send_request(dest, Request::Transaction { pdus: batch }, Purpose::Transaction { dest, count }, now, out);
+            self.send_request(
+                dest,
+                Request::Transaction { pdus: batch },
+                Purpose::Transaction { dest, count },
+                now,
+                out,
+            );
         }
     }
 

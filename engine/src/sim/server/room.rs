@@ -177,10 +177,13 @@ impl RoomReplica {
                 .iter()
                 .filter_map(|(k, e)| {
                     let (t, s) = self.dag.key(*k);
-                    (t == "m.room.member" && self.dag.pdu(*e).membership() == Some(crate::protocol::pdu::Membership::Join)).then(|| s.to_owned())
+                    (t == "m.room.member"
+                        && self.dag.pdu(*e).membership() == Some(crate::protocol::pdu::Membership::Join))
+                    .then(|| s.to_owned())
                 })
                 .collect();
-            self.joined_servers = self.joined.iter().filter_map(|u| crate::protocol::ids::domain_of(u).map(str::to_owned)).collect();
+            self.joined_servers =
+                self.joined.iter().filter_map(|u| crate::protocol::ids::domain_of(u).map(str::to_owned)).collect();
         }
     }
 
@@ -248,7 +251,8 @@ impl RoomReplica {
                 if taken.contains(&p.event_id) {
                     continue;
                 }
-                let ready = p.prev_events.iter().chain(&p.auth_events).all(|id| self.dag.contains(id) || taken.contains(id));
+                let ready =
+                    p.prev_events.iter().chain(&p.auth_events).all(|id| self.dag.contains(id) || taken.contains(id));
                 if ready {
                     taken.insert(p.event_id.clone());
                     out.push(p.clone());

@@ -88,6 +88,13 @@ fn find_room_version(lines: &[(usize, &str)]) -> Result<&'static RoomVersion, Li
                 continue;
             }
         };
+        if !value.is_object() {
+            first_error.get_or_insert(LineError {
+                line: *n,
+                error: PduError { field: "(json)".into(), message: "a PDU must be a JSON object".into() },
+            });
+            continue;
+        }
         if value.get("type").and_then(Value::as_str) == Some("m.room.create")
             && value.get("prev_events").and_then(Value::as_array).is_some_and(|p| p.is_empty())
         {

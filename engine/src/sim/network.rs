@@ -25,14 +25,15 @@ struct LinkParams {
     loss: f64,
 }
 
+/// A degraded set of links (fault `degrade`): which senders and receivers, and what changes.
 #[derive(Debug, Clone)]
-struct Degrade {
-    id: usize,
-    from: Vec<bool>,
-    to: Vec<bool>,
-    symmetric: bool,
-    loss: Option<f64>,
-    latency: Option<LatencyDist>,
+pub struct Degrade {
+    pub id: usize,
+    pub from: Vec<bool>,
+    pub to: Vec<bool>,
+    pub symmetric: bool,
+    pub loss: Option<f64>,
+    pub latency: Option<LatencyDist>,
 }
 
 /// What a middlebox does with a message passing through it.
@@ -188,16 +189,8 @@ impl Network {
         }
     }
 
-    pub fn degrade(
-        &mut self,
-        id: usize,
-        from: Vec<bool>,
-        to: Vec<bool>,
-        symmetric: bool,
-        loss: Option<f64>,
-        latency: Option<LatencyDist>,
-    ) {
-        self.degrades.push(Degrade { id, from, to, symmetric, loss, latency });
+    pub fn degrade(&mut self, degrade: Degrade) {
+        self.degrades.push(degrade);
     }
 
     pub fn end_degrade(&mut self, id: usize) {

@@ -6,7 +6,7 @@
 
 use super::federation::{Message, PduStore, ServerIdx};
 use super::log::LogWriter;
-use super::network::{Middleboxed, Network, Route};
+use super::network::{Degrade, Middleboxed, Network, Route};
 use super::rng::RngStreams;
 use super::server::{ClientAction, Directory, Input, Output, Server, Timer, KEY_ID};
 use super::time::{to_ms, SimTime};
@@ -386,8 +386,14 @@ impl World {
                 }
             }
             (FaultKind::Degrade { from, to, symmetric, loss, latency }, true) => {
-                let (f_, t_) = (idx(from, &self.directory), idx(to, &self.directory));
-                self.network.degrade(i, f_, t_, *symmetric, *loss, *latency);
+                self.network.degrade(Degrade {
+                    id: i,
+                    from: idx(from, &self.directory),
+                    to: idx(to, &self.directory),
+                    symmetric: *symmetric,
+                    loss: *loss,
+                    latency: *latency,
+                });
                 "degrade"
             }
             (FaultKind::Degrade { .. }, false) => {

@@ -214,7 +214,7 @@ impl World {
             self.trackers.insert(room.name.clone(), RoomTracker::new(&room.name));
         }
         // The scenario lists each room's setup (create, invites, joins) at the room's start;
-        // the invites and joins wait a second and are spaced 20 ms apart, as clients would.
+        // the invites and joins follow a little later, spaced 20 ms apart, as clients would.
         let mut setup_index: BTreeMap<String, u64> = BTreeMap::new();
         for spec in &sc.timeline {
             let mut a = action(&spec.room, &spec.user, spec.action);
@@ -227,11 +227,15 @@ impl World {
             let mut at = spec.at_us;
             if spec.action == ActionKind::CreateRoom {
                 a.create = room.cloned();
-            } else if room.is_some_and(|r| {
-                r.start_us == spec.at_us && matches!(spec.action, ActionKind::Join | ActionKind::Invite)
-            }) {
-                let i = setup_index.entry(spec.room.clone()).or_default();
-                at += 1_000_000 + *i * 20_000;
+            } else if let Some(r) = room
+                .filter(|r| r.start_us == spec.at_us && matches!(spec.action, ActionKind::Join | ActionKind::Invite))
+            {
+                // Invites go out after a second; in rooms that need them, joins wait two more
+                // seconds so that the invites (co-signed by the invitee's server) have landed.
+                let needs_invite = r.join_rule != crate::scenario::JoinRule::Public;
+                let base = if spec.action == ActionKind::Join && needs_invite { 3_000_000 } else { 1_000_000 };
+                let i = setup_index.entry(format!("{}/{}", spec.room, spec.action.as_str())).or_default();
+                at += base + *i * 20_000;
                 *i += 1;
             }
             self.push(at, self.server_of(&spec.user), Input::Action(a));

@@ -1,6 +1,6 @@
 //! v11 auth rule 4 / v12 auth rule 5: `m.room.member`.
 
-use super::{membership_of, named_level, reject, user_power_level, AuthResult, AuthState};
+use super::{membership_of, named_level, reject, show_level, user_power_level, AuthResult, AuthState};
 use crate::protocol::pdu::{JoinRule, Membership, Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
 
@@ -139,7 +139,11 @@ fn check_leave(version: &RoomVersion, pdu: &Pdu, state: &AuthState, target: &str
     if membership_of(state.target_member) == Some(Membership::Ban) {
         let ban_level = named_level(state, "ban", 50);
         if sender_level < ban_level {
-            return Err(reject(version, "4.5.3", format!("unban needs level {ban_level}, sender has {sender_level}")));
+            return Err(reject(
+                version,
+                "4.5.3",
+                format!("unban needs level {ban_level}, sender has {}", show_level(sender_level)),
+            ));
         }
     }
     // v11 auth rule 4.5.4: kick level and more power than the target.
@@ -152,7 +156,9 @@ fn check_leave(version: &RoomVersion, pdu: &Pdu, state: &AuthState, target: &str
             version,
             "4.5.5",
             format!(
-                "kick needs level {kick_level} and more than the target's {target_level}; sender has {sender_level}"
+                "kick needs level {kick_level} and more than the target's {}; sender has {}",
+                show_level(target_level),
+                show_level(sender_level)
             ),
         ))
     }
@@ -173,7 +179,11 @@ fn check_ban(version: &RoomVersion, pdu: &Pdu, state: &AuthState, target: &str) 
         Err(reject(
             version,
             "4.6.3",
-            format!("ban needs level {ban_level} and more than the target's {target_level}; sender has {sender_level}"),
+            format!(
+                "ban needs level {ban_level} and more than the target's {}; sender has {}",
+                show_level(target_level),
+                show_level(sender_level)
+            ),
         ))
     }
 }

@@ -215,6 +215,15 @@ pub fn user_power_level(version: &RoomVersion, state: &AuthState, user: &str) ->
     }
 }
 
+/// A power level for messages: creators' infinite level reads as such.
+pub(crate) fn show_level(level: i64) -> String {
+    if level == CREATOR_POWER_LEVEL {
+        "creator (infinite)".to_owned()
+    } else {
+        level.to_string()
+    }
+}
+
 fn named_level(state: &AuthState, name: &str, default: i64) -> i64 {
     state.power_levels.and_then(Pdu::power_levels).and_then(|pl| pl.named(name)).unwrap_or(default)
 }

@@ -43,10 +43,8 @@ pub fn check_auth_events_list(
         let key = (auth.event_type.as_str(), auth.state_key.as_deref().unwrap_or(""));
         // v11 auth rule 2.5 (v12 3.4): auth events come from the same room. A v12 create event
         // has no room_id; listing it is refused below by 3.2 anyway.
-        if auth.kind != EventKind::Create || !version.room_id_is_create_hash {
-            if auth.room_id != pdu.room_id {
-                return Err(reject(version, "2.5", format!("auth event {} is from another room", auth.event_id)));
-            }
+        if (auth.kind != EventKind::Create || !version.room_id_is_create_hash) && auth.room_id != pdu.room_id {
+            return Err(reject(version, "2.5", format!("auth event {} is from another room", auth.event_id)));
         }
         // v11 auth rule 2.1: no duplicate (type, state_key).
         if seen.contains(&key) {

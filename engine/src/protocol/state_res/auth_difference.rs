@@ -62,7 +62,7 @@ pub(super) fn auth_difference(dag: &RoomDag, states: &[&StateMap]) -> Vec<EventI
 
 fn full_mask(n: usize) -> Vec<u64> {
     let mut out = vec![u64::MAX; n.div_ceil(64)];
-    if n % 64 != 0 {
+    if !n.is_multiple_of(64) {
         *out.last_mut().expect("n > 0") = (1u64 << (n % 64)) - 1;
     }
     out

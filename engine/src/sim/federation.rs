@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Index of a server in the world (its position in the scenario's server list).
-pub type ServerIdx = u16;
+pub type ServerIdx = u32;
 /// A request's identifier, unique per sending server.
 pub type RequestId = u64;
 

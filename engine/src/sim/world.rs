@@ -58,6 +58,16 @@ enum Global {
     Sample,
 }
 
+/// A snapshot of a run's advance, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub now_us: SimTime,
+    /// The run's current end bound (it shrinks once a quiescence end is reached).
+    pub end_us: SimTime,
+    pub events: u64,
+    pub deliveries: u64,
+}
+
 /// What a finished run produced.
 pub struct RunResult {
     pub summary: Value,
@@ -180,6 +190,17 @@ impl World {
     }
     pub fn log_records(&self) -> u64 {
         self.log.records()
+    }
+
+    /// Where the run stands (for progress displays): simulated time, its bound, PDUs created,
+    /// deliveries so far.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            now_us: self.now,
+            end_us: self.end,
+            events: self.store.len() as u64,
+            deliveries: self.servers.iter().map(|s| s.deliveries).sum(),
+        }
     }
 
     fn next_seq(&mut self) -> u64 {

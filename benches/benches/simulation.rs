@@ -6,7 +6,6 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use roomsim_engine::scenario::parse_scenario;
 use roomsim_engine::sim::log::LogWriter;
-use roomsim_engine::sim::world::World;
 use std::time::Duration;
 
 fn scenario(signatures: &str) -> String {
@@ -55,7 +54,7 @@ state_changes_per_hour = 10
 /// Runs the scenario once; returns the number of deliveries.
 fn run_once(text: &str) -> u64 {
     let sc = parse_scenario("bench.toml", text, &[]).expect("bench scenario");
-    let mut world = World::new(&sc, 1, LogWriter::sink());
+    let mut world = roomsim_engine::metrics::instrumented_world(&sc, 1, LogWriter::sink());
     world.run();
     let r = world.finish(false).expect("finish");
     r.summary["deliveries"].as_u64().unwrap_or(0)

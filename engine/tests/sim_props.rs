@@ -5,10 +5,10 @@
 
 use proptest::prelude::*;
 use roomsim_engine::scenario::parse_scenario;
-use roomsim_engine::sim::federation::PduStore;
+use roomsim_engine::metrics::instrumented_world;
 use roomsim_engine::sim::log::LogWriter;
 use roomsim_engine::sim::replay::replay;
-use roomsim_engine::sim::world::World;
+use roomsim_engine::sim::world::WindowStats;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -92,17 +92,27 @@ power_changes_per_hour = 60
     )
 }
 
-fn run(text: &str, seed: u64, threads: usize) -> (Vec<u8>, roomsim_engine::sim::world::RunResult) {
+/// Runs `text` on a pool of `threads`; windows of at least `parallel_from` inputs go to the pool.
+fn run_with(
+    text: &str,
+    seed: u64,
+    threads: usize,
+    parallel_from: Option<usize>,
+) -> (Vec<u8>, roomsim_engine::sim::world::RunResult, WindowStats) {
     let sc = parse_scenario("prop.toml", text, &[]).expect("valid scenario");
     let buf = SharedBuf::default();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let result = pool.install(|| {
-        let mut world = World::new(&sc, seed, LogWriter::new(Box::new(buf.clone())));
+    let (result, stats) = pool.install(|| {
+        let mut world = instrumented_world(&sc, seed, LogWriter::new(Box::new(buf.clone())));
+        if let Some(n) = parallel_from {
+            world.set_parallel_threshold(n);
+        }
         world.run();
-        world.finish(true).expect("finish")
+        let stats = world.window_stats();
+        (world.finish(true).expect("finish"), stats)
     });
     let log = buf.0.lock().unwrap().clone();
-    (log, result)
+    (log, result, stats)
 }
 
 proptest! {
@@ -118,8 +128,13 @@ proptest! {
         byzantine in prop_oneof![Just("none"), Just("equivocate"), Just("withhold"), Just("bad_signatures")],
     ) {
         let text = scenario_text(servers, version, loss, partition_s, byzantine);
-        let (log1, r1) = run(&text, seed, 1);
-        let (log2, r2) = run(&text, seed, 2);
+        let (log1, r1, s1) = run_with(&text, seed, 1, Some(2));
+        let (log2, r2, s2) = run_with(&text, seed, 2, Some(2));
+        // The parallel path must really run: on one thread no window goes to the pool, on two
+        // every window with inputs for two or more servers does.
+        prop_assert_eq!(s1.parallel, 0);
+        prop_assert!(s2.parallel > 0, "no window ran in parallel ({} windows)", s2.windows);
+        prop_assert_eq!(s1.windows, s2.windows);
         prop_assert!(log1 == log2, "log differs between 1 and 2 threads");
         prop_assert_eq!(&r1.summary, &r2.summary);
         // Invariants: honest servers agree on rejections, match dag verify, and converge.
@@ -127,17 +142,53 @@ proptest! {
         prop_assert_eq!(&r1.summary["rooms"]["main"]["auth_disagreements"], &serde_json::json!(0));
         // Replay from the log reproduces every decision and the final states.
         let sc = parse_scenario("prop.toml", &text, &[]).unwrap();
-        let mut store = PduStore::new();
-        for pdus in r1.rooms.values() {
-            for p in pdus {
-                store.insert(p.event_id.clone(), p.clone());
-            }
-        }
-        let digests = replay(&sc, seed, std::str::from_utf8(&log1).unwrap(), &store).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
+        let digests = replay(&sc, seed, &log1[..], |_| {}).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
         let want = r1.summary["rooms"]["main"]["final_state_digests"].as_object().unwrap().clone();
         let room_id = r1.summary["rooms"]["main"]["room_id"].as_str().unwrap();
         for (server, d) in want {
             prop_assert_eq!(digests[room_id].get(&server).map(String::as_str), d.as_str());
         }
     }
+}
+
+/// With the default threshold, a busier scenario (12 servers chatting) reaches the parallel
+/// path by itself, and its outputs still do not depend on the thread count.
+#[test]
+fn a_busy_scenario_runs_windows_in_parallel_with_the_default_threshold() {
+    let text = r#"
+[scenario]
+name = "busy"
+end = "40s"
+
+[defaults]
+signatures = "modelled"
+users = 2
+
+[[servers]]
+prefix = "hs"
+count = 12
+
+[[rooms]]
+name = "main"
+version = "12"
+creator = "@u0:hs1"
+members = ["*"]
+
+[network]
+latency = { dist = "uniform", min = "20ms", max = "60ms" }
+min_latency = "20ms"
+
+[[workload]]
+room = "main"
+users = "*"
+start = "5s"
+stop = "35s"
+messages_per_minute = 30
+"#;
+    let (log1, r1, s1) = run_with(text, 3, 1, None);
+    let (log2, r2, s2) = run_with(text, 3, 2, None);
+    assert_eq!(s1.parallel, 0);
+    assert!(s2.parallel > 0, "no window reached the parallel path ({} windows)", s2.windows);
+    assert!(log1 == log2, "log differs between 1 and 2 threads");
+    assert_eq!(r1.summary, r2.summary);
 }

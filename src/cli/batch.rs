@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use roomsim_analysis::RunSummary;
 use roomsim_engine::scenario::{self, Scenario, SweepCell};
 use roomsim_engine::sim::log::LogWriter;
-use roomsim_engine::sim::world::{RunResult, World};
+use roomsim_engine::sim::world::RunResult;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// `metrics.csv` into `dir` atomically (a temporary directory renamed into place, so an
 /// interrupted batch never leaves a half-written cell).
 fn run_light(sc: &Scenario, seed: u64, dir: &Path, extra: Option<(&str, &[u8])>) -> Result<RunResult, String> {
-    let mut world = World::new(sc, seed, LogWriter::sink());
+    let mut world = roomsim_engine::metrics::instrumented_world(sc, seed, LogWriter::sink());
     world.run();
     let result = world.finish(false)?;
     let tmp = dir.with_extension("partial");

@@ -43,6 +43,10 @@ enum Command {
         /// Do not write report.html.
         #[arg(long)]
         no_report: bool,
+        /// What log.jsonl receives: `full` (every record), `digest` (only its running sha256,
+        /// in summary.json; for sweeps), `none`.
+        #[arg(long, default_value = "full", value_parser = parse_log_mode)]
+        log: roomsim_engine::sim::log::LogMode,
     },
     /// Validate a scenario file without running it.
     Check {
@@ -99,12 +103,12 @@ enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Dag { command } => dag::run(command),
-        Command::Run { scenario, seed, out, threads, set, check_invariants, no_report } => {
+        Command::Run { scenario, seed, out, threads, set, check_invariants, no_report, log } => {
             set_threads(threads);
             let sc = run::load(&scenario, &set)?;
             let seed = seed.unwrap_or(sc.seed);
             let dir = run::run_dir(&out, &sc, seed);
-            let result = run::run_into(&sc, &dir, &run::RunOptions { seed, check_invariants, progress: true })?;
+            let result = run::run_into(&sc, &dir, &run::RunOptions { seed, check_invariants, progress: true, log })?;
             if !no_report {
                 match roomsim_analysis::report::write_run_report(&dir) {
                     Ok(path) => eprintln!("  report: {}", path.display()),
@@ -156,6 +160,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn parse_log_mode(s: &str) -> Result<roomsim_engine::sim::log::LogMode, String> {
+    roomsim_engine::sim::log::LogMode::parse(s).ok_or_else(|| format!("--log {s}: expected full, digest or none"))
 }
 
 /// Sets the size of rayon's global pool (`--threads`); 0 = rayon's default.

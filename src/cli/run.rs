@@ -2,12 +2,10 @@
 
 use super::files::{read_text, write_atomic};
 use roomsim_engine::metrics::MetricRow;
-use roomsim_engine::protocol::room_version::RoomVersion;
 use roomsim_engine::scenario::{self, Scenario};
-use roomsim_engine::sim::federation::PduStore;
-use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::log::{LogMode, LogWriter};
 use roomsim_engine::sim::replay;
-use roomsim_engine::sim::world::{RunResult, World};
+use roomsim_engine::sim::world::RunResult;
 use serde_json::Value;
 use std::io::{BufWriter, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -36,6 +34,8 @@ pub struct RunOptions {
     pub seed: u64,
     pub check_invariants: bool,
     pub progress: bool,
+    /// What `log.jsonl` receives (`--log full|digest|none`).
+    pub log: LogMode,
 }
 
 /// Runs a scenario into `dir`; returns the result (summary etc.).
@@ -43,8 +43,8 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
     std::fs::create_dir_all(dir.join("rooms")).map_err(|e| format!("{}: {e}", dir.display()))?;
     let log_path = dir.join("log.jsonl");
     let log_file = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let log = LogWriter::new(Box::new(BufWriter::with_capacity(1 << 20, log_file)));
-    let mut world = World::new(scenario, options.seed, log);
+    let log = LogWriter::with_mode(Box::new(BufWriter::with_capacity(1 << 20, log_file)), options.log);
+    let mut world = roomsim_engine::metrics::instrumented_world(scenario, options.seed, log);
     let bar = progress_bar(options.progress, world.end_time());
     let interrupted = interrupt_flag();
     // The loop runs on a worker of rayon's pool, so that windows handled in parallel do not
@@ -89,6 +89,19 @@ fn interrupt_flag() -> Arc<std::sync::atomic::AtomicBool> {
         flag
     })
     .clone()
+}
+
+fn replay_bar(records: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(records);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} replay {pos}/{len} records [{bar:40}] {msg} {per_sec}")
+            .expect("static template"),
+    );
+    b.enable_steady_tick(std::time::Duration::from_millis(250));
+    Some(b)
 }
 
 fn progress_bar(enabled: bool, end_us: u64) -> Option<indicatif::ProgressBar> {
@@ -175,28 +188,6 @@ pub fn print_summary(dir: &Path, result: &RunResult) {
     eprintln!("  output: {}", dir.display());
 }
 
-/// Loads a run directory's PDU store (every `rooms/*.pdus.jsonl`).
-pub fn load_store(dir: &Path) -> Result<PduStore, String> {
-    let mut store = PduStore::new();
-    let rooms = dir.join("rooms");
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&rooms)
-        .map_err(|e| format!("{}: {e}", rooms.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".pdus.jsonl"))
-        .collect();
-    entries.sort();
-    for path in entries {
-        let text = read_text(&path)?;
-        let (version, lines) = roomsim_engine::protocol::verify::parse_lines(&text)
-            .map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.error))?;
-        let _: &RoomVersion = version;
-        for (_, p) in lines {
-            store.insert(p.event_id.clone(), Arc::new(p));
-        }
-    }
-    Ok(store)
-}
-
 /// `roomsim replay RUN_DIR`.
 pub fn replay_command(dir: &Path) -> Result<bool, String> {
     let summary: Value =
@@ -209,9 +200,26 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
     let text = read_text(&dir.join("scenario.toml"))?;
     let sc = scenario::parse_scenario(file_name, &text, &overrides).map_err(|e| e.to_string())?;
     let seed = summary["seed"].as_u64().ok_or("summary.json: seed")?;
-    let store = load_store(dir)?;
-    let log = read_text(&dir.join("log.jsonl"))?;
-    match replay::replay(&sc, seed, &log, &store) {
+    let log_path = dir.join("log.jsonl");
+    let file = std::fs::File::open(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    if summary["log_digest"].is_null() || file.metadata().map(|m| m.len() == 0).unwrap_or(true) {
+        return Err(format!(
+            "{}: the run kept no log (it ran with --log digest or none): there is nothing to replay",
+            log_path.display()
+        ));
+    }
+    let records = summary["log_records"].as_u64().unwrap_or(0);
+    let bar = replay_bar(records);
+    let result = replay::replay(&sc, seed, std::io::BufReader::with_capacity(1 << 20, file), |p| {
+        if let Some(b) = &bar {
+            b.set_position(p.records);
+            b.set_message(format!("simulated {} ms", p.sim_time_us / 1000));
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    match result {
         Err(d) => {
             eprintln!(
                 "replay diverged at log record {} on server {}:\n  logged:   {}\n  replayed: {}",
@@ -238,7 +246,7 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
                 }
             }
             if ok {
-                eprintln!("replay: {} log records re-applied; every server made the same decisions and reached the same final state", log.lines().count());
+                eprintln!("replay: {records} log records re-applied; every server made the same decisions and sends and reached the same final state");
             }
             Ok(ok)
         }

@@ -1,67 +1,178 @@
-//! The append-only simulation log (`log.jsonl`): one JSON object per line, keys sorted, with a
-//! sequence number and the simulated time. Everything that happened is in it; replay rebuilds
-//! the servers from its input records.
+//! The append-only simulation log (`log.jsonl`): one JSON object per line, the serde form of a
+//! [`SimEvent`] plus `t_us` and the node it concerns (`server`). A record's sequence number is
+//! its line number counted from 0. Everything that happened is in it; replay rebuilds the
+//! servers from its input records and compares their outputs with the rest.
+//!
+//! [`LogMode`]: `full` writes and hashes every line, `digest` only hashes (for sweeps: the
+//! digest still proves two runs equal), `none` does neither.
 
+use super::event::{LogLine, Seq, SimEvent};
 use super::time::SimTime;
-use serde_json::{Map, Value};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{BufRead, Write};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogMode {
+    #[default]
+    Full,
+    Digest,
+    None,
+}
+
+impl LogMode {
+    pub fn parse(s: &str) -> Option<LogMode> {
+        match s {
+            "full" => Some(LogMode::Full),
+            "digest" => Some(LogMode::Digest),
+            "none" => Some(LogMode::None),
+            _ => None,
+        }
+    }
+}
 
 pub struct LogWriter {
     out: Box<dyn Write + Send>,
+    mode: LogMode,
     hasher: Sha256,
-    seq: u64,
+    seq: Seq,
+    line: Vec<u8>,
     error: Option<String>,
 }
 
 impl LogWriter {
     pub fn new(out: Box<dyn Write + Send>) -> LogWriter {
-        LogWriter { out, hasher: Sha256::new(), seq: 0, error: None }
+        LogWriter::with_mode(out, LogMode::Full)
+    }
+
+    pub fn with_mode(out: Box<dyn Write + Send>, mode: LogMode) -> LogWriter {
+        LogWriter { out, mode, hasher: Sha256::new(), seq: 0, line: Vec::with_capacity(512), error: None }
     }
 
     /// A log that is only hashed (for sweeps and tests that do not keep the log).
     pub fn sink() -> LogWriter {
-        LogWriter::new(Box::new(std::io::sink()))
+        LogWriter::with_mode(Box::new(std::io::sink()), LogMode::Digest)
     }
 
-    /// Appends one record: `body` (an object) plus `seq`, `t_us` and `server`.
-    pub fn append(&mut self, t: SimTime, server: Option<&str>, body: Value) {
-        let mut map = match body {
-            Value::Object(m) => m,
-            other => {
-                let mut m = Map::new();
-                m.insert("value".into(), other);
-                m
-            }
-        };
-        map.insert("seq".into(), Value::from(self.seq));
-        map.insert("t_us".into(), Value::from(t));
-        if let Some(s) = server {
-            map.insert("server".into(), Value::from(s));
-        }
+    /// A log that is neither written nor hashed.
+    pub fn none() -> LogWriter {
+        LogWriter::with_mode(Box::new(std::io::sink()), LogMode::None)
+    }
+
+    pub fn mode(&self) -> LogMode {
+        self.mode
+    }
+
+    /// Appends one event; returns its sequence number.
+    pub fn append(&mut self, t: SimTime, server: Option<&str>, event: &SimEvent) -> Seq {
+        self.append_any(t, server, event)
+    }
+
+    /// Appends any value whose serde form is a map tagged with `kind` (a borrowed view of a
+    /// [`SimEvent`], written without cloning what it refers to).
+    pub fn append_any<T: Serialize>(&mut self, t: SimTime, server: Option<&str>, event: &T) -> Seq {
+        let seq = self.seq;
         self.seq += 1;
-        let mut line = serde_json::to_vec(&map).expect("serialising a JSON map cannot fail");
-        line.push(b'\n');
-        self.hasher.update(&line);
-        if self.error.is_none() {
-            if let Err(e) = self.out.write_all(&line) {
+        if self.mode == LogMode::None {
+            return seq;
+        }
+        self.line.clear();
+        let _ = write!(self.line, "{{\"t_us\":{t},");
+        if let Some(s) = server {
+            self.line.extend_from_slice(b"\"server\":");
+            serde_json::to_writer(&mut self.line, s).expect("a string serialises");
+            self.line.push(b',');
+        }
+        let start = self.line.len();
+        serde_json::to_writer(&mut self.line, event).expect("simulation events serialise");
+        debug_assert_eq!(self.line.get(start), Some(&b'{'), "events serialise as maps");
+        // Splice the event's map into the line's: drop its opening brace.
+        self.line.remove(start);
+        self.line.push(b'\n');
+        self.hasher.update(&self.line);
+        if self.mode == LogMode::Full && self.error.is_none() {
+            if let Err(e) = self.out.write_all(&self.line) {
                 self.error = Some(e.to_string());
             }
         }
+        seq
     }
 
     pub fn records(&self) -> u64 {
         self.seq
     }
 
-    /// Flushes and returns the sha256 of everything written (hex).
-    pub fn finish(&mut self) -> Result<String, String> {
+    /// Flushes and returns the sha256 of everything written (hex), `None` when not hashed.
+    pub fn finish(&mut self) -> Result<Option<String>, String> {
         if let Err(e) = self.out.flush() {
             self.error.get_or_insert(e.to_string());
         }
         if let Some(e) = &self.error {
             return Err(format!("writing the log failed: {e}"));
         }
-        Ok(self.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect())
+        if self.mode == LogMode::None {
+            return Ok(None);
+        }
+        Ok(Some(self.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect()))
     }
+}
+
+/// Reads a log line by line without holding it in memory. Each item is `(seq, line)`; a line
+/// that does not parse is an error naming its line number. PDU references in messages resolve
+/// against the PDU records read so far on this thread (see [`super::event::pdu_ref`]).
+pub struct LogReader<R: BufRead> {
+    input: R,
+    seq: Seq,
+    buf: String,
+}
+
+impl<R: BufRead> LogReader<R> {
+    pub fn new(input: R) -> LogReader<R> {
+        super::event::pdu_ref::reset();
+        LogReader { input, seq: 0, buf: String::new() }
+    }
+}
+
+impl<R: BufRead> Iterator for LogReader<R> {
+    type Item = Result<(Seq, LogLine), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.buf.clear();
+        match self.input.read_line(&mut self.buf) {
+            Ok(0) => None,
+            Err(e) => Some(Err(format!("log line {}: {e}", self.seq + 1))),
+            Ok(_) => {
+                let seq = self.seq;
+                self.seq += 1;
+                let line: LogLine = match serde_json::from_str(self.buf.trim_end()) {
+                    Ok(l) => l,
+                    Err(e) => return Some(Err(format!("log line {} (record {seq}): {e}", seq + 1))),
+                };
+                if let SimEvent::Pdu { event_id, room_version, pdu } = &line.event {
+                    if let Err(e) = register_pdu(event_id, room_version, pdu) {
+                        return Some(Err(format!("log line {} (record {seq}): {e}", seq + 1)));
+                    }
+                }
+                Some(Ok((seq, line)))
+            }
+        }
+    }
+}
+
+fn register_pdu(event_id: &str, room_version: &str, pdu: &super::event::PduJson) -> Result<(), String> {
+    use super::event::PduJson;
+    let version = crate::protocol::room_version::RoomVersion::by_id(room_version)
+        .ok_or_else(|| format!("PDU {event_id}: unknown room version {room_version:?}"))?;
+    let parsed = match pdu {
+        PduJson::Shared(p) => p.clone(),
+        PduJson::Read(map) => std::sync::Arc::new(
+            crate::protocol::pdu::Pdu::from_object(map.clone(), version)
+                .map_err(|e| format!("PDU {event_id}: {e}"))?,
+        ),
+    };
+    if parsed.event_id != event_id {
+        return Err(format!("PDU record {event_id} hashes to {}", parsed.event_id));
+    }
+    super::event::pdu_ref::register(parsed);
+    Ok(())
 }

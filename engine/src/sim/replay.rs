@@ -1,13 +1,19 @@
-//! Replay: rebuild every server from the log's input records and check that each produces the
-//! same decisions (the logged output records) and reaches the same final state. Servers are
-//! independent state machines, so each one is replayed on its own, from its own inputs.
+//! Replay: rebuild every node from the log's input records and check that each produces the
+//! same outputs — every decision and record, and every message it sends — and reaches the same
+//! final state. The log is streamed: memory is the nodes, the PDUs and the messages still in
+//! flight, never the log itself.
 
-use super::federation::PduStore;
-use super::log::LogWriter;
-use super::world::{input_from_record, World};
-use crate::scenario::Scenario;
+use super::event::{LoggedInput, Seq, SimEvent};
+use super::federation::{Message, ServerIdx};
+use super::log::LogReader;
+use super::node::Node;
+use super::rng::RngStreams;
+use super::server::{Input, Output};
+use super::world::build_nodes;
+use crate::scenario::{ActionKind, Scenario};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::BufRead;
 
 /// The first place a replay departs from the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,83 +24,120 @@ pub struct Divergence {
     pub got: Value,
 }
 
-/// Record kinds the world writes on a server's behalf (network outcomes): not server outputs.
-const WORLD_KINDS: [&str; 2] = ["send_dropped", "dropped"];
+/// How far a replay got (for progress displays).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayProgress {
+    pub records: u64,
+    pub sim_time_us: u64,
+}
 
-/// Replays `log_lines`; returns the final state digests per room ID and server.
-pub fn replay(
+/// An output a replayed node produced, in the comparable form of its log record.
+fn comparable_output(o: &Output) -> Option<String> {
+    match o {
+        Output::Event(ev) => Some(serde_json::to_string(ev).expect("events serialise")),
+        Output::Send { to, message, .. } => Some(send_key(*to, message)),
+        Output::SetTimer { .. } | Output::Created { .. } => None,
+    }
+}
+
+fn send_key(to: ServerIdx, message: &Message) -> String {
+    serde_json::to_string(&serde_json::json!({"send_to": to, "message": message})).expect("messages serialise")
+}
+
+fn comparable_record(ev: &SimEvent) -> String {
+    match ev {
+        SimEvent::Send { to, message, .. } => send_key(*to, message),
+        other => serde_json::to_string(other).expect("events serialise"),
+    }
+}
+
+fn parse(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or(Value::String(s.to_owned()))
+}
+
+/// Replays the log read from `log`; returns the final state digests per room ID and server.
+/// `progress` is called every 65 536 records.
+pub fn replay<R: BufRead>(
     scenario: &Scenario,
     seed: u64,
-    log_lines: &str,
-    store: &PduStore,
+    log: R,
+    mut progress: impl FnMut(ReplayProgress),
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, Box<Divergence>> {
-    let mut world = World::new(scenario, seed, LogWriter::sink());
-    let mut per_server: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (n, line) in log_lines.lines().enumerate() {
-        let rec: Value = serde_json::from_str(line).map_err(|e| bad(n, format!("unreadable log line: {e}")))?;
-        let Some(server) = rec.get("server").and_then(Value::as_str) else { continue };
-        if WORLD_KINDS.contains(&rec["kind"].as_str().unwrap_or("")) {
-            continue;
+    let (mut nodes, directory) = build_nodes(scenario, &RngStreams::new(seed));
+    // Messages sent and not yet delivered: the log line of their send → message, copies left.
+    let mut in_flight: HashMap<Seq, (Message, usize)> = HashMap::new();
+    // Per node: outputs the replayed node produced that the log has not shown yet.
+    let mut pending: Vec<VecDeque<String>> = vec![VecDeque::new(); nodes.len()];
+    let mut last_seq = 0;
+    for item in LogReader::new(log) {
+        let (seq, line) = item.map_err(|e| bad(0, e))?;
+        last_seq = seq;
+        if seq % 65_536 == 0 {
+            progress(ReplayProgress { records: seq, sim_time_us: line.t_us });
         }
-        per_server.entry(server.to_owned()).or_default().push(rec);
-    }
-    for server in world.servers.iter_mut() {
-        let Some(records) = per_server.remove(&server.name) else { continue };
-        let mut expected: Vec<&Value> = Vec::new();
-        let mut i = 0;
-        while i < records.len() {
-            let rec = &records[i];
-            let input = input_from_record(rec, store, scenario).map_err(|e| bad(seq_of(rec) as usize, e))?;
-            let Some(input) = input else {
-                return Err(Box::new(Divergence {
-                    server: server.name.clone(),
-                    seq: seq_of(rec),
-                    expected: rec.clone(),
-                    got: Value::String("an output the replayed server did not produce".into()),
-                }));
-            };
-            let t = rec["t_us"].as_u64().unwrap_or(0);
-            let outputs = server.handle(input, t);
-            expected.clear();
-            i += 1;
-            while i < records.len() && input_from_record(&records[i], store, scenario).ok().flatten().is_none() {
-                expected.push(&records[i]);
-                i += 1;
-            }
-            let got: Vec<Value> = outputs
-                .into_iter()
-                .filter_map(|o| match o {
-                    super::server::Output::Record(v) => Some(v),
-                    _ => None,
-                })
-                .collect();
-            for (k, want) in expected.iter().enumerate() {
-                let mut want_body = (*want).clone();
-                for key in ["seq", "t_us", "server"] {
-                    want_body.as_object_mut().map(|m| m.remove(key));
-                }
-                let g = got.get(k).cloned().unwrap_or(Value::Null);
-                if g != want_body {
+        let node = match line.server.as_deref() {
+            Some(name) => Some(directory.node(name).ok_or_else(|| bad(seq, format!("unknown node {name}")))?),
+            None => None,
+        };
+        match line.event {
+            SimEvent::Input(logged) => {
+                let k = node.ok_or_else(|| bad(seq, "an input record without a node".into()))?;
+                if let Some(extra) = pending[k as usize].pop_front() {
                     return Err(Box::new(Divergence {
-                        server: server.name.clone(),
-                        seq: seq_of(want),
-                        expected: want_body,
-                        got: g,
+                        server: directory.names[k as usize].clone(),
+                        seq,
+                        expected: Value::String("(no further output before this input)".into()),
+                        got: parse(&extra),
                     }));
                 }
+                let input = to_input(logged, &mut in_flight, scenario).map_err(|e| bad(seq, e))?;
+                let outputs = nodes[k as usize].handle(input, line.t_us);
+                pending[k as usize].extend(outputs.iter().filter_map(comparable_output));
             }
-            if got.len() > expected.len() {
-                return Err(Box::new(Divergence {
-                    server: server.name.clone(),
-                    seq: seq_of(&records[i - 1]),
-                    expected: Value::Null,
-                    got: got[expected.len()].clone(),
-                }));
+            SimEvent::Blocked { input: LoggedInput::Deliver { msg, .. }, .. } => {
+                take_message(&mut in_flight, msg);
             }
+            SimEvent::MiddleboxAnswer { message, .. } => {
+                in_flight.insert(seq, (message, 1));
+            }
+            ev if ev.is_node_output() => {
+                let k = node.ok_or_else(|| bad(seq, "a node output without a node".into()))?;
+                let want = comparable_record(&ev);
+                if let SimEvent::Send { message, deliver_at, .. } = ev {
+                    if !deliver_at.is_empty() {
+                        in_flight.insert(seq, (message, deliver_at.len()));
+                    }
+                }
+                match pending[k as usize].pop_front() {
+                    Some(got) if got == want => {}
+                    got => {
+                        return Err(Box::new(Divergence {
+                            server: directory.names[k as usize].clone(),
+                            seq,
+                            expected: parse(&want),
+                            got: got.map(|g| parse(&g)).unwrap_or(Value::String(
+                                "nothing: the replayed server did not produce this output".into(),
+                            )),
+                        }));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (k, p) in pending.iter_mut().enumerate() {
+        if let Some(extra) = p.pop_front() {
+            return Err(Box::new(Divergence {
+                server: directory.names[k].clone(),
+                seq: last_seq,
+                expected: Value::String("(end of log)".into()),
+                got: parse(&extra),
+            }));
         }
     }
     let mut digests: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for s in world.servers.iter_mut() {
+    for node in nodes.iter_mut() {
+        let Node::Homeserver(s) = node;
         let name = s.name.clone();
         for (room_id, r) in s.rooms.iter_mut() {
             digests.entry(room_id.clone()).or_default().insert(name.clone(), r.current_digest());
@@ -103,10 +146,40 @@ pub fn replay(
     Ok(digests)
 }
 
-fn seq_of(v: &Value) -> u64 {
-    v["seq"].as_u64().unwrap_or(0)
+fn take_message(in_flight: &mut HashMap<Seq, (Message, usize)>, msg: Seq) -> Option<Message> {
+    let entry = in_flight.get_mut(&msg)?;
+    entry.1 -= 1;
+    if entry.1 == 0 {
+        in_flight.remove(&msg).map(|(m, _)| m)
+    } else {
+        Some(entry.0.clone())
+    }
 }
 
-fn bad(n: usize, why: String) -> Box<Divergence> {
-    Box::new(Divergence { server: String::new(), seq: n as u64, expected: Value::Null, got: Value::String(why) })
+fn to_input(
+    logged: LoggedInput,
+    in_flight: &mut HashMap<Seq, (Message, usize)>,
+    scenario: &Scenario,
+) -> Result<Input, String> {
+    Ok(match logged {
+        LoggedInput::Deliver { from, msg } => {
+            let message =
+                take_message(in_flight, msg).ok_or_else(|| format!("delivery of record {msg}, which sent nothing"))?;
+            Input::Deliver { from, message }
+        }
+        LoggedInput::Timer { timer } => Input::Timer(timer),
+        LoggedInput::Action(mut a) => {
+            if a.kind == ActionKind::CreateRoom {
+                a.create = scenario.room(&a.room_name).cloned();
+            }
+            Input::Action(a)
+        }
+        LoggedInput::Crash => Input::Crash,
+        LoggedInput::Restart => Input::Restart,
+        LoggedInput::ClockSkew { skew_us } => Input::SetClockSkew { skew_us },
+    })
+}
+
+fn bad(seq: u64, why: String) -> Box<Divergence> {
+    Box::new(Divergence { server: String::new(), seq, expected: Value::Null, got: Value::String(why) })
 }

@@ -1,54 +1,54 @@
 //! Client actions: what a user asks its server to do, turned into signed PDUs. A server refuses
 //! (as the client-server API would, with 403) an action its current state does not authorise.
 
-use super::{room_id_of, ClientAction, Output, Purpose, RoomReplica, Server};
+use super::{room_id_of, ClientAction, Output, RoomReplica, Server};
 use crate::protocol::auth;
 use crate::protocol::crypto;
-use crate::protocol::pdu::{Membership, Pdu, TypedContent};
+use crate::protocol::pdu::Pdu;
 use crate::protocol::room_version::{self, RoomVersion};
 use crate::scenario::{ActionKind, Byzantine, RoomSpec, RoomVersionId};
-use crate::sim::federation::{JoinTemplate, Outcome, Request, Response, ServerIdx};
+use crate::sim::event::SimEvent;
 use crate::sim::time::{origin_server_ts, SimTime};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// Fields of a new event, before prev/auth selection.
-struct Draft {
-    event_type: &'static str,
-    state_key: Option<String>,
-    sender: String,
-    content: Value,
-}
-
-pub(super) fn version_of(id: RoomVersionId) -> &'static RoomVersion {
-    match id {
-        RoomVersionId::V11 => &room_version::V11,
-        RoomVersionId::V12 => &room_version::V12,
-    }
+pub(crate) struct Draft {
+    pub(crate) event_type: &'static str,
+    pub(crate) state_key: Option<String>,
+    pub(crate) sender: String,
+    pub(crate) content: Value,
 }
 
 impl Server {
-    pub(super) fn on_action(&mut self, a: ClientAction, now: SimTime, out: &mut Vec<Output>) {
+    pub(crate) fn on_action(&mut self, a: ClientAction, now: SimTime, out: &mut Vec<Output>) {
         let result = match a.kind {
             ActionKind::CreateRoom => self.create_room(&a, now, out),
             ActionKind::Join => self.join(&a, now, out),
             ActionKind::Invite => self.invite(&a, now, out),
             _ => self.simple_action(&a, now, out),
         };
-        let mut rec = json!({"kind": "action", "action": a.kind.as_str(), "user": a.user, "room": a.room_name});
-        if let Some(t) = &a.target {
-            rec["target"] = json!(t);
-        }
-        match result {
-            Ok(Some(event_id)) => rec["event"] = json!(event_id),
-            Ok(None) => rec["pending"] = json!(true),
-            Err(why) => rec["refused"] = json!(why),
-        }
-        out.push(Output::Record(rec));
+        let (event, pending, refused) = match result {
+            Ok(Some(event_id)) => (Some(event_id), false, None),
+            Ok(None) => (None, true, None),
+            Err(why) => (None, false, Some(why)),
+        };
+        self.record(
+            out,
+            SimEvent::Action {
+                action: a.kind.as_str().to_owned(),
+                user: a.user.clone(),
+                room: a.room_name.clone(),
+                target: a.target.clone(),
+                event,
+                pending,
+                refused,
+            },
+        );
     }
 
-    fn create_room(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
+    pub(crate) fn create_room(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
         let spec = a.create.as_ref().ok_or("create_room without a room specification")?;
         let version = version_of(spec.version);
         let creator = spec.creator.clone();
@@ -114,52 +114,8 @@ impl Server {
         Ok(Some(room_id))
     }
 
-    fn join(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
-        let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
-        if self.has_joined_user(&room_id) {
-            let d = Draft {
-                event_type: "m.room.member",
-                state_key: Some(a.user.clone()),
-                sender: a.user.clone(),
-                content: json!({"membership": "join"}),
-            };
-            return self.create_and_send(&room_id, d, now, out).map(Some);
-        }
-        // Remote join: make_join / send_join through a resident server.
-        let via = self
-            .invites
-            .get(&room_id)
-            .copied()
-            .or(a.via)
-            .filter(|v| *v != self.index)
-            .ok_or("no resident server to join through")?;
-        let body = Request::MakeJoin { room_id: room_id.clone(), user_id: a.user.clone() };
-        self.send_request(via, body, Purpose::MakeJoin { user: a.user.clone(), room_id }, now, out);
-        Ok(None)
-    }
-
-    fn invite(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
-        let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
-        let target = a.target.clone().ok_or("invite without a target")?;
-        let d = Draft {
-            event_type: "m.room.member",
-            state_key: Some(target.clone()),
-            sender: a.user.clone(),
-            content: json!({"membership": "invite"}),
-        };
-        let target_server = self.directory.server_of_user(&target).ok_or("target's server is unknown")?;
-        if target_server == self.index {
-            return self.create_and_send(&room_id, d, now, out).map(Some);
-        }
-        // The invitee's server co-signs first (PUT /invite), then the event enters the room.
-        let pdu = self.build_checked(&room_id, d, now)?;
-        let id = pdu.event_id.clone();
-        self.send_request(target_server, Request::Invite { pdu }, Purpose::Invite { room_id }, now, out);
-        Ok(Some(id))
-    }
-
     /// Leave, kick, ban, unban, message, topic, power, join rule, redact.
-    fn simple_action(
+    pub(crate) fn simple_action(
         &mut self,
         a: &ClientAction,
         now: SimTime,
@@ -232,7 +188,7 @@ impl Server {
     }
 
     /// Builds, checks against the current state, stores and sends a new event.
-    fn create_and_send(
+    pub(crate) fn create_and_send(
         &mut self,
         room_id: &str,
         d: Draft,
@@ -247,7 +203,7 @@ impl Server {
     }
 
     /// Stores an event this server made (or co-signed) and reports it to the world's store.
-    fn commit_local(&mut self, room_id: &str, pdu: Arc<Pdu>, _now: SimTime, out: &mut Vec<Output>) {
+    pub(crate) fn commit_local(&mut self, room_id: &str, pdu: Arc<Pdu>, _now: SimTime, out: &mut Vec<Output>) {
         out.push(Output::Created { room_id: room_id.to_owned(), pdu: pdu.clone() });
         let room = self.rooms.get_mut(room_id).expect("caller holds the room");
         if room.has(&pdu.event_id) {
@@ -257,54 +213,8 @@ impl Server {
         self.drain_pending(room_id, out);
     }
 
-    /// Sends a new event to the room, applying this server's byzantine behaviour if any.
-    fn send_with_behaviour(&mut self, room_id: &str, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
-        let misbehave = self.config.byzantine != Byzantine::None
-            && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0));
-        if !misbehave {
-            self.broadcast(room_id, pdu, None, now, out);
-            return;
-        }
-        match self.config.byzantine {
-            Byzantine::Withhold => {
-                out.push(Output::Record(json!({"kind": "byzantine", "behaviour": "withhold", "event": pdu.event_id})))
-            }
-            Byzantine::Equivocate => self.equivocate(room_id, pdu, now, out),
-            Byzantine::BadSignatures | Byzantine::None => self.broadcast(room_id, pdu, None, now, out),
-        }
-    }
-
-    /// Sends `pdu` to half the destinations and a conflicting twin (same prev events, other
-    /// content) to the other half.
-    fn equivocate(&mut self, room_id: &str, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
-        let version = self.rooms[room_id].version;
-        let mut content = Value::Object(content_of(&pdu));
-        content["org.roomsim.fork"] = json!(1);
-        let twin = self.resign_with_content(&pdu, content, version);
-        out.push(Output::Record(
-            json!({"kind": "byzantine", "behaviour": "equivocate", "event": pdu.event_id, "twin": twin.event_id}),
-        ));
-        out.push(Output::Created { room_id: room_id.to_owned(), pdu: twin.clone() });
-        let dests = self.destinations(room_id, &pdu);
-        for (i, d) in dests.into_iter().enumerate() {
-            let which = if i % 2 == 0 { pdu.clone() } else { twin.clone() };
-            self.outbound.enqueue(d, which);
-            self.send_next_transaction(d, now, out);
-        }
-    }
-
-    fn resign_with_content(&self, pdu: &Pdu, content: Value, version: &RoomVersion) -> Arc<Pdu> {
-        let mut map = pdu.json.clone();
-        map.insert("content".into(), content);
-        map.remove("signatures");
-        map.remove("hashes");
-        crypto::set_content_hash(&mut map);
-        crypto::sign_event(&mut map, version, &self.key);
-        Arc::new(Pdu::from_object(map, version).expect("re-signed event is well-formed"))
-    }
-
     /// Builds a new event on the current state and checks it would be authorised there.
-    fn build_checked(&mut self, room_id: &str, d: Draft, now: SimTime) -> Result<Arc<Pdu>, String> {
+    pub(crate) fn build_checked(&mut self, room_id: &str, d: Draft, now: SimTime) -> Result<Arc<Pdu>, String> {
         let room = self.rooms.get(room_id).ok_or("this server is not in the room")?;
         let version = room.version;
         let prev = room.prev_events_for_new(10);
@@ -323,7 +233,7 @@ impl Server {
 
     /// Builds and signs a PDU (bad signatures if this server is byzantine that way).
     #[allow(clippy::too_many_arguments)]
-    fn sign_new(
+    pub(crate) fn sign_new(
         &mut self,
         version: &RoomVersion,
         room_id: Option<&str>,
@@ -356,142 +266,20 @@ impl Server {
         }
         Arc::new(Pdu::from_object(map, version).expect("a PDU the server built is well-formed"))
     }
+}
 
-    // ---- answers to other servers -------------------------------------------------------
-
-    pub(super) fn answer_make_join(&mut self, room_id: &str, user_id: &str, now: SimTime) -> Outcome {
-        if !self.has_joined_user(room_id) {
-            return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
-        }
-        let d = Draft {
-            event_type: "m.room.member",
-            state_key: Some(user_id.to_owned()),
-            sender: user_id.to_owned(),
-            content: json!({"membership": "join"}),
-        };
-        match self.build_checked(room_id, d, now) {
-            Ok(template) => Outcome::Ok(Response::MakeJoin(JoinTemplate {
-                room_id: room_id.to_owned(),
-                room_version: self.rooms[room_id].version.id.to_owned(),
-                prev_events: template.prev_events.clone(),
-                auth_events: template.auth_events.clone(),
-                depth: template.depth,
-            })),
-            Err(_) => Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() },
-        }
-    }
-
-    pub(super) fn on_join_template(
-        &mut self,
-        user: String,
-        room_id: String,
-        t: JoinTemplate,
-        via: ServerIdx,
-        now: SimTime,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(version) = room_version::RoomVersion::by_id(&t.room_version) else { return };
-        let d = Draft {
-            event_type: "m.room.member",
-            state_key: Some(user.clone()),
-            sender: user.clone(),
-            content: json!({"membership": "join"}),
-        };
-        let pdu = self.sign_new(version, Some(&room_id), d, t.prev_events, t.auth_events, t.depth, now);
-        out.push(Output::Created { room_id: room_id.clone(), pdu: pdu.clone() });
-        self.send_request(via, Request::SendJoin { pdu }, Purpose::SendJoin { user, room_id }, now, out);
-    }
-
-    pub(super) fn answer_send_join(
-        &mut self,
-        pdu: Arc<Pdu>,
-        from: ServerIdx,
-        now: SimTime,
-        out: &mut Vec<Output>,
-    ) -> Outcome {
-        let room_id = room_id_of(&pdu);
-        if !self.rooms.contains_key(&room_id) {
-            return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
-        }
-        self.receive_pdu(pdu.clone(), from, now, out);
-        let room = &self.rooms[&room_id];
-        let accepted = room.dag.index_of(&pdu.event_id).is_some_and(|i| !room.dag.event(i).is_rejected());
-        if !accepted {
-            return Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() };
-        }
-        self.broadcast(&room_id, pdu, Some(from), now, out);
-        let room = &self.rooms[&room_id];
-        let history: Vec<Arc<Pdu>> = room.dag.events().map(|(_, e)| e.pdu.clone()).collect();
-        Outcome::Ok(Response::Events { pdus: history })
-    }
-
-    pub(super) fn on_joined(
-        &mut self,
-        user: String,
-        room_id: String,
-        pdus: Vec<Arc<Pdu>>,
-        via: ServerIdx,
-        now: SimTime,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(create) = pdus.iter().find(|p| p.prev_events.is_empty() && p.event_type == "m.room.create") else {
-            return;
-        };
-        let version = match &create.content {
-            TypedContent::Create(c) => c.room_version.as_deref().and_then(RoomVersion::by_id),
-            _ => None,
-        };
-        let Some(version) = version else { return };
-        self.rooms.entry(room_id.clone()).or_insert_with(|| RoomReplica::new(room_id.clone(), version));
-        for p in pdus {
-            self.receive_pdu(p, via, now, out);
-        }
-        out.push(Output::Record(json!({"kind": "joined", "user": user, "room": room_id})));
-    }
-
-    pub(super) fn answer_invite(&mut self, pdu: Arc<Pdu>, from: ServerIdx, out: &mut Vec<Output>) -> Outcome {
-        let target = pdu.state_key.clone().unwrap_or_default();
-        let ours = self.directory.server_of_user(&target) == Some(self.index);
-        if !ours
-            || pdu.membership() != Some(Membership::Invite)
-            || self.directory.server_of_user(&pdu.sender) != Some(from)
-        {
-            return Outcome::Error { status: 400, errcode: "M_INVALID_PARAM".into() };
-        }
-        let version = self.rooms.get(&room_id_of(&pdu)).map(|r| r.version).unwrap_or(&room_version::V11);
-        let version = guess_version(&pdu).unwrap_or(version);
-        let mut map = pdu.json.clone();
-        crypto::sign_event(&mut map, version, &self.key);
-        let Ok(signed) = Pdu::from_object(map, version) else {
-            return Outcome::Error { status: 400, errcode: "M_BAD_JSON".into() };
-        };
-        let signed = Arc::new(signed);
-        let room_id = room_id_of(&signed);
-        self.invites.insert(room_id.clone(), from);
-        out.push(Output::Created { room_id, pdu: signed.clone() });
-        Outcome::Ok(Response::Invite { pdu: signed })
-    }
-
-    pub(super) fn on_invite_signed(&mut self, room_id: String, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
-        if !self.rooms.contains_key(&room_id) {
-            return;
-        }
-        self.commit_local(&room_id, pdu.clone(), now, out);
-        self.send_with_behaviour(&room_id, pdu, now, out);
+pub(crate) fn version_of(id: RoomVersionId) -> &'static RoomVersion {
+    match id {
+        RoomVersionId::V11 => &room_version::V11,
+        RoomVersionId::V12 => &room_version::V12,
     }
 }
 
-/// v12 room IDs are hashes (no `:`); v11 ones carry a server name.
-fn guess_version(pdu: &Pdu) -> Option<&'static RoomVersion> {
-    let room_id = pdu.room_id.as_deref()?;
-    Some(if room_id.contains(':') { &room_version::V11 } else { &room_version::V12 })
-}
-
-fn content_of(pdu: &Pdu) -> Map<String, Value> {
+pub(crate) fn content_of(pdu: &Pdu) -> Map<String, Value> {
     pdu.json.get("content").and_then(Value::as_object).cloned().unwrap_or_default()
 }
 
-fn latest_message_by(room: &RoomReplica, user: &str) -> Option<String> {
+pub(crate) fn latest_message_by(room: &RoomReplica, user: &str) -> Option<String> {
     room.dag
         .events()
         .filter(|(_, e)| e.pdu.sender == user && e.pdu.event_type == "m.room.message" && !e.is_rejected())
@@ -500,7 +288,7 @@ fn latest_message_by(room: &RoomReplica, user: &str) -> Option<String> {
 }
 
 /// `auth-rules.md` §1: the auth events of a draft, from the current state.
-fn select_auth_events(room: &RoomReplica, version: &RoomVersion, d: &Draft) -> Result<Vec<String>, String> {
+pub(crate) fn select_auth_events(room: &RoomReplica, version: &RoomVersion, d: &Draft) -> Result<Vec<String>, String> {
     // The selection depends only on type, sender, state_key and membership content; build a
     // throw-away PDU shell to reuse the one implementation of the auth types.
     let mut shell = Map::new();
@@ -535,7 +323,7 @@ fn select_auth_events(room: &RoomReplica, version: &RoomVersion, d: &Draft) -> R
 
 /// The first power levels of a room: the creator at 100 (v11) or implied (v12), the
 /// scenario's overrides merged in; v12 gives `m.room.tombstone` 150 by convention.
-fn default_power_levels(spec: &RoomSpec, version: &RoomVersion) -> Value {
+pub(crate) fn default_power_levels(spec: &RoomSpec, version: &RoomVersion) -> Value {
     let o = &spec.power_levels;
     let mut users = serde_json::Map::new();
     if !version.privileged_creators {

@@ -2,24 +2,29 @@
 //! (messages to send, timers to set, log records); the world owns time and delivery, the server
 //! never sleeps or spawns.
 
-mod actions;
-mod outbound;
+pub(crate) mod actions;
+mod byzantine;
+mod membership;
+pub mod outbound;
+mod receipt;
+pub(crate) mod requests;
 pub mod room;
+pub mod routing;
 
 pub use room::{Decision, RoomReplica};
 
+use super::event::SimEvent;
 use super::federation::{Message, Outcome, Request, RequestId, Response, ServerIdx};
 use super::time::SimTime;
-use crate::protocol::crypto::{self, KeyPair};
-use crate::protocol::ids;
+use crate::protocol::crypto::KeyPair;
 use crate::protocol::pdu::Pdu;
-use crate::protocol::redaction;
 use crate::scenario::{ActionKind, Byzantine, JoinRule, RoomSpec, ServerSpec, SignatureMode};
 use ed25519_dalek::VerifyingKey;
 use outbound::Outbound;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashSet};
+use requests::{PendingRequest, Purpose};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The key ID every simulated server signs with.
@@ -39,8 +44,15 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn server_of_user(&self, user_id: &str) -> Option<ServerIdx> {
-        ids::domain_of(user_id).and_then(|d| self.index.get(d).copied())
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<ServerIdx> {
+        self.index.get(name).copied()
+    }
+
+    /// The home server of a user by the default routing rule (the domain of the user ID): where
+    /// the user's client actions are handled.
+    pub fn home_of(&self, user_id: &str) -> Option<ServerIdx> {
+        routing::default_server_of(user_id).and_then(|d| self.node(d))
     }
 }
 
@@ -62,7 +74,8 @@ pub enum Input {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "timer", rename_all = "snake_case")]
 pub enum Timer {
     RequestTimeout {
         id: RequestId,
@@ -77,18 +90,21 @@ pub enum Timer {
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientAction {
     pub user: String,
     pub room_name: String,
     /// Filled in by the world once the room exists.
     pub room_id: Option<String>,
+    #[serde(rename = "action")]
     pub kind: ActionKind,
     pub target: Option<String>,
     pub level: Option<i64>,
     pub join_rule: Option<JoinRule>,
     pub text: Option<String>,
-    /// For `create_room`: the room's specification.
+    /// For `create_room`: the room's specification (not logged: replay takes it from the
+    /// scenario by room name).
+    #[serde(skip)]
     pub create: Option<RoomSpec>,
     /// For remote joins: a server believed to be in the room.
     pub via: Option<ServerIdx>,
@@ -107,8 +123,8 @@ pub enum Output {
         at: SimTime,
         timer: Timer,
     },
-    /// A log record (decisions, refusals, joins …).
-    Record(Value),
+    /// What happened (decisions, refusals, joins …): logged and shown to observers.
+    Event(SimEvent),
     /// A PDU this server created or co-signed (the world keeps the union store).
     Created {
         room_id: String,
@@ -144,42 +160,24 @@ impl ServerConfig {
     }
 }
 
-/// Why a request was sent, so that its answer (or its timeout) can be acted on.
-#[derive(Debug, Clone)]
-enum Purpose {
-    Transaction { dest: ServerIdx, count: usize },
-    Fetch { room_id: String },
-    MakeJoin { user: String, room_id: String },
-    SendJoin { user: String, room_id: String },
-    Invite { room_id: String },
-}
-
-#[derive(Debug, Clone)]
-struct PendingRequest {
-    to: ServerIdx,
-    body: Request,
-    attempts: u32,
-    purpose: Purpose,
-}
-
 pub struct Server {
     pub index: ServerIdx,
     pub name: String,
     pub users: Vec<String>,
     pub config: ServerConfig,
-    key: KeyPair,
-    rng: ChaCha8Rng,
-    directory: Arc<Directory>,
+    pub(crate) key: KeyPair,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) directory: Arc<Directory>,
     pub rooms: BTreeMap<String, RoomReplica>,
     /// Rooms a local user was invited to, with the inviting server (a resident to join via).
-    invites: BTreeMap<String, ServerIdx>,
-    outbound: Outbound,
-    requests: BTreeMap<RequestId, PendingRequest>,
-    next_request_id: RequestId,
+    pub(crate) invites: BTreeMap<String, ServerIdx>,
+    pub(crate) outbound: Outbound,
+    pub(crate) requests: BTreeMap<RequestId, PendingRequest>,
+    pub(crate) next_request_id: RequestId,
     /// PDUs judged (one delivery = one server receiving and judging one PDU).
     pub deliveries: u64,
     /// Processing cost accumulated while handling the current input.
-    cost_us: u64,
+    pub(crate) cost_us: u64,
 }
 
 impl Server {
@@ -243,23 +241,8 @@ impl Server {
         out
     }
 
-    fn record(&self, out: &mut Vec<Output>, v: Value) {
-        out.push(Output::Record(v));
-    }
-
-    fn send_request(&mut self, to: ServerIdx, body: Request, purpose: Purpose, now: SimTime, out: &mut Vec<Output>) {
-        let id = self.next_request_id;
-        self.next_request_id += 1;
-        out.push(Output::Send { to, message: Message::Request { id, body: body.clone() }, delay_us: self.cost_us });
-        out.push(Output::SetTimer {
-            at: now + self.cost_us + self.config.request_timeout_us,
-            timer: Timer::RequestTimeout { id },
-        });
-        self.requests.insert(id, PendingRequest { to, body, attempts: 1, purpose });
-    }
-
-    fn respond(&self, to: ServerIdx, id: RequestId, outcome: Outcome, out: &mut Vec<Output>) {
-        out.push(Output::Send { to, message: Message::Response { id, outcome }, delay_us: self.cost_us });
+    pub(crate) fn record(&self, out: &mut Vec<Output>, event: SimEvent) {
+        out.push(Output::Event(event));
     }
 
     fn on_message(&mut self, from: ServerIdx, message: Message, now: SimTime, out: &mut Vec<Output>) {
@@ -270,7 +253,7 @@ impl Server {
             }
             Message::Response { id, outcome } => {
                 let Some(req) = self.requests.remove(&id) else {
-                    self.record(out, json!({"kind": "late_response", "id": id}));
+                    self.record(out, SimEvent::LateResponse { id });
                     return;
                 };
                 self.on_response(req, outcome, now, out);
@@ -280,18 +263,13 @@ impl Server {
 
     fn on_request(&mut self, from: ServerIdx, body: Request, now: SimTime, out: &mut Vec<Output>) -> Outcome {
         match body {
-            Request::Transaction { pdus } => {
-                for pdu in pdus {
-                    self.receive_pdu(pdu, from, now, out);
-                }
-                Outcome::Ok(Response::Transaction)
-            }
+            Request::Transaction { pdus } => self.answer_send(pdus, from, now, out),
             Request::GetMissingEvents { room_id, earliest, latest, limit } => {
                 self.answer_missing(&room_id, &earliest, &latest, limit)
             }
             Request::MakeJoin { room_id, user_id } => self.answer_make_join(&room_id, &user_id, now),
             Request::SendJoin { pdu } => self.answer_send_join(pdu, from, now, out),
-            Request::Invite { pdu } => self.answer_invite(pdu, from, out),
+            Request::Invite { pdu, room_version, .. } => self.answer_invite(pdu, &room_version, from, out),
         }
     }
 
@@ -325,7 +303,8 @@ impl Server {
                     Outcome::Error { status, errcode } => format!("{status} {errcode}"),
                     Outcome::Ok(_) => "unexpected answer".to_owned(),
                 };
-                self.record(out, json!({"kind": "request_failed", "request": req.body.name(), "to": self.directory.names[req.to as usize], "why": why, "purpose": format!("{purpose:?}")}));
+                let _ = purpose;
+                self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why });
             }
         }
     }
@@ -365,7 +344,7 @@ impl Server {
                     self.requests.insert(id, req);
                     return;
                 }
-                self.record(out, json!({"kind": "request_failed", "request": req.body.name(), "to": self.directory.names[req.to as usize], "why": "timeout"}));
+                self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why: "timeout".into() });
                 if let Purpose::Fetch { room_id } = &req.purpose {
                     if let Some(r) = self.rooms.get_mut(room_id) {
                         r.fetching.remove(&req.to);
@@ -374,234 +353,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// Receipt checks 1–3 (the PDU is well-formed by construction): signatures, then the
-    /// content hash (a mismatch continues with the redacted copy).
-    fn check_signatures(
-        &mut self,
-        pdu: &Arc<Pdu>,
-        version: &'static crate::protocol::room_version::RoomVersion,
-    ) -> Result<Arc<Pdu>, String> {
-        let Some(server) = self.directory.server_of_user(&pdu.sender) else {
-            return Err(format!("unknown server of sender {}", pdu.sender));
-        };
-        if server == self.index {
-            return Ok(pdu.clone());
-        }
-        let server_name = &self.directory.names[server as usize];
-        let Some(sig) = crypto::signature_of(&pdu.json, server_name, KEY_ID) else {
-            return Err(format!("no valid signature by {server_name}"));
-        };
-        match self.config.signatures {
-            SignatureMode::Real => {
-                let bytes = pdu.signing_bytes(version);
-                if !crypto::verify(&self.directory.public_keys[server as usize], bytes, &sig) {
-                    return Err(format!("signature by {server_name} does not verify"));
-                }
-            }
-            SignatureMode::Modelled => self.cost_us += self.config.signature_cost_us,
-        }
-        if pdu.content_hash_matches() {
-            Ok(pdu.clone())
-        } else {
-            let redacted = redaction::redact(&pdu.json, version);
-            Pdu::from_object(redacted, version).map(Arc::new).map_err(|e| e.to_string())
-        }
-    }
-
-    /// A PDU arrived (transaction, fetch answer, join): check, judge when connected, or park it
-    /// and fetch what is missing from `from`.
-    fn receive_pdu(&mut self, pdu: Arc<Pdu>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
-        let room_id = room_id_of(&pdu);
-        let Some(room) = self.rooms.get(&room_id) else {
-            return; // not in this room (e.g. an invite for a local user arrives later by /invite)
-        };
-        if room.has(&pdu.event_id) || room.pending.contains_key(&pdu.event_id) {
-            return;
-        }
-        let version = room.version;
-        let pdu = match self.check_signatures(&pdu, version) {
-            Ok(p) => p,
-            Err(why) => {
-                self.record(out, json!({"kind": "decision", "room": room_id, "event": pdu.event_id, "decision": "dropped", "stage": "signature", "reason": why}));
-                return;
-            }
-        };
-        self.deliveries += 1;
-        let room = self.rooms.get_mut(&room_id).expect("checked");
-        room.pending_origin.insert(pdu.event_id.clone(), from);
-        room.pending.insert(pdu.event_id.clone(), pdu);
-        self.drain_pending(&room_id, out);
-        let room = self.rooms.get_mut(&room_id).expect("checked");
-        if !room.pending.is_empty() && !room.fetching.contains(&from) {
-            self.fetch_missing(&room_id, from, now, out);
-        }
-    }
-
-    /// Judges every pending event that became connected.
-    fn drain_pending(&mut self, room_id: &str, out: &mut Vec<Output>) {
-        let room = self.rooms.get_mut(room_id).expect("caller checked");
-        for pdu in room.take_connected_pending() {
-            let id = pdu.event_id.clone();
-            let decision = room.ingest(pdu);
-            let (stage, reason) = match &decision {
-                Decision::Accepted => (None, None),
-                Decision::SoftFailed { reason } => (None, Some(reason.clone())),
-                Decision::Rejected { stage, reason } => (Some(stage.as_str()), Some(reason.clone())),
-            };
-            out.push(Output::Record(json!({"kind": "decision", "room": room_id, "event": id, "decision": decision.label(), "stage": stage, "reason": reason})));
-        }
-    }
-
-    fn fetch_missing(&mut self, room_id: &str, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
-        let room = self.rooms.get_mut(room_id).expect("caller checked");
-        let latest: Vec<String> = room
-            .pending
-            .values()
-            .filter(|p| {
-                p.prev_events
-                    .iter()
-                    .chain(&p.auth_events)
-                    .any(|id| !room.dag.contains(id) && !room.pending.contains_key(id))
-            })
-            .map(|p| p.event_id.clone())
-            .collect();
-        if latest.is_empty() || room.fetching.contains(&from) || from == self.index {
-            return;
-        }
-        room.fetching.insert(from);
-        let earliest = room.prev_events_for_new(20);
-        let body =
-            Request::GetMissingEvents { room_id: room_id.to_owned(), earliest, latest, limit: MISSING_EVENTS_LIMIT };
-        self.send_request(from, body, Purpose::Fetch { room_id: room_id.to_owned() }, now, out);
-    }
-
-    fn on_fetched(&mut self, room_id: &str, pdus: Vec<Arc<Pdu>>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
-        let Some(room) = self.rooms.get_mut(room_id) else { return };
-        room.fetching.remove(&from);
-        let before = room.pending.len() + room.dag.len();
-        for pdu in pdus {
-            self.receive_pdu(pdu, from, now, out);
-        }
-        let room = self.rooms.get_mut(room_id).expect("still there");
-        let progressed = room.pending.len() + room.dag.len() > before;
-        if progressed {
-            room.fetch_retries_left = room::FETCH_RETRIES;
-            if !room.pending.is_empty() {
-                self.fetch_missing(room_id, from, now, out);
-            }
-        } else {
-            self.arm_missing_retry(room_id, now, out);
-        }
-    }
-
-    /// Events still wait for missing parents and nobody is being asked: ask again after the
-    /// missing-event timeout (a bounded number of times; new events reset the count).
-    fn arm_missing_retry(&mut self, room_id: &str, now: SimTime, out: &mut Vec<Output>) {
-        let Some(room) = self.rooms.get_mut(room_id) else { return };
-        if room.pending.is_empty() || !room.fetching.is_empty() || room.retry_armed || room.fetch_retries_left == 0 {
-            return;
-        }
-        room.fetch_retries_left -= 1;
-        room.retry_armed = true;
-        out.push(Output::SetTimer {
-            at: now + self.config.missing_event_timeout_us,
-            timer: Timer::RetryMissing { room_id: room_id.to_owned() },
-        });
-    }
-
-    /// `get_missing_events`: walk back from `latest` (their prev and auth events, then prev
-    /// events), stopping at `earliest`, returning at most `limit` events, oldest first.
-    fn answer_missing(&self, room_id: &str, earliest: &[String], latest: &[String], limit: u32) -> Outcome {
-        let Some(room) = self.rooms.get(room_id) else {
-            return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
-        };
-        let stop: HashSet<&str> = earliest.iter().chain(latest).map(String::as_str).collect();
-        // Newest first (by depth), so that a limited answer covers every branch back towards
-        // the requester's extremities rather than one branch down to the create event.
-        let mut frontier: std::collections::BinaryHeap<(i64, String)> = std::collections::BinaryHeap::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut push = |id: &String, frontier: &mut std::collections::BinaryHeap<(i64, String)>| {
-            if let Some(i) = room.dag.index_of(id) {
-                if !stop.contains(id.as_str()) && seen.insert(id.clone()) {
-                    frontier.push((room.dag.pdu(i).depth, id.clone()));
-                }
-            }
-        };
-        for id in latest {
-            if let Some(i) = room.dag.index_of(id) {
-                let p = room.dag.pdu(i);
-                for parent in p.prev_events.iter().chain(&p.auth_events) {
-                    push(parent, &mut frontier);
-                }
-            }
-        }
-        let mut found: Vec<Arc<Pdu>> = Vec::new();
-        while let Some((_, id)) = frontier.pop() {
-            if found.len() >= limit as usize {
-                break;
-            }
-            let ev = room.dag.event(room.dag.index_of(&id).expect("pushed only if held"));
-            found.push(ev.pdu.clone());
-            // Walk prev events only (as the endpoint does): auth events are in the prev history
-            // of honest events, and the first level above covers any that are not.
-            for parent in &ev.pdu.prev_events {
-                push(parent, &mut frontier);
-            }
-        }
-        found.sort_by(|a, b| (a.depth, &a.event_id).cmp(&(b.depth, &b.event_id)));
-        Outcome::Ok(Response::Events { pdus: found })
-    }
-
-    /// Servers that should receive a new event of `room_id`: those of joined members, plus the
-    /// target's server for membership events.
-    fn destinations(&self, room_id: &str, pdu: &Pdu) -> Vec<ServerIdx> {
-        let Some(room) = self.rooms.get(room_id) else { return Vec::new() };
-        let mut set: std::collections::BTreeSet<ServerIdx> =
-            room.joined_servers().iter().filter_map(|d| self.directory.index.get(d).copied()).collect();
-        if pdu.membership().is_some() {
-            if let Some(t) = pdu.state_key.as_deref().and_then(|u| self.directory.server_of_user(u)) {
-                set.insert(t);
-            }
-        }
-        set.remove(&self.index);
-        set.into_iter().collect()
-    }
-
-    /// Queues a PDU for every destination (byzantine servers may withhold or equivocate).
-    fn broadcast(
-        &mut self,
-        room_id: &str,
-        pdu: Arc<Pdu>,
-        exclude: Option<ServerIdx>,
-        now: SimTime,
-        out: &mut Vec<Output>,
-    ) {
-        let dests: Vec<ServerIdx> =
-            self.destinations(room_id, &pdu).into_iter().filter(|d| Some(*d) != exclude).collect();
-        for d in dests {
-            self.outbound.enqueue(d, pdu.clone());
-            self.send_next_transaction(d, now, out);
-        }
-    }
-
-    fn send_next_transaction(&mut self, dest: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
-        if let Some(batch) = self.outbound.next_batch(dest, MAX_TXN_PDUS) {
-            let count = batch.len();
-            self.send_request(
-                dest,
-                Request::Transaction { pdus: batch },
-                Purpose::Transaction { dest, count },
-                now,
-                out,
-            );
-        }
-    }
-
-    fn transaction_failed(&mut self, dest: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
-        let delay = self.outbound.failed(dest);
-        out.push(Output::SetTimer { at: now + delay, timer: Timer::RetryDestination { dest } });
     }
 
     /// Whether a local user is joined to the room according to this server's current state.

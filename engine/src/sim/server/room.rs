@@ -60,6 +60,8 @@ pub struct RoomReplica {
     pub rejected_count: u64,
     pub soft_failed_count: u64,
     pub max_depth: i64,
+    /// Which server each user is joined through (default: the domain of the user ID).
+    pub routing: super::routing::Routing,
 }
 
 impl RoomReplica {
@@ -83,6 +85,7 @@ impl RoomReplica {
             rejected_count: 0,
             soft_failed_count: 0,
             max_depth: 0,
+            routing: super::routing::Routing::default(),
         }
     }
 
@@ -183,11 +186,11 @@ impl RoomReplica {
                 })
                 .collect();
             self.joined_servers =
-                self.joined.iter().filter_map(|u| crate::protocol::ids::domain_of(u).map(str::to_owned)).collect();
+                self.joined.iter().filter_map(|u| self.routing.server_of(u).map(str::to_owned)).collect();
         }
     }
 
-    /// Servers with a user joined in the current state.
+    /// Servers with a user joined in the current state (through the room's routing).
     pub fn joined_servers(&self) -> &BTreeSet<String> {
         &self.joined_servers
     }

@@ -1,0 +1,163 @@
+//! The messages servers exchange: PDU transactions and request/response calls. Every non-PDU
+//! federation call (make/send join, invites, missing events; later `/query/accounts`, key
+//! validity, identity lookups) is a [`Request`] answered by a [`Response`] with an HTTP-like
+//! [`Outcome`], so timeouts, retries and middleboxes apply to all of them the same way.
+//!
+//! One file per endpoint family holds the endpoint's server-side handlers (answering a request,
+//! acting on an answer): [`send`], [`missing_events`], [`join`], [`invite`]. The wire types are
+//! here and derive serde: the log writes them as they are, PDUs by event ID
+//! ([`super::event::pdu_ref`]).
+
+pub mod invite;
+pub mod join;
+pub mod missing_events;
+pub mod send;
+
+use super::event::pdu_ref;
+use crate::protocol::pdu::Pdu;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Index of a node (homeserver, later identity server or key notary) in the world.
+pub type ServerIdx = u32;
+/// A request's identifier, unique per sending server.
+pub type RequestId = u64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Message {
+    Request { id: RequestId, body: Request },
+    Response { id: RequestId, outcome: Outcome },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "endpoint", rename_all = "snake_case")]
+pub enum Request {
+    /// `PUT /_matrix/federation/v1/send/{txnId}`: up to 50 PDUs.
+    #[serde(rename = "send")]
+    Transaction {
+        #[serde(with = "pdu_ref::many")]
+        pdus: Vec<Arc<Pdu>>,
+    },
+    /// `POST /_matrix/federation/v1/get_missing_events/{roomId}`.
+    GetMissingEvents { room_id: String, earliest: Vec<String>, latest: Vec<String>, limit: u32 },
+    /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`.
+    MakeJoin { room_id: String, user_id: String },
+    /// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`.
+    SendJoin {
+        #[serde(with = "pdu_ref::one")]
+        pdu: Arc<Pdu>,
+    },
+    /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`: the event, the room's version
+    /// and the stripped state the invitee's client is shown (`invite_room_state`).
+    Invite {
+        #[serde(with = "pdu_ref::one")]
+        pdu: Arc<Pdu>,
+        room_version: String,
+        invite_room_state: Vec<StrippedState>,
+    },
+}
+
+/// A stripped state event (`type`, `state_key`, `sender`, `content`), as in `invite_room_state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrippedState {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub state_key: String,
+    pub sender: String,
+    pub content: serde_json::Value,
+}
+
+impl Request {
+    /// The key under which a caching middlebox may store this request's answer; `None` for
+    /// requests whose answers must not be cached (all of today's: they change state or depend
+    /// on it). Lookups such as `/query/accounts` or key-validity checks return `Some`.
+    pub fn cache_key(&self) -> Option<String> {
+        None
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Transaction { .. } => "send",
+            Request::GetMissingEvents { .. } => "get_missing_events",
+            Request::MakeJoin { .. } => "make_join",
+            Request::SendJoin { .. } => "send_join",
+            Request::Invite { .. } => "invite",
+        }
+    }
+
+    /// The PDUs this request carries (the log writes each PDU once, before its first use).
+    pub fn pdus(&self) -> &[Arc<Pdu>] {
+        match self {
+            Request::Transaction { pdus } => pdus,
+            Request::SendJoin { pdu } | Request::Invite { pdu, .. } => std::slice::from_ref(pdu),
+            Request::GetMissingEvents { .. } | Request::MakeJoin { .. } => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Response),
+    /// An HTTP error answer: status and Matrix error code.
+    Error { status: u16, errcode: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    /// `/send` accepted (per-PDU results are not modelled: rejection is not an error).
+    #[serde(rename = "send")]
+    Transaction,
+    /// A list of events (`get_missing_events`; `send_join`'s state, auth chain and history).
+    Events {
+        #[serde(with = "pdu_ref::many")]
+        pdus: Vec<Arc<Pdu>>,
+    },
+    /// `make_join`'s template.
+    MakeJoin(JoinTemplate),
+    /// The invite, now co-signed by the invitee's server.
+    Invite {
+        #[serde(with = "pdu_ref::one")]
+        pdu: Arc<Pdu>,
+    },
+}
+
+impl Response {
+    /// What a reverse proxy that drops unknown entries leaves of this answer. None of today's
+    /// answers has per-key entries a proxy could drop; `/query/accounts` answers will.
+    pub fn drop_unknown_entries(&mut self) {}
+
+    pub fn pdus(&self) -> &[Arc<Pdu>] {
+        match self {
+            Response::Events { pdus } => pdus,
+            Response::Invite { pdu } => std::slice::from_ref(pdu),
+            Response::Transaction | Response::MakeJoin(_) => &[],
+        }
+    }
+}
+
+impl Message {
+    /// The PDUs this message carries.
+    pub fn pdus(&self) -> &[Arc<Pdu>] {
+        match self {
+            Message::Request { body, .. } => body.pdus(),
+            Message::Response { outcome: Outcome::Ok(r), .. } => r.pdus(),
+            Message::Response { .. } => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTemplate {
+    pub room_id: String,
+    pub room_version: String,
+    pub prev_events: Vec<String>,
+    pub auth_events: Vec<String>,
+    pub depth: i64,
+}
+
+/// PDUs by event ID: the world's union store, used to turn logged references back into PDUs.
+pub type PduStore = HashMap<String, Arc<Pdu>>;

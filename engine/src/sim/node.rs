@@ -1,0 +1,57 @@
+//! Nodes of the simulated network. Every node is a state machine with
+//! `handle(input, now) -> outputs`; the world and the network address nodes by index and never
+//! look inside one except through [`Node`]'s methods. Today every node is a homeserver; identity
+//! servers and key notaries (the identity and account-key proposals) become variants here.
+
+use super::server::{Input, Output, Server};
+use super::time::SimTime;
+
+pub enum Node {
+    Homeserver(Box<Server>),
+}
+
+impl Node {
+    pub fn handle(&mut self, input: Input, now: SimTime) -> Vec<Output> {
+        match self {
+            Node::Homeserver(s) => s.handle(input, now),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Node::Homeserver(s) => &s.name,
+        }
+    }
+
+    /// Nothing queued, in flight or armed (for quiescence).
+    pub fn is_idle(&self) -> bool {
+        match self {
+            Node::Homeserver(s) => s.is_idle(),
+        }
+    }
+
+    /// An honest homeserver: its decisions are held to the invariants and measured.
+    pub fn is_honest_server(&self) -> bool {
+        match self {
+            Node::Homeserver(s) => s.is_honest(),
+        }
+    }
+
+    pub fn deliveries(&self) -> u64 {
+        match self {
+            Node::Homeserver(s) => s.deliveries,
+        }
+    }
+
+    pub fn as_server(&self) -> Option<&Server> {
+        match self {
+            Node::Homeserver(s) => Some(s),
+        }
+    }
+
+    pub fn as_server_mut(&mut self) -> Option<&mut Server> {
+        match self {
+            Node::Homeserver(s) => Some(s),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Outgoing requests: identifiers, timeouts, retries, and what each request was for.
+
+use super::{Output, Server, Timer};
+use crate::sim::federation::{Message, Outcome, Request, RequestId, ServerIdx};
+use crate::sim::time::SimTime;
+
+/// Why a request was sent, so that its answer (or its timeout) can be acted on.
+#[derive(Debug, Clone)]
+pub(crate) enum Purpose {
+    Transaction { dest: ServerIdx, count: usize },
+    Fetch { room_id: String },
+    MakeJoin { user: String, room_id: String },
+    SendJoin { user: String, room_id: String },
+    Invite { room_id: String },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRequest {
+    pub(crate) to: ServerIdx,
+    pub(crate) body: Request,
+    pub(crate) attempts: u32,
+    pub(crate) purpose: Purpose,
+}
+
+impl Server {
+    pub(crate) fn send_request(&mut self, to: ServerIdx, body: Request, purpose: Purpose, now: SimTime, out: &mut Vec<Output>) {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        out.push(Output::Send { to, message: Message::Request { id, body: body.clone() }, delay_us: self.cost_us });
+        out.push(Output::SetTimer {
+            at: now + self.cost_us + self.config.request_timeout_us,
+            timer: Timer::RequestTimeout { id },
+        });
+        self.requests.insert(id, PendingRequest { to, body, attempts: 1, purpose });
+    }
+
+    pub(crate) fn respond(&self, to: ServerIdx, id: RequestId, outcome: Outcome, out: &mut Vec<Output>) {
+        out.push(Output::Send { to, message: Message::Response { id, outcome }, delay_us: self.cost_us });
+    }
+}

@@ -1,0 +1,309 @@
+//! The world: nodes, network, scheduler, log and observers. Conservative parallel
+//! discrete-event simulation: every message takes at least the network's minimum latency L, so
+//! within a window [t, t+L) no node can affect another; each node's inputs of the window are
+//! handled in parallel (rayon) and what they emit is merged in a fixed order (node index, then
+//! emission order). Results are identical on 1 or N threads.
+//!
+//! - [`schedule`]: the queues, the scenario's timeline, lazy workloads and sample ticks;
+//! - [`window`]: one window: pop, handle (in parallel), merge outputs into log, network, queue;
+//! - [`faults`]: the fault timeline;
+//! - [`finish`]: the end of a run: observers' findings, the summary, the outputs.
+//!
+//! The world knows measures only through the [`Observer`] trait.
+
+mod faults;
+mod finish;
+mod schedule;
+mod view;
+mod window;
+
+pub use finish::RunResult;
+
+use super::federation::{PduStore, ServerIdx};
+use super::log::LogWriter;
+use super::network::Network;
+use super::node::Node;
+use super::observe::Observer;
+use super::rng::RngStreams;
+use super::server::{Directory, Server, KEY_ID};
+use super::time::SimTime;
+use crate::protocol::crypto::KeyPair;
+use crate::scenario::Scenario;
+use schedule::{Global, Scheduled, WorkloadGen};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+
+/// Windows with fewer inputs than this are handled on the calling thread.
+const PARALLEL_MIN_INPUTS: usize = 24;
+
+/// A snapshot of a run's advance, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub now_us: SimTime,
+    /// The run's current end bound (it shrinks once a quiescence end is reached).
+    pub end_us: SimTime,
+    pub events: u64,
+    pub deliveries: u64,
+}
+
+/// How the run's windows were executed (for tests that must reach the parallel path).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    pub windows: u64,
+    /// Windows whose nodes were handled on rayon's pool.
+    pub parallel: u64,
+}
+
+pub struct World {
+    scenario: Arc<Scenario>,
+    seed: u64,
+    pub nodes: Vec<Node>,
+    directory: Arc<Directory>,
+    network: Network,
+    queue: BinaryHeap<Scheduled>,
+    globals: BTreeMap<(SimTime, u64), Global>,
+    workloads: Vec<WorkloadGen>,
+    seq: u64,
+    now: SimTime,
+    end: SimTime,
+    log: LogWriter,
+    down: Vec<bool>,
+    /// PDUs nodes created, by event ID (the union store), and each room's creation order.
+    store: PduStore,
+    room_events: BTreeMap<String, Vec<String>>,
+    /// Room of every PDU the log has a record of.
+    event_room: HashMap<String, String>,
+    /// The PDU each event ID resolves to for the log's readers (its latest PDU record).
+    logged_pdus: HashMap<String, Arc<crate::protocol::pdu::Pdu>>,
+    /// Room ID → room version, from the create events logged.
+    room_versions: HashMap<String, String>,
+    /// Room name → room ID, once created.
+    room_ids: BTreeMap<String, String>,
+    observers: Vec<Box<dyn Observer>>,
+    /// Deliveries and actions still in the queue (for quiescence).
+    in_flight: usize,
+    /// Messages in the queue.
+    messages_in_flight: usize,
+    /// Nodes holding a replica of each room, and the replica count it was built from.
+    holders: BTreeMap<String, Vec<ServerIdx>>,
+    replica_count: usize,
+    quiet_end_set: bool,
+    done: bool,
+    /// Why the run stopped early, if a bound stopped it.
+    stopped: Option<String>,
+    /// Some server verifies real signatures (inputs are expensive).
+    real_signatures: bool,
+    stats: WindowStats,
+    parallel_min_inputs: Option<usize>,
+    /// Times each named cap was reached.
+    caps: BTreeMap<String, u64>,
+}
+
+/// Key material of a simulated server: derived from the run's seed and the server name.
+pub fn server_key(streams: &RngStreams, name: &str) -> KeyPair {
+    KeyPair::from_seed(name, KEY_ID, streams.seed_bytes(&format!("key/{name}")))
+}
+
+/// The scenario's nodes, freshly started, and their directory (shared by the world and replay).
+pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc<Directory>) {
+    let names: Vec<String> = scenario.servers.iter().map(|s| s.name.clone()).collect();
+    let keys: Vec<KeyPair> = names.iter().map(|n| server_key(streams, n)).collect();
+    let directory = Arc::new(Directory {
+        names: names.clone(),
+        index: names.iter().enumerate().map(|(i, n)| (n.clone(), i as ServerIdx)).collect(),
+        public_keys: keys.iter().map(KeyPair::public_key).collect(),
+    });
+    let nodes = scenario
+        .servers
+        .iter()
+        .zip(keys)
+        .enumerate()
+        .map(|(i, (spec, key))| {
+            Node::Homeserver(Box::new(Server::new(
+                i as ServerIdx,
+                spec,
+                key,
+                streams.stream(&format!("server/{}", spec.name)),
+                directory.clone(),
+            )))
+        })
+        .collect();
+    (nodes, directory)
+}
+
+impl World {
+    /// A world for `scenario` and `seed`, writing `log`, measured by `observers`.
+    pub fn new(scenario: &Scenario, seed: u64, log: LogWriter, observers: Vec<Box<dyn Observer>>) -> World {
+        let scenario = Arc::new(scenario.clone());
+        let streams = RngStreams::new(seed);
+        let (nodes, directory) = build_nodes(&scenario, &streams);
+        let network = Network::new(&scenario.network, &directory.names, &streams);
+        let n = nodes.len();
+        let mut world = World {
+            end: scenario.end.bound_us(),
+            seed,
+            nodes,
+            directory,
+            network,
+            queue: BinaryHeap::new(),
+            globals: BTreeMap::new(),
+            workloads: Vec::new(),
+            seq: 0,
+            now: 0,
+            log,
+            down: vec![false; n],
+            store: PduStore::new(),
+            room_events: BTreeMap::new(),
+            event_room: HashMap::new(),
+            logged_pdus: HashMap::new(),
+            room_versions: HashMap::new(),
+            room_ids: BTreeMap::new(),
+            observers,
+            in_flight: 0,
+            messages_in_flight: 0,
+            holders: BTreeMap::new(),
+            replica_count: 0,
+            quiet_end_set: false,
+            done: false,
+            stopped: None,
+            real_signatures: scenario.servers.iter().any(|s| s.signatures == crate::scenario::SignatureMode::Real),
+            stats: WindowStats::default(),
+            parallel_min_inputs: None,
+            caps: BTreeMap::new(),
+            scenario: scenario.clone(),
+        };
+        world.schedule_scenario(&streams);
+        world
+    }
+
+    pub fn now(&self) -> SimTime {
+        self.now
+    }
+    pub fn end_time(&self) -> SimTime {
+        self.end
+    }
+    pub fn log_records(&self) -> u64 {
+        self.log.records()
+    }
+    pub fn window_stats(&self) -> WindowStats {
+        self.stats
+    }
+
+    /// Windows with at least this many inputs (over at least two nodes) are handled on rayon's
+    /// pool when it has more than one thread (default 24; real signatures: 2). Outputs never
+    /// depend on it: tests lower it to drive small scenarios through the parallel path.
+    pub fn set_parallel_threshold(&mut self, min_inputs: usize) {
+        self.parallel_min_inputs = Some(min_inputs.max(1));
+    }
+
+    /// Where the run stands (for progress displays): simulated time, its bound, PDUs created,
+    /// deliveries so far.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            now_us: self.now,
+            end_us: self.end,
+            events: self.store.len() as u64,
+            deliveries: self.nodes.iter().map(Node::deliveries).sum(),
+        }
+    }
+
+    /// The homeservers of the world, in index order.
+    pub fn servers(&self) -> impl Iterator<Item = &Server> {
+        self.nodes.iter().filter_map(Node::as_server)
+    }
+
+    /// Runs to the end.
+    pub fn run(&mut self) {
+        while self.step() {}
+    }
+
+    /// Advances by one window (or one batch of world events). Returns false when the run ended.
+    pub fn step(&mut self) -> bool {
+        if self.done {
+            return false;
+        }
+        let next_q = self.queue.peek().map(|s| s.time);
+        let next_g = self.globals.keys().next().map(|k| k.0);
+        let next = match (next_q, next_g) {
+            (None, None) => {
+                self.done = true;
+                return false;
+            }
+            (a, b) => a.unwrap_or(SimTime::MAX).min(b.unwrap_or(SimTime::MAX)),
+        };
+        if next > self.end {
+            self.now = self.end;
+            self.done = true;
+            return false;
+        }
+        if next_g == Some(next) {
+            self.now = next;
+            self.run_globals(next);
+            return !self.done;
+        }
+        let window_end = (next + self.network.min_latency_us()).min(next_g.unwrap_or(SimTime::MAX)).min(self.end + 1);
+        self.run_window(window_end);
+        self.check_quiescence();
+        !self.done
+    }
+
+    /// Calls `f` on every observer with the world as its view.
+    fn observe(&mut self, mut f: impl FnMut(&mut dyn Observer, &mut World)) {
+        let mut observers = std::mem::take(&mut self.observers);
+        for o in observers.iter_mut() {
+            f(o.as_mut(), self);
+        }
+        self.observers = observers;
+    }
+
+    fn check_quiescence(&mut self) {
+        let crate::scenario::EndCondition::Quiescence { quiet_us, .. } = self.scenario.end else { return };
+        if self.quiet_end_set || self.in_flight > 0 {
+            return;
+        }
+        let faults_pending = self.globals.values().any(|g| matches!(g, Global::FaultStart(_) | Global::FaultEnd(_)));
+        let workloads_pending = self.globals.values().any(|g| matches!(g, Global::Workload(_)));
+        let busy = self.nodes.iter().enumerate().any(|(i, s)| !self.down[i] && !s.is_idle());
+        if !faults_pending && !workloads_pending && !busy {
+            self.end = self.end.min(self.now + quiet_us);
+            self.quiet_end_set = true;
+        }
+    }
+
+    /// Refreshes which nodes hold a replica of each room (only when replicas were added).
+    fn refresh_holders(&mut self) {
+        let replicas: usize = self.servers().map(|s| s.rooms.len()).sum();
+        if replicas == self.replica_count {
+            return;
+        }
+        self.replica_count = replicas;
+        self.holders.clear();
+        for (k, s) in self.nodes.iter().enumerate() {
+            if let Some(s) = s.as_server() {
+                for room_id in s.rooms.keys() {
+                    self.holders.entry(room_id.clone()).or_default().push(k as ServerIdx);
+                }
+            }
+        }
+    }
+
+    /// Counts a reached cap and logs it.
+    fn cap_reached(&mut self, node: Option<ServerIdx>, cap: &str, limit: u64, consequence: String) {
+        *self.caps.entry(cap.to_owned()).or_default() += 1;
+        let ev = super::event::SimEvent::CapReached { cap: cap.to_owned(), limit, consequence };
+        self.emit(self.now, node, &ev);
+    }
+
+    /// Logs an event and shows it to the observers.
+    fn emit(&mut self, t: SimTime, node: Option<ServerIdx>, ev: &super::event::SimEvent) {
+        let name = node.map(|k| self.directory.names[k as usize].as_str());
+        self.log.append(t, name, ev);
+        if !self.observers.is_empty() {
+            let mut observers = std::mem::take(&mut self.observers);
+            for o in observers.iter_mut() {
+                o.on_event(t, node, ev, self);
+            }
+            self.observers = observers;
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The world's queues: node inputs ordered by (time, sequence), world events (faults, sample
+//! ticks, workload arrivals) between windows. Workloads and samples are generated lazily, one
+//! pending item per generator, so a long `end` costs nothing until it is simulated.
+
+use super::World;
+use crate::scenario::{ActionKind, JoinRule};
+use crate::sim::bounds;
+use crate::sim::event::Seq;
+use crate::sim::federation::ServerIdx;
+use crate::sim::rng::RngStreams;
+use crate::sim::server::{ClientAction, Input};
+use crate::sim::time::SimTime;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+/// A node input waiting in the queue.
+pub(super) struct Scheduled {
+    pub(super) time: SimTime,
+    pub(super) seq: u64,
+    pub(super) node: ServerIdx,
+    pub(super) input: Input,
+    /// For deliveries: the log record of the send (or middlebox answer) delivered.
+    pub(super) msg: Seq,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.time, self.seq) == (o.time, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest (time, seq) first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.time, o.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+/// World-level events, handled between windows.
+#[derive(Debug, Clone)]
+pub(super) enum Global {
+    FaultStart(usize),
+    FaultEnd(usize),
+    Sample,
+    /// The next arrival of workload generator `i`.
+    Workload(usize),
+}
+
+/// One random workload stream: Poisson arrivals of one kind of action for one user, drawn from
+/// `workload/<i>/<user>/<kind>`.
+pub(super) struct WorkloadGen {
+    room: String,
+    user: String,
+    users: Vec<String>,
+    kind: ActionKind,
+    rate_per_s: f64,
+    t: f64,
+    stop_us: SimTime,
+    made: u64,
+    via: Option<ServerIdx>,
+    rng: ChaCha8Rng,
+}
+
+impl WorkloadGen {
+    /// The next arrival time, if before the workload's stop.
+    fn next_time(&mut self) -> Option<SimTime> {
+        let u: f64 = self.rng.gen_range(f64::MIN_POSITIVE..1.0);
+        // Platform-independent math (libm), so shards on any machine draw the same times.
+        self.t += -libm::log(u) / self.rate_per_s * 1e6;
+        (self.t < self.stop_us as f64).then_some(self.t as SimTime)
+    }
+}
+
+/// A client action with only its kind, room and user set.
+pub(crate) fn action(room: &str, user: &str, kind: ActionKind) -> ClientAction {
+    ClientAction {
+        user: user.to_owned(),
+        room_name: room.to_owned(),
+        room_id: None,
+        kind,
+        target: None,
+        level: None,
+        join_rule: None,
+        text: None,
+        create: None,
+        via: None,
+    }
+}
+
+impl World {
+    pub(super) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub(super) fn push(&mut self, time: SimTime, node: ServerIdx, input: Input) {
+        self.push_msg(time, node, input, 0);
+    }
+
+    pub(super) fn push_msg(&mut self, time: SimTime, node: ServerIdx, input: Input, msg: Seq) {
+        if self.queue.len() >= bounds::WORLD_QUEUE {
+            if self.stopped.is_none() {
+                let why = format!(
+                    "the world queue reached its cap of {} inputs at simulated time {} ms: the scenario generates more simultaneous work than roomsim holds; the run stopped there",
+                    bounds::WORLD_QUEUE,
+                    self.now / 1000
+                );
+                self.cap_reached(None, "world.queue", bounds::WORLD_QUEUE as u64, why.clone());
+                self.stopped = Some(why);
+                self.done = true;
+            }
+            return;
+        }
+        if matches!(input, Input::Deliver { .. } | Input::Action(_)) {
+            self.in_flight += 1;
+        }
+        if matches!(input, Input::Deliver { .. }) {
+            self.messages_in_flight += 1;
+        }
+        let seq = self.next_seq();
+        self.queue.push(Scheduled { time, seq, node, input, msg });
+    }
+
+    pub(super) fn push_global(&mut self, time: SimTime, g: Global) {
+        let seq = self.next_seq();
+        self.globals.insert((time, seq), g);
+    }
+
+    /// The node that handles `user`'s client actions.
+    pub(super) fn home_of(&self, user: &str) -> ServerIdx {
+        self.directory.home_of(user).expect("the scenario validated user IDs")
+    }
+
+    /// Puts the scenario's rooms, timeline, workloads, faults and first sample on the queues.
+    pub(super) fn schedule_scenario(&mut self, streams: &RngStreams) {
+        let sc = self.scenario.clone();
+        // The scenario lists each room's setup (create, invites, joins) at the room's start;
+        // the invites and joins follow a little later, spaced 20 ms apart, as clients would.
+        let mut setup_index: BTreeMap<String, u64> = BTreeMap::new();
+        for spec in &sc.timeline {
+            let mut a = action(&spec.room, &spec.user, spec.action);
+            a.target = spec.target.clone();
+            a.level = spec.level;
+            a.join_rule = spec.join_rule;
+            a.text = spec.text.clone();
+            let room = sc.room(&spec.room);
+            a.via = room.map(|r| self.home_of(&r.creator));
+            let mut at = spec.at_us;
+            if spec.action == ActionKind::CreateRoom {
+                a.create = room.cloned();
+            } else if let Some(r) = room
+                .filter(|r| r.start_us == spec.at_us && matches!(spec.action, ActionKind::Join | ActionKind::Invite))
+            {
+                // Invites go out after a second; in rooms that need them, joins wait two more
+                // seconds so that the invites (co-signed by the invitee's server) have landed.
+                let needs_invite = r.join_rule != JoinRule::Public;
+                let base = if spec.action == ActionKind::Join && needs_invite { 3_000_000 } else { 1_000_000 };
+                let i = setup_index.entry(format!("{}/{}", spec.room, spec.action.as_str())).or_default();
+                at += base + *i * 20_000;
+                *i += 1;
+            }
+            self.push(at, self.home_of(&spec.user), Input::Action(a));
+        }
+        self.schedule_workloads(streams);
+        for (i, f) in sc.faults.iter().enumerate() {
+            self.push_global(f.at_us, Global::FaultStart(i));
+            if let Some(d) = f.duration_us {
+                self.push_global(f.at_us + d, Global::FaultEnd(i));
+            }
+        }
+        let interval = sc.metrics.interval_us.max(1);
+        if interval <= self.end {
+            self.push_global(interval, Global::Sample);
+        }
+    }
+
+    /// Random workloads: one generator per (workload, user, kind of action), each with its own
+    /// stream, holding only its next arrival.
+    fn schedule_workloads(&mut self, streams: &RngStreams) {
+        let sc = self.scenario.clone();
+        for (wi, w) in sc.workloads.iter().enumerate() {
+            let via = sc.room(&w.room).map(|r| self.home_of(&r.creator));
+            for user in &w.users {
+                let kinds = [
+                    (w.messages_per_minute / 60.0, ActionKind::Message),
+                    (w.state_changes_per_hour / 3600.0, ActionKind::Topic),
+                    (w.churn_per_hour / 3600.0, ActionKind::Leave),
+                    (w.power_changes_per_hour / 3600.0, ActionKind::Power),
+                ];
+                for (rate_per_s, kind) in kinds {
+                    if rate_per_s <= 0.0 {
+                        continue;
+                    }
+                    let mut g = WorkloadGen {
+                        room: w.room.clone(),
+                        user: user.clone(),
+                        users: w.users.clone(),
+                        kind,
+                        rate_per_s,
+                        t: w.start_us as f64,
+                        stop_us: w.stop_us,
+                        made: 0,
+                        via,
+                        rng: streams.stream(&format!("workload/{wi}/{user}/{}", kind.as_str())),
+                    };
+                    if let Some(t) = g.next_time() {
+                        let i = self.workloads.len();
+                        self.workloads.push(g);
+                        self.push_global(t, Global::Workload(i));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A workload generator's arrival: the action goes to the user's server now, the next
+    /// arrival is drawn.
+    fn workload_arrival(&mut self, i: usize) {
+        let t = self.now;
+        let g = &mut self.workloads[i];
+        g.made += 1;
+        let n = g.made;
+        let mut a = action(&g.room, &g.user, g.kind);
+        a.via = g.via;
+        a.text = Some(format!("{} {n}", g.kind.as_str()));
+        if g.kind == ActionKind::Power {
+            let target = g.users[g.rng.gen_range(0..g.users.len())].clone();
+            a.target = Some(target);
+            a.level = Some(if g.rng.gen_bool(0.5) { 50 } else { 0 });
+        }
+        // Churn: leave, then come back after 5–60 s.
+        let back = (g.kind == ActionKind::Leave).then(|| t + g.rng.gen_range(5_000_000..60_000_000));
+        let next = if n >= bounds::WORKLOAD_ACTIONS_PER_GENERATOR { None } else { g.next_time() };
+        let capped = n >= bounds::WORKLOAD_ACTIONS_PER_GENERATOR;
+        let home = self.home_of(&a.user);
+        if let Some(back) = back {
+            let mut j = a.clone();
+            j.kind = ActionKind::Join;
+            self.push(back, home, Input::Action(j));
+        }
+        self.push(t, home, Input::Action(a));
+        if let Some(next) = next {
+            self.push_global(next, Global::Workload(i));
+        } else if capped {
+            let user = self.workloads[i].user.clone();
+            self.cap_reached(
+                Some(home),
+                "world.workload_actions",
+                bounds::WORKLOAD_ACTIONS_PER_GENERATOR,
+                format!("workload generator of {user} stops creating actions"),
+            );
+        }
+    }
+
+    pub(super) fn run_globals(&mut self, t: SimTime) {
+        while let Some((&(time, seq), _)) = self.globals.iter().next() {
+            if time != t || self.done {
+                break;
+            }
+            let g = self.globals.remove(&(time, seq)).expect("present");
+            match g {
+                Global::FaultStart(i) => self.fault(i, true),
+                Global::FaultEnd(i) => self.fault(i, false),
+                Global::Sample => {
+                    self.sample();
+                    let next = t + self.scenario.metrics.interval_us.max(1);
+                    if next <= self.end {
+                        self.push_global(next, Global::Sample);
+                    }
+                }
+                Global::Workload(i) => self.workload_arrival(i),
+            }
+        }
+    }
+
+    /// A sample tick: every observer samples.
+    pub(super) fn sample(&mut self) {
+        self.refresh_holders();
+        let t = self.now;
+        self.observe(|o, w| o.on_sample(t, w));
+    }
+}

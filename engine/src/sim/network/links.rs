@@ -133,6 +133,7 @@ impl Links {
     }
 
     /// How many links of the scenario are kept as membership sets.
+    #[cfg(test)]
     pub fn wide_count(&self) -> usize {
         self.wide.len()
     }

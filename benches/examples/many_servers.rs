@@ -6,7 +6,7 @@
 //! ```text
 //! cargo build --release -p roomsim-benches --example many_servers
 //! /usr/bin/time -f "%es %MKB" target/release/examples/many_servers [SERVERS]
-//!     [--rooms N] [--members N] [--seed N] [--threads N]
+//!     [--rooms N] [--members N] [--seed N] [--threads N] [--metrics-interval DURATION]
 //! ```
 
 use roomsim_engine::scenario::parse_scenario;
@@ -22,6 +22,8 @@ struct Params {
     members: usize,
     seed: u64,
     threads: usize,
+    /// `[metrics] interval`, if given (the world samples every server at each tick).
+    metrics_interval: Option<String>,
 }
 
 /// The scenario text: servers `hs1..=hsN` with one user each; room `r{i}` is created by the
@@ -46,6 +48,9 @@ count = {}
 "#,
         p.servers
     );
+    if let Some(interval) = &p.metrics_interval {
+        let _ = write!(s, "\n[metrics]\ninterval = \"{interval}\"\n");
+    }
     // Member servers of all rooms, spread evenly over 1..=N (distinct within a room).
     let slots = p.rooms * p.members;
     let step = (p.servers / slots).max(1);
@@ -78,7 +83,7 @@ messages_per_minute = 2
 }
 
 fn parse_args() -> Result<Params, String> {
-    let mut p = Params { servers: 10_000, rooms: 100, members: 5, seed: 1, threads: 0 };
+    let mut p = Params { servers: 10_000, rooms: 100, members: 5, seed: 1, threads: 0, metrics_interval: None };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -95,6 +100,7 @@ fn parse_args() -> Result<Params, String> {
             "--members" => p.members = value.parse().map_err(|_| bad())?,
             "--seed" => p.seed = value.parse().map_err(|_| bad())?,
             "--threads" => p.threads = value.parse().map_err(|_| bad())?,
+            "--metrics-interval" => p.metrics_interval = Some(value.clone()),
             _ => return Err(format!("unknown flag {flag}")),
         }
         i += 2;
@@ -109,7 +115,7 @@ fn main() -> ExitCode {
     let p = match parse_args() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}\nusage: many_servers [SERVERS] [--rooms N] [--members N] [--seed N] [--threads N]");
+            eprintln!("{e}\nusage: many_servers [SERVERS] [--rooms N] [--members N] [--seed N] [--threads N] [--metrics-interval DURATION]");
             return ExitCode::from(2);
         }
     };

@@ -109,12 +109,12 @@ impl Links {
         for w in &self.wide {
             if w.hits(from as usize, to as usize) {
                 // Later in file order than what the pair map holds: `w` wins.
-                if o.latency.map_or(true, |(r, _)| r < w.rule) {
+                if !matches!(o.latency, Some((r, _)) if r > w.rule) {
                     if let Some(l) = w.latency {
                         o.latency = Some((w.rule, l));
                     }
                 }
-                if o.loss.map_or(true, |(r, _)| r < w.rule) {
+                if !matches!(o.loss, Some((r, _)) if r > w.rule) {
                     if let Some(p) = w.loss {
                         o.loss = Some((w.rule, p));
                     }

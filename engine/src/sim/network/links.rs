@@ -254,7 +254,14 @@ mod tests {
 
     #[test]
     fn degrades_hit_their_links_and_stack_in_order() {
-        let d = |id, from: Vec<bool>, to: Vec<bool>, symmetric, loss| Degrade { id, from, to, symmetric, loss, latency: None };
+        let d = |id, from: Vec<bool>, to: Vec<bool>, symmetric, loss| Degrade {
+            id,
+            from,
+            to,
+            symmetric,
+            loss,
+            latency: None,
+        };
         let ds = [
             d(0, vec![true, false, false], vec![false, true, false], true, Some(0.3)),
             d(1, vec![true, false, false], vec![false, true, true], false, Some(0.6)),

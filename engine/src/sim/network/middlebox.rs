@@ -1,0 +1,117 @@
+//! Middleboxes: reverse proxies and caches in front of a server. They see requests to the
+//! server and the server's answers. All non-PDU federation calls pass through them, so later
+//! lookups (`/query/accounts`, key validity, identity) get proxy and cache behaviour without any
+//! change to the scheduler.
+
+use crate::scenario::{MiddleboxKind, MiddleboxSpec};
+use crate::sim::federation::{Message, Outcome, Request, RequestId, ServerIdx};
+use crate::sim::rng::RngStreams;
+use crate::sim::time::SimTime;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// What a middlebox does with a message passing through it.
+#[derive(Debug, Clone)]
+pub enum Middleboxed {
+    Forward(Message),
+    Drop(&'static str, Message),
+    /// A cache answered instead of the server behind it (the reply goes back to the sender).
+    Answer(Message),
+}
+
+/// One middlebox in front of `server`. Its draws come from its own stream
+/// (`middlebox/<server>`).
+pub(super) struct Middlebox {
+    server: ServerIdx,
+    kind: MiddleboxKind,
+    timeout_probability: f64,
+    rng: ChaCha8Rng,
+    /// Requests seen going in: (requester, request id) → cache key.
+    open: BTreeMap<(ServerIdx, RequestId), Option<String>>,
+    /// Cached answers: key → (stored at, answer).
+    cache: BTreeMap<String, (SimTime, Outcome)>,
+}
+
+impl Middlebox {
+    pub fn new(spec: &MiddleboxSpec, server: ServerIdx, streams: &RngStreams) -> Middlebox {
+        Middlebox {
+            server,
+            kind: spec.kind,
+            timeout_probability: spec.timeout_probability,
+            rng: streams.stream(&format!("middlebox/{}", spec.server)),
+            open: BTreeMap::new(),
+            cache: BTreeMap::new(),
+        }
+    }
+}
+
+/// Passes a message through the middleboxes in front of its receiver (requests) or its sender
+/// (answers), in scenario order. PDU transactions pass untouched: proxies forward `/send` as is.
+pub(super) fn pass(
+    middleboxes: &mut [Middlebox],
+    from: ServerIdx,
+    to: ServerIdx,
+    message: Message,
+    at: SimTime,
+) -> Middleboxed {
+    let mut message = message;
+    for mb in middleboxes.iter_mut() {
+        match &mut message {
+            Message::Request { body: Request::Transaction { .. }, .. } => {}
+            Message::Request { id, body } if mb.server == to => {
+                if mb.timeout_probability > 0.0 && mb.rng.gen_bool(mb.timeout_probability.min(1.0)) {
+                    return Middleboxed::Drop("middlebox timeout", message);
+                }
+                let key = body.cache_key();
+                if let (MiddleboxKind::Cache { ttl_us }, Some(k)) = (mb.kind, &key) {
+                    if let Some((stored, outcome)) = mb.cache.get(k) {
+                        if at.saturating_sub(*stored) < ttl_us {
+                            return Middleboxed::Answer(Message::Response { id: *id, outcome: outcome.clone() });
+                        }
+                    }
+                }
+                mb.open.insert((from, *id), key);
+            }
+            Message::Response { id, outcome } if mb.server == from => {
+                let Some(key) = mb.open.remove(&(to, *id)) else { continue };
+                if let Outcome::Ok(response) = outcome {
+                    if let MiddleboxKind::ReverseProxy { drop_unknown_keys: true } = mb.kind {
+                        response.drop_unknown_entries();
+                    }
+                }
+                if let (MiddleboxKind::Cache { .. }, Some(k)) = (mb.kind, key) {
+                    mb.cache.insert(k, (at, outcome.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Middleboxed::Forward(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_middlebox_that_times_out_swallows_requests_but_not_transactions() {
+        let spec = MiddleboxSpec {
+            server: "b".into(),
+            kind: MiddleboxKind::ReverseProxy { drop_unknown_keys: true },
+            timeout_probability: 1.0,
+        };
+        let mut boxes = vec![Middlebox::new(&spec, 1, &RngStreams::new(1))];
+        let join =
+            Message::Request { id: 1, body: Request::MakeJoin { room_id: "!r:a".into(), user_id: "@u:a".into() } };
+        assert!(matches!(pass(&mut boxes, 0, 1, join, 0), Middleboxed::Drop(..)));
+        let txn = Message::Request { id: 2, body: Request::Transaction { pdus: vec![] } };
+        assert!(matches!(pass(&mut boxes, 0, 1, txn, 0), Middleboxed::Forward(_)));
+        let reverse =
+            Message::Request { id: 3, body: Request::MakeJoin { room_id: "!r:b".into(), user_id: "@u:b".into() } };
+        assert!(
+            matches!(pass(&mut boxes, 1, 0, reverse, 0), Middleboxed::Forward(_)),
+            "only requests to b pass b's box"
+        );
+    }
+}

@@ -54,11 +54,12 @@ impl BatchProgress {
             let b = indicatif::ProgressBar::new(len);
             b.set_style(
                 indicatif::ProgressStyle::with_template(&format!(
-                    "{{spinner}} {what} {{pos}}/{{len}} [{{bar:30}}] {{msg}} · {{elapsed_precise}} eta {{eta}}"
+                    "{{spinner}} {{elapsed_precise}} [{{wide_bar}}] {what} {{pos}}/{{len}} · {{msg}} · eta {{eta}}"
                 ))
                 .expect("static template")
                 .progress_chars("=> "),
             );
+            b.set_message("0 events · 0 deliveries");
             b.enable_steady_tick(std::time::Duration::from_millis(250));
             b
         } else {
@@ -74,7 +75,7 @@ impl BatchProgress {
         let deliveries = self.deliveries.fetch_add(count("deliveries"), Ordering::Relaxed) + count("deliveries");
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         self.bar.set_message(format!(
-            "{events} events · {deliveries} deliveries ({}/s)",
+            "{events} events · {deliveries} deliveries · {}/s",
             (deliveries as f64 / secs).round() as u64
         ));
         self.bar.inc(1);

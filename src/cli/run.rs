@@ -109,12 +109,12 @@ impl RunProgress {
         }
         let bar = indicatif::ProgressBar::new(end_us.div_ceil(1000));
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} simulated {prefix} [{bar:30}] {msg} · {elapsed_precise}",
-            )
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] simulated {prefix} · {msg}")
             .expect("static template")
             .progress_chars("=> "),
         );
+        bar.set_prefix(format!("{} / {}", seconds(0), seconds(end_us.div_ceil(1000))));
+        bar.set_message("0 events · 0 deliveries");
         bar.enable_steady_tick(std::time::Duration::from_millis(250));
         let now = std::time::Instant::now();
         Some(RunProgress { bar, started: now, last: now - Self::EVERY })
@@ -136,7 +136,7 @@ impl RunProgress {
         self.bar.set_prefix(format!("{} / {}", seconds(now_ms), seconds(end_ms)));
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         self.bar.set_message(format!(
-            "{} events · {} deliveries ({}/s)",
+            "{} events · {} deliveries · {}/s",
             p.events,
             p.deliveries,
             (p.deliveries as f64 / secs).round() as u64

@@ -9,8 +9,8 @@ use roomsim_engine::scenario::{self, Scenario, SweepCell};
 use roomsim_engine::sim::log::LogWriter;
 use roomsim_engine::sim::world::{RunResult, World};
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Runs a scenario in memory (the log is only hashed) and writes `summary.json` and
 /// `metrics.csv` into `dir` atomically (a temporary directory renamed into place, so an
@@ -65,7 +65,12 @@ impl BatchProgress {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        BatchProgress { bar, started: std::time::Instant::now(), events: AtomicU64::new(0), deliveries: AtomicU64::new(0) }
+        BatchProgress {
+            bar,
+            started: std::time::Instant::now(),
+            events: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+        }
     }
 
     /// One run finished.

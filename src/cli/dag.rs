@@ -131,7 +131,13 @@ fn render_svg(dot: &Path, svg: &Path, limit: Option<Duration>) -> Result<(), Dot
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { DotFailure::NotInstalled } else { DotFailure::Spawn(e) })?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                DotFailure::NotInstalled
+            } else {
+                DotFailure::Spawn(e)
+            }
+        })?;
     // Read stderr on the side so that a chatty `dot` never blocks on a full pipe.
     let mut pipe = child.stderr.take().expect("piped stderr");
     let reader = std::thread::spawn(move || {

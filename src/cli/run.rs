@@ -109,7 +109,9 @@ impl RunProgress {
         }
         let bar = indicatif::ProgressBar::new(end_us.div_ceil(1000));
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] simulated {prefix} · {msg}")
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{wide_bar}] simulated {prefix} · {msg}",
+            )
             .expect("static template")
             .progress_chars("=> "),
         );

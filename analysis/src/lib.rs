@@ -1,7 +1,7 @@
 //! `roomsim-analysis`: turns the files of finished runs into tables, plots and HTML reports.
 //!
 //! What goes in: a run directory written by the engine (`summary.json`, `metrics.csv`,
-//! `scenario.toml`, `rooms/<room>.svg|.dot`), or many of them, or sweep output directories
+//! `scenario.toml`, `rooms/<room>.pdus.jsonl`), or many of them, or sweep output directories
 //! (`cells/<label>/{summary.json,cell.json}`). The formats are described in `docs/outputs.md`.
 //! What comes out: `report.html` (one run), `compare.html`/`compare.csv` (two designs, paired
 //! by seed) and `sweep.html`/`sweep.csv` (a merged parameter sweep).
@@ -36,7 +36,7 @@ pub use error::AnalysisError;
 pub use metrics::{MetricsTable, Sample, SeriesKey};
 pub use plots::PlotSize;
 pub use report::{
-    render_run_report, verdict, write_run_plots, write_run_report, DagPicture, ImageFormat, RunFiles, Verdict,
+    render_run_report, verdict, write_run_plots, write_run_report, ImageFormat, RunFiles, Verdict,
 };
 pub use summary::{Fault, FieldValue, RoomSummary, RunSummary};
 pub use sweep::{merge_sweep, sweep_csv, sweep_html, MergeOutcome, SweepCell, SweepNotes};

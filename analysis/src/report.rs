@@ -1,13 +1,15 @@
 //! `report.html` for one run: verdict, summary tables, fault timeline, one chart per
-//! (room, measure) found in `metrics.csv`, the DAG drawing, the scenario text. One file, inline
-//! SVG and CSS, readable offline and without scripts.
+//! (room, measure) found in `metrics.csv`, where to get the room's DAG picture, the scenario
+//! text. One file, inline SVG and CSS, readable offline and without scripts. Writing it never
+//! starts a process (no Graphviz): DAG pictures come from the run explorer, or from
+//! `roomsim dag dot`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{read_text, write_file};
-use crate::fmt::{esc, inline_svg, natural_cmp, num, slug};
+use crate::fmt::{esc, natural_cmp, num, slug};
 use crate::html::{figure, page, table, Cell};
 use crate::metrics::{MetricsTable, SeriesKey};
 use crate::plots::measures::measure_rank;
@@ -32,15 +34,6 @@ const ROOM_FIELD_ORDER: &[&str] = &[
 /// Run fields shown first.
 const RUN_FIELD_ORDER: &[&str] = &["seed", "servers", "events_created", "deliveries", "sim_time_end_ms", "threads"];
 
-/// How a room's DAG can be shown.
-#[derive(Clone, Debug, PartialEq)]
-pub enum DagPicture {
-    /// `rooms/<room>.svg`, ready to inline.
-    Svg(String),
-    /// Only `rooms/<room>.dot` exists (Graphviz was not available when the run was written).
-    DotOnly(String),
-}
-
 /// Everything the report reads from a run directory.
 #[derive(Clone, Debug)]
 pub struct RunFiles {
@@ -49,8 +42,6 @@ pub struct RunFiles {
     /// None when the run has no `metrics.csv`.
     pub metrics: Option<MetricsTable>,
     pub scenario_text: Option<String>,
-    /// Room name → DAG picture, for rooms that have one.
-    pub dags: BTreeMap<String, DagPicture>,
 }
 
 /// Output format of [`write_run_plots`].
@@ -68,17 +59,7 @@ impl RunFiles {
         let metrics = if metrics_path.is_file() { Some(MetricsTable::read(&metrics_path)?) } else { None };
         let scenario_path = run_dir.join("scenario.toml");
         let scenario_text = if scenario_path.is_file() { Some(read_text(&scenario_path)?) } else { None };
-        let mut run = RunFiles { dir: run_dir.to_owned(), summary, metrics, scenario_text, dags: BTreeMap::new() };
-        for room in run.room_names() {
-            let stem = run_dir.join("rooms").join(&room);
-            let (svg, dot) = (stem.with_extension("svg"), stem.with_extension("dot"));
-            if svg.is_file() {
-                run.dags.insert(room, DagPicture::Svg(inline_svg(&read_text(&svg)?)));
-            } else if dot.is_file() {
-                run.dags.insert(room.clone(), DagPicture::DotOnly(format!("rooms/{room}.dot")));
-            }
-        }
-        Ok(run)
+        Ok(RunFiles { dir: run_dir.to_owned(), summary, metrics, scenario_text })
     }
 
     /// The name the report uses for a room as `metrics.csv` writes it (a name or a room ID).
@@ -466,24 +447,30 @@ fn chart_grid(charts: &[&(SeriesKey, TimeSeriesChart)]) -> Result<String, Analys
     Ok(out)
 }
 
+/// Where the room's DAG picture comes from: the report draws none (that would mean running
+/// Graphviz on every run).
 fn dag_section(run: &RunFiles, room: &str) -> String {
-    match run.dags.get(room) {
-        Some(DagPicture::Svg(svg)) => format!(
-            "<h3>DAG</h3>\n<p class=\"note\">The room's event graph as the engine drew it \
-             (<code>rooms/{0}.svg</code>, from <code>rooms/{0}.dot</code>).</p>\n<div class=\"dag\">{svg}</div>\n",
-            esc(room)
-        ),
-        Some(DagPicture::DotOnly(rel)) => format!(
-            "<h3>DAG</h3>\n<p class=\"note\">The DAG is in <a href=\"{0}\"><code>{0}</code></a> \
-             (Graphviz DOT); it was not rendered because <code>dot</code> was not available. \
-             Render it with <code>dot -Tsvg {0} -o rooms/{1}.svg</code> and write the report again \
-             to see it here.</p>\n",
-            esc(rel),
-            esc(room)
-        ),
-        None => String::new(),
-    }
+    let pdus = format!("rooms/{room}.pdus.jsonl");
+    let here = run.dir.join(&pdus).is_file();
+    let file = if here {
+        format!("<a href=\"{0}\"><code>{0}</code></a>", esc(&pdus))
+    } else {
+        format!("<code>{}</code>", esc(&pdus))
+    };
+    format!(
+        "<h3>DAG</h3>\n<p class=\"note\">The room's events are in {file} (one federation PDU per \
+         line). The report does not draw DAGs; pictures come from the run explorer. With Graphviz \
+         installed, <code>roomsim dag dot {0} --out rooms/{1}.dot</code>, run in the run directory, \
+         writes the DOT and renders <code>rooms/{1}.svg</code> (DAGs of up to {2} events unless <code>--max-events</code> says \
+         otherwise).</p>\n",
+        esc(&pdus),
+        esc(room),
+        DOT_MAX_EVENTS
+    )
 }
+
+/// The default `--max-events` of `roomsim dag dot`, quoted in the report.
+const DOT_MAX_EVENTS: usize = 2000;
 
 fn scenario_section(run: &RunFiles) -> String {
     let mut out = String::from("<h2 id=\"scenario\">Scenario</h2>\n");

@@ -14,7 +14,7 @@ fn report_of(s: &Synthetic) -> String {
 }
 
 #[test]
-fn report_shows_verdict_tables_plots_dag_and_scenario() {
+fn report_shows_verdict_tables_plots_dag_pointer_and_scenario() {
     let html = report_of(&Synthetic::default());
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.contains("<title>roomsim report: quickstart — seed 1</title>"));
@@ -35,9 +35,12 @@ fn report_shows_verdict_tables_plots_dag_and_scenario() {
     assert!(!html.contains("room !main:hs1:"));
     // fault band label and timeline
     assert!(html.contains("partition · hs1,hs2 | hs3,hs4 · 20–35 s"));
-    // DAG: main has an SVG (inlined), side only a DOT file (linked)
-    assert!(html.contains("m.room.create"));
-    assert!(html.contains("<a href=\"rooms/side.dot\">"));
+    // DAG: no picture (no Graphviz); main's PDUs are linked, side has none in the directory
+    assert!(html.contains("<a href=\"rooms/main.pdus.jsonl\">"));
+    assert!(!html.contains("<a href=\"rooms/side.pdus.jsonl\">"));
+    assert!(html.contains("roomsim dag dot rooms/main.pdus.jsonl --out rooms/main.dot"));
+    assert!(html.contains("run explorer"));
+    assert!(!html.contains("class=\"dag\""));
     // scenario text, escaped
     assert!(html.contains("<details><summary>scenario.toml"));
     assert!(html.contains("# a &lt; b &amp;&amp; c &gt; d, &quot;quoted&quot; &lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -10,6 +10,7 @@ use roomsim_engine::sim::log::LogWriter;
 use roomsim_engine::sim::world::RunResult;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Runs a scenario in memory (the log is only hashed) and writes `summary.json` and
 /// `metrics.csv` into `dir` atomically (a temporary directory renamed into place, so an
@@ -38,18 +39,56 @@ fn run_light(sc: &Scenario, seed: u64, dir: &Path, extra: Option<(&str, &[u8])>)
     Ok(result)
 }
 
-fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+/// A bar over the runs of a batch on stderr (runs completed, events and deliveries per second
+/// summed over finished runs); hidden unless enabled and stderr is a terminal.
+struct BatchProgress {
+    bar: indicatif::ProgressBar,
+    started: std::time::Instant,
+    events: AtomicU64,
+    deliveries: AtomicU64,
+}
+
+impl BatchProgress {
+    fn new(enabled: bool, len: u64, what: &str) -> Self {
+        let bar = if enabled && std::io::stderr().is_terminal() {
+            let b = indicatif::ProgressBar::new(len);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{{spinner}} {{elapsed_precise}} [{{wide_bar}}] {what} {{pos}}/{{len}} · {{msg}} · eta {{eta}}"
+                ))
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            b.set_message("0 events · 0 deliveries");
+            b.enable_steady_tick(std::time::Duration::from_millis(250));
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        BatchProgress {
+            bar,
+            started: std::time::Instant::now(),
+            events: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+        }
     }
-    let b = indicatif::ProgressBar::new(len);
-    b.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} [{{bar:40}}] {{elapsed_precise}} eta {{eta}}"
-        ))
-        .expect("static template"),
-    );
-    b
+
+    /// One run finished.
+    fn done(&self, result: &RunResult) {
+        let count = |field: &str| result.summary[field].as_u64().unwrap_or(0);
+        let events = self.events.fetch_add(count("events_created"), Ordering::Relaxed) + count("events_created");
+        let deliveries = self.deliveries.fetch_add(count("deliveries"), Ordering::Relaxed) + count("deliveries");
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!(
+            "{events} events · {deliveries} deliveries · {}/s",
+            (deliveries as f64 / secs).round() as u64
+        ));
+        self.bar.inc(1);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 /// Parses `1..50` (inclusive) or `1,2,3`.
@@ -72,6 +111,8 @@ pub struct CompareArgs {
     pub set_a: Vec<String>,
     pub set_b: Vec<String>,
     pub out: PathBuf,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
 }
 
 /// `roomsim compare`: both designs on the same seeds, in parallel; paired statistics.
@@ -84,18 +125,18 @@ pub fn compare(args: CompareArgs) -> Result<(), String> {
     let (a, b) = (with(&args.set_a)?, with(&args.set_b)?);
     let root = args.out.join(format!("{}-compare", a.name));
     let jobs: Vec<(char, &Scenario, u64)> = seeds.iter().flat_map(|s| [('a', &a, *s), ('b', &b, *s)]).collect();
-    let progress = bar(jobs.len() as u64, "runs");
+    let progress = BatchProgress::new(args.progress, jobs.len() as u64, "runs");
     let results: Vec<Result<(char, u64, RunSummary), String>> = jobs
         .par_iter()
         .map(|(side, sc, seed)| {
             let dir = root.join(side.to_string()).join(seed.to_string());
             let r = run_light(sc, *seed, &dir, None)?;
-            progress.inc(1);
+            progress.done(&r);
             let summary = RunSummary::from_value(&r.summary, &dir).map_err(|e| e.to_string())?;
             Ok((*side, *seed, summary))
         })
         .collect();
-    progress.finish_and_clear();
+    progress.finish();
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
     for r in results {
         let (side, seed, s) = r?;
@@ -120,7 +161,7 @@ pub fn compare(args: CompareArgs) -> Result<(), String> {
 }
 
 /// `roomsim sweep`: this shard's cells, in parallel; finished cells are skipped (resume).
-pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path) -> Result<(), String> {
+pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path, progress: bool) -> Result<(), String> {
     let sc = load(path, set)?;
     let cells = scenario::sweep_cells(&sc);
     if sc.sweep.is_none() {
@@ -143,7 +184,7 @@ pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path) -> Re
         mine.len() - todo.len(),
         todo.len()
     );
-    let progress = bar(todo.len() as u64, "cells");
+    let progress = BatchProgress::new(progress, todo.len() as u64, "cells");
     let results: Vec<Result<(), String>> = todo
         .par_iter()
         .map(|cell| {
@@ -151,12 +192,12 @@ pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path) -> Re
             let cell_sc = scenario::parse_scenario(&sc.source.file_name, &sc.source.text, &overrides).map_err(|e| e.to_string())?;
             let meta = serde_json::json!({"index": cell.index, "seed": cell.seed, "overrides": cell.overrides, "label": cell.label, "grid_cells": grid_cells});
             let meta = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
-            run_light(&cell_sc, cell.seed, &cell_dir(&dir, cell), Some(("cell.json", &meta)))?;
-            progress.inc(1);
+            let r = run_light(&cell_sc, cell.seed, &cell_dir(&dir, cell), Some(("cell.json", &meta)))?;
+            progress.done(&r);
             Ok(())
         })
         .collect();
-    progress.finish_and_clear();
+    progress.finish();
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
     eprintln!("wrote {}", dir.display());
     Ok(())

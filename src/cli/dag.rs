@@ -3,8 +3,9 @@
 use super::files::{read_text, write_atomic};
 use clap::Subcommand;
 use roomsim_engine::protocol::verify::{self, VerifyOptions};
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 #[derive(Subcommand, Debug)]
 pub enum DagCommand {
@@ -22,40 +23,150 @@ pub enum DagCommand {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
-    /// Graphviz DOT of a DAG (rejected events red), to stdout or --out; renders SVG if `dot` exists.
+    /// Graphviz DOT of a DAG (rejected events red), to stdout or --out; with --out, also renders
+    /// FILE.svg when Graphviz `dot` is installed.
     Dot {
         dag: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Refuse DAGs with more events than this (Graphviz takes minutes on large DAGs).
+        #[arg(long, value_name = "N", default_value_t = DOT_MAX_EVENTS)]
+        max_events: usize,
+        /// Stop `dot` after this many seconds (0 = no limit).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        timeout: u64,
     },
 }
+
+/// Default cap of `dag dot` on the events of a DAG (`--max-events` overrides it).
+pub const DOT_MAX_EVENTS: usize = 2000;
 
 pub fn run(command: DagCommand) -> Result<ExitCode, String> {
     match command {
         DagCommand::Verify { dag, keys, report, threads } => verify_command(dag, keys, report, threads),
-        DagCommand::Dot { dag, out } => {
-            let text = read_text(&dag)?;
-            let (version, lines) =
-                verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
-            let verified =
-                verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &VerifyOptions::default());
-            let dot = dot_of(&verified, &Default::default());
-            match out {
-                Some(path) => {
-                    write_atomic(&path, dot.as_bytes())?;
-                    let svg = path.with_extension("svg");
-                    let rendered =
-                        std::process::Command::new("dot").arg("-Tsvg").arg(&path).arg("-o").arg(&svg).status();
-                    if rendered.is_ok_and(|s| s.success()) {
-                        eprintln!("wrote {} and {}", path.display(), svg.display());
-                    } else {
-                        eprintln!("wrote {} (install graphviz to render it)", path.display());
-                    }
-                }
-                None => print!("{dot}"),
-            }
+        DagCommand::Dot { dag, out, max_events, timeout } => dot_command(&dag, out.as_deref(), max_events, timeout),
+    }
+}
+
+fn dot_command(dag: &Path, out: Option<&Path>, max_events: usize, timeout: u64) -> Result<ExitCode, String> {
+    let text = read_text(dag)?;
+    let (version, lines) =
+        verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
+    if lines.len() > max_events {
+        return Err(format!(
+            "{}: {} events, more than the cap of {max_events} of `dag dot` (Graphviz takes minutes \
+             on DAGs this size and the picture is unreadable); pass --max-events {} to draw it anyway",
+            dag.display(),
+            lines.len(),
+            lines.len()
+        ));
+    }
+    let verified = verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &VerifyOptions::default());
+    let dot = dot_of(&verified, &Default::default());
+    let Some(path) = out else {
+        print!("{dot}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    write_atomic(path, dot.as_bytes())?;
+    let svg = path.with_extension("svg");
+    let limit = (timeout > 0).then(|| Duration::from_secs(timeout));
+    match render_svg(path, &svg, limit) {
+        Ok(()) => {
+            eprintln!("wrote {} and {}", path.display(), svg.display());
             Ok(ExitCode::SUCCESS)
         }
+        Err(DotFailure::NotInstalled) => {
+            eprintln!(
+                "wrote {}; not rendered: Graphviz `dot` is not installed (not found on PATH); \
+                 install graphviz, or render it elsewhere with `dot -Tsvg {} -o {}`",
+                path.display(),
+                path.display(),
+                svg.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            let _ = std::fs::remove_file(&svg);
+            eprintln!("wrote {}; rendering {} failed: {failure}", path.display(), svg.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Why `dot` did not render a picture.
+#[derive(Debug)]
+enum DotFailure {
+    NotInstalled,
+    Spawn(std::io::Error),
+    Exit { status: std::process::ExitStatus, stderr: String },
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for DotFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DotFailure::NotInstalled => write!(f, "Graphviz `dot` is not installed"),
+            DotFailure::Spawn(e) => write!(f, "could not start `dot`: {e}"),
+            DotFailure::Exit { status, stderr } if stderr.trim().is_empty() => {
+                write!(f, "`dot` exited with {status} (it printed nothing on stderr)")
+            }
+            DotFailure::Exit { status, stderr } => write!(f, "`dot` exited with {status}:\n{}", stderr.trim_end()),
+            DotFailure::TimedOut(limit) => write!(
+                f,
+                "`dot` was still running after {} s and was stopped (raise --timeout, or 0 for no limit)",
+                limit.as_secs()
+            ),
+        }
+    }
+}
+
+/// Runs `dot -Tsvg DOT -o SVG`, killing it once `limit` has passed.
+fn render_svg(dot: &Path, svg: &Path, limit: Option<Duration>) -> Result<(), DotFailure> {
+    let mut child = Command::new("dot")
+        .arg("-Tsvg")
+        .arg(dot)
+        .arg("-o")
+        .arg(svg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                DotFailure::NotInstalled
+            } else {
+                DotFailure::Spawn(e)
+            }
+        })?;
+    // Read stderr on the side so that a chatty `dot` never blocks on a full pipe.
+    let mut pipe = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+        text
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(DotFailure::Spawn(e)),
+        }
+        if let Some(limit) = limit.filter(|l| started.elapsed() >= *l) {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The reader ends when the pipe closes; it is not waited for, in case `dot` left a
+            // child behind that holds the pipe open.
+            drop(reader);
+            return Err(DotFailure::TimedOut(limit));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = reader.join().unwrap_or_default();
+    if status.success() {
+        Ok(())
+    } else {
+        Err(DotFailure::Exit { status, stderr })
     }
 }
 
@@ -108,25 +219,6 @@ fn verify_command(
     // The process ends here: freeing the DAG and report would only cost time.
     std::mem::forget(verified);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Graphviz DOT of a small DAG: prev edges solid, auth edges dashed grey; rejected events red,
-/// events some server soft-failed orange, the rest green.
-pub fn dot_for_pdus(
-    pdus: &[std::sync::Arc<roomsim_engine::protocol::pdu::Pdu>],
-    soft_failed: &std::collections::BTreeSet<String>,
-) -> String {
-    let owned: Vec<roomsim_engine::protocol::pdu::Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
-    let Some(version) = owned.iter().find(|p| p.prev_events.is_empty()).and_then(|c| match &c.content {
-        roomsim_engine::protocol::pdu::TypedContent::Create(cc) => {
-            cc.room_version.as_deref().and_then(roomsim_engine::protocol::room_version::RoomVersion::by_id)
-        }
-        _ => None,
-    }) else {
-        return "digraph dag {}\n".into();
-    };
-    let verified = verify::verify_dag(version, owned, &VerifyOptions::default());
-    dot_of(&verified, soft_failed)
 }
 
 /// Renders a verified DAG; `soft_failed` marks events to draw orange.

@@ -47,6 +47,9 @@ enum Command {
         /// in summary.json; for sweeps), `none`.
         #[arg(long, default_value = "full", value_parser = parse_log_mode)]
         log: roomsim_engine::sim::log::LogMode,
+        /// No progress display (it is shown on stderr only when stderr is a terminal).
+        #[arg(long)]
+        no_progress: bool,
     },
     /// Validate a scenario file without running it.
     Check {
@@ -79,6 +82,9 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// No progress display (it is shown on stderr only when stderr is a terminal).
+        #[arg(long)]
+        no_progress: bool,
     },
     /// Run a scenario's [sweep] grid (or one shard of it: --shard K/N); resumes where it stopped.
     Sweep {
@@ -91,6 +97,9 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// No progress display (it is shown on stderr only when stderr is a terminal).
+        #[arg(long)]
+        no_progress: bool,
     },
     /// Merge sweep outputs (shards) into sweep.csv and sweep.html.
     Merge {
@@ -103,12 +112,13 @@ enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Dag { command } => dag::run(command),
-        Command::Run { scenario, seed, out, threads, set, check_invariants, no_report, log } => {
+        Command::Run { scenario, seed, out, threads, set, check_invariants, no_report, log, no_progress } => {
             set_threads(threads);
             let sc = run::load(&scenario, &set)?;
             let seed = seed.unwrap_or(sc.seed);
             let dir = run::run_dir(&out, &sc, seed);
-            let result = run::run_into(&sc, &dir, &run::RunOptions { seed, check_invariants, progress: true, log })?;
+            let result =
+                run::run_into(&sc, &dir, &run::RunOptions { seed, check_invariants, progress: !no_progress, log })?;
             if !no_report {
                 match roomsim_analysis::report::write_run_report(&dir) {
                     Ok(path) => eprintln!("  report: {}", path.display()),
@@ -145,14 +155,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             eprintln!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Compare { scenario, seeds, set_a, set_b, set, out, threads } => {
+        Command::Compare { scenario, seeds, set_a, set_b, set, out, threads, no_progress } => {
             set_threads(threads);
-            batch::compare(batch::CompareArgs { scenario, seeds, set, set_a, set_b, out })?;
+            batch::compare(batch::CompareArgs { scenario, seeds, set, set_a, set_b, out, progress: !no_progress })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sweep { scenario, shard, set, out, threads } => {
+        Command::Sweep { scenario, shard, set, out, threads, no_progress } => {
             set_threads(threads);
-            batch::sweep(&scenario, &set, shard.as_deref(), &out)?;
+            batch::sweep(&scenario, &set, shard.as_deref(), &out, !no_progress)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Merge { dirs, out } => {

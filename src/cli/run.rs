@@ -5,7 +5,7 @@ use roomsim_engine::metrics::MetricRow;
 use roomsim_engine::scenario::{self, Scenario};
 use roomsim_engine::sim::log::{LogMode, LogWriter};
 use roomsim_engine::sim::replay;
-use roomsim_engine::sim::world::RunResult;
+use roomsim_engine::sim::world::{Progress, RunResult, World};
 use serde_json::Value;
 use std::io::{BufWriter, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -45,14 +45,14 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
     let log_file = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let log = LogWriter::with_mode(Box::new(BufWriter::with_capacity(1 << 20, log_file)), options.log);
     let mut world = roomsim_engine::metrics::instrumented_world(scenario, options.seed, log);
-    let bar = progress_bar(options.progress, world.end_time());
+    let mut bar = RunProgress::new(options.progress, world.end_time());
     let interrupted = interrupt_flag();
     // The loop runs on a worker of rayon's pool, so that windows handled in parallel do not
     // hand work from this thread to the pool and back each time.
     rayon::scope(|_| {
         while world.step() {
-            if let Some(b) = &bar {
-                b.set_position(world.now() / 1000);
+            if let Some(b) = &mut bar {
+                b.update(&world);
             }
             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
                 eprintln!(
@@ -64,7 +64,7 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
         }
     });
     if let Some(b) = bar {
-        b.finish_and_clear();
+        b.finish();
     }
     let stopped_at = world.now();
     let result = world.finish(options.check_invariants).map_err(|e| {
@@ -104,18 +104,68 @@ fn replay_bar(records: u64) -> Option<indicatif::ProgressBar> {
     Some(b)
 }
 
-fn progress_bar(enabled: bool, end_us: u64) -> Option<indicatif::ProgressBar> {
-    if !enabled || !std::io::stderr().is_terminal() {
-        return None;
+/// The progress line of one run on stderr: simulated time against the end bound, events
+/// created, deliveries per second of wall time. Only when stderr is a terminal.
+struct RunProgress {
+    bar: indicatif::ProgressBar,
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl RunProgress {
+    /// How often the world is asked for its counters (`World::progress` sums over servers).
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+    fn new(enabled: bool, end_us: u64) -> Option<Self> {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new(end_us.div_ceil(1000));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{wide_bar}] simulated {prefix} · {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{} / {}", seconds(0), seconds(end_us.div_ceil(1000))));
+        bar.set_message("0 events · 0 deliveries");
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        let now = std::time::Instant::now();
+        Some(RunProgress { bar, started: now, last: now - Self::EVERY })
     }
-    let b = indicatif::ProgressBar::new(end_us / 1000);
-    b.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} simulated {pos}/{len} ms [{bar:40}] {elapsed_precise}")
-            .expect("static template"),
-    );
-    // Only shown for runs that last more than a second.
-    b.enable_steady_tick(std::time::Duration::from_millis(250));
-    Some(b)
+
+    fn update(&mut self, world: &World) {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.last) < Self::EVERY {
+            return;
+        }
+        self.last = now;
+        self.show(world.progress());
+    }
+
+    fn show(&self, p: Progress) {
+        let (now_ms, end_ms) = (p.now_us / 1000, p.end_us.div_ceil(1000).max(p.now_us / 1000));
+        self.bar.set_length(end_ms);
+        self.bar.set_position(now_ms);
+        self.bar.set_prefix(format!("{} / {}", seconds(now_ms), seconds(end_ms)));
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!(
+            "{} events · {} deliveries · {}/s",
+            p.events,
+            p.deliveries,
+            (p.deliveries as f64 / secs).round() as u64
+        ));
+    }
+
+    fn finish(self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// `12.3 s` from milliseconds.
+fn seconds(ms: u64) -> String {
+    format!("{}.{} s", ms / 1000, (ms % 1000) / 100)
 }
 
 fn write_outputs(scenario: &Scenario, dir: &Path, result: &RunResult) -> Result<(), String> {
@@ -126,18 +176,6 @@ fn write_outputs(scenario: &Scenario, dir: &Path, result: &RunResult) -> Result<
             text.push(b'\n');
         }
         write_atomic(&dir.join("rooms").join(format!("{room}.pdus.jsonl")), &text)?;
-        if pdus.len() <= 200 {
-            let soft_failed = result.soft_failed.get(room).cloned().unwrap_or_default();
-            let dot_path = dir.join("rooms").join(format!("{room}.dot"));
-            write_atomic(&dot_path, super::dag::dot_for_pdus(pdus, &soft_failed).as_bytes())?;
-            // Rendered when Graphviz is installed; the report inlines the SVG.
-            let _ = std::process::Command::new("dot")
-                .arg("-Tsvg")
-                .arg(&dot_path)
-                .arg("-o")
-                .arg(dot_path.with_extension("svg"))
-                .output();
-        }
     }
     write_atomic(&dir.join("keys.json"), pretty(&result.keys).as_bytes())?;
     write_atomic(&dir.join("summary.json"), pretty(&result.summary).as_bytes())?;

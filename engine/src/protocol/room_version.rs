@@ -234,7 +234,8 @@ mod tests {
 
     #[test]
     fn experimental_entries_differ_from_their_base_only_in_id_and_their_flag() {
-        let cases: [(&RoomVersion, fn(&mut RoomVersion)); 3] = [
+        type ClearFlag = fn(&mut RoomVersion);
+        let cases: [(&RoomVersion, ClearFlag); 3] = [
             (&MSC4243_V12, |v| v.account_keys = false),
             (&MSC4345_V12, |v| v.participation = false),
             (&MSC4348_V12, |v| v.portable_accounts = false),

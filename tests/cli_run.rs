@@ -153,6 +153,32 @@ fn check_reports_located_errors() {
 }
 
 #[test]
+fn experimental_room_version_not_implemented_is_refused_by_check_and_dag_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("exp.toml");
+    let text = "[scenario]\nname = \"x\"\nend = \"10s\"\n[[servers]]\nname = \"hs1\"\n[[rooms]]\nname = \"r\"\n\
+                version = \"org.matrix.msc4243.12\"\ncreator = \"@u0:hs1\"\n";
+    std::fs::write(&scenario, text).unwrap();
+    let o = roomsim(&["check", scenario.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("exp.toml:8:11:"), "{err}");
+    assert!(err.contains("room version \"org.matrix.msc4243.12\" is experimental and not implemented yet"), "{err}");
+
+    let dag = tmp.path().join("exp.jsonl");
+    let create = r#"{"auth_events":[],"content":{"room_version":"org.matrix.msc4243.12"},"depth":1,"origin_server_ts":1,"prev_events":[],"sender":"@u0:hs1","state_key":"","type":"m.room.create"}"#;
+    std::fs::write(&dag, create).unwrap();
+    let o = roomsim(&["dag", "verify", dag.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("exp.jsonl:1: content.room_version: room version \"org.matrix.msc4243.12\" is experimental and not implemented yet"), "{err}");
+    std::fs::write(&dag, create.replace("org.matrix.msc4243.12", "13")).unwrap();
+    let o = roomsim(&["dag", "verify", dag.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unsupported room version \"13\"; supported versions are \"11\", \"12\""), "{err}");
+}
+
+#[test]
 fn dag_verify_names_line_and_field_of_malformed_input() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = run("crash-restart.toml", tmp.path(), &[]);

@@ -11,7 +11,7 @@
 
 use roomsim_engine::scenario::parse_scenario;
 use roomsim_engine::sim::log::LogWriter;
-use roomsim_engine::sim::world::World;
+use roomsim_engine::metrics::instrumented_world;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -132,7 +132,7 @@ fn main() -> ExitCode {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(p.threads).build().expect("thread pool");
     let (built, ran, finished, result) = pool.install(|| {
         let t = Instant::now();
-        let mut world = World::new(&sc, p.seed, LogWriter::sink());
+        let mut world = instrumented_world(&sc, p.seed, LogWriter::sink());
         let built = t.elapsed();
         let t = Instant::now();
         world.run();

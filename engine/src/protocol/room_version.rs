@@ -1,4 +1,23 @@
-//! Room versions as one struct of rule flags: proposals add flags, not forks.
+//! The room-version table: the one place that says which room versions exist and what rules
+//! each one turns on. The scenario parser, the simulated servers and `dag verify` all look
+//! versions up here.
+//!
+//! A room version is one struct of rule flags: a proposal adds flags, not forks. The table has
+//! two parts:
+//! - [`STABLE`]: the spec's versions this build implements (11 and 12);
+//! - [`EXPERIMENTAL`]: proposal versions, each built on a stable base with struct-update syntax
+//!   (`RoomVersion { id: "org.matrix.msc4243.12", account_keys: true, ..V12 }`), so that it differs
+//!   from its base only in its identifier and the flags it sets.
+//!
+//! **A knob either acts or is refused.** Whether a version is implemented is not a field (a
+//! field would be copied from the base by `..V12` and silently claim support); it is derived
+//! from the flags: [`RoomVersion::unimplemented_flags`] lists the flags that are set but whose
+//! rules the engine does not implement yet, and [`lookup`] refuses such a version with
+//! [`VersionError::NotImplemented`] instead of letting it behave like its base. When a
+//! proposal's rules land, its flag leaves `unimplemented_flags` and its versions become usable.
+//! [`RoomVersion::by_id`] and [`implemented`] only ever return implemented versions.
+
+use std::fmt;
 
 /// Which state resolution algorithm a room version uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +43,14 @@ pub struct RoomVersion {
     /// v11 auth rule 4.2.1 / A2.4: check the authorising server's signature on restricted joins.
     pub restricted_joins: bool,
     pub knocking: bool,
+    /// MSC4243: events are signed by per-account keys as well as by the origin server.
+    /// Not implemented yet.
+    pub account_keys: bool,
+    /// MSC4345: room participation decoupled from the user ID's server. Not implemented yet.
+    pub participation: bool,
+    /// MSC4348: an account can move to a server that is not its user ID's domain.
+    /// Not implemented yet.
+    pub portable_accounts: bool,
 }
 
 pub const V11: RoomVersion = RoomVersion {
@@ -34,6 +61,9 @@ pub const V11: RoomVersion = RoomVersion {
     state_res: StateResAlgorithm::V2,
     restricted_joins: true,
     knocking: true,
+    account_keys: false,
+    participation: false,
+    portable_accounts: false,
 };
 
 pub const V12: RoomVersion = RoomVersion {
@@ -44,18 +74,194 @@ pub const V12: RoomVersion = RoomVersion {
     state_res: StateResAlgorithm::V2_1,
     restricted_joins: true,
     knocking: true,
+    account_keys: false,
+    participation: false,
+    portable_accounts: false,
 };
 
-/// Every room version this build understands (v11 auth rule 1.3: others are rejected).
-pub const KNOWN: [&RoomVersion; 2] = [&V11, &V12];
+/// MSC4243 (account keys) on room version 12.
+pub const MSC4243_V12: RoomVersion = RoomVersion { id: "org.matrix.msc4243.12", account_keys: true, ..V12 };
+
+/// MSC4345 (participation) on room version 12.
+pub const MSC4345_V12: RoomVersion = RoomVersion { id: "org.matrix.msc4345.12", participation: true, ..V12 };
+
+/// MSC4348 (portable accounts) on room version 12.
+pub const MSC4348_V12: RoomVersion = RoomVersion { id: "org.matrix.msc4348.12", portable_accounts: true, ..V12 };
+
+/// The spec's room versions this build implements (v11 auth rule 1.3: others are rejected).
+pub const STABLE: [&RoomVersion; 2] = [&V11, &V12];
+
+/// Proposal room versions, each a stable version plus flags.
+pub const EXPERIMENTAL: [&RoomVersion; 3] = [&MSC4243_V12, &MSC4345_V12, &MSC4348_V12];
+
+/// Every entry of the table, stable first.
+pub fn all() -> impl Iterator<Item = &'static RoomVersion> {
+    STABLE.into_iter().chain(EXPERIMENTAL)
+}
+
+/// The entries the engine implements: the ones [`lookup`] accepts.
+pub fn implemented() -> impl Iterator<Item = &'static RoomVersion> {
+    all().filter(|v| v.is_implemented())
+}
+
+/// Identifiers quoted and joined with ", ": `"11", "12"`.
+pub fn id_list<'a>(versions: impl IntoIterator<Item = &'a RoomVersion>) -> String {
+    versions.into_iter().map(|v| format!("\"{}\"", v.id)).collect::<Vec<_>>().join(", ")
+}
+
+/// Why [`lookup`] refused an identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionError {
+    /// Not in the table.
+    Unknown(String),
+    /// In the table, but it sets flags the engine does not implement yet.
+    NotImplemented(&'static RoomVersion),
+}
+
+impl fmt::Display for VersionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionError::Unknown(id) => {
+                write!(f, "unsupported room version \"{id}\"; supported versions are {}", id_list(implemented()))?;
+                let pending: Vec<&RoomVersion> = all().filter(|v| !v.is_implemented()).collect();
+                if !pending.is_empty() {
+                    write!(f, " (experimental, not implemented yet: {})", id_list(pending))?;
+                }
+                Ok(())
+            }
+            VersionError::NotImplemented(v) => write!(
+                f,
+                "room version \"{}\" is experimental and not implemented yet (the engine lacks {}); \
+                 supported versions are {}",
+                v.id,
+                v.unimplemented_flags().join(", "),
+                id_list(implemented())
+            ),
+        }
+    }
+}
+
+impl std::error::Error for VersionError {}
+
+/// Looks up an identifier in the table; refuses unknown and not-yet-implemented versions.
+pub fn lookup(id: &str) -> Result<&'static RoomVersion, VersionError> {
+    match all().find(|v| v.id == id) {
+        Some(v) if v.is_implemented() => Ok(v),
+        Some(v) => Err(VersionError::NotImplemented(v)),
+        None => Err(VersionError::Unknown(id.to_owned())),
+    }
+}
 
 impl RoomVersion {
-    /// Looks up a room version by its identifier.
+    /// Looks up an implemented room version by its identifier (see [`lookup`] for why not).
     pub fn by_id(id: &str) -> Option<&'static RoomVersion> {
-        KNOWN.iter().copied().find(|v| v.id == id)
+        lookup(id).ok()
+    }
+
+    /// The flags set in this version whose rules the engine does not implement yet, each named
+    /// with its proposal. Empty for a version the engine runs as specified.
+    pub fn unimplemented_flags(&self) -> Vec<&'static str> {
+        // Destructured without `..`: a new flag does not compile until it is listed here or
+        // declared implemented.
+        let RoomVersion {
+            id: _,
+            create_in_auth_events: _,
+            room_id_is_create_hash: _,
+            privileged_creators: _,
+            state_res: _,
+            restricted_joins: _,
+            knocking: _,
+            account_keys,
+            participation,
+            portable_accounts,
+        } = self;
+        [
+            (*account_keys, "account_keys (MSC4243)"),
+            (*participation, "participation (MSC4345)"),
+            (*portable_accounts, "portable_accounts (MSC4348)"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
+
+    pub fn is_implemented(&self) -> bool {
+        self.unimplemented_flags().is_empty()
+    }
+
+    pub fn is_experimental(&self) -> bool {
+        !STABLE.iter().any(|v| v.id == self.id)
     }
 }
 
 /// Power level of a creator in v12: compares above every JSON integer (which are ≤ 2^53 − 1)
 /// and equal to another creator's.
 pub const CREATOR_POWER_LEVEL: i64 = i64::MAX;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_stable_versions_and_refuses_others() {
+        assert_eq!(lookup("11"), Ok(&V11));
+        assert_eq!(lookup("12"), Ok(&V12));
+        assert_eq!(RoomVersion::by_id("12").map(|v| v.id), Some("12"));
+        assert_eq!(lookup("13"), Err(VersionError::Unknown("13".into())));
+        assert_eq!(RoomVersion::by_id("1"), None);
+        let shown = lookup("13").unwrap_err().to_string();
+        assert!(shown.starts_with("unsupported room version \"13\"; supported versions are \"11\", \"12\""), "{shown}");
+        assert!(shown.contains("\"org.matrix.msc4243.12\""), "{shown}");
+        assert_eq!(implemented().map(|v| v.id).collect::<Vec<_>>(), ["11", "12"]);
+    }
+
+    #[test]
+    fn identifiers_are_unique() {
+        let ids: Vec<&str> = all().map(|v| v.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "{ids:?}");
+    }
+
+    #[test]
+    fn stable_versions_set_no_proposal_flags() {
+        for v in STABLE {
+            assert!(v.is_implemented() && !v.is_experimental(), "{}", v.id);
+            assert!(!v.account_keys && !v.participation && !v.portable_accounts, "{}", v.id);
+        }
+    }
+
+    #[test]
+    fn experimental_entries_differ_from_their_base_only_in_id_and_their_flag() {
+        type ClearFlag = fn(&mut RoomVersion);
+        let cases: [(&RoomVersion, ClearFlag); 3] = [
+            (&MSC4243_V12, |v| v.account_keys = false),
+            (&MSC4345_V12, |v| v.participation = false),
+            (&MSC4348_V12, |v| v.portable_accounts = false),
+        ];
+        for (experimental, clear) in cases {
+            assert!(experimental.is_experimental());
+            assert_ne!(experimental, &V12);
+            let mut back = experimental.clone();
+            clear(&mut back);
+            back.id = V12.id;
+            assert_eq!(back, V12, "{} is V12 plus one flag", experimental.id);
+            assert_eq!(experimental.unimplemented_flags().len(), 1);
+        }
+    }
+
+    #[test]
+    fn unimplemented_experimental_versions_are_refused() {
+        for v in EXPERIMENTAL {
+            assert_eq!(lookup(v.id), Err(VersionError::NotImplemented(v)));
+            assert_eq!(RoomVersion::by_id(v.id), None);
+        }
+        let shown = lookup("org.matrix.msc4243.12").unwrap_err().to_string();
+        assert!(
+            shown.starts_with("room version \"org.matrix.msc4243.12\" is experimental and not implemented yet"),
+            "{shown}"
+        );
+        assert!(shown.contains("account_keys (MSC4243)"), "{shown}");
+    }
+}

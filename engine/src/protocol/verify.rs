@@ -14,7 +14,7 @@ use super::dag::{EventIdx, RoomDag, Stage, StateMap, StateSnapshot, Status};
 use super::ids;
 use super::json;
 use super::pdu::{EventKind, Pdu, PduError, TypedContent};
-use super::room_version::RoomVersion;
+use super::room_version::{self, RoomVersion};
 use super::state_res;
 use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
@@ -60,8 +60,11 @@ pub fn parse_server_keys(text: &str) -> Result<ServerKeys, String> {
     Ok(out)
 }
 
+/// The room version and the PDUs of a JSON Lines input, each with its 1-based line number.
+pub type ParsedLines = (&'static RoomVersion, Vec<(usize, Pdu)>);
+
 /// Parses every non-empty line into a PDU. The room version comes from the create event.
-pub fn parse_lines(text: &str) -> Result<(&'static RoomVersion, Vec<(usize, Pdu)>), LineError> {
+pub fn parse_lines(text: &str) -> Result<ParsedLines, LineError> {
     let lines: Vec<(usize, &str)> =
         text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
     let version = find_room_version(&lines)?;
@@ -99,12 +102,9 @@ fn find_room_version(lines: &[(usize, &str)]) -> Result<&'static RoomVersion, Li
             && value.get("prev_events").and_then(Value::as_array).is_some_and(|p| p.is_empty())
         {
             let id = value.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1");
-            return RoomVersion::by_id(id).ok_or_else(|| LineError {
+            return room_version::lookup(id).map_err(|e| LineError {
                 line: *n,
-                error: PduError {
-                    field: "content.room_version".into(),
-                    message: format!("room version {id:?} is not supported (known: 11, 12)"),
-                },
+                error: PduError { field: "content.room_version".into(), message: e.to_string() },
             });
         }
     }
@@ -430,5 +430,32 @@ fn build_report(
         final_state_digest: super::dag::state_digest(dag, final_state),
         final_state: final_map,
         verdicts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create_line(version: &str) -> String {
+        format!(
+            r#"{{"auth_events":[],"content":{{"room_version":"{version}"}},"depth":1,"origin_server_ts":1,"prev_events":[],"sender":"@a:hs1","state_key":"","type":"m.room.create"}}"#
+        )
+    }
+
+    #[test]
+    fn room_version_comes_from_the_create_event_via_the_table() {
+        let e = parse_lines(&create_line("13")).unwrap_err();
+        assert_eq!((e.line, e.error.field.as_str()), (1, "content.room_version"));
+        assert!(e.error.message.contains("supported versions are \"11\", \"12\""), "{}", e.error.message);
+        let e = parse_lines(&format!("\n{}", create_line("org.matrix.msc4345.12"))).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(
+            e.error
+                .message
+                .starts_with("room version \"org.matrix.msc4345.12\" is experimental and not implemented yet"),
+            "{}",
+            e.error.message
+        );
     }
 }

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::room_version::{self, RoomVersion};
+
 /// A validated scenario. Built by [`parse_scenario`](super::parse_scenario).
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
@@ -154,32 +156,40 @@ pub struct PowerLevelsOverride {
     pub events: BTreeMap<String, i64>,
 }
 
-/// The room versions the simulator implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum RoomVersionId {
-    #[serde(rename = "11")]
-    V11,
-    #[serde(rename = "12")]
-    V12,
-}
+/// A room version a scenario may use: an entry of the room-version table
+/// ([`crate::protocol::room_version`]) that the engine implements. It can only be obtained from
+/// the table, so holding one is the proof; it serialises as its identifier (`"11"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomVersionId(&'static RoomVersion);
 
 impl RoomVersionId {
-    pub const ALL: [RoomVersionId; 2] = [RoomVersionId::V11, RoomVersionId::V12];
+    pub const V11: RoomVersionId = RoomVersionId(&room_version::V11);
+    pub const V12: RoomVersionId = RoomVersionId(&room_version::V12);
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoomVersionId::V11 => "11",
-            RoomVersionId::V12 => "12",
-        }
+    /// Looks `id` up in the room-version table; unknown and not-yet-implemented versions are
+    /// refused (the error says which).
+    pub fn from_id(id: &str) -> Result<Self, room_version::VersionError> {
+        room_version::lookup(id).map(RoomVersionId)
     }
 
-    pub fn from_id(id: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == id)
+    pub fn as_str(self) -> &'static str {
+        self.0.id
+    }
+
+    /// The version's rules.
+    pub fn rules(self) -> &'static RoomVersion {
+        self.0
     }
 
     /// Room version 12 (MSC4289) has `additional_creators` and creators with unlimited power.
     pub fn has_creator_power(self) -> bool {
-        self >= RoomVersionId::V12
+        self.0.privileged_creators
+    }
+}
+
+impl Serialize for RoomVersionId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -15,7 +15,7 @@ use serde::Deserialize as DeriveDeserialize;
 use toml::Spanned;
 
 use super::duration::{DurationUs, SignedDurationUs};
-use super::model::{ActionKind, Byzantine, JoinRule, Measure, RoomVersionId, SignatureMode};
+use super::model::{ActionKind, Byzantine, JoinRule, Measure, SignatureMode};
 
 type Opt<T> = Option<Spanned<T>>;
 
@@ -155,7 +155,7 @@ server_structs! {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoom {
     pub name: Spanned<String>,
-    pub version: Spanned<RoomVersionId>,
+    pub version: Spanned<RawVersion>,
     pub creator: Spanned<String>,
     #[serde(default)]
     pub join_rule: Opt<JoinRule>,
@@ -192,33 +192,31 @@ pub(crate) struct RawPowerLevels {
     pub events: Option<OrderedMap<Spanned<i64>>>,
 }
 
+/// A room version identifier as written; looked up in the room-version table by the resolver.
+#[derive(Debug)]
+pub(crate) struct RawVersion(pub String);
+
 /// Room versions are strings in Matrix; a bare number gets a hint rather than a type error.
-impl<'de> Deserialize<'de> for RoomVersionId {
+impl<'de> Deserialize<'de> for RawVersion {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct VersionVisitor;
         impl Visitor<'_> for VersionVisitor {
-            type Value = RoomVersionId;
+            type Value = RawVersion;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a room version string")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RoomVersionId, E> {
-                RoomVersionId::from_id(v).ok_or_else(|| {
-                    E::custom(format!("unsupported room version \"{v}\"; supported versions are {}", version_list()))
-                })
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawVersion, E> {
+                Ok(RawVersion(v.to_owned()))
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RoomVersionId, E> {
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawVersion, E> {
                 Err(E::custom(format!("room versions are strings: write \"{v}\"")))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RoomVersionId, E> {
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawVersion, E> {
                 Err(E::custom(format!("room versions are strings: write \"{v}\"")))
             }
         }
         deserializer.deserialize_any(VersionVisitor)
     }
-}
-
-fn version_list() -> String {
-    RoomVersionId::ALL.iter().map(|v| format!("\"{}\"", v.as_str())).collect::<Vec<_>>().join(", ")
 }
 
 #[derive(Debug, Default, DeriveDeserialize)]

@@ -47,7 +47,8 @@ pub(super) fn resolve(
 
 fn resolve_room(room: &RawRoom, timeline: &[Spanned<RawAction>], names: &Names, end: &EndCondition) -> Res<RoomSpec> {
     let name = room.name.get_ref();
-    let version = *room.version.get_ref();
+    let version = RoomVersionId::from_id(&room.version.get_ref().0)
+        .map_err(|e| Problem::at(room.version.span(), e.to_string()))?;
     let creator = names.user(room.creator.get_ref(), &room.creator.span(), &format!("creator of room \"{name}\""))?;
     let additional_creators = additional_creators(room, version, names)?;
     let members = match &room.members {

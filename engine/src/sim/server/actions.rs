@@ -5,7 +5,7 @@ use super::{room_id_of, ClientAction, Output, RoomReplica, Server};
 use crate::protocol::auth;
 use crate::protocol::crypto;
 use crate::protocol::pdu::Pdu;
-use crate::protocol::room_version::{self, RoomVersion};
+use crate::protocol::room_version::RoomVersion;
 use crate::scenario::{ActionKind, Byzantine, RoomSpec, RoomVersionId};
 use crate::sim::event::SimEvent;
 use crate::sim::time::{origin_server_ts, SimTime};
@@ -269,10 +269,7 @@ impl Server {
 }
 
 pub(crate) fn version_of(id: RoomVersionId) -> &'static RoomVersion {
-    match id {
-        RoomVersionId::V11 => &room_version::V11,
-        RoomVersionId::V12 => &room_version::V12,
-    }
+    id.rules()
 }
 
 pub(crate) fn content_of(pdu: &Pdu) -> Map<String, Value> {

@@ -95,18 +95,24 @@ pub struct ClientAction {
     pub user: String,
     pub room_name: String,
     /// Filled in by the world once the room exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<String>,
     #[serde(rename = "action")]
     pub kind: ActionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_rule: Option<JoinRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// For `create_room`: the room's specification (not logged: replay takes it from the
     /// scenario by room name).
     #[serde(skip)]
     pub create: Option<RoomSpec>,
     /// For remote joins: a server believed to be in the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<ServerIdx>,
 }
 

@@ -26,6 +26,7 @@ use roomsim_benches::fixtures::{self, FIXTURE_10K};
 use roomsim_benches::prepared::{self, Prepared};
 use roomsim_engine::protocol::dag::{EventIdx, StateMap as RsStateMap};
 use roomsim_engine::protocol::pdu::TypedContent;
+use roomsim_engine::protocol::verify;
 use ruma_common::room_version_rules::{AuthorizationRules, RoomVersionRules, StateResolutionV2Rules};
 use ruma_common::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use ruma_events::{StateEventType, TimelineEventType};
@@ -307,7 +308,89 @@ fn median_secs(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `ROOMSIM_REPLAY_DAG=BASE` (a `gen_dag` output: `BASE.jsonl`, `BASE.keys.json`): instead of
+/// the kernels, time the whole replay of that DAG on both sides, interleaved,
+/// `ROOMSIM_REPLAY_RUNS` times (default 3). roomsim: what `dag verify --keys --report` does
+/// after reading the files — parse every line, [`verify::verify_dag`] with keys and state
+/// digests, the report serialised to JSON (on rayon's global pool: `RAYON_NUM_THREADS` sets
+/// its size). ruma: both receipt stages for every event plus the resolution of every merge
+/// (auth chains counted) and of the forward extremities, on inputs prepared outside the timing;
+/// no parsing, hashes, signatures or report (ruma-state-res has none of them), so the ratio
+/// favours ruma.
+fn replay_side_by_side(base: &std::path::Path) {
+    let jsonl = base.with_extension("jsonl");
+    let keys = base.with_extension("keys.json");
+    let name = base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let fx = fixtures::load_files(&name, &jsonl, &keys);
+    let runs: usize = std::env::var("ROOMSIM_REPLAY_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let threads = rayon::current_num_threads();
+    let t = Instant::now();
+    let p = Prepared::new(fx.version, fx.pdus.clone());
+    let ruma = RumaSide::new(&p);
+    let auth_maps = ruma.auth_maps();
+    let final_inputs: Vec<StateMap<OwnedEventId>> =
+        p.extremities.iter().map(|e| to_ruma_state(&p, &p.after[*e as usize])).collect();
+    eprintln!(
+        "[setup] {name}: room v{}, {} events, {} merges, {} forward extremities; prepared in {:.1} s",
+        fx.version.id,
+        p.dag.len(),
+        p.merges.len(),
+        p.extremities.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let roomsim_run = || {
+        let (version, lines) = verify::parse_lines(&fx.text).expect("parses");
+        let options = verify::VerifyOptions { keys: Some(fx.keys.clone()), skip_state_digests: false };
+        let verified = verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &options);
+        let json = verify::report_json(&verified.report);
+        (verified, json)
+    };
+    let (mut t_rs, mut t_ru) = (vec![], vec![]);
+    for run in 0..runs {
+        let t = Instant::now();
+        let (verified, json) = black_box(roomsim_run());
+        t_rs.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let verdicts = black_box(ruma.auth_check_all(&auth_maps));
+        let states = black_box(ruma.resolve_all_merges());
+        let final_state = black_box(ruma.resolve_one(&final_inputs, final_inputs.iter().map(|s| ruma.full_auth_chain(s)).collect()));
+        t_ru.push(t.elapsed().as_secs_f64());
+        eprintln!("[run {run}] roomsim {:.3} s, ruma {:.3} s", t_rs[run], t_ru[run]);
+        if run == 0 {
+            let verdict_diffs = verdicts
+                .iter()
+                .zip(p.dag.events())
+                .filter(|(ok, (_, e))| **ok == e.is_rejected())
+                .count();
+            let state_diffs = p
+                .merges
+                .iter()
+                .zip(&states)
+                .filter(|(m, r)| to_ruma_state(&p, &p.before[**m as usize]) != **r)
+                .count();
+            assert_eq!(verified.report.accepted, p.accepted, "keys change verdicts");
+            eprintln!(
+                "[check] report {} bytes; verdicts differ on {verdict_diffs} events; merged states differ on {state_diffs} of {} merges; final states {}",
+                json.len(),
+                p.merges.len(),
+                if to_ruma_state(&p, &p.final_state) == final_state { "agree" } else { "DIFFER" }
+            );
+        }
+        drop((verified, json, verdicts, states, final_state));
+    }
+    let (rs, ru) = (median_secs(t_rs), median_secs(t_ru));
+    println!();
+    println!("whole replay of {name} ({} events), roomsim on {threads} thread(s), median of {runs} interleaved runs:", p.dag.len());
+    println!("| roomsim `dag verify --keys --report` (in memory) | ruma-state-res 0.18 replay | roomsim speed-up (target ≥ 30×) |");
+    println!("|---|---|---|");
+    println!("| {:.3} s | {:.2} s | {:.1}× |", rs, ru, ru / rs);
+}
+
 fn main() {
+    if let Some(base) = std::env::var_os("ROOMSIM_REPLAY_DAG") {
+        replay_side_by_side(std::path::Path::new(&base));
+        return;
+    }
     let fx = fixtures::load(FIXTURE_10K);
     let p = Prepared::new(fx.version, fx.pdus.clone());
     prepared::check_against_verify(&p, fx.pdus.clone());

@@ -10,7 +10,7 @@
 
 use super::auth::{self, AuthEventRef};
 use super::crypto::{self, SignatureCheck};
-use super::dag::{EventIdx, RoomDag, Stage, StateMap, StateSnapshot, Status};
+use super::dag::{EventIdx, KeyRanks, RoomDag, Stage, StateMap, StateSnapshot, Status};
 use super::ids;
 use super::json;
 use super::pdu::{EventKind, Pdu, PduError, TypedContent};
@@ -209,62 +209,148 @@ pub struct Verified {
 }
 
 /// Judges PDUs (any order) and builds the report.
+///
+/// On more than one thread, the work that does not feed the sequential judging pass runs
+/// beside it, and everything is merged in event order, so the result does not depend on the
+/// thread count:
+/// * signatures are verified (in parallel batches) while the pass runs with the structural
+///   checks only (content hashes, which keys must have signed); if a signature then fails, the
+///   pass is run again with that verdict (rare: the first pass is then wasted, never wrong);
+/// * state digests of the states the pass has produced are computed alongside each merge's
+///   state resolution, the rest in parallel after the pass.
 pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &VerifyOptions) -> Verified {
-    let ordered = topological_order(pdus);
-    let pre_checks = match &options.keys {
-        Some(keys) => signature_and_hash_checks(version, &ordered, keys),
-        None => vec![None; ordered.len()],
-    };
+    let ordered: Vec<Arc<Pdu>> = topological_order(pdus).into_iter().map(Arc::new).collect();
+    // Every event is inserted before any is judged (insertion reads no verdicts), so that the
+    // DAG's keys and events are all known to the digests computed during the pass.
     let mut dag = RoomDag::new(version);
-    let mut states_after: Vec<Arc<StateSnapshot>> = Vec::with_capacity(ordered.len());
+    for pdu in &ordered {
+        dag.insert(pdu.clone());
+    }
+    let digests = !options.skip_state_digests;
+    let ranks = digests.then(|| KeyRanks::new(&dag));
+    let pass = match &options.keys {
+        Some(keys) => {
+            let (structural, checks, owners) = signature_and_hash_checks(version, &ordered, keys);
+            let (ok, pass) = rayon::join(
+                || crypto::verify_batch(&checks),
+                || judge_all(&mut dag, &structural, ranks.as_ref()),
+            );
+            let mut pre_checks = structural.clone();
+            for (good, owner) in ok.into_iter().zip(owners) {
+                if !good && pre_checks[owner].is_none() {
+                    pre_checks[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
+                }
+            }
+            if pre_checks == structural {
+                pass
+            } else {
+                judge_all(&mut dag, &pre_checks, ranks.as_ref())
+            }
+        }
+        None => judge_all(&mut dag, &vec![None; ordered.len()], ranks.as_ref()),
+    };
+    if let Some(ranks) = &ranks {
+        pass.before.par_iter().for_each(|s| {
+            s.digest_ranked(&dag, ranks);
+        });
+    }
     let mut verdicts = BTreeMap::new();
-    for (position, (pdu, pre)) in ordered.into_iter().zip(pre_checks).enumerate() {
-        let idx = dag.insert(Arc::new(pdu));
-        let before = state_before(&dag, idx, &states_after);
-        let status = judge(&dag, idx, &before.map, pre);
-        dag.set_status(idx, status.clone());
-        let applies = status == Status::Accepted && dag.event(idx).state_key.is_some();
-        let after = if applies {
-            let mut map = before.map.clone();
-            map.insert(dag.event(idx).state_key.expect("state event"), idx);
-            StateSnapshot::new(map)
-        } else {
-            before.clone()
-        };
-        let (verdict, stage, reason) = match status {
+    for (position, before) in pass.before.iter().enumerate() {
+        let idx = position as EventIdx;
+        let (verdict, stage, reason) = match &dag.event(idx).status {
             Status::Accepted => ("accepted", None, None),
-            Status::Rejected { stage, reason } => ("rejected", Some(stage), Some(reason)),
+            Status::Rejected { stage, reason } => ("rejected", Some(*stage), Some(reason.clone())),
             Status::Pending => unreachable!("judged above"),
         };
-        verdicts.insert(
-            dag.pdu(idx).event_id.clone(),
-            Verdict {
-                index: position,
-                verdict,
-                stage,
-                reason,
-                state_before: if options.skip_state_digests { String::new() } else { before.digest(&dag).to_owned() },
-            },
-        );
-        states_after.push(after);
+        let state_before = match &ranks {
+            Some(ranks) => before.digest_ranked(&dag, ranks).to_owned(),
+            None => String::new(),
+        };
+        verdicts.insert(dag.pdu(idx).event_id.clone(), Verdict { index: position, verdict, stage, reason, state_before });
     }
     let extremities = dag.forward_extremities();
-    let final_inputs: Vec<&StateMap> = extremities.iter().map(|e| &states_after[*e as usize].map).collect();
+    let final_inputs: Vec<&StateMap> = extremities.iter().map(|e| &pass.after[*e as usize].map).collect();
     let final_state = state_res::resolve(&dag, &final_inputs);
     let report = build_report(&dag, version, &final_state, &extremities, verdicts);
     Verified { dag, report, final_state }
 }
 
-fn state_before(dag: &RoomDag, idx: EventIdx, states_after: &[Arc<StateSnapshot>]) -> Arc<StateSnapshot> {
-    let prev = &dag.event(idx).prev;
-    match prev.as_slice() {
-        [] => StateSnapshot::empty(),
-        [one] => states_after[*one as usize].clone(),
-        many => {
-            let inputs: Vec<&StateMap> = many.iter().map(|p| &states_after[*p as usize].map).collect();
-            StateSnapshot::new(state_res::resolve(dag, &inputs))
-        }
+/// The states of the sequential pass, by event index.
+struct Pass {
+    before: Vec<Arc<StateSnapshot>>,
+    after: Vec<Arc<StateSnapshot>>,
+}
+
+/// The sequential pass: for each event in index order, its state before (resolving the states
+/// after its prev events), its verdict, its state after. With `ranks`, the digests of the
+/// distinct states produced so far are computed beside each state resolution (when the pool
+/// has more than one thread).
+fn judge_all(dag: &mut RoomDag, pre_checks: &[Option<(Stage, String)>], ranks: Option<&KeyRanks>) -> Pass {
+    let n = dag.len();
+    let overlap = ranks.filter(|_| rayon::current_num_threads() > 1);
+    let mut before_all: Vec<Arc<StateSnapshot>> = Vec::with_capacity(n);
+    let mut after_all: Vec<Arc<StateSnapshot>> = Vec::with_capacity(n);
+    // States not digested yet (each distinct state once: a new snapshot is pushed only where
+    // one is made).
+    let mut undigested: Vec<Arc<StateSnapshot>> = Vec::new();
+    for (position, pre) in pre_checks.iter().enumerate() {
+        let idx = position as EventIdx;
+        let before = {
+            let dag: &RoomDag = dag;
+            let prev = &dag.event(idx).prev;
+            match prev.as_slice() {
+                [] => StateSnapshot::empty(),
+                [one] => after_all[*one as usize].clone(),
+                many => {
+                    let inputs: Vec<&StateMap> = many.iter().map(|p| &after_all[*p as usize].map).collect();
+                    let resolved = match overlap {
+                        Some(ranks) if !undigested.is_empty() => {
+                            let (resolved, ()) = rayon::join(
+                                || state_res::resolve(dag, &inputs),
+                                || {
+                                    for s in &undigested {
+                                        s.digest_ranked(dag, ranks);
+                                    }
+                                },
+                            );
+                            undigested.clear();
+                            resolved
+                        }
+                        _ => state_res::resolve(dag, &inputs),
+                    };
+                    // A merge of branches that agree resolves to one of its inputs: share that
+                    // snapshot (and its digest).
+                    match many.iter().find(|p| after_all[**p as usize].map.ptr_eq(&resolved)) {
+                        Some(p) => after_all[*p as usize].clone(),
+                        None => {
+                            let snapshot = StateSnapshot::new(resolved);
+                            if overlap.is_some() {
+                                undigested.push(snapshot.clone());
+                            }
+                            snapshot
+                        }
+                    }
+                }
+            }
+        };
+        let status = judge(dag, idx, &before.map, pre.clone());
+        let applies = status == Status::Accepted && dag.event(idx).state_key.is_some();
+        dag.set_status(idx, status);
+        let after = if applies {
+            let mut map = before.map.clone();
+            map.insert(dag.event(idx).state_key.expect("state event"), idx);
+            let snapshot = StateSnapshot::new(map);
+            if overlap.is_some() {
+                undigested.push(snapshot.clone());
+            }
+            snapshot
+        } else {
+            before.clone()
+        };
+        before_all.push(before);
+        after_all.push(after);
     }
+    Pass { before: before_all, after: after_all }
 }
 
 /// Receipt checks 4 and 5 (and the missing-data check) for one event.
@@ -302,8 +388,14 @@ pub fn check_against_auth_events(dag: &RoomDag, idx: EventIdx) -> auth::AuthResu
     auth::check_state_dependent(dag.version, &ev.pdu, &state)
 }
 
-/// Content hashes and signatures, checked in parallel batches ahead of the sequential pass.
-fn signature_and_hash_checks(version: &RoomVersion, pdus: &[Pdu], keys: &ServerKeys) -> Vec<Option<(Stage, String)>> {
+/// The structural pre-checks (content hashes; which servers must have signed, with a known key)
+/// and the signature checks still to verify, each with the index of its event.
+#[allow(clippy::type_complexity)]
+fn signature_and_hash_checks<'a>(
+    version: &RoomVersion,
+    pdus: &'a [Arc<Pdu>],
+    keys: &ServerKeys,
+) -> (Vec<Option<(Stage, String)>>, Vec<SignatureCheck<'a>>, Vec<usize>) {
     let bytes: Vec<&[u8]> = pdus.par_iter().map(|p| p.signing_bytes(version)).collect();
     let mut checks: Vec<SignatureCheck> = Vec::new();
     let mut owners: Vec<usize> = Vec::new();
@@ -332,13 +424,7 @@ fn signature_and_hash_checks(version: &RoomVersion, pdus: &[Pdu], keys: &ServerK
             }
         }
     }
-    let ok = crypto::verify_batch(&checks);
-    for (good, owner) in ok.into_iter().zip(owners) {
-        if !good && results[owner].is_none() {
-            results[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
-        }
-    }
-    results
+    (results, checks, owners)
 }
 
 /// The servers whose signatures an event needs (`pdu-and-crypto.md` §7.4): the sender's server,
@@ -397,6 +483,13 @@ fn signature_checks_for<'a>(
         return Err(format!("no signature by a known key of {server}"));
     }
     Ok(out)
+}
+
+/// The `--report` file: the report as pretty-printed JSON (two-space indent) plus a newline.
+pub fn report_json(report: &Report) -> Vec<u8> {
+    let mut json = serde_json::to_vec_pretty(report).expect("a report serialises");
+    json.push(b'\n');
+    json
 }
 
 fn build_report(

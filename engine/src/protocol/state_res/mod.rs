@@ -41,11 +41,19 @@ pub fn resolve_with(dag: &RoomDag, states: &[&StateMap], readmit: ReadmitRejecte
         return unconflicted;
     }
     // Step 1: the full conflicted set.
+    // (v2.1: the auth difference and the conflicted subgraph are independent walks; on a pool
+    // with a free thread they run side by side.)
+    let (difference, subgraph) = if dag.version.state_res == StateResAlgorithm::V2_1 {
+        rayon::join(
+            || auth_difference::auth_difference(dag, &distinct),
+            || conflicted_subgraph::conflicted_subgraph(dag, &conflicted),
+        )
+    } else {
+        (auth_difference::auth_difference(dag, &distinct), Vec::new())
+    };
     let mut full: HashSet<EventIdx> = conflicted.iter().copied().collect();
-    full.extend(auth_difference::auth_difference(dag, &distinct));
-    if dag.version.state_res == StateResAlgorithm::V2_1 {
-        full.extend(conflicted_subgraph::conflicted_subgraph(dag, &conflicted));
-    }
+    full.extend(difference);
+    full.extend(subgraph);
     let mut full_sorted: Vec<EventIdx> = full.iter().copied().collect();
     full_sorted.sort_unstable();
     let power_events: Vec<EventIdx> = full_sorted.iter().copied().filter(|e| dag.pdu(*e).is_power_event()).collect();

@@ -60,8 +60,11 @@ pub fn parse_server_keys(text: &str) -> Result<ServerKeys, String> {
     Ok(out)
 }
 
+/// The room version and every PDU with its 1-based line number.
+pub type ParsedLines = (&'static RoomVersion, Vec<(usize, Pdu)>);
+
 /// Parses every non-empty line into a PDU. The room version comes from the create event.
-pub fn parse_lines(text: &str) -> Result<(&'static RoomVersion, Vec<(usize, Pdu)>), LineError> {
+pub fn parse_lines(text: &str) -> Result<ParsedLines, LineError> {
     let lines: Vec<(usize, &str)> =
         text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
     let version = find_room_version(&lines)?;

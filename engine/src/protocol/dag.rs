@@ -37,8 +37,9 @@ impl StateSnapshot {
     }
     /// [`Self::digest`] through a precomputed key order (every key of the state must be in
     /// `ranks`); the same value, without comparing strings.
-    pub fn digest_ranked(&self, dag: &RoomDag, ranks: &KeyRanks) -> &str {
-        self.digest.get_or_init(|| ranks.digest(dag, &self.map))
+    /// `pdus[i]` is event `i`'s PDU.
+    pub fn digest_ranked(&self, pdus: &[Arc<Pdu>], ranks: &KeyRanks) -> &str {
+        self.digest.get_or_init(|| ranks.digest(pdus, &self.map))
     }
 }
 
@@ -74,8 +75,9 @@ impl KeyRanks {
         KeyRanks { rank, prefix }
     }
 
-    /// [`state_digest`] of `state`.
-    pub fn digest(&self, dag: &RoomDag, state: &StateMap) -> String {
+    /// [`state_digest`] of `state`; `pdus[i]` is event `i`'s PDU (the DAG itself is not
+    /// needed, so a helper thread can digest while the DAG is being judged).
+    pub fn digest(&self, pdus: &[Arc<Pdu>], state: &StateMap) -> String {
         let mut entries: Vec<(u32, KeyIdx, EventIdx)> =
             state.iter().map(|(k, e)| (self.rank[*k as usize], *k, *e)).collect();
         entries.sort_unstable_by_key(|e| e.0);
@@ -84,7 +86,7 @@ impl KeyRanks {
         for (_, k, e) in entries {
             line.clear();
             line.extend_from_slice(&self.prefix[k as usize]);
-            line.extend_from_slice(dag.pdu(e).event_id.as_bytes());
+            line.extend_from_slice(pdus[e as usize].event_id.as_bytes());
             line.push(b'\n');
             hasher.update(&line);
         }

@@ -213,50 +213,71 @@ pub struct Verified {
 
 /// Judges PDUs (any order) and builds the report.
 ///
-/// On more than one thread, the work that does not feed the sequential judging pass runs
-/// beside it, and everything is merged in event order, so the result does not depend on the
-/// thread count:
-/// * signatures are verified (in parallel batches) while the pass runs with the structural
-///   checks only (content hashes, which keys must have signed); if a signature then fails, the
-///   pass is run again with that verdict (rare: the first pass is then wasted, never wrong);
-/// * state digests of the states the pass has produced are computed alongside each merge's
-///   state resolution, the rest in parallel after the pass.
+/// On a pool of more than one thread, the work that does not feed the sequential judging pass
+/// runs beside it on one helper thread, and everything is merged in event order, so the result
+/// does not depend on the thread count:
+/// * signatures are verified (in the same batches as on the pool) while the pass runs with the
+///   structural checks only (content hashes, which keys must have signed); if a signature then
+///   fails, the pass is run again with that verdict (rare: the first pass is then wasted, never
+///   wrong);
+/// * then the helper computes the state digests of the states the pass has produced, as it
+///   produces them.
 pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &VerifyOptions) -> Verified {
+    let mut spans = Spans::from_env();
     let ordered: Vec<Arc<Pdu>> = topological_order(pdus).into_iter().map(Arc::new).collect();
+    spans.mark("topological order");
     // Every event is inserted before any is judged (insertion reads no verdicts), so that the
-    // DAG's keys and events are all known to the digests computed during the pass.
+    // DAG's keys are all known to the digests computed during the pass.
     let mut dag = RoomDag::new(version);
-    for pdu in &ordered {
-        dag.insert(pdu.clone());
+    for (i, pdu) in ordered.iter().enumerate() {
+        let idx = dag.insert(pdu.clone());
+        debug_assert_eq!(idx as usize, i, "topological_order drops duplicates");
     }
     let digests = !options.skip_state_digests;
     let ranks = digests.then(|| KeyRanks::new(&dag));
-    let pass = match &options.keys {
-        Some(keys) => {
-            let (structural, checks, owners) = signature_and_hash_checks(version, &ordered, keys);
-            let (ok, pass) = rayon::join(
-                || crypto::verify_batch(&checks),
-                || judge_all(&mut dag, &structural, ranks.as_ref()),
-            );
-            let mut pre_checks = structural.clone();
-            for (good, owner) in ok.into_iter().zip(owners) {
-                if !good && pre_checks[owner].is_none() {
-                    pre_checks[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
-                }
-            }
-            if pre_checks == structural {
-                pass
-            } else {
-                judge_all(&mut dag, &pre_checks, ranks.as_ref())
-            }
-        }
-        None => judge_all(&mut dag, &vec![None; ordered.len()], ranks.as_ref()),
+    spans.mark("insert, key ranks");
+    let (structural, checks, owners) = match &options.keys {
+        Some(keys) => signature_and_hash_checks(version, &ordered, keys),
+        None => (vec![None; ordered.len()], Vec::new(), Vec::new()),
     };
+    spans.mark("hashes, signature checks to make");
+    let helper = rayon::current_num_threads() > 1 && (!checks.is_empty() || digests);
+    let (ok, pass) = if helper {
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel::<Arc<StateSnapshot>>();
+            let (checks, ordered, ranks) = (&checks, &ordered, ranks.as_ref());
+            let worker = scope.spawn(move || {
+                let ok = crypto::verify_batch_here(checks);
+                if let Some(ranks) = ranks {
+                    for snapshot in rx {
+                        snapshot.digest_ranked(ordered, ranks);
+                    }
+                }
+                ok
+            });
+            let pass = judge_all(&mut dag, &structural, digests.then_some(&tx));
+            drop(tx);
+            (worker.join().expect("helper thread"), pass)
+        })
+    } else {
+        let ok = crypto::verify_batch(&checks);
+        (ok, judge_all(&mut dag, &structural, None))
+    };
+    spans.mark("judging pass (beside signatures, digests)");
+    let mut pre_checks = structural.clone();
+    for (good, owner) in ok.into_iter().zip(owners) {
+        if !good && pre_checks[owner].is_none() {
+            pre_checks[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
+        }
+    }
+    let pass = if pre_checks == structural { pass } else { judge_all(&mut dag, &pre_checks, None) };
+    spans.mark("pass again (a signature failed)");
     if let Some(ranks) = &ranks {
         pass.before.par_iter().for_each(|s| {
-            s.digest_ranked(&dag, ranks);
+            s.digest_ranked(&ordered, ranks);
         });
     }
+    spans.mark("remaining digests");
     let mut verdicts = BTreeMap::new();
     for (position, before) in pass.before.iter().enumerate() {
         let idx = position as EventIdx;
@@ -266,16 +287,34 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
             Status::Pending => unreachable!("judged above"),
         };
         let state_before = match &ranks {
-            Some(ranks) => before.digest_ranked(&dag, ranks).to_owned(),
+            Some(ranks) => before.digest_ranked(&ordered, ranks).to_owned(),
             None => String::new(),
         };
         verdicts.insert(dag.pdu(idx).event_id.clone(), Verdict { index: position, verdict, stage, reason, state_before });
     }
+    spans.mark("verdicts");
     let extremities = dag.forward_extremities();
     let final_inputs: Vec<&StateMap> = extremities.iter().map(|e| &pass.after[*e as usize].map).collect();
     let final_state = state_res::resolve(&dag, &final_inputs);
     let report = build_report(&dag, version, &final_state, &extremities, verdicts);
+    spans.mark("final state, report");
     Verified { dag, report, final_state }
+}
+
+/// Phase timings on stderr when `ROOMSIM_VERIFY_SPANS` is set (for profiling; no effect on
+/// the result).
+struct Spans(Option<std::time::Instant>);
+
+impl Spans {
+    fn from_env() -> Spans {
+        Spans(std::env::var_os("ROOMSIM_VERIFY_SPANS").map(|_| std::time::Instant::now()))
+    }
+    fn mark(&mut self, what: &str) {
+        if let Some(t) = &mut self.0 {
+            eprintln!("[verify] {what}: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+            *t = std::time::Instant::now();
+        }
+    }
 }
 
 /// The states of the sequential pass, by event index.
@@ -285,53 +324,38 @@ struct Pass {
 }
 
 /// The sequential pass: for each event in index order, its state before (resolving the states
-/// after its prev events), its verdict, its state after. With `ranks`, the digests of the
-/// distinct states produced so far are computed beside each state resolution (when the pool
-/// has more than one thread).
-fn judge_all(dag: &mut RoomDag, pre_checks: &[Option<(Stage, String)>], ranks: Option<&KeyRanks>) -> Pass {
+/// after its prev events), its verdict, its state after. Every state snapshot it makes (each
+/// distinct state once) is also sent to `digests`, if given.
+fn judge_all(
+    dag: &mut RoomDag,
+    pre_checks: &[Option<(Stage, String)>],
+    digests: Option<&std::sync::mpsc::Sender<Arc<StateSnapshot>>>,
+) -> Pass {
     let n = dag.len();
-    let overlap = ranks.filter(|_| rayon::current_num_threads() > 1);
     let mut before_all: Vec<Arc<StateSnapshot>> = Vec::with_capacity(n);
     let mut after_all: Vec<Arc<StateSnapshot>> = Vec::with_capacity(n);
-    // States not digested yet (each distinct state once: a new snapshot is pushed only where
-    // one is made).
-    let mut undigested: Vec<Arc<StateSnapshot>> = Vec::new();
+    let made = |snapshot: Arc<StateSnapshot>| {
+        if let Some(tx) = digests {
+            // The receiver lives until the pass is over.
+            let _ = tx.send(snapshot.clone());
+        }
+        snapshot
+    };
     for (position, pre) in pre_checks.iter().enumerate() {
         let idx = position as EventIdx;
         let before = {
             let dag: &RoomDag = dag;
-            let prev = &dag.event(idx).prev;
-            match prev.as_slice() {
-                [] => StateSnapshot::empty(),
+            match dag.event(idx).prev.as_slice() {
+                [] => made(StateSnapshot::empty()),
                 [one] => after_all[*one as usize].clone(),
                 many => {
                     let inputs: Vec<&StateMap> = many.iter().map(|p| &after_all[*p as usize].map).collect();
-                    let resolved = match overlap {
-                        Some(ranks) if !undigested.is_empty() => {
-                            let (resolved, ()) = rayon::join(
-                                || state_res::resolve(dag, &inputs),
-                                || {
-                                    for s in &undigested {
-                                        s.digest_ranked(dag, ranks);
-                                    }
-                                },
-                            );
-                            undigested.clear();
-                            resolved
-                        }
-                        _ => state_res::resolve(dag, &inputs),
-                    };
+                    let resolved = state_res::resolve(dag, &inputs);
                     // A merge of branches that agree resolves to one of its inputs: share that
                     // snapshot (and its digest).
                     match many.iter().find(|p| after_all[**p as usize].map.ptr_eq(&resolved)) {
                         Some(p) => after_all[*p as usize].clone(),
-                        None => {
-                            let snapshot = StateSnapshot::new(resolved);
-                            if overlap.is_some() {
-                                undigested.push(snapshot.clone());
-                            }
-                            snapshot
-                        }
+                        None => made(StateSnapshot::new(resolved)),
                     }
                 }
             }
@@ -342,11 +366,7 @@ fn judge_all(dag: &mut RoomDag, pre_checks: &[Option<(Stage, String)>], ranks: O
         let after = if applies {
             let mut map = before.map.clone();
             map.insert(dag.event(idx).state_key.expect("state event"), idx);
-            let snapshot = StateSnapshot::new(map);
-            if overlap.is_some() {
-                undigested.push(snapshot.clone());
-            }
-            snapshot
+            made(StateSnapshot::new(map))
         } else {
             before.clone()
         };

@@ -71,15 +71,10 @@ pub fn resolve_with(dag: &RoomDag, states: &[&StateMap], readmit: ReadmitRejecte
         return unconflicted;
     }
     // Step 1: the full conflicted set.
-    // (v2.1: the auth difference and the conflicted subgraph are independent walks; on a pool
-    // with a free thread they run side by side.)
-    let (difference, subgraph) = if dag.version.state_res == StateResAlgorithm::V2_1 {
-        rayon::join(
-            || auth_difference::auth_difference(dag, &distinct),
-            || conflicted_subgraph::conflicted_subgraph(dag, &conflicted),
-        )
-    } else {
-        (auth_difference::auth_difference(dag, &distinct), Vec::new())
+    let difference = auth_difference::auth_difference(dag, &distinct);
+    let subgraph = match dag.version.state_res {
+        StateResAlgorithm::V2_1 => conflicted_subgraph::conflicted_subgraph(dag, &conflicted),
+        StateResAlgorithm::V2 => Vec::new(),
     };
     let mut full: IdxSet = conflicted.iter().copied().collect();
     full.extend(difference);

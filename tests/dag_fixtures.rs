@@ -139,7 +139,8 @@ fn bad_signature_rejected_on_1_and_2_threads() {
     let bytes = std::fs::read(dir.join(format!("{name}.jsonl.gz"))).unwrap();
     let mut text = String::new();
     flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text).unwrap();
-    let mut lines: Vec<Value> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut lines: Vec<Value> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
     // Swap the signature of an event for the one of another event by the same server.
     let signature_of = |v: &Value| -> (String, String, String) {
         let (server, block) = v["signatures"].as_object().unwrap().iter().next().unwrap();

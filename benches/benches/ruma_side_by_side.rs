@@ -167,7 +167,8 @@ impl RumaSide {
                     .collect()
             })
             .collect();
-        let implied_create = (p.version.id == "12").then(|| p.dag.create()).flatten().map(|c| event_id(&p.dag.pdu(c).event_id));
+        let implied_create =
+            (p.version.id == "12").then(|| p.dag.create()).flatten().map(|c| event_id(&p.dag.pdu(c).event_id));
         RumaSide { rules, order, events, before, merge_inputs, implied_create }
     }
 
@@ -395,26 +396,21 @@ fn replay_side_by_side(base: &std::path::Path) {
         let t = Instant::now();
         let verdicts = black_box(ruma.auth_check_all(&auth_maps));
         let states = black_box(ruma.resolve_all_merges());
-        let final_state = black_box(ruma.resolve_one(&final_inputs, final_inputs.iter().map(|s| ruma.full_auth_chain(s)).collect()));
+        let final_state =
+            black_box(ruma.resolve_one(&final_inputs, final_inputs.iter().map(|s| ruma.full_auth_chain(s)).collect()));
         t_ru.push(t.elapsed().as_secs_f64());
         eprintln!(
             "[run {run}] roomsim {:.3} s on 1 thread, {:.3} s on 2; ruma {:.3} s",
             t_rs1[run], t_rs[run], t_ru[run]
         );
         if run == 0 {
-            let verdict_diffs = verdicts
-                .iter()
-                .zip(p.dag.events())
-                .filter(|(ok, (_, e))| **ok == e.is_rejected())
-                .count();
-            let state_diffs = p
-                .merges
-                .iter()
-                .zip(&states)
-                .filter(|(m, r)| to_ruma_state(&p, &p.before[**m as usize]) != **r)
-                .count();
+            let verdict_diffs =
+                verdicts.iter().zip(p.dag.events()).filter(|(ok, (_, e))| **ok == e.is_rejected()).count();
+            let state_diffs =
+                p.merges.iter().zip(&states).filter(|(m, r)| to_ruma_state(&p, &p.before[**m as usize]) != **r).count();
             assert_eq!(verified.report.accepted, p.accepted, "keys change verdicts");
-            for (i, (_, e)) in p.dag.events().enumerate().filter(|(i, (_, e))| verdicts[*i] == e.is_rejected()).take(3) {
+            for (i, (_, e)) in p.dag.events().enumerate().filter(|(i, (_, e))| verdicts[*i] == e.is_rejected()).take(3)
+            {
                 eprintln!(
                     "[check] event {i} {}: roomsim {}, ruma: {}",
                     e.pdu.event_id,

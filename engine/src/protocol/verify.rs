@@ -290,7 +290,8 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
             Some(ranks) => before.digest_ranked(&ordered, ranks).to_owned(),
             None => String::new(),
         };
-        verdicts.insert(dag.pdu(idx).event_id.clone(), Verdict { index: position, verdict, stage, reason, state_before });
+        verdicts
+            .insert(dag.pdu(idx).event_id.clone(), Verdict { index: position, verdict, stage, reason, state_before });
     }
     spans.mark("verdicts");
     let extremities = dag.forward_extremities();

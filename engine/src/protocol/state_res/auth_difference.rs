@@ -8,8 +8,8 @@
 //! every queued event is reached by all sets: everything below is in every chain. The cost is
 //! proportional to the region where the chains differ, not to their length.
 
-use crate::protocol::dag::{EventIdx, RoomDag, StateMap};
 use super::IdxMap;
+use crate::protocol::dag::{EventIdx, RoomDag, StateMap};
 use std::collections::BinaryHeap;
 
 pub(super) fn auth_difference(dag: &RoomDag, states: &[&StateMap]) -> Vec<EventIdx> {

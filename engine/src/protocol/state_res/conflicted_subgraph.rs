@@ -4,8 +4,8 @@
 //! Any such event lies, in index order, between the oldest conflicted event and a newer one, so
 //! the walk backwards from the conflicted events never goes below the smallest conflicted index.
 
-use crate::protocol::dag::{EventIdx, RoomDag};
 use super::{IdxMap, IdxSet};
+use crate::protocol::dag::{EventIdx, RoomDag};
 
 pub(super) fn conflicted_subgraph(dag: &RoomDag, conflicted: &[EventIdx]) -> Vec<EventIdx> {
     let Some(&floor) = conflicted.iter().min() else { return Vec::new() };

@@ -1,20 +1,16 @@
 //! The two orderings of state resolution: reverse topological power ordering
 //! (definition 7) and mainline ordering (definition 8).
 
+use super::{IdxMap, IdxSet};
 use crate::protocol::dag::{EventIdx, RoomDag};
 use crate::protocol::pdu::EventKind;
 use std::cmp::Reverse;
-use super::{IdxMap, IdxSet};
 use std::collections::BinaryHeap;
 
 /// Kahn's algorithm over the auth edges among `events` plus the events of their auth chains
 /// that are in `full` (reached through members of `full` only, as Synapse walks), taking the
 /// smallest `(−power, origin_server_ts, event_id)` among the ready events each time.
-pub(super) fn reverse_topological_power_order(
-    dag: &RoomDag,
-    events: &[EventIdx],
-    full: &IdxSet,
-) -> Vec<EventIdx> {
+pub(super) fn reverse_topological_power_order(dag: &RoomDag, events: &[EventIdx], full: &IdxSet) -> Vec<EventIdx> {
     // Build the graph: node -> its auth events inside the graph.
     let mut graph: IdxMap<Vec<EventIdx>> = IdxMap::default();
     let mut stack: Vec<EventIdx> = events.to_vec();
@@ -94,12 +90,7 @@ pub(super) fn mainline_order(dag: &RoomDag, events: &[EventIdx], power_levels: O
 }
 
 /// Walks from `e` along the power-levels event of each event's auth events until the mainline.
-fn mainline_depth(
-    dag: &RoomDag,
-    e: EventIdx,
-    depth_of: &IdxMap<usize>,
-    memo: &mut IdxMap<usize>,
-) -> usize {
+fn mainline_depth(dag: &RoomDag, e: EventIdx, depth_of: &IdxMap<usize>, memo: &mut IdxMap<usize>) -> usize {
     let mut path = Vec::new();
     let mut cursor = Some(e);
     let mut found = 0;

@@ -26,6 +26,7 @@ use roomsim_benches::fixtures::{self, FIXTURE_10K};
 use roomsim_benches::prepared::{self, Prepared};
 use roomsim_engine::protocol::dag::{EventIdx, StateMap as RsStateMap};
 use roomsim_engine::protocol::pdu::TypedContent;
+use roomsim_engine::protocol::verify;
 use ruma_common::room_version_rules::{AuthorizationRules, RoomVersionRules, StateResolutionV2Rules};
 use ruma_common::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use ruma_events::{StateEventType, TimelineEventType};
@@ -100,6 +101,8 @@ struct RumaSide {
     before: Vec<StateMap<OwnedEventId>>,
     /// States after the prev events of each merge (same order as `Prepared::merges`).
     merge_inputs: Vec<Vec<StateMap<OwnedEventId>>>,
+    /// v12: the create event, implied by the room ID.
+    implied_create: Option<OwnedEventId>,
 }
 
 fn event_id(s: &str) -> OwnedEventId {
@@ -164,7 +167,9 @@ impl RumaSide {
                     .collect()
             })
             .collect();
-        RumaSide { rules, order, events, before, merge_inputs }
+        let implied_create =
+            (p.version.id == "12").then(|| p.dag.create()).flatten().map(|c| event_id(&p.dag.pdu(c).event_id));
+        RumaSide { rules, order, events, before, merge_inputs, implied_create }
     }
 
     fn auth_rules(&self) -> &AuthorizationRules {
@@ -203,7 +208,9 @@ impl RumaSide {
                     return false;
                 }
                 let own = &auth_maps[i];
-                let from_auth_events = |t: &StateEventType, k: &str| own.get(&(t.clone(), k.to_owned())).copied();
+                let from_auth_events = |t: &StateEventType, k: &str| {
+                    own.get(&(t.clone(), k.to_owned())).copied().or_else(|| self.implied_create(t, k))
+                };
                 if check_state_dependent_auth_rules(rules, ev, from_auth_events).is_err() {
                     return false;
                 }
@@ -214,6 +221,38 @@ impl RumaSide {
                 check_state_dependent_auth_rules(rules, ev, from_state).is_ok()
             })
             .collect()
+    }
+
+    /// v12: the create event is named by the room ID, not listed in `auth_events`; a server
+    /// has it when checking an event against the event's own auth events.
+    fn implied_create(&self, t: &StateEventType, k: &str) -> Option<&RPdu> {
+        if *t != StateEventType::RoomCreate || !k.is_empty() {
+            return None;
+        }
+        self.implied_create.as_ref().and_then(|id| self.events.get(id))
+    }
+
+    /// The first rule ruma says an event breaks, for the agreement report.
+    fn explain(&self, i: usize, auth_maps: &[AuthMap<'_>]) -> String {
+        let rules = self.auth_rules();
+        let ev = &self.events[&self.order[i]];
+        if let Err(e) = check_state_independent_auth_rules(rules, ev, |id: &EventId| self.events.get(id)) {
+            return format!("state-independent: {e}");
+        }
+        let own = &auth_maps[i];
+        let from_auth_events = |t: &StateEventType, k: &str| {
+            own.get(&(t.clone(), k.to_owned())).copied().or_else(|| self.implied_create(t, k))
+        };
+        if let Err(e) = check_state_dependent_auth_rules(rules, ev, from_auth_events) {
+            return format!("own auth events: {e}");
+        }
+        let before = &self.before[i];
+        let from_state =
+            |t: &StateEventType, k: &str| before.get(&(t.clone(), k.to_owned())).and_then(|e| self.events.get(e));
+        match check_state_dependent_auth_rules(rules, ev, from_state) {
+            Err(e) => format!("state before: {e}"),
+            Ok(()) => "accepted".into(),
+        }
     }
 
     /// The full auth chain of a state (its events and all their auth ancestors), walked the way
@@ -307,7 +346,102 @@ fn median_secs(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `ROOMSIM_REPLAY_DAG=BASE` (a `gen_dag` output: `BASE.jsonl`, `BASE.keys.json`): instead of
+/// the kernels, time the whole replay of that DAG on both sides, interleaved,
+/// `ROOMSIM_REPLAY_RUNS` times (default 3). roomsim: what `dag verify --keys --report` does
+/// after reading the files — parse every line, [`verify::verify_dag`] with keys and state
+/// digests, the report serialised to JSON, on a 1-thread and on a 2-thread rayon pool. ruma: both receipt stages for every event plus the resolution of every merge
+/// (auth chains counted) and of the forward extremities, on inputs prepared outside the timing;
+/// no parsing, hashes, signatures or report (ruma-state-res has none of them), so the ratio
+/// favours ruma.
+fn replay_side_by_side(base: &std::path::Path) {
+    let jsonl = base.with_extension("jsonl");
+    let keys = base.with_extension("keys.json");
+    let name = base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let fx = fixtures::load_files(&name, &jsonl, &keys);
+    let runs: usize = std::env::var("ROOMSIM_REPLAY_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let t = Instant::now();
+    let p = Prepared::new(fx.version, fx.pdus.clone());
+    let ruma = RumaSide::new(&p);
+    let auth_maps = ruma.auth_maps();
+    let final_inputs: Vec<StateMap<OwnedEventId>> =
+        p.extremities.iter().map(|e| to_ruma_state(&p, &p.after[*e as usize])).collect();
+    eprintln!(
+        "[setup] {name}: room v{}, {} events, {} merges, {} forward extremities; prepared in {:.1} s",
+        fx.version.id,
+        p.dag.len(),
+        p.merges.len(),
+        p.extremities.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let roomsim_run = || {
+        let (version, lines) = verify::parse_lines(&fx.text).expect("parses");
+        let options = verify::VerifyOptions { keys: Some(fx.keys.clone()), skip_state_digests: false };
+        let verified = verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &options);
+        let json = verify::report_json(&verified.report);
+        (verified, json)
+    };
+    let pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("thread pool");
+    let (pool1, pool2) = (pool(1), pool(2));
+    let (mut t_rs1, mut t_rs, mut t_ru) = (vec![], vec![], vec![]);
+    for run in 0..runs {
+        // (Freeing the result is left out of the time, as the CLI leaves it out.)
+        let t = Instant::now();
+        let one = black_box(pool1.install(roomsim_run));
+        t_rs1.push(t.elapsed().as_secs_f64());
+        drop(one);
+        let t = Instant::now();
+        let (verified, json) = black_box(pool2.install(roomsim_run));
+        t_rs.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let verdicts = black_box(ruma.auth_check_all(&auth_maps));
+        let states = black_box(ruma.resolve_all_merges());
+        let final_state =
+            black_box(ruma.resolve_one(&final_inputs, final_inputs.iter().map(|s| ruma.full_auth_chain(s)).collect()));
+        t_ru.push(t.elapsed().as_secs_f64());
+        eprintln!(
+            "[run {run}] roomsim {:.3} s on 1 thread, {:.3} s on 2; ruma {:.3} s",
+            t_rs1[run], t_rs[run], t_ru[run]
+        );
+        if run == 0 {
+            let verdict_diffs =
+                verdicts.iter().zip(p.dag.events()).filter(|(ok, (_, e))| **ok == e.is_rejected()).count();
+            let state_diffs =
+                p.merges.iter().zip(&states).filter(|(m, r)| to_ruma_state(&p, &p.before[**m as usize]) != **r).count();
+            assert_eq!(verified.report.accepted, p.accepted, "keys change verdicts");
+            for (i, (_, e)) in p.dag.events().enumerate().filter(|(i, (_, e))| verdicts[*i] == e.is_rejected()).take(3)
+            {
+                eprintln!(
+                    "[check] event {i} {}: roomsim {}, ruma: {}",
+                    e.pdu.event_id,
+                    if e.is_rejected() { "rejects" } else { "accepts" },
+                    ruma.explain(i, &auth_maps)
+                );
+            }
+            eprintln!(
+                "[check] report {} bytes; verdicts differ on {verdict_diffs} events; merged states differ on {state_diffs} of {} merges; final states {}",
+                json.len(),
+                p.merges.len(),
+                if to_ruma_state(&p, &p.final_state) == final_state { "agree" } else { "DIFFER" }
+            );
+        }
+        drop((verified, json, verdicts, states, final_state));
+    }
+    let (rs1, rs2, ru) = (median_secs(t_rs1), median_secs(t_rs), median_secs(t_ru));
+    println!();
+    println!("whole replay of {name} ({} events), median of {runs} interleaved runs:", p.dag.len());
+    println!("| roomsim threads | roomsim `dag verify --keys --report` (in memory) | ruma-state-res 0.18 replay | roomsim speed-up (target ≥ 30×) |");
+    println!("|---|---|---|---|");
+    println!("| 1 | {:.3} s | {:.2} s | {:.1}× |", rs1, ru, ru / rs1);
+    println!("| 2 | {:.3} s | {:.2} s | {:.1}× |", rs2, ru, ru / rs2);
+    println!("roomsim 1 → 2 threads: {:.2}× (target ≥ 1.6×)", rs1 / rs2);
+}
+
 fn main() {
+    if let Some(base) = std::env::var_os("ROOMSIM_REPLAY_DAG") {
+        replay_side_by_side(std::path::Path::new(&base));
+        return;
+    }
     let fx = fixtures::load(FIXTURE_10K);
     let p = Prepared::new(fx.version, fx.pdus.clone());
     prepared::check_against_verify(&p, fx.pdus.clone());

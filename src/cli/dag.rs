@@ -212,9 +212,7 @@ fn verify_command(
         eprintln!("  rejected at {stage}: {n}");
     }
     if let Some(path) = report {
-        let mut json = serde_json::to_vec_pretty(r).map_err(|e| e.to_string())?;
-        json.push(b'\n');
-        write_atomic(&path, &json)?;
+        write_atomic(&path, &verify::report_json(r))?;
     }
     // The process ends here: freeing the DAG and report would only cost time.
     std::mem::forget(verified);

@@ -8,6 +8,7 @@ use super::auth::{self, Slot};
 use super::pdu::{EventKind, Pdu};
 use super::room_version::{RoomVersion, CREATOR_POWER_LEVEL};
 use petgraph::graph::DiGraph;
+use sha2::Digest as _;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -34,6 +35,73 @@ impl StateSnapshot {
     pub fn digest(&self, dag: &RoomDag) -> &str {
         self.digest.get_or_init(|| state_digest(dag, &self.map))
     }
+    /// [`Self::digest`] through a precomputed key order (every key of the state must be in
+    /// `ranks`); the same value, without comparing strings.
+    /// `pdus[i]` is event `i`'s PDU.
+    pub fn digest_ranked(&self, pdus: &[Arc<Pdu>], ranks: &KeyRanks) -> &str {
+        self.digest.get_or_init(|| ranks.digest(pdus, &self.map))
+    }
+}
+
+/// The keys of a DAG in the digest's line order (by type, then state key), each with its line
+/// prefix `type \0 state_key \0`, for digests that sort integers instead of strings.
+#[derive(Debug)]
+pub struct KeyRanks {
+    rank: Vec<u32>,
+    prefix: Vec<Vec<u8>>,
+}
+
+impl KeyRanks {
+    /// Ranks every key interned in `dag` so far.
+    pub fn new(dag: &RoomDag) -> KeyRanks {
+        let mut order: Vec<KeyIdx> = (0..dag.keys.len() as KeyIdx).collect();
+        order.sort_unstable_by(|a, b| dag.key(*a).cmp(&dag.key(*b)));
+        let mut rank = vec![0; order.len()];
+        for (r, k) in order.iter().enumerate() {
+            rank[*k as usize] = r as u32;
+        }
+        let prefix = dag
+            .keys
+            .iter()
+            .map(|(t, s)| {
+                let mut line = Vec::with_capacity(t.len() + s.len() + 2);
+                line.extend_from_slice(t.as_bytes());
+                line.push(0);
+                line.extend_from_slice(s.as_bytes());
+                line.push(0);
+                line
+            })
+            .collect();
+        KeyRanks { rank, prefix }
+    }
+
+    /// [`state_digest`] of `state`; `pdus[i]` is event `i`'s PDU (the DAG itself is not
+    /// needed, so a helper thread can digest while the DAG is being judged).
+    pub fn digest(&self, pdus: &[Arc<Pdu>], state: &StateMap) -> String {
+        let mut entries: Vec<(u32, KeyIdx, EventIdx)> =
+            state.iter().map(|(k, e)| (self.rank[*k as usize], *k, *e)).collect();
+        entries.sort_unstable_by_key(|e| e.0);
+        let mut hasher = sha2::Sha256::new();
+        let mut line = Vec::with_capacity(160);
+        for (_, k, e) in entries {
+            line.clear();
+            line.extend_from_slice(&self.prefix[k as usize]);
+            line.extend_from_slice(pdus[e as usize].event_id.as_bytes());
+            line.push(b'\n');
+            hasher.update(&line);
+        }
+        hex16(&hasher.finalize())
+    }
+}
+
+fn hex16(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for b in &digest[..8] {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// The state digest of the report format.

@@ -10,7 +10,7 @@
 
 use super::auth::{self, AuthEventRef};
 use super::crypto::{self, SignatureCheck};
-use super::dag::{EventIdx, RoomDag, Stage, StateMap, StateSnapshot, Status};
+use super::dag::{EventIdx, KeyRanks, RoomDag, Stage, StateMap, StateSnapshot, Status};
 use super::ids;
 use super::json;
 use super::pdu::{EventKind, Pdu, PduError, TypedContent};
@@ -209,62 +209,169 @@ pub struct Verified {
 }
 
 /// Judges PDUs (any order) and builds the report.
+///
+/// On a pool of more than one thread, the work that does not feed the sequential judging pass
+/// runs beside it on one helper thread, and everything is merged in event order, so the result
+/// does not depend on the thread count:
+/// * signatures are verified (in the same batches as on the pool) while the pass runs with the
+///   structural checks only (content hashes, which keys must have signed); if a signature then
+///   fails, the pass is run again with that verdict (rare: the first pass is then wasted, never
+///   wrong);
+/// * then the helper computes the state digests of the states the pass has produced, as it
+///   produces them.
 pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &VerifyOptions) -> Verified {
-    let ordered = topological_order(pdus);
-    let pre_checks = match &options.keys {
-        Some(keys) => signature_and_hash_checks(version, &ordered, keys),
-        None => vec![None; ordered.len()],
-    };
+    let mut spans = Spans::from_env();
+    let ordered: Vec<Arc<Pdu>> = topological_order(pdus).into_iter().map(Arc::new).collect();
+    spans.mark("topological order");
+    // Every event is inserted before any is judged (insertion reads no verdicts), so that the
+    // DAG's keys are all known to the digests computed during the pass.
     let mut dag = RoomDag::new(version);
-    let mut states_after: Vec<Arc<StateSnapshot>> = Vec::with_capacity(ordered.len());
+    for (i, pdu) in ordered.iter().enumerate() {
+        let idx = dag.insert(pdu.clone());
+        debug_assert_eq!(idx as usize, i, "topological_order drops duplicates");
+    }
+    let digests = !options.skip_state_digests;
+    let ranks = digests.then(|| KeyRanks::new(&dag));
+    spans.mark("insert, key ranks");
+    let (structural, checks, owners) = match &options.keys {
+        Some(keys) => signature_and_hash_checks(version, &ordered, keys),
+        None => (vec![None; ordered.len()], Vec::new(), Vec::new()),
+    };
+    spans.mark("hashes, signature checks to make");
+    let helper = rayon::current_num_threads() > 1 && (!checks.is_empty() || digests);
+    let (ok, pass) = if helper {
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel::<Arc<StateSnapshot>>();
+            let (checks, ordered, ranks) = (&checks, &ordered, ranks.as_ref());
+            let worker = scope.spawn(move || {
+                let ok = crypto::verify_batch_here(checks);
+                if let Some(ranks) = ranks {
+                    for snapshot in rx {
+                        snapshot.digest_ranked(ordered, ranks);
+                    }
+                }
+                ok
+            });
+            let pass = judge_all(&mut dag, &structural, digests.then_some(&tx));
+            drop(tx);
+            (worker.join().expect("helper thread"), pass)
+        })
+    } else {
+        let ok = crypto::verify_batch(&checks);
+        (ok, judge_all(&mut dag, &structural, None))
+    };
+    spans.mark("judging pass (beside signatures, digests)");
+    let mut pre_checks = structural.clone();
+    for (good, owner) in ok.into_iter().zip(owners) {
+        if !good && pre_checks[owner].is_none() {
+            pre_checks[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
+        }
+    }
+    let pass = if pre_checks == structural { pass } else { judge_all(&mut dag, &pre_checks, None) };
+    spans.mark("pass again (a signature failed)");
+    if let Some(ranks) = &ranks {
+        pass.before.par_iter().for_each(|s| {
+            s.digest_ranked(&ordered, ranks);
+        });
+    }
+    spans.mark("remaining digests");
     let mut verdicts = BTreeMap::new();
-    for (position, (pdu, pre)) in ordered.into_iter().zip(pre_checks).enumerate() {
-        let idx = dag.insert(Arc::new(pdu));
-        let before = state_before(&dag, idx, &states_after);
-        let status = judge(&dag, idx, &before.map, pre);
-        dag.set_status(idx, status.clone());
-        let applies = status == Status::Accepted && dag.event(idx).state_key.is_some();
-        let after = if applies {
-            let mut map = before.map.clone();
-            map.insert(dag.event(idx).state_key.expect("state event"), idx);
-            StateSnapshot::new(map)
-        } else {
-            before.clone()
-        };
-        let (verdict, stage, reason) = match status {
+    for (position, before) in pass.before.iter().enumerate() {
+        let idx = position as EventIdx;
+        let (verdict, stage, reason) = match &dag.event(idx).status {
             Status::Accepted => ("accepted", None, None),
-            Status::Rejected { stage, reason } => ("rejected", Some(stage), Some(reason)),
+            Status::Rejected { stage, reason } => ("rejected", Some(*stage), Some(reason.clone())),
             Status::Pending => unreachable!("judged above"),
         };
-        verdicts.insert(
-            dag.pdu(idx).event_id.clone(),
-            Verdict {
-                index: position,
-                verdict,
-                stage,
-                reason,
-                state_before: if options.skip_state_digests { String::new() } else { before.digest(&dag).to_owned() },
-            },
-        );
-        states_after.push(after);
+        let state_before = match &ranks {
+            Some(ranks) => before.digest_ranked(&ordered, ranks).to_owned(),
+            None => String::new(),
+        };
+        verdicts
+            .insert(dag.pdu(idx).event_id.clone(), Verdict { index: position, verdict, stage, reason, state_before });
     }
+    spans.mark("verdicts");
     let extremities = dag.forward_extremities();
-    let final_inputs: Vec<&StateMap> = extremities.iter().map(|e| &states_after[*e as usize].map).collect();
+    let final_inputs: Vec<&StateMap> = extremities.iter().map(|e| &pass.after[*e as usize].map).collect();
     let final_state = state_res::resolve(&dag, &final_inputs);
     let report = build_report(&dag, version, &final_state, &extremities, verdicts);
+    spans.mark("final state, report");
     Verified { dag, report, final_state }
 }
 
-fn state_before(dag: &RoomDag, idx: EventIdx, states_after: &[Arc<StateSnapshot>]) -> Arc<StateSnapshot> {
-    let prev = &dag.event(idx).prev;
-    match prev.as_slice() {
-        [] => StateSnapshot::empty(),
-        [one] => states_after[*one as usize].clone(),
-        many => {
-            let inputs: Vec<&StateMap> = many.iter().map(|p| &states_after[*p as usize].map).collect();
-            StateSnapshot::new(state_res::resolve(dag, &inputs))
+/// Phase timings on stderr when `ROOMSIM_VERIFY_SPANS` is set (for profiling; no effect on
+/// the result).
+struct Spans(Option<std::time::Instant>);
+
+impl Spans {
+    fn from_env() -> Spans {
+        Spans(std::env::var_os("ROOMSIM_VERIFY_SPANS").map(|_| std::time::Instant::now()))
+    }
+    fn mark(&mut self, what: &str) {
+        if let Some(t) = &mut self.0 {
+            eprintln!("[verify] {what}: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+            *t = std::time::Instant::now();
         }
     }
+}
+
+/// The states of the sequential pass, by event index.
+struct Pass {
+    before: Vec<Arc<StateSnapshot>>,
+    after: Vec<Arc<StateSnapshot>>,
+}
+
+/// The sequential pass: for each event in index order, its state before (resolving the states
+/// after its prev events), its verdict, its state after. Every state snapshot it makes (each
+/// distinct state once) is also sent to `digests`, if given.
+fn judge_all(
+    dag: &mut RoomDag,
+    pre_checks: &[Option<(Stage, String)>],
+    digests: Option<&std::sync::mpsc::Sender<Arc<StateSnapshot>>>,
+) -> Pass {
+    let n = dag.len();
+    let mut before_all: Vec<Arc<StateSnapshot>> = Vec::with_capacity(n);
+    let mut after_all: Vec<Arc<StateSnapshot>> = Vec::with_capacity(n);
+    let made = |snapshot: Arc<StateSnapshot>| {
+        if let Some(tx) = digests {
+            // The receiver lives until the pass is over.
+            let _ = tx.send(snapshot.clone());
+        }
+        snapshot
+    };
+    for (position, pre) in pre_checks.iter().enumerate() {
+        let idx = position as EventIdx;
+        let before = {
+            let dag: &RoomDag = dag;
+            match dag.event(idx).prev.as_slice() {
+                [] => made(StateSnapshot::empty()),
+                [one] => after_all[*one as usize].clone(),
+                many => {
+                    let inputs: Vec<&StateMap> = many.iter().map(|p| &after_all[*p as usize].map).collect();
+                    let resolved = state_res::resolve(dag, &inputs);
+                    // A merge of branches that agree resolves to one of its inputs: share that
+                    // snapshot (and its digest).
+                    match many.iter().find(|p| after_all[**p as usize].map.ptr_eq(&resolved)) {
+                        Some(p) => after_all[*p as usize].clone(),
+                        None => made(StateSnapshot::new(resolved)),
+                    }
+                }
+            }
+        };
+        let status = judge(dag, idx, &before.map, pre.clone());
+        let applies = status == Status::Accepted && dag.event(idx).state_key.is_some();
+        dag.set_status(idx, status);
+        let after = if applies {
+            let mut map = before.map.clone();
+            map.insert(dag.event(idx).state_key.expect("state event"), idx);
+            made(StateSnapshot::new(map))
+        } else {
+            before.clone()
+        };
+        before_all.push(before);
+        after_all.push(after);
+    }
+    Pass { before: before_all, after: after_all }
 }
 
 /// Receipt checks 4 and 5 (and the missing-data check) for one event.
@@ -302,8 +409,14 @@ pub fn check_against_auth_events(dag: &RoomDag, idx: EventIdx) -> auth::AuthResu
     auth::check_state_dependent(dag.version, &ev.pdu, &state)
 }
 
-/// Content hashes and signatures, checked in parallel batches ahead of the sequential pass.
-fn signature_and_hash_checks(version: &RoomVersion, pdus: &[Pdu], keys: &ServerKeys) -> Vec<Option<(Stage, String)>> {
+/// The structural pre-checks (content hashes; which servers must have signed, with a known key)
+/// and the signature checks still to verify, each with the index of its event.
+#[allow(clippy::type_complexity)]
+fn signature_and_hash_checks<'a>(
+    version: &RoomVersion,
+    pdus: &'a [Arc<Pdu>],
+    keys: &ServerKeys,
+) -> (Vec<Option<(Stage, String)>>, Vec<SignatureCheck<'a>>, Vec<usize>) {
     let bytes: Vec<&[u8]> = pdus.par_iter().map(|p| p.signing_bytes(version)).collect();
     let mut checks: Vec<SignatureCheck> = Vec::new();
     let mut owners: Vec<usize> = Vec::new();
@@ -332,13 +445,7 @@ fn signature_and_hash_checks(version: &RoomVersion, pdus: &[Pdu], keys: &ServerK
             }
         }
     }
-    let ok = crypto::verify_batch(&checks);
-    for (good, owner) in ok.into_iter().zip(owners) {
-        if !good && results[owner].is_none() {
-            results[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
-        }
-    }
-    results
+    (results, checks, owners)
 }
 
 /// The servers whose signatures an event needs (`pdu-and-crypto.md` §7.4): the sender's server,
@@ -397,6 +504,76 @@ fn signature_checks_for<'a>(
         return Err(format!("no signature by a known key of {server}"));
     }
     Ok(out)
+}
+
+/// The `--report` file: the report as pretty-printed JSON (two-space indent) plus a newline,
+/// byte for byte what `serde_json::to_vec_pretty` writes. The verdicts (nearly all of it) are
+/// serialised in parallel chunks, joined in key order.
+pub fn report_json(report: &Report) -> Vec<u8> {
+    /// Every field but the verdicts, which come last.
+    #[derive(Serialize)]
+    struct Head<'a> {
+        implementation: &'a str,
+        room_id: &'a str,
+        room_version: &'a str,
+        events: usize,
+        accepted: usize,
+        rejected: usize,
+        forward_extremities: &'a [String],
+        final_state_digest: &'a str,
+        final_state: &'a BTreeMap<String, BTreeMap<String, String>>,
+    }
+    let head = Head {
+        implementation: &report.implementation,
+        room_id: &report.room_id,
+        room_version: &report.room_version,
+        events: report.events,
+        accepted: report.accepted,
+        rejected: report.rejected,
+        forward_extremities: &report.forward_extremities,
+        final_state_digest: &report.final_state_digest,
+        final_state: &report.final_state,
+    };
+    let mut json = serde_json::to_vec_pretty(&head).expect("a report serialises");
+    debug_assert!(json.ends_with(b"\n}"));
+    json.truncate(json.len() - 2);
+    if report.verdicts.is_empty() {
+        json.extend_from_slice(b",\n  \"verdicts\": {}\n}\n");
+        return json;
+    }
+    json.extend_from_slice(b",\n  \"verdicts\": {");
+    let entries: Vec<(&String, &Verdict)> = report.verdicts.iter().collect();
+    const CHUNK: usize = 2048;
+    let chunks: Vec<Vec<u8>> = entries
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut out = Vec::with_capacity(chunk.len() * 160);
+            let mut one = Vec::with_capacity(256);
+            for (i, (id, verdict)) in chunk.iter().enumerate() {
+                out.extend_from_slice(if c == 0 && i == 0 { b"\n    " } else { b",\n    " });
+                serde_json::to_writer(&mut out, id).expect("a string serialises");
+                out.extend_from_slice(b": ");
+                // The value at nesting depth 2: its own pretty form, indented by four spaces
+                // (strings escape their newlines, so every raw newline is layout).
+                one.clear();
+                serde_json::to_writer_pretty(&mut one, verdict).expect("a verdict serialises");
+                for &b in &one {
+                    out.push(b);
+                    if b == b'\n' {
+                        out.extend_from_slice(b"    ");
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    json.reserve(chunks.iter().map(Vec::len).sum::<usize>() + 8);
+    for chunk in chunks {
+        json.extend_from_slice(&chunk);
+    }
+    json.extend_from_slice(b"\n  }\n}\n");
+    json
 }
 
 fn build_report(

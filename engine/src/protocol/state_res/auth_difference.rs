@@ -8,12 +8,13 @@
 //! every queued event is reached by all sets: everything below is in every chain. The cost is
 //! proportional to the region where the chains differ, not to their length.
 
+use super::IdxMap;
 use crate::protocol::dag::{EventIdx, RoomDag, StateMap};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 pub(super) fn auth_difference(dag: &RoomDag, states: &[&StateMap]) -> Vec<EventIdx> {
     let words = states.len().div_ceil(64);
-    let mut masks = Masks { words, slots: HashMap::new(), bits: Vec::new() };
+    let mut masks = Masks { words, slots: IdxMap::default(), bits: Vec::new() };
     let mut heap = BinaryHeap::new();
     let mut partial_in_heap = 0usize;
     let full = full_mask(states.len());
@@ -71,7 +72,7 @@ fn full_mask(n: usize) -> Vec<u64> {
 /// Bitmasks per visited event, stored contiguously.
 struct Masks {
     words: usize,
-    slots: HashMap<EventIdx, usize>,
+    slots: IdxMap<usize>,
     bits: Vec<u64>,
 }
 

@@ -4,16 +4,16 @@
 //! Any such event lies, in index order, between the oldest conflicted event and a newer one, so
 //! the walk backwards from the conflicted events never goes below the smallest conflicted index.
 
+use super::{IdxMap, IdxSet};
 use crate::protocol::dag::{EventIdx, RoomDag};
-use std::collections::{HashMap, HashSet};
 
 pub(super) fn conflicted_subgraph(dag: &RoomDag, conflicted: &[EventIdx]) -> Vec<EventIdx> {
     let Some(&floor) = conflicted.iter().min() else { return Vec::new() };
-    let is_conflicted: HashSet<EventIdx> = conflicted.iter().copied().collect();
+    let is_conflicted: IdxSet = conflicted.iter().copied().collect();
     // Events reachable (through auth edges) from some conflicted event, above the floor.
-    let mut region: HashSet<EventIdx> = HashSet::new();
+    let mut region: IdxSet = IdxSet::default();
     let mut stack: Vec<EventIdx> = conflicted.to_vec();
-    let mut seen: HashSet<EventIdx> = conflicted.iter().copied().collect();
+    let mut seen: IdxSet = conflicted.iter().copied().collect();
     while let Some(e) = stack.pop() {
         for &a in &dag.event(e).auth {
             if a < floor {
@@ -29,7 +29,7 @@ pub(super) fn conflicted_subgraph(dag: &RoomDag, conflicted: &[EventIdx]) -> Vec
     // every auth event is decided before the events that cite it).
     let mut ordered: Vec<EventIdx> = region.iter().copied().collect();
     ordered.sort_unstable();
-    let mut reaches: HashMap<EventIdx, bool> = HashMap::new();
+    let mut reaches: IdxMap<bool> = IdxMap::default();
     let mut out = Vec::new();
     for e in ordered {
         let r = dag.event(e).auth.iter().any(|a| is_conflicted.contains(a) || reaches.get(a).copied().unwrap_or(false));

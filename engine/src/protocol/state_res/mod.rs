@@ -9,7 +9,37 @@ mod ordering;
 use super::auth::{self, AuthState};
 use super::dag::{EventIdx, KeyIdx, RoomDag, StateMap};
 use super::room_version::StateResAlgorithm;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A hasher for the event indices that key the maps and sets of state resolution (dense
+/// `u32`s, not attacker-chosen strings): one rotate-xor-multiply per word instead of SipHash.
+/// Nothing here depends on iteration order (every walk's output is sorted or heap-ordered).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdxHasher(u64);
+
+impl Hasher for IdxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type IdxMap<V> = HashMap<EventIdx, V, BuildHasherDefault<IdxHasher>>;
+pub(crate) type IdxSet = HashSet<EventIdx, BuildHasherDefault<IdxHasher>>;
 
 /// How to treat events that this observer rejected earlier when they reappear in a replay
 /// (open question A3).
@@ -41,11 +71,14 @@ pub fn resolve_with(dag: &RoomDag, states: &[&StateMap], readmit: ReadmitRejecte
         return unconflicted;
     }
     // Step 1: the full conflicted set.
-    let mut full: HashSet<EventIdx> = conflicted.iter().copied().collect();
-    full.extend(auth_difference::auth_difference(dag, &distinct));
-    if dag.version.state_res == StateResAlgorithm::V2_1 {
-        full.extend(conflicted_subgraph::conflicted_subgraph(dag, &conflicted));
-    }
+    let difference = auth_difference::auth_difference(dag, &distinct);
+    let subgraph = match dag.version.state_res {
+        StateResAlgorithm::V2_1 => conflicted_subgraph::conflicted_subgraph(dag, &conflicted),
+        StateResAlgorithm::V2 => Vec::new(),
+    };
+    let mut full: IdxSet = conflicted.iter().copied().collect();
+    full.extend(difference);
+    full.extend(subgraph);
     let mut full_sorted: Vec<EventIdx> = full.iter().copied().collect();
     full_sorted.sort_unstable();
     let power_events: Vec<EventIdx> = full_sorted.iter().copied().filter(|e| dag.pdu(*e).is_power_event()).collect();
@@ -57,7 +90,7 @@ pub fn resolve_with(dag: &RoomDag, states: &[&StateMap], readmit: ReadmitRejecte
     };
     let partial = iterative_auth_checks(dag, &sorted_power, start, readmit);
     // Step 3: the other events by mainline order of the resolved power levels.
-    let in_power: HashSet<EventIdx> = sorted_power.iter().copied().collect();
+    let in_power: IdxSet = sorted_power.iter().copied().collect();
     let leftover: Vec<EventIdx> = full_sorted.into_iter().filter(|e| !in_power.contains(e)).collect();
     let power_levels_key = dag.key_index("m.room.power_levels", "");
     let resolved_pl = power_levels_key.and_then(|k| partial.get(&k).copied());

@@ -1,21 +1,18 @@
 //! The two orderings of state resolution: reverse topological power ordering
 //! (definition 7) and mainline ordering (definition 8).
 
+use super::{IdxMap, IdxSet};
 use crate::protocol::dag::{EventIdx, RoomDag};
 use crate::protocol::pdu::EventKind;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
 
 /// Kahn's algorithm over the auth edges among `events` plus the events of their auth chains
 /// that are in `full` (reached through members of `full` only, as Synapse walks), taking the
 /// smallest `(−power, origin_server_ts, event_id)` among the ready events each time.
-pub(super) fn reverse_topological_power_order(
-    dag: &RoomDag,
-    events: &[EventIdx],
-    full: &HashSet<EventIdx>,
-) -> Vec<EventIdx> {
+pub(super) fn reverse_topological_power_order(dag: &RoomDag, events: &[EventIdx], full: &IdxSet) -> Vec<EventIdx> {
     // Build the graph: node -> its auth events inside the graph.
-    let mut graph: HashMap<EventIdx, Vec<EventIdx>> = HashMap::new();
+    let mut graph: IdxMap<Vec<EventIdx>> = IdxMap::default();
     let mut stack: Vec<EventIdx> = events.to_vec();
     while let Some(e) = stack.pop() {
         if graph.contains_key(&e) {
@@ -30,8 +27,8 @@ pub(super) fn reverse_topological_power_order(
         graph.insert(e, parents);
     }
     // Count, per node, the auth events not yet output; invert edges for the release step.
-    let mut waiting: HashMap<EventIdx, usize> = HashMap::with_capacity(graph.len());
-    let mut children: HashMap<EventIdx, Vec<EventIdx>> = HashMap::new();
+    let mut waiting: IdxMap<usize> = IdxMap::with_capacity_and_hasher(graph.len(), Default::default());
+    let mut children: IdxMap<Vec<EventIdx>> = IdxMap::default();
     for (e, parents) in &graph {
         let mut uniq = parents.clone();
         uniq.sort_unstable();
@@ -45,7 +42,8 @@ pub(super) fn reverse_topological_power_order(
         let ev = dag.event(e);
         Reverse((Reverse(ev.sender_power), ev.pdu.origin_server_ts, ev.pdu.event_id.as_str()))
     };
-    let mut ready: BinaryHeap<(Reverse<(Reverse<i64>, i64, &str)>, EventIdx)> = BinaryHeap::new();
+    type Ready<'a> = BinaryHeap<(Reverse<(Reverse<i64>, i64, &'a str)>, EventIdx)>;
+    let mut ready: Ready = BinaryHeap::new();
     for (e, n) in &waiting {
         if *n == 0 {
             ready.push((key(*e), *e));
@@ -77,8 +75,8 @@ pub(super) fn mainline_order(dag: &RoomDag, events: &[EventIdx], power_levels: O
         mainline.push(p);
         cursor = dag.event(p).auth_power_levels;
     }
-    let depth_of: HashMap<EventIdx, usize> = mainline.iter().rev().enumerate().map(|(i, e)| (*e, i + 1)).collect();
-    let mut memo: HashMap<EventIdx, usize> = HashMap::new();
+    let depth_of: IdxMap<usize> = mainline.iter().rev().enumerate().map(|(i, e)| (*e, i + 1)).collect();
+    let mut memo: IdxMap<usize> = IdxMap::default();
     let mut keyed: Vec<(usize, i64, &str, EventIdx)> = events
         .iter()
         .map(|&e| {
@@ -92,12 +90,7 @@ pub(super) fn mainline_order(dag: &RoomDag, events: &[EventIdx], power_levels: O
 }
 
 /// Walks from `e` along the power-levels event of each event's auth events until the mainline.
-fn mainline_depth(
-    dag: &RoomDag,
-    e: EventIdx,
-    depth_of: &HashMap<EventIdx, usize>,
-    memo: &mut HashMap<EventIdx, usize>,
-) -> usize {
+fn mainline_depth(dag: &RoomDag, e: EventIdx, depth_of: &IdxMap<usize>, memo: &mut IdxMap<usize>) -> usize {
     let mut path = Vec::new();
     let mut cursor = Some(e);
     let mut found = 0;

@@ -13,7 +13,7 @@ use crate::protocol::dag::{EventIdx, RoomDag, StateMap};
 use crate::protocol::room_version::{RoomVersion, CREATOR_POWER_LEVEL, V11, V12};
 use crate::protocol::test_support::{states_after, Ev, RoomBuilder};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 const ALICE: &str = "@alice:hs1";
 const BOB: &str = "@bob:hs2";
@@ -136,7 +136,7 @@ fn worked_example_1_intermediate_sets() {
         let diff: BTreeSet<EventIdx> = auth_difference(dag, &[&s_a, &s_b]).into_iter().collect();
         assert_eq!(diff, idx_set(&r, dag, &["T1", "PL2", "T2"]));
         let full = full_conflicted_set(dag, &[&s_a, &s_b]);
-        let full_hash: HashSet<EventIdx> = full.iter().copied().collect();
+        let full_hash: super::IdxSet = full.iter().copied().collect();
         let power: Vec<EventIdx> = full.iter().copied().filter(|e| dag.pdu(*e).is_power_event()).collect();
         let sorted_power = ordering::reverse_topological_power_order(dag, &power, &full_hash);
         let leftover: Vec<EventIdx> = full.iter().copied().filter(|e| !sorted_power.contains(e)).collect();

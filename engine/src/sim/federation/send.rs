@@ -2,6 +2,7 @@
 //! side (one transaction in flight per destination, backoff on failure).
 
 use crate::protocol::pdu::Pdu;
+use crate::sim::event::SimEvent;
 use crate::sim::federation::{Outcome, Request, Response, ServerIdx};
 use crate::sim::server::requests::Purpose;
 use crate::sim::server::{Output, Server, Timer, MAX_TXN_PDUS};
@@ -45,9 +46,23 @@ impl Server {
         let dests: Vec<ServerIdx> =
             self.destinations(room_id, &pdu).into_iter().filter(|d| Some(*d) != exclude).collect();
         for d in dests {
-            self.outbound.enqueue(d, pdu.clone());
-            self.send_next_transaction(d, now, out);
+            self.queue_for(d, pdu.clone(), now, out);
         }
+    }
+
+    /// Queues `pdu` for `dest` and sends if the destination is free; a full queue is reported
+    /// (the destination catches up with `get_missing_events` when a later event reaches it).
+    pub(crate) fn queue_for(&mut self, dest: ServerIdx, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
+        if let Err(full) = self.outbound.enqueue(dest, pdu.clone()) {
+            let ev = SimEvent::CapReached {
+                cap: "server.outbound_queue".into(),
+                limit: full.limit as u64,
+                consequence: format!("{} not queued for {}", pdu.event_id, self.directory.names[dest as usize]),
+            };
+            self.record(out, ev);
+            return;
+        }
+        self.send_next_transaction(dest, now, out);
     }
 
     pub(crate) fn send_next_transaction(&mut self, dest: ServerIdx, now: SimTime, out: &mut Vec<Output>) {

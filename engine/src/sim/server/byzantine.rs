@@ -50,8 +50,7 @@ impl Server {
         let dests = self.destinations(room_id, &pdu);
         for (i, d) in dests.into_iter().enumerate() {
             let which = if i % 2 == 0 { pdu.clone() } else { twin.clone() };
-            self.outbound.enqueue(d, which);
-            self.send_next_transaction(d, now, out);
+            self.queue_for(d, which, now, out);
         }
     }
 

@@ -7,6 +7,7 @@ use crate::protocol::crypto;
 use crate::protocol::pdu::Pdu;
 use crate::protocol::redaction;
 use crate::scenario::SignatureMode;
+use crate::sim::bounds;
 use crate::sim::event::{SimEvent, Verdict};
 use crate::sim::federation::ServerIdx;
 use crate::sim::time::SimTime;
@@ -76,6 +77,15 @@ impl Server {
         };
         self.deliveries += 1;
         let room = self.rooms.get_mut(&room_id).expect("checked");
+        if room.pending.len() >= bounds::PENDING_EVENTS_PER_ROOM && !room.is_connected(&pdu) {
+            let ev = SimEvent::CapReached {
+                cap: "server.pending_events".into(),
+                limit: bounds::PENDING_EVENTS_PER_ROOM as u64,
+                consequence: format!("{} dropped: it is fetched again when its children arrive", pdu.event_id),
+            };
+            self.record(out, ev);
+            return;
+        }
         room.pending_origin.insert(pdu.event_id.clone(), from);
         room.pending.insert(pdu.event_id.clone(), pdu);
         self.drain_pending(&room_id, out);

@@ -176,3 +176,73 @@ fn register_pdu(event_id: &str, room_version: &str, pdu: &super::event::PduJson)
     super::event::pdu_ref::register(parsed);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn events() -> Vec<SimEvent> {
+        vec![
+            SimEvent::Fault { fault: 0, what: "partition".into(), start: true },
+            SimEvent::LateResponse { id: 7 },
+            SimEvent::Decision {
+                event: "$e".into(),
+                decision: super::super::event::Verdict::Rejected,
+                stage: Some("auth".into()),
+                reason: Some("rule 4.2".into()),
+            },
+        ]
+    }
+
+    #[test]
+    fn modes_write_hash_or_do_nothing_and_digests_agree() {
+        let (full_buf, digest_buf) = (Buf::default(), Buf::default());
+        let mut full = LogWriter::with_mode(Box::new(full_buf.clone()), LogMode::Full);
+        let mut digest = LogWriter::with_mode(Box::new(digest_buf.clone()), LogMode::Digest);
+        let mut none = LogWriter::none();
+        for (i, e) in events().iter().enumerate() {
+            assert_eq!(full.append(i as u64 * 10, Some("hs1"), e), i as u64, "seq is the line number");
+            digest.append(i as u64 * 10, Some("hs1"), e);
+            none.append(i as u64 * 10, Some("hs1"), e);
+        }
+        let d_full = full.finish().unwrap().unwrap();
+        assert_eq!(digest.finish().unwrap().as_deref(), Some(d_full.as_str()));
+        assert_eq!(none.finish().unwrap(), None);
+        assert!(digest_buf.0.lock().unwrap().is_empty(), "digest mode writes nothing");
+        assert_eq!(none.records(), 3);
+        let text = String::from_utf8(full_buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.starts_with(r#"{"t_us":0,"server":"hs1","kind":"fault","#), "{text}");
+    }
+
+    #[test]
+    fn the_reader_streams_records_back_and_names_a_bad_line() {
+        let buf = Buf::default();
+        let mut w = LogWriter::new(Box::new(buf.clone()));
+        for e in events() {
+            w.append(5, None, &e);
+        }
+        w.finish().unwrap();
+        let mut bytes = buf.0.lock().unwrap().clone();
+        let lines: Vec<_> = LogReader::new(&bytes[..]).collect::<Result<_, _>>().unwrap();
+        assert_eq!(lines.len(), 3);
+        assert!(matches!(lines[1].1.event, SimEvent::LateResponse { id: 7 }));
+        assert_eq!(lines[2].0, 2);
+        bytes.extend_from_slice(b"{\"t_us\":1,\"kind\":\"no_such_kind\"}\n");
+        let err = LogReader::new(&bytes[..]).find_map(Result::err).expect("an error");
+        assert!(err.starts_with("log line 4 (record 3)"), "{err}");
+    }
+}

@@ -287,3 +287,51 @@ impl World {
         self.observe(|o, w| o.on_sample(t, w));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::parse_scenario;
+    use crate::sim::log::LogWriter;
+    use crate::sim::world::World;
+
+    /// A run of 99 999 simulated hours with a busy workload is built with one pending item per
+    /// generator and one sample tick, not with every arrival and tick of the run in memory.
+    #[test]
+    fn a_very_long_end_schedules_lazily() {
+        let text = r#"
+[scenario]
+name = "long"
+end = "99999h"
+
+[[servers]]
+prefix = "hs"
+count = 3
+
+[[rooms]]
+name = "main"
+version = "12"
+creator = "@u0:hs1"
+members = ["*"]
+
+[[workload]]
+room = "main"
+users = "*"
+start = "1s"
+messages_per_minute = 600
+churn_per_hour = 60
+"#;
+        let sc = parse_scenario("long.toml", text, &[]).expect("valid");
+        let mut w = World::new(&sc, 1, LogWriter::none(), Vec::new());
+        let generators = w.workloads.len();
+        let users = sc.workloads[0].users.len();
+        assert!(users >= 3);
+        assert_eq!(generators, 2 * users, "one generator per user and kind (messages, churn)");
+        // Faults: none; samples: one tick; workloads: one arrival each.
+        assert_eq!(w.globals.len(), 1 + generators);
+        for _ in 0..2_000 {
+            w.step();
+        }
+        assert!(w.globals.len() <= 1 + generators, "still one pending item per generator");
+        assert!(w.queue.len() < 10_000, "the queue holds only what is in flight");
+    }
+}

@@ -94,6 +94,43 @@ fn replay_reproduces_a_run_and_detects_tampering() {
 }
 
 #[test]
+fn replay_compares_sends_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run("quickstart.toml", tmp.path(), &[]);
+    let log = String::from_utf8(read(&dir.join("log.jsonl"))).unwrap();
+    // Redirect one logged send of a transaction to another destination: the replayed server
+    // still sends it where it did, so replay must report the send record.
+    let (n, line) = log
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(r#""kind":"send","to":1,"#) && l.contains(r#""endpoint":"send""#))
+        .expect("a transaction sent to node 1");
+    let tampered: Vec<String> = log
+        .lines()
+        .enumerate()
+        .map(|(i, l)| if i == n { line.replacen(r#""to":1,"#, r#""to":2,"#, 1) } else { l.to_owned() })
+        .collect();
+    std::fs::write(dir.join("log.jsonl"), tampered.join("\n") + "\n").unwrap();
+    let o = roomsim(&["replay", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("replay diverged at log record {n}")), "{err}");
+}
+
+#[test]
+fn a_run_with_log_digest_keeps_the_digest_and_refuses_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = run("quickstart.toml", &tmp.path().join("full"), &[]);
+    let digest = run("quickstart.toml", &tmp.path().join("digest"), &["--log", "digest"]);
+    assert_eq!(summary(&full)["log_digest"], summary(&digest)["log_digest"]);
+    assert!(summary(&full)["log_digest"].is_string());
+    assert_eq!(read(&digest.join("log.jsonl")).len(), 0);
+    let o = roomsim(&["replay", digest.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("kept no log"));
+}
+
+#[test]
 fn diff_finds_where_two_seeds_part_ways() {
     let tmp = tempfile::tempdir().unwrap();
     let a = run("crash-restart.toml", &tmp.path().join("a"), &["--seed", "1"]);

@@ -35,8 +35,6 @@ pub use compare::{compare, find_run_dirs, read_run_summaries, CompareRow, Compar
 pub use error::AnalysisError;
 pub use metrics::{MetricsTable, Sample, SeriesKey};
 pub use plots::PlotSize;
-pub use report::{
-    render_run_report, verdict, write_run_plots, write_run_report, ImageFormat, RunFiles, Verdict,
-};
+pub use report::{render_run_report, verdict, write_run_plots, write_run_report, ImageFormat, RunFiles, Verdict};
 pub use summary::{Fault, FieldValue, RoomSummary, RunSummary};
 pub use sweep::{merge_sweep, sweep_csv, sweep_html, MergeOutcome, SweepCell, SweepNotes};

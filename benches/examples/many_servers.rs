@@ -9,9 +9,9 @@
 //!     [--rooms N] [--members N] [--seed N] [--threads N] [--metrics-interval DURATION]
 //! ```
 
+use roomsim_engine::metrics::instrumented_world;
 use roomsim_engine::scenario::parse_scenario;
 use roomsim_engine::sim::log::LogWriter;
-use roomsim_engine::metrics::instrumented_world;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;

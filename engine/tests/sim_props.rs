@@ -4,8 +4,8 @@
 //! `dag verify` on the union DAG.
 
 use proptest::prelude::*;
-use roomsim_engine::scenario::parse_scenario;
 use roomsim_engine::metrics::instrumented_world;
+use roomsim_engine::scenario::parse_scenario;
 use roomsim_engine::sim::log::LogWriter;
 use roomsim_engine::sim::replay::replay;
 use roomsim_engine::sim::world::WindowStats;

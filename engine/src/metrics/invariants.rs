@@ -24,9 +24,10 @@ pub struct Invariants {
 impl Invariants {
     pub fn new(scenario: &Scenario) -> Invariants {
         Invariants {
-            faults_heal: scenario.faults.iter().all(|f| {
-                f.duration_us.is_some() || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. })
-            }),
+            faults_heal: scenario
+                .faults
+                .iter()
+                .all(|f| f.duration_us.is_some() || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. })),
         }
     }
 }

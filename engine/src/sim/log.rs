@@ -166,8 +166,7 @@ fn register_pdu(event_id: &str, room_version: &str, pdu: &super::event::PduJson)
     let parsed = match pdu {
         PduJson::Shared(p) => p.clone(),
         PduJson::Read(map) => std::sync::Arc::new(
-            crate::protocol::pdu::Pdu::from_object(map.clone(), version)
-                .map_err(|e| format!("PDU {event_id}: {e}"))?,
+            crate::protocol::pdu::Pdu::from_object(map.clone(), version).map_err(|e| format!("PDU {event_id}: {e}"))?,
         ),
     };
     if parsed.event_id != event_id {

@@ -6,13 +6,13 @@
 //! metric samples. A server is an explicit state machine (`Server::handle(input, now) → outputs`);
 //! the world owns time, delivery and faults.
 
+pub mod bounds;
 pub mod event;
 pub mod federation;
 pub mod log;
-pub mod observe;
 pub mod network;
 pub mod node;
-pub mod bounds;
+pub mod observe;
 pub mod replay;
 pub mod rng;
 pub mod server;

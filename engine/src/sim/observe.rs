@@ -26,7 +26,13 @@ pub struct MetricRow {
 
 impl MetricRow {
     pub fn room(t: SimTime, room: &str, measure: &str, value: f64) -> MetricRow {
-        MetricRow { time_ms: to_ms(t), server: String::new(), room: room.to_owned(), measure: measure.to_owned(), value }
+        MetricRow {
+            time_ms: to_ms(t),
+            server: String::new(),
+            room: room.to_owned(),
+            measure: measure.to_owned(),
+            value,
+        }
     }
     pub fn server(t: SimTime, server: &str, room: &str, measure: &str, value: f64) -> MetricRow {
         MetricRow {

@@ -7,17 +7,23 @@ use super::{Outcome, Response, StrippedState};
 use crate::protocol::crypto;
 use crate::protocol::pdu::{Membership, Pdu};
 use crate::protocol::room_version::RoomVersion;
+use crate::sim::federation::ServerIdx;
 use crate::sim::server::room::RoomReplica;
 use crate::sim::server::routing::default_server_of;
 use crate::sim::server::{room_id_of, Output, Server};
 use crate::sim::time::SimTime;
-use crate::sim::federation::ServerIdx;
 use std::sync::Arc;
 
 /// State types shown to an invitee (the spec's recommended `invite_room_state`), plus the
 /// inviter's membership as Synapse sends it.
-const STRIPPED_TYPES: [&str; 6] =
-    ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption"];
+const STRIPPED_TYPES: [&str; 6] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
 
 /// The stripped state of `room` an invitee is shown for an invite sent by `sender`.
 pub fn invite_room_state(room: &RoomReplica, sender: &str) -> Vec<StrippedState> {

@@ -33,7 +33,14 @@ impl Server {
         self.send_request(from, body, Purpose::Fetch { room_id: room_id.to_owned() }, now, out);
     }
 
-    pub(crate) fn on_fetched(&mut self, room_id: &str, pdus: Vec<Arc<Pdu>>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
+    pub(crate) fn on_fetched(
+        &mut self,
+        room_id: &str,
+        pdus: Vec<Arc<Pdu>>,
+        from: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         let Some(room) = self.rooms.get_mut(room_id) else { return };
         room.fetching.remove(&from);
         let before = room.pending.len() + room.dag.len();

@@ -102,7 +102,10 @@ impl Request {
 pub enum Outcome {
     Ok(Response),
     /// An HTTP error answer: status and Matrix error code.
-    Error { status: u16, errcode: String },
+    Error {
+        status: u16,
+        errcode: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

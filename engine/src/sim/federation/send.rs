@@ -12,7 +12,13 @@ use std::sync::Arc;
 impl Server {
     /// Answers `/send`: every PDU goes through the receipt pipeline (rejection is not an error
     /// of the transaction).
-    pub(crate) fn answer_send(&mut self, pdus: Vec<Arc<Pdu>>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) -> Outcome {
+    pub(crate) fn answer_send(
+        &mut self,
+        pdus: Vec<Arc<Pdu>>,
+        from: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Outcome {
         for pdu in pdus {
             self.receive_pdu(pdu, from, now, out);
         }
@@ -26,7 +32,9 @@ impl Server {
         let mut set: std::collections::BTreeSet<ServerIdx> =
             room.joined_servers().iter().filter_map(|d| self.directory.node(d)).collect();
         if pdu.membership().is_some() {
-            if let Some(t) = pdu.state_key.as_deref().and_then(|u| room.routing.server_of(u)).and_then(|s| self.directory.node(s)) {
+            if let Some(t) =
+                pdu.state_key.as_deref().and_then(|u| room.routing.server_of(u)).and_then(|s| self.directory.node(s))
+            {
                 set.insert(t);
             }
         }

@@ -48,7 +48,12 @@ impl Server {
         );
     }
 
-    pub(crate) fn create_room(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
+    pub(crate) fn create_room(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
         let spec = a.create.as_ref().ok_or("create_room without a room specification")?;
         let version = version_of(spec.version);
         let creator = spec.creator.clone();

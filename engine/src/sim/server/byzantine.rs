@@ -23,9 +23,10 @@ impl Server {
             return;
         }
         match self.config.byzantine {
-            Byzantine::Withhold => {
-                self.record(out, SimEvent::Byzantine { behaviour: "withhold".into(), event: pdu.event_id.clone(), twin: None })
-            }
+            Byzantine::Withhold => self.record(
+                out,
+                SimEvent::Byzantine { behaviour: "withhold".into(), event: pdu.event_id.clone(), twin: None },
+            ),
             Byzantine::Equivocate => self.equivocate(room_id, pdu, now, out),
             Byzantine::BadSignatures | Byzantine::None => self.broadcast(room_id, pdu, None, now, out),
         }

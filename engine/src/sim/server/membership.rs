@@ -10,7 +10,12 @@ use crate::sim::time::SimTime;
 use serde_json::json;
 
 impl Server {
-    pub(crate) fn join(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
+    pub(crate) fn join(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         if self.has_joined_user(&room_id) {
             let d = Draft {
@@ -34,7 +39,12 @@ impl Server {
         Ok(None)
     }
 
-    pub(crate) fn invite(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
+    pub(crate) fn invite(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         let target = a.target.clone().ok_or("invite without a target")?;
         let d = Draft {

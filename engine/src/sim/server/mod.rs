@@ -350,7 +350,10 @@ impl Server {
                     self.requests.insert(id, req);
                     return;
                 }
-                self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why: "timeout".into() });
+                self.record(
+                    out,
+                    SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why: "timeout".into() },
+                );
                 if let Purpose::Fetch { room_id } = &req.purpose {
                     if let Some(r) = self.rooms.get_mut(room_id) {
                         r.fetching.remove(&req.to);

@@ -104,7 +104,9 @@ impl Server {
             let (verdict, stage, reason) = match decision {
                 Decision::Accepted => (Verdict::Accepted, None, None),
                 Decision::SoftFailed { reason } => (Verdict::SoftFailed, None, Some(reason)),
-                Decision::Rejected { stage, reason } => (Verdict::Rejected, Some(stage.as_str().to_owned()), Some(reason)),
+                Decision::Rejected { stage, reason } => {
+                    (Verdict::Rejected, Some(stage.as_str().to_owned()), Some(reason))
+                }
             };
             out.push(Output::Event(SimEvent::Decision { event: id, decision: verdict, stage, reason }));
         }

@@ -23,7 +23,14 @@ pub(crate) struct PendingRequest {
 }
 
 impl Server {
-    pub(crate) fn send_request(&mut self, to: ServerIdx, body: Request, purpose: Purpose, now: SimTime, out: &mut Vec<Output>) {
+    pub(crate) fn send_request(
+        &mut self,
+        to: ServerIdx,
+        body: Request,
+        purpose: Purpose,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         let id = self.next_request_id;
         self.next_request_id += 1;
         out.push(Output::Send { to, message: Message::Request { id, body: body.clone() }, delay_us: self.cost_us });

@@ -32,7 +32,10 @@ impl WorldView for World {
         self.event_room.get(event_id).map(String::as_str)
     }
     fn room_pdus(&self, room_id: &str) -> Vec<Arc<Pdu>> {
-        self.room_events.get(room_id).map(|ids| ids.iter().map(|id| self.store[id].clone()).collect()).unwrap_or_default()
+        self.room_events
+            .get(room_id)
+            .map(|ids| ids.iter().map(|id| self.store[id].clone()).collect())
+            .unwrap_or_default()
     }
     fn holders(&self, room_id: &str) -> Vec<ServerIdx> {
         self.holders.get(room_id).cloned().unwrap_or_default()
@@ -66,7 +69,11 @@ impl WorldView for World {
     fn held(&self, k: ServerIdx, room_id: &str, event_id: &str) -> Option<Held> {
         let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;
         let i = r.dag.index_of(event_id)?;
-        Some(if r.dag.event(i).is_rejected() { Held::Rejected } else { Held::Accepted { soft_failed: r.is_soft_failed(i) } })
+        Some(if r.dag.event(i).is_rejected() {
+            Held::Rejected
+        } else {
+            Held::Accepted { soft_failed: r.is_soft_failed(i) }
+        })
     }
     fn replica_events(&self, k: ServerIdx, room_id: &str) -> Vec<(String, Held)> {
         let Some(r) = self.nodes[k as usize].as_server().and_then(|s| s.rooms.get(room_id)) else { return Vec::new() };

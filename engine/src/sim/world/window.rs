@@ -80,8 +80,7 @@ impl World {
         // than handling them. Either way the results are merged in the same order, so the choice
         // never changes an output. Real signature checks make each input expensive enough to
         // share out even in small windows.
-        let min_inputs =
-            self.parallel_min_inputs.unwrap_or(if self.real_signatures { 2 } else { PARALLEL_MIN_INPUTS });
+        let min_inputs = self.parallel_min_inputs.unwrap_or(if self.real_signatures { 2 } else { PARALLEL_MIN_INPUTS });
         let parallel = rayon::current_num_threads() > 1 && busy >= 2 && total >= min_inputs;
         self.stats.windows += 1;
         let results: Vec<(ServerIdx, Vec<Handled>)> = if parallel {
@@ -185,7 +184,8 @@ impl World {
         self.room_versions.entry(room_id.clone()).or_insert_with(|| version.clone());
         self.event_room.entry(pdu.event_id.clone()).or_insert(room_id);
         self.logged_pdus.insert(pdu.event_id.clone(), pdu.clone());
-        let ev = SimEvent::Pdu { event_id: pdu.event_id.clone(), room_version: version, pdu: PduJson::Shared(pdu.clone()) };
+        let ev =
+            SimEvent::Pdu { event_id: pdu.event_id.clone(), room_version: version, pdu: PduJson::Shared(pdu.clone()) };
         self.log.append(self.now, None, &ev);
     }
 

@@ -41,7 +41,9 @@ pub struct RunOptions {
 /// Runs a scenario into `dir`; returns the result (summary etc.).
 pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result<RunResult, String> {
     std::fs::create_dir_all(dir.join("rooms")).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let log_path = dir.join("log.jsonl");
+    // The log is written beside any earlier run's and takes its place only once this run's
+    // outputs are written: a failing or interrupted re-run leaves the earlier log intact.
+    let log_path = dir.join("log.jsonl.partial");
     let log_file = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let log = LogWriter::with_mode(Box::new(BufWriter::with_capacity(1 << 20, log_file)), options.log);
     let mut world = roomsim_engine::metrics::instrumented_world(scenario, options.seed, log);
@@ -75,6 +77,8 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
         )
     })?;
     write_outputs(scenario, dir, &result)?;
+    let final_log = dir.join("log.jsonl");
+    std::fs::rename(&log_path, &final_log).map_err(|e| format!("{}: {e}", final_log.display()))?;
     Ok(result)
 }
 
@@ -222,6 +226,13 @@ pub fn print_summary(dir: &Path, result: &RunResult) {
     }
     for v in &result.invariant_violations {
         eprintln!("  INVARIANT VIOLATED: {v}");
+    }
+    for n in s["notes"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        eprintln!("  note: {n}");
+    }
+    if let Some(caps) = s["caps_reached"].as_object().filter(|c| !c.is_empty()) {
+        let list: Vec<String> = caps.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+        eprintln!("  bounds reached: {} (see cap_reached records in the log)", list.join(", "));
     }
     eprintln!("  output: {}", dir.display());
 }

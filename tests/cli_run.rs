@@ -256,3 +256,26 @@ fn a_failing_rerun_leaves_the_earlier_log_intact() {
     assert_eq!(read(&again.join("log.jsonl")), before);
     assert!(!again.join("log.jsonl.partial").exists());
 }
+
+#[test]
+fn dag_verify_reads_every_member_of_a_concatenated_gzip_file() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run("quickstart.toml", tmp.path(), &[]);
+    let text = String::from_utf8(read(&dir.join("rooms/lobby.pdus.jsonl"))).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (a, b) = lines.split_at(lines.len() / 2);
+    let mut gz = Vec::new();
+    for part in [a, b] {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all((part.join("\n") + "\n").as_bytes()).unwrap();
+        gz.extend(e.finish().unwrap());
+    }
+    let path = tmp.path().join("two-members.jsonl.gz");
+    std::fs::write(&path, gz).unwrap();
+    let report = tmp.path().join("r.json");
+    let o = roomsim(&["dag", "verify", path.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&read(&report)).unwrap();
+    assert_eq!(r["events"].as_u64(), Some(lines.len() as u64), "both gzip members were read");
+}

@@ -3,12 +3,13 @@
 use std::io::Read;
 use std::path::Path;
 
-/// Reads a text file; `*.gz` files are decompressed.
+/// Reads a text file; `*.gz` files are decompressed (every member of a concatenated gzip file,
+/// as `zcat` reads it).
 pub fn read_text(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if path.extension().is_some_and(|e| e == "gz") {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&bytes[..])
+        flate2::read::MultiGzDecoder::new(&bytes[..])
             .read_to_string(&mut text)
             .map_err(|e| format!("{}: not valid gzip of UTF-8 text: {e}", path.display()))?;
         Ok(text)

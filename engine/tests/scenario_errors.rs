@@ -277,3 +277,19 @@ mod scenario {
         assert!(report.contains("quickstart.toml:20:8"), "{report}");
     }
 }
+
+#[test]
+fn a_server_name_too_long_for_its_ids_is_refused_where_it_is_written() {
+    let long = "a".repeat(254);
+    let text =
+        edit("prefix = \"hs\"\ncount = 4", &format!("prefix = \"hs\"\ncount = 4\n\n[[servers]]\nname = \"{long}\""));
+    let e = error_of(&text, &[]);
+    assert_at(&e, 10, 8, "is too long");
+    assert!(e.message().contains("at most 255 bytes"), "{e}");
+    // 235 bytes is the longest name whose v11 room IDs fit.
+    let ok = edit(
+        "prefix = \"hs\"\ncount = 4",
+        &format!("prefix = \"hs\"\ncount = 4\n\n[[servers]]\nname = \"{}\"", "a".repeat(235)),
+    );
+    assert!(parse_scenario("quickstart.toml", &ok, &[]).is_ok());
+}

@@ -33,6 +33,7 @@ pub(super) fn resolve(raw: &[Spanned<RawServer>], defaults: &RawKnobs) -> Res<Ve
             if servers.len() >= MAX_SERVERS {
                 return Err(Problem::at(span, format!("too many servers: at most {MAX_SERVERS}")));
             }
+            check_id_lengths(&name, template.users.len(), &span)?;
             total_users += template.users.len();
             if total_users > MAX_USERS {
                 return Err(Problem::at(span, format!("too many users in all: at most {MAX_USERS}")));
@@ -96,6 +97,29 @@ fn template_names(raw: &RawServer, prefix: &Spanned<String>) -> Res<Vec<(String,
     let names: Vec<String> = (start..=last).map(|i| format!("{}{i}", prefix.get_ref())).collect();
     check_server_name(&names[0], &prefix.span())?;
     Ok(names.into_iter().map(|name| (name, prefix.span())).collect())
+}
+
+/// The identifiers a server's name ends up in must fit the spec's 255-byte limit (Matrix spec,
+/// Appendices, "Identifier grammar"): its users' IDs `@u<i>:<name>` and the room IDs it creates
+/// (`!<18 letters>:<name>` in v11).
+fn check_id_lengths(name: &str, users: usize, span: &Range<usize>) -> Res<()> {
+    let longest_user = format!("@u{}:{name}", users.saturating_sub(1));
+    let room_id_len = 1 + 18 + 1 + name.len();
+    let max = crate::protocol::ids::MAX_ID_BYTES;
+    if longest_user.len() <= max && room_id_len <= max {
+        return Ok(());
+    }
+    Err(Problem::at(
+        span.clone(),
+        format!(
+            "server name \"{}…\" ({} bytes) is too long: the user IDs (up to {} bytes) and room IDs ({} bytes) it makes must be at most {max} bytes; use a name of at most {} bytes",
+            &name[..name.len().min(24)],
+            name.len(),
+            longest_user.len(),
+            room_id_len,
+            max - 20
+        ),
+    ))
 }
 
 /// Matrix server names as the simulator uses them: DNS-like labels and an optional port.

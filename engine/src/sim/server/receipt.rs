@@ -52,10 +52,27 @@ impl Server {
     /// A PDU arrived (transaction, fetch answer, join): check, judge when connected, or park it
     /// and fetch what is missing from `from`.
     pub(crate) fn receive_pdu(&mut self, pdu: Arc<Pdu>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
+        self.receive_pdu_catching_up(pdu, from, now, out, None);
+    }
+
+    /// [`Server::receive_pdu`], then catches up every server the PDU newly joined to the room
+    /// (see [`Server::catch_up_new_server`]), except `no_catch_up` (a joiner answered by
+    /// `send_join` with the whole history already).
+    pub(crate) fn receive_pdu_catching_up(
+        &mut self,
+        pdu: Arc<Pdu>,
+        from: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+        no_catch_up: Option<ServerIdx>,
+    ) {
         let room_id = room_id_of(&pdu);
         let Some(room) = self.rooms.get(&room_id) else {
             return; // not in this room (e.g. an invite for a local user arrives later by /invite)
         };
+        // Servers joined before this PDU, when this server is itself resident (a joiner's first
+        // history fills an empty room: nobody is "new" to it).
+        let joined_before = room.joined_servers().contains(&self.name).then(|| room.joined_servers().clone());
         if room.has(&pdu.event_id) || room.pending.contains_key(&pdu.event_id) {
             return;
         }
@@ -89,9 +106,45 @@ impl Server {
         room.pending_origin.insert(pdu.event_id.clone(), from);
         room.pending.insert(pdu.event_id.clone(), pdu);
         self.drain_pending(&room_id, out);
+        if let Some(before) = joined_before {
+            let room = &self.rooms[&room_id];
+            let newly: Vec<ServerIdx> = room
+                .joined_servers()
+                .difference(&before)
+                .filter_map(|name| self.directory.node(name))
+                .filter(|d| *d != self.index && Some(*d) != no_catch_up)
+                .collect();
+            for dest in newly {
+                self.catch_up_new_server(&room_id, dest, now, out);
+            }
+        }
         let room = self.rooms.get_mut(&room_id).expect("checked");
         if !room.pending.is_empty() && !room.fetching.contains(&from) {
             self.fetch_missing(&room_id, from, now, out);
+        }
+    }
+
+    /// A server just joined the room (in this server's current state): send it the latest
+    /// event this server created in the room. Events created before this server knew of the
+    /// join were not sent there, and a joiner that joined through another resident cannot know
+    /// of them; nobody would ever reference them to it if the room then goes quiet. From the
+    /// latest one the joiner fetches the rest with `get_missing_events` (like a federation
+    /// sender's catch-up of a destination that missed events, which sends the latest event
+    /// and lets the destination fill the gap). One event per join transition: bounded.
+    /// Byzantine servers do not help (a withholding server would leak what it withholds).
+    pub(crate) fn catch_up_new_server(&mut self, room_id: &str, dest: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
+        if !self.is_honest() {
+            return;
+        }
+        let room = &self.rooms[room_id];
+        let latest_own = room
+            .dag
+            .events()
+            .filter(|(_, e)| room.routing.server_of(&e.pdu.sender) == Some(self.name.as_str()))
+            .max_by(|(_, a), (_, b)| (a.pdu.depth, &a.pdu.event_id).cmp(&(b.pdu.depth, &b.pdu.event_id)))
+            .map(|(_, e)| e.pdu.clone());
+        if let Some(pdu) = latest_own {
+            self.queue_for(dest, pdu, now, out);
         }
     }
 

@@ -180,6 +180,9 @@ pub struct Server {
     pub(crate) outbound: Outbound,
     pub(crate) requests: BTreeMap<RequestId, PendingRequest>,
     pub(crate) next_request_id: RequestId,
+    /// Per room, the servers joined the last time this server was resident: a server joining
+    /// beyond them is caught up (receipt.rs, `catch_up_joined`).
+    pub(crate) informed: BTreeMap<String, std::collections::BTreeSet<String>>,
     /// PDUs judged (one delivery = one server receiving and judging one PDU).
     pub deliveries: u64,
     /// Processing cost accumulated while handling the current input.
@@ -207,6 +210,7 @@ impl Server {
             outbound: Outbound::default(),
             requests: BTreeMap::new(),
             next_request_id: 1,
+            informed: BTreeMap::new(),
             deliveries: 0,
             cost_us: 0,
         }

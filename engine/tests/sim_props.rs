@@ -192,3 +192,42 @@ messages_per_minute = 30
     assert!(log1 == log2, "log differs between 1 and 2 threads");
     assert_eq!(r1.summary, r2.summary);
 }
+
+/// Runs one input of the property test on one thread and requires no invariant violation.
+fn assert_converges(seed: u64, servers: u32, version: u32, loss: f64, partition_s: u32, byzantine: &str) {
+    let text = scenario_text(servers, version, loss, partition_s, byzantine);
+    let (_, r, _) = run_with(&text, seed, 1, None);
+    assert!(r.invariant_violations.is_empty(), "{:?}", r.invariant_violations);
+}
+
+/// Regressions reported from CI ("honest servers hold different numbers of events ({29, 31})").
+#[test]
+fn regression_seed_838962_converges_after_loss() {
+    assert_converges(838962, 2, 11, 0.1, 4, "none");
+}
+
+#[test]
+fn regression_seed_417530_converges_after_loss() {
+    assert_converges(417530, 2, 11, 0.1, 3, "none");
+}
+
+/// A server joined through a resident that had not yet received another resident's branch;
+/// that branch's maker must catch the joiner up.
+#[test]
+fn regression_seed_1425433_a_late_joiner_is_caught_up() {
+    assert_converges(1425433, 2, 11, 0.1, 6, "none");
+}
+
+/// A send_join whose answers were lost (retries exhausted) while its server was resident
+/// through another user: the others held the join, its own server did not.
+#[test]
+fn regression_seed_863184_a_join_whose_answer_was_lost_is_stored() {
+    assert_converges(863184, 3, 12, 0.1, 5, "none");
+}
+
+/// A server that was banned and rejoined in one send_join answer must catch up a server that
+/// joined meanwhile with the events it made before the ban.
+#[test]
+fn regression_seed_6842029_a_rejoining_server_catches_up_new_members() {
+    assert_converges(6842029, 2, 11, 0.1, 4, "none");
+}

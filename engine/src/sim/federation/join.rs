@@ -66,7 +66,8 @@ impl Server {
         if !self.rooms.contains_key(&room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         }
-        self.receive_pdu(pdu.clone(), from, now, out);
+        // The answer carries the whole history: no catch-up of the joiner needed.
+        self.receive_pdu_catching_up(pdu.clone(), from, now, out, Some(from));
         let room = &self.rooms[&room_id];
         let accepted = room.dag.index_of(&pdu.event_id).is_some_and(|i| !room.dag.event(i).is_rejected());
         if !accepted {

@@ -180,6 +180,9 @@ pub struct Server {
     pub(crate) outbound: Outbound,
     pub(crate) requests: BTreeMap<RequestId, PendingRequest>,
     pub(crate) next_request_id: RequestId,
+    /// Per room, the servers joined the last time this server was resident: a server joining
+    /// beyond them is caught up (receipt.rs, `catch_up_joined`).
+    pub(crate) informed: BTreeMap<String, std::collections::BTreeSet<String>>,
     /// PDUs judged (one delivery = one server receiving and judging one PDU).
     pub deliveries: u64,
     /// Processing cost accumulated while handling the current input.
@@ -207,6 +210,7 @@ impl Server {
             outbound: Outbound::default(),
             requests: BTreeMap::new(),
             next_request_id: 1,
+            informed: BTreeMap::new(),
             deliveries: 0,
             cost_us: 0,
         }
@@ -354,6 +358,9 @@ impl Server {
                     out,
                     SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why: "timeout".into() },
                 );
+                if let (Purpose::SendJoin { room_id, .. }, Request::SendJoin { pdu }) = (&req.purpose, &req.body) {
+                    self.send_join_gave_up(room_id, pdu.clone(), now, out);
+                }
                 if let Purpose::Fetch { room_id } = &req.purpose {
                     if let Some(r) = self.rooms.get_mut(room_id) {
                         r.fetching.remove(&req.to);
@@ -362,6 +369,26 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// A `send_join` got no answer within its retries. The resident may well have accepted the
+    /// join (only its answer was lost) and sent it on, so the other servers hold an event its
+    /// own server never stored; nobody sends a server its own event, and if nothing is built on
+    /// it the gap stays. When this server is in the room anyway (another local user joined
+    /// meanwhile), it stores its signed join as any local event and sends it to the room (the
+    /// others judge it as usual; to those that have it, it is a duplicate). When it is not in
+    /// the room, the join simply failed (the user may try again).
+    fn send_join_gave_up(&mut self, room_id: &str, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
+        if !self.has_joined_user(room_id) {
+            return;
+        }
+        let room = self.rooms.get_mut(room_id).expect("joined");
+        if room.has(&pdu.event_id) || room.pending.contains_key(&pdu.event_id) {
+            return;
+        }
+        room.pending.insert(pdu.event_id.clone(), pdu.clone());
+        self.drain_pending(room_id, out);
+        self.broadcast(room_id, pdu, None, now, out);
     }
 
     /// Whether a local user is joined to the room according to this server's current state.

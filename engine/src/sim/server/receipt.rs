@@ -2,7 +2,7 @@
 //! receipt of a PDU"): signatures and hash, then the auth rules once its parents are held, or a
 //! park-and-fetch when they are not.
 
-use super::{room_id_of, Decision, Output, Server, KEY_ID};
+use super::{room_id_of, Decision, Output, Server, KEY_ID, MAX_TXN_PDUS};
 use crate::protocol::crypto;
 use crate::protocol::pdu::Pdu;
 use crate::protocol::redaction;
@@ -52,6 +52,20 @@ impl Server {
     /// A PDU arrived (transaction, fetch answer, join): check, judge when connected, or park it
     /// and fetch what is missing from `from`.
     pub(crate) fn receive_pdu(&mut self, pdu: Arc<Pdu>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
+        self.receive_pdu_catching_up(pdu, from, now, out, None);
+    }
+
+    /// [`Server::receive_pdu`], then catches up every server the PDU newly joined to the room
+    /// (see [`Server::catch_up_new_server`]), except `no_catch_up` (a joiner answered by
+    /// `send_join` with the whole history already).
+    pub(crate) fn receive_pdu_catching_up(
+        &mut self,
+        pdu: Arc<Pdu>,
+        from: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+        no_catch_up: Option<ServerIdx>,
+    ) {
         let room_id = room_id_of(&pdu);
         let Some(room) = self.rooms.get(&room_id) else {
             return; // not in this room (e.g. an invite for a local user arrives later by /invite)
@@ -89,9 +103,59 @@ impl Server {
         room.pending_origin.insert(pdu.event_id.clone(), from);
         room.pending.insert(pdu.event_id.clone(), pdu);
         self.drain_pending(&room_id, out);
+        self.catch_up_joined(&room_id, no_catch_up, now, out);
         let room = self.rooms.get_mut(&room_id).expect("checked");
         if !room.pending.is_empty() && !room.fetching.contains(&from) {
             self.fetch_missing(&room_id, from, now, out);
+        }
+    }
+
+    /// Catches up every server that joined the room since this server last looked while
+    /// resident (`Server::informed`), except `no_catch_up`. The first time this server is
+    /// resident it only takes note: it has just joined, and the residents catch it up.
+    fn catch_up_joined(&mut self, room_id: &str, no_catch_up: Option<ServerIdx>, now: SimTime, out: &mut Vec<Output>) {
+        let room = &self.rooms[room_id];
+        let joined = room.joined_servers();
+        if !joined.contains(&self.name) {
+            return; // not resident: it sends nothing to the room, and looks again when it is
+        }
+        let newly: Vec<ServerIdx> = match self.informed.get(room_id) {
+            Some(known) if known == joined => return,
+            Some(known) => joined
+                .difference(known)
+                .filter_map(|name| self.directory.node(name))
+                .filter(|d| *d != self.index && Some(*d) != no_catch_up)
+                .collect(),
+            None => Vec::new(),
+        };
+        self.informed.insert(room_id.to_owned(), joined.clone());
+        for dest in newly {
+            self.catch_up_new_server(room_id, dest, now, out);
+        }
+    }
+
+    /// A server just joined the room (in this server's current state): send it this server's
+    /// forward extremities of the room. Events made before their makers knew of the join were
+    /// not sent there, and a joiner that joined through another resident cannot know of what
+    /// that resident had not received yet; if the room then goes quiet, nobody ever references
+    /// them to it. From the extremities the joiner fetches the rest with `get_missing_events`
+    /// (as a federation sender's catch-up of a destination that missed events sends the
+    /// latest and lets the destination fill the gap), so it ends up with everything this
+    /// server holds. At most [`MAX_TXN_PDUS`] events per join transition: bounded. Byzantine
+    /// servers do not help (a withholding server would leak what it withholds).
+    pub(crate) fn catch_up_new_server(&mut self, room_id: &str, dest: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
+        if !self.is_honest() {
+            return;
+        }
+        let room = &self.rooms[room_id];
+        let heads: Vec<Arc<Pdu>> = room
+            .prev_events_for_new(MAX_TXN_PDUS)
+            .iter()
+            .filter_map(|id| room.dag.index_of(id))
+            .map(|i| room.dag.event(i).pdu.clone())
+            .collect();
+        for pdu in heads {
+            self.queue_for(dest, pdu, now, out);
         }
     }
 

@@ -124,11 +124,17 @@ impl RoomReplica {
         self.soft_failed.push(matches!(decision, Decision::SoftFailed { .. }));
         match &decision {
             Decision::Accepted => {
+                let ev = self.dag.event(idx);
+                // A non-state event on top of a single extremity has that extremity's state:
+                // the extremities' states are the same set as before, so is their resolution.
+                let same_inputs = ev.state_key.is_none() && ev.prev.len() == 1 && self.extremities.contains(&ev.prev[0]);
                 for p in &self.dag.event(idx).prev {
                     self.extremities.remove(p);
                 }
                 self.extremities.insert(idx);
-                self.recompute_current();
+                if !same_inputs {
+                    self.recompute_current();
+                }
             }
             Decision::SoftFailed { .. } => self.soft_failed_count += 1,
             Decision::Rejected { .. } => self.rejected_count += 1,

@@ -7,9 +7,9 @@
 use super::auth::{self, Slot};
 use super::pdu::{EventKind, Pdu};
 use super::room_version::{RoomVersion, CREATOR_POWER_LEVEL};
+use crate::protocol::fasthash::FastMap;
 use petgraph::graph::DiGraph;
 use sha2::Digest as _;
-use crate::protocol::fasthash::FastMap;
 use std::sync::{Arc, OnceLock};
 
 pub type EventIdx = u32;

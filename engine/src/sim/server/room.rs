@@ -127,7 +127,8 @@ impl RoomReplica {
                 let ev = self.dag.event(idx);
                 // A non-state event on top of a single extremity has that extremity's state:
                 // the extremities' states are the same set as before, so is their resolution.
-                let same_inputs = ev.state_key.is_none() && ev.prev.len() == 1 && self.extremities.contains(&ev.prev[0]);
+                let same_inputs =
+                    ev.state_key.is_none() && ev.prev.len() == 1 && self.extremities.contains(&ev.prev[0]);
                 for p in &self.dag.event(idx).prev {
                     self.extremities.remove(p);
                 }

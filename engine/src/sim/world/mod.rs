@@ -28,9 +28,9 @@ use super::rng::RngStreams;
 use super::server::{Directory, Server, KEY_ID};
 use super::time::SimTime;
 use crate::protocol::crypto::KeyPair;
+use crate::protocol::fasthash::FastMap;
 use crate::scenario::Scenario;
 use schedule::{Global, Scheduled, WorkloadGen};
-use crate::protocol::fasthash::FastMap;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 

@@ -18,7 +18,7 @@ use crate::sim::observe::{Findings, Held, Observer, WorldView};
 use crate::sim::time::{to_ms, SimTime};
 use crate::sim::world::World;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The standard observers of a run.
 pub fn observers(scenario: &Scenario) -> Vec<Box<dyn Observer>> {
@@ -77,7 +77,7 @@ pub struct RoomMeasures {
     trackers: BTreeMap<String, RoomTracker>,
     /// Per room ID: event → verdict bits of honest servers (1 valid, 2 rejected), and the count
     /// of events with both.
-    verdicts: BTreeMap<String, (HashMap<String, u8>, u64)>,
+    verdicts: BTreeMap<String, (crate::protocol::fasthash::FastMap<String, u8>, u64)>,
     last_fault_end: SimTime,
     rows: Vec<MetricRow>,
 }
@@ -170,7 +170,7 @@ impl Observer for RoomMeasures {
         let rooms: Vec<(String, String)> = view.rooms().iter().map(|(n, i)| (n.clone(), i.clone())).collect();
         for (name, room_id) in rooms {
             let members = view.members(&room_id);
-            let created = view.room_pdus(&room_id).len() as i64;
+            let created = view.room_pdu_count(&room_id) as i64;
             let mut digests = Vec::new();
             let mut per_server = Vec::new();
             for k in &members {
@@ -285,7 +285,7 @@ fn room_summary(
             final_digests.insert(view.node_name(k).to_owned(), json!(s.current_digest));
         }
     }
-    let events = view.room_pdus(room_id).len();
+    let events = view.room_pdu_count(room_id);
     let v = json!({
         "events": events,
         "servers_in_room": members.len(),

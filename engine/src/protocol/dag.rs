@@ -7,9 +7,9 @@
 use super::auth::{self, Slot};
 use super::pdu::{EventKind, Pdu};
 use super::room_version::{RoomVersion, CREATOR_POWER_LEVEL};
+use crate::protocol::fasthash::FastMap;
 use petgraph::graph::DiGraph;
 use sha2::Digest as _;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 pub type EventIdx = u32;
@@ -192,10 +192,10 @@ impl DagEvent {
 pub struct RoomDag {
     pub version: &'static RoomVersion,
     events: Vec<DagEvent>,
-    by_id: HashMap<String, EventIdx>,
+    by_id: FastMap<String, EventIdx>,
     keys: Vec<(String, String)>,
     /// type → state_key → key (two levels so lookups by `&str` allocate nothing).
-    key_index: HashMap<String, HashMap<String, KeyIdx>>,
+    key_index: FastMap<String, FastMap<String, KeyIdx>>,
     create: Option<EventIdx>,
 }
 
@@ -204,9 +204,9 @@ impl RoomDag {
         RoomDag {
             version,
             events: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: FastMap::default(),
             keys: Vec::new(),
-            key_index: HashMap::new(),
+            key_index: FastMap::default(),
             create: None,
         }
     }

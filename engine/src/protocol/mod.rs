@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod dag;
+pub mod fasthash;
 pub mod ids;
 pub mod json;
 pub mod pdu;

@@ -170,7 +170,7 @@ pub mod pdu_ref {
     use std::sync::Arc;
 
     thread_local! {
-        static STORE: RefCell<PduStore> = RefCell::new(PduStore::new());
+        static STORE: RefCell<PduStore> = RefCell::new(PduStore::default());
     }
 
     /// Forgets every registered PDU (a new log is about to be read on this thread).

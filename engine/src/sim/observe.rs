@@ -83,6 +83,10 @@ pub trait WorldView {
     fn room_of_event(&self, event_id: &str) -> Option<&str>;
     /// Every PDU of a room any server created, in creation order.
     fn room_pdus(&self, room_id: &str) -> Vec<Arc<Pdu>>;
+    /// How many PDUs of a room were created (`room_pdus(room_id).len()` without the copies).
+    fn room_pdu_count(&self, room_id: &str) -> usize {
+        self.room_pdus(room_id).len()
+    }
     /// Nodes holding a replica of the room.
     fn holders(&self, room_id: &str) -> Vec<ServerIdx>;
     /// Honest servers with a user joined in the room by their own current state.

@@ -16,7 +16,6 @@ pub mod send;
 use super::event::pdu_ref;
 use crate::protocol::pdu::Pdu;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Index of a node (homeserver, later identity server or key notary) in the world.
@@ -163,4 +162,4 @@ pub struct JoinTemplate {
 }
 
 /// PDUs by event ID: the world's union store, used to turn logged references back into PDUs.
-pub type PduStore = HashMap<String, Arc<Pdu>>;
+pub type PduStore = crate::protocol::fasthash::FastMap<String, Arc<Pdu>>;

@@ -124,11 +124,18 @@ impl RoomReplica {
         self.soft_failed.push(matches!(decision, Decision::SoftFailed { .. }));
         match &decision {
             Decision::Accepted => {
+                let ev = self.dag.event(idx);
+                // A non-state event on top of a single extremity has that extremity's state:
+                // the extremities' states are the same set as before, so is their resolution.
+                let same_inputs =
+                    ev.state_key.is_none() && ev.prev.len() == 1 && self.extremities.contains(&ev.prev[0]);
                 for p in &self.dag.event(idx).prev {
                     self.extremities.remove(p);
                 }
                 self.extremities.insert(idx);
-                self.recompute_current();
+                if !same_inputs {
+                    self.recompute_current();
+                }
             }
             Decision::SoftFailed { .. } => self.soft_failed_count += 1,
             Decision::Rejected { .. } => self.rejected_count += 1,
@@ -244,21 +251,32 @@ impl RoomReplica {
     /// Pending events that are now connected, in an order that respects their dependencies
     /// (depth order, repeated until no more progress).
     pub fn take_connected_pending(&mut self) -> Vec<Arc<Pdu>> {
-        let mut candidates: Vec<Arc<Pdu>> = self.pending.values().cloned().collect();
+        // Nothing can be taken unless some pending event is connected by the DAG alone (the
+        // first one taken always is): the common case of a receipt that waits for its parents
+        // costs a scan, not a sort.
+        if !self.pending.values().any(|p| self.is_connected(p)) {
+            return Vec::new();
+        }
+        let mut candidates: Vec<&Arc<Pdu>> = self.pending.values().collect();
         candidates.sort_by(|a, b| (a.depth, &a.event_id).cmp(&(b.depth, &b.event_id)));
-        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
-        let mut out = Vec::new();
+        let mut taken: crate::protocol::fasthash::FastSet<&str> = Default::default();
+        let mut out: Vec<Arc<Pdu>> = Vec::new();
+        let mut done = vec![false; candidates.len()];
         loop {
             let mut progress = false;
-            for p in &candidates {
-                if taken.contains(&p.event_id) {
+            for (i, p) in candidates.iter().enumerate() {
+                if done[i] {
                     continue;
                 }
-                let ready =
-                    p.prev_events.iter().chain(&p.auth_events).all(|id| self.dag.contains(id) || taken.contains(id));
+                let ready = p
+                    .prev_events
+                    .iter()
+                    .chain(&p.auth_events)
+                    .all(|id| self.dag.contains(id) || taken.contains(id.as_str()));
                 if ready {
-                    taken.insert(p.event_id.clone());
-                    out.push(p.clone());
+                    done[i] = true;
+                    taken.insert(p.event_id.as_str());
+                    out.push(Arc::clone(p));
                     progress = true;
                 }
             }
@@ -266,6 +284,7 @@ impl RoomReplica {
                 break;
             }
         }
+        drop(taken);
         for p in &out {
             self.pending.remove(&p.event_id);
             self.pending_origin.remove(&p.event_id);

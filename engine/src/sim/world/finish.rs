@@ -92,6 +92,9 @@ impl World {
         }
         summary.extend(findings.summary);
         let keys = json!({"server_keys": self.directory.names.iter().zip(&self.directory.public_keys).map(|(name, key)| (name.clone(), json!({KEY_ID: crate::protocol::crypto::b64_encode(key.as_bytes())}))).collect::<serde_json::Map<String, Value>>()});
+        // A large world takes a noticeable time to free (every replica's DAG and states): do it
+        // beside the caller, which goes on writing the outputs.
+        let _ = std::thread::Builder::new().name("world-drop".into()).spawn(move || drop(self));
         Ok(RunResult {
             summary: Value::Object(summary),
             metrics: findings.metrics,

@@ -28,9 +28,10 @@ use super::rng::RngStreams;
 use super::server::{Directory, Server, KEY_ID};
 use super::time::SimTime;
 use crate::protocol::crypto::KeyPair;
+use crate::protocol::fasthash::FastMap;
 use crate::scenario::Scenario;
 use schedule::{Global, Scheduled, WorkloadGen};
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 /// Windows with fewer inputs than this are handled on the calling thread.
@@ -72,11 +73,11 @@ pub struct World {
     store: PduStore,
     room_events: BTreeMap<String, Vec<String>>,
     /// Room of every PDU the log has a record of.
-    event_room: HashMap<String, String>,
+    event_room: FastMap<String, String>,
     /// The PDU each event ID resolves to for the log's readers (its latest PDU record).
-    logged_pdus: HashMap<String, Arc<crate::protocol::pdu::Pdu>>,
+    logged_pdus: FastMap<String, Arc<crate::protocol::pdu::Pdu>>,
     /// Room ID → room version, from the create events logged.
-    room_versions: HashMap<String, String>,
+    room_versions: FastMap<String, String>,
     /// Room name → room ID, once created.
     room_ids: BTreeMap<String, String>,
     observers: Vec<Box<dyn Observer>>,
@@ -152,11 +153,11 @@ impl World {
             now: 0,
             log,
             down: vec![false; n],
-            store: PduStore::new(),
+            store: PduStore::default(),
             room_events: BTreeMap::new(),
-            event_room: HashMap::new(),
-            logged_pdus: HashMap::new(),
-            room_versions: HashMap::new(),
+            event_room: FastMap::default(),
+            logged_pdus: FastMap::default(),
+            room_versions: FastMap::default(),
             room_ids: BTreeMap::new(),
             observers,
             in_flight: 0,

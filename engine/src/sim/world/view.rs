@@ -37,6 +37,9 @@ impl WorldView for World {
             .map(|ids| ids.iter().map(|id| self.store[id].clone()).collect())
             .unwrap_or_default()
     }
+    fn room_pdu_count(&self, room_id: &str) -> usize {
+        self.room_events.get(room_id).map_or(0, Vec::len)
+    }
     fn holders(&self, room_id: &str) -> Vec<ServerIdx> {
         self.holders.get(room_id).cloned().unwrap_or_default()
     }

@@ -57,6 +57,8 @@ impl Directory {
 }
 
 /// Inputs a server handles.
+// As for `LoggedInput`: the large variant (a client action) is the rare one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Input {
     Deliver {
@@ -117,6 +119,8 @@ pub struct ClientAction {
 }
 
 /// What handling an input produced.
+// `Event` is the common output (every decision): kept inline, no allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Output {
     /// Send after `delay_us` of processing (modelled signature cost).

@@ -38,6 +38,8 @@ struct InputRecord<'a> {
 
 /// What one node did with one input of a window.
 type Handled = (SimTime, LoggedInput, Vec<Output>);
+/// One node's inputs of a window, with their log forms.
+type Batch = Vec<(SimTime, Input, LoggedInput)>;
 
 impl World {
     pub(super) fn run_window(&mut self, window_end: SimTime) {
@@ -85,7 +87,7 @@ impl World {
         self.stats.windows += 1;
         let results: Vec<(ServerIdx, Vec<Handled>)> = if parallel {
             self.stats.parallel += 1;
-            let mut work: Vec<(ServerIdx, &mut Node, Vec<(SimTime, Input, LoggedInput)>)> = Vec::with_capacity(busy);
+            let mut work: Vec<(ServerIdx, &mut Node, Batch)> = Vec::with_capacity(busy);
             for ((k, node), batch) in self.nodes.iter_mut().enumerate().zip(inputs) {
                 if !batch.is_empty() {
                     work.push((k as ServerIdx, node, batch));

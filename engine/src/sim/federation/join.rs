@@ -8,7 +8,6 @@ use crate::sim::server::actions::Draft;
 use crate::sim::server::requests::Purpose;
 use crate::sim::server::{room_id_of, Output, RoomReplica, Server};
 use crate::sim::time::SimTime;
-use serde_json::json;
 use std::sync::Arc;
 
 impl Server {
@@ -16,12 +15,7 @@ impl Server {
         if !self.has_joined_user(room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         }
-        let d = Draft {
-            event_type: "m.room.member",
-            state_key: Some(user_id.to_owned()),
-            sender: user_id.to_owned(),
-            content: json!({"membership": "join"}),
-        };
+        let d = Draft::member(user_id.to_owned(), user_id.to_owned(), "join");
         match self.build_checked(room_id, d, now) {
             Ok(template) => Outcome::Ok(Response::MakeJoin(JoinTemplate {
                 room_id: room_id.to_owned(),
@@ -44,12 +38,7 @@ impl Server {
         out: &mut Vec<Output>,
     ) {
         let Some(version) = RoomVersion::by_id(&t.room_version) else { return };
-        let d = Draft {
-            event_type: "m.room.member",
-            state_key: Some(user.clone()),
-            sender: user.clone(),
-            content: json!({"membership": "join"}),
-        };
+        let d = Draft::member(user.clone(), user.clone(), "join");
         let pdu = self.sign_new(version, Some(&room_id), d, t.prev_events, t.auth_events, t.depth, now);
         out.push(Output::Created { room_id: room_id.clone(), pdu: pdu.clone() });
         self.send_request(via, Request::SendJoin { pdu }, Purpose::SendJoin { user, room_id }, now, out);

@@ -21,6 +21,18 @@ pub(crate) struct Draft {
     pub(crate) content: Value,
 }
 
+impl Draft {
+    /// An `m.room.member` event by `sender` about `target`.
+    pub(crate) fn member(sender: String, target: String, membership: &str) -> Draft {
+        Draft {
+            event_type: "m.room.member",
+            state_key: Some(target),
+            sender,
+            content: json!({ "membership": membership }),
+        }
+    }
+}
+
 impl Server {
     pub(crate) fn on_action(&mut self, a: ClientAction, now: SimTime, out: &mut Vec<Output>) {
         let result = match a.kind {
@@ -88,12 +100,7 @@ impl Server {
         self.commit_local(&room_id, create, now, out);
         let pl = default_power_levels(spec, version);
         let steps = [
-            Draft {
-                event_type: "m.room.member",
-                state_key: Some(creator.clone()),
-                sender: creator.clone(),
-                content: json!({"membership": "join"}),
-            },
+            Draft::member(creator.clone(), creator.clone(), "join"),
             Draft {
                 event_type: "m.room.power_levels",
                 state_key: Some(String::new()),
@@ -128,12 +135,7 @@ impl Server {
     ) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         let room = self.rooms.get(&room_id).ok_or("this server is not in the room")?;
-        let member = |target: &str, membership: &str| Draft {
-            event_type: "m.room.member",
-            state_key: Some(target.to_owned()),
-            sender: a.user.clone(),
-            content: json!({"membership": membership}),
-        };
+        let member = |target: &str, membership: &str| Draft::member(a.user.clone(), target.to_owned(), membership);
         let target = a.target.clone().unwrap_or_default();
         let text = a.text.clone().unwrap_or_else(|| "hello".into());
         let d = match a.kind {

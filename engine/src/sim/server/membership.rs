@@ -7,7 +7,6 @@ use super::{ClientAction, Output, Server};
 use crate::sim::federation::invite::invite_room_state;
 use crate::sim::federation::Request;
 use crate::sim::time::SimTime;
-use serde_json::json;
 
 impl Server {
     pub(crate) fn join(
@@ -18,12 +17,7 @@ impl Server {
     ) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         if self.has_joined_user(&room_id) {
-            let d = Draft {
-                event_type: "m.room.member",
-                state_key: Some(a.user.clone()),
-                sender: a.user.clone(),
-                content: json!({"membership": "join"}),
-            };
+            let d = Draft::member(a.user.clone(), a.user.clone(), "join");
             return self.create_and_send(&room_id, d, now, out).map(Some);
         }
         // Remote join: make_join / send_join through a resident server.
@@ -47,12 +41,7 @@ impl Server {
     ) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         let target = a.target.clone().ok_or("invite without a target")?;
-        let d = Draft {
-            event_type: "m.room.member",
-            state_key: Some(target.clone()),
-            sender: a.user.clone(),
-            content: json!({"membership": "invite"}),
-        };
+        let d = Draft::member(a.user.clone(), target.clone(), "invite");
         let room = self.rooms.get(&room_id).ok_or("this server is not in the room")?;
         let target_server =
             room.routing.server_of(&target).and_then(|s| self.directory.node(s)).ok_or("target's server is unknown")?;

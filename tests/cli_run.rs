@@ -13,9 +13,12 @@ fn scenario(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name).to_string_lossy().into_owned()
 }
 
+/// Runs a bundled scenario with a plain `log.jsonl` (the tests read and tamper with it; the
+/// compressed default is tested on its own below).
 fn run(name: &str, out: &Path, extra: &[&str]) -> PathBuf {
     let sc = scenario(name);
-    let mut args = vec!["run", &sc, "--out", out.to_str().unwrap(), "--check-invariants", "--no-report"];
+    let mut args =
+        vec!["run", &sc, "--out", out.to_str().unwrap(), "--check-invariants", "--no-report", "--log-compression", "none"];
     args.extend_from_slice(extra);
     let o = roomsim(&args);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -91,6 +94,30 @@ fn replay_reproduces_a_run_and_detects_tampering() {
     let o = roomsim(&["replay", dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("replay diverged at log record"));
+}
+
+#[test]
+fn the_default_log_is_zstd_compressed_and_replays_diffs_and_digests_as_the_plain_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = run("partition-heal.toml", &tmp.path().join("plain"), &[]);
+    let sc = scenario("partition-heal.toml");
+    let out = tmp.path().join("zst");
+    let o = roomsim(&["run", &sc, "--out", out.to_str().unwrap(), "--no-report"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let zst = out.join("partition-heal").join(summary(&plain)["seed"].to_string());
+    assert!(zst.join("log.jsonl.zst").exists() && !zst.join("log.jsonl").exists());
+    assert_eq!(summary(&zst)["log_digest"], summary(&plain)["log_digest"], "one digest for both forms");
+    let (z, p) = (read(&zst.join("log.jsonl.zst")).len(), read(&plain.join("log.jsonl")).len());
+    assert!(z * 4 < p, "compressed {z} B vs plain {p} B");
+    let o = roomsim(&["replay", zst.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = roomsim(&["diff", zst.to_str().unwrap(), plain.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("identical: "));
+    // A plain re-run into the compressed run's directory replaces its log: one log per run.
+    let o = roomsim(&["run", &sc, "--out", out.to_str().unwrap(), "--no-report", "--log-compression", "none"]);
+    assert!(o.status.success());
+    assert!(zst.join("log.jsonl").exists() && !zst.join("log.jsonl.zst").exists());
 }
 
 #[test]
@@ -247,7 +274,7 @@ fn a_failing_rerun_leaves_the_earlier_log_intact() {
     // Make the new log impossible to create: the re-run fails, the earlier log stays whole.
     std::fs::create_dir(dir.join("log.jsonl.partial")).unwrap();
     let sc = scenario("quickstart.toml");
-    let o = roomsim(&["run", &sc, "--out", tmp.path().to_str().unwrap(), "--no-report"]);
+    let o = roomsim(&["run", &sc, "--out", tmp.path().to_str().unwrap(), "--no-report", "--log-compression", "none"]);
     assert!(!o.status.success());
     assert_eq!(read(&dir.join("log.jsonl")), before);
     // And a successful re-run replaces it with an identical log (same scenario, same seed).

@@ -47,6 +47,10 @@ enum Command {
         /// in summary.json; for sweeps), `none`.
         #[arg(long, default_value = "full", value_parser = parse_log_mode)]
         log: roomsim_engine::sim::log::LogMode,
+        /// How a full log is stored: `zstd` (log.jsonl.zst; read it with `zstdcat`) or `none`
+        /// (plain log.jsonl). The log digest is the same either way.
+        #[arg(long, default_value = "zstd", value_parser = parse_log_compression)]
+        log_compression: roomsim_engine::sim::log::LogCompression,
         /// No progress display (it is shown on stderr only when stderr is a terminal).
         #[arg(long)]
         no_progress: bool,
@@ -112,13 +116,28 @@ enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Dag { command } => dag::run(command),
-        Command::Run { scenario, seed, out, threads, set, check_invariants, no_report, log, no_progress } => {
+        Command::Run {
+            scenario,
+            seed,
+            out,
+            threads,
+            set,
+            check_invariants,
+            no_report,
+            log,
+            log_compression,
+            no_progress,
+        } => {
             set_threads(threads);
             let sc = run::load(&scenario, &set)?;
             let seed = seed.unwrap_or(sc.seed);
             let dir = run::run_dir(&out, &sc, seed);
             let result =
-                run::run_into(&sc, &dir, &run::RunOptions { seed, check_invariants, progress: !no_progress, log })?;
+                run::run_into(
+                    &sc,
+                    &dir,
+                    &run::RunOptions { seed, check_invariants, progress: !no_progress, log, log_compression },
+                )?;
             if !no_report {
                 match roomsim_analysis::report::write_run_report(&dir) {
                     Ok(path) => eprintln!("  report: {}", path.display()),
@@ -169,6 +188,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn parse_log_compression(s: &str) -> Result<roomsim_engine::sim::log::LogCompression, String> {
+    roomsim_engine::sim::log::LogCompression::parse(s)
+        .ok_or_else(|| format!("--log-compression {s}: expected zstd or none"))
 }
 
 fn parse_log_mode(s: &str) -> Result<roomsim_engine::sim::log::LogMode, String> {

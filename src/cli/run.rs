@@ -3,11 +3,11 @@
 use super::files::{read_text, write_atomic};
 use roomsim_engine::metrics::MetricRow;
 use roomsim_engine::scenario::{self, Scenario};
-use roomsim_engine::sim::log::{LogMode, LogWriter};
+use roomsim_engine::sim::log::{LogCompression, LogMode, LogWriter};
 use roomsim_engine::sim::replay;
 use roomsim_engine::sim::world::{Progress, RunResult, World};
 use serde_json::Value;
-use std::io::{BufWriter, IsTerminal};
+use std::io::{BufRead, BufWriter, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,8 +34,10 @@ pub struct RunOptions {
     pub seed: u64,
     pub check_invariants: bool,
     pub progress: bool,
-    /// What `log.jsonl` receives (`--log full|digest|none`).
+    /// What the log receives (`--log full|digest|none`).
     pub log: LogMode,
+    /// How a full log is stored (`--log-compression zstd|none`).
+    pub log_compression: LogCompression,
 }
 
 /// Runs a scenario into `dir`; returns the result (summary etc.).
@@ -43,9 +45,15 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
     std::fs::create_dir_all(dir.join("rooms")).map_err(|e| format!("{}: {e}", dir.display()))?;
     // The log is written beside any earlier run's and takes its place only once this run's
     // outputs are written: a failing or interrupted re-run leaves the earlier log intact.
-    let log_path = dir.join("log.jsonl.partial");
+    let log_name = options.log_compression.file_name();
+    let log_path = dir.join(format!("{log_name}.partial"));
     let log_file = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let log = LogWriter::with_mode(Box::new(BufWriter::with_capacity(1 << 20, log_file)), options.log);
+    let log = LogWriter::compressed(
+        Box::new(BufWriter::with_capacity(1 << 20, log_file)),
+        options.log,
+        options.log_compression,
+    )
+    .map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut world = roomsim_engine::metrics::instrumented_world(scenario, options.seed, log);
     let mut bar = RunProgress::new(options.progress, world.end_time());
     let interrupted = interrupt_flag();
@@ -77,8 +85,17 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
         )
     })?;
     write_outputs(scenario, dir, &result)?;
-    let final_log = dir.join("log.jsonl");
+    let final_log = dir.join(log_name);
     std::fs::rename(&log_path, &final_log).map_err(|e| format!("{}: {e}", final_log.display()))?;
+    // The other form of the log, from an earlier run into this directory, is not this run's.
+    for other in [LogCompression::Zstd, LogCompression::None] {
+        if other.file_name() != log_name {
+            let stale = dir.join(other.file_name());
+            if stale.exists() {
+                std::fs::remove_file(&stale).map_err(|e| format!("{}: {e}", stale.display()))?;
+            }
+        }
+    }
     Ok(result)
 }
 
@@ -249,17 +266,19 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
     let text = read_text(&dir.join("scenario.toml"))?;
     let sc = scenario::parse_scenario(file_name, &text, &overrides).map_err(|e| e.to_string())?;
     let seed = summary["seed"].as_u64().ok_or("summary.json: seed")?;
-    let log_path = dir.join("log.jsonl");
-    let file = std::fs::File::open(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    if summary["log_digest"].is_null() || file.metadata().map(|m| m.len() == 0).unwrap_or(true) {
-        return Err(format!(
+    let kept_no_log = || {
+        format!(
             "{}: the run kept no log (it ran with --log digest or none): there is nothing to replay",
-            log_path.display()
-        ));
+            dir.display()
+        )
+    };
+    let Some((_, mut file)) = roomsim_engine::sim::log::open_log(dir)? else { return Err(kept_no_log()) };
+    if summary["log_digest"].is_null() || file.fill_buf().map(|b| b.is_empty()).unwrap_or(true) {
+        return Err(kept_no_log());
     }
     let records = summary["log_records"].as_u64().unwrap_or(0);
     let bar = replay_bar(records);
-    let result = replay::replay(&sc, seed, std::io::BufReader::with_capacity(1 << 20, file), |p| {
+    let result = replay::replay(&sc, seed, file, |p| {
         if let Some(b) = &bar {
             b.set_position(p.records);
             b.set_message(format!("simulated {} ms", p.sim_time_us / 1000));
@@ -304,14 +323,20 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
 
 /// `roomsim diff RUN_A RUN_B`: the first log record where two runs part ways.
 pub fn diff_command(a: &Path, b: &Path) -> Result<bool, String> {
-    let la = read_text(&a.join("log.jsonl"))?;
-    let lb = read_text(&b.join("log.jsonl"))?;
-    let mut ia = la.lines();
-    let mut ib = lb.lines();
+    let open = |dir: &Path| -> Result<Box<dyn BufRead>, String> {
+        roomsim_engine::sim::log::open_log(dir)?
+            .map(|(_, r)| r)
+            .ok_or_else(|| format!("{}: no log.jsonl.zst or log.jsonl (was it run with --log full?)", dir.display()))
+    };
+    let mut ia = open(a)?.lines();
+    let mut ib = open(b)?.lines();
     let mut n = 0usize;
     loop {
         n += 1;
-        match (ia.next(), ib.next()) {
+        let next = |it: &mut std::io::Lines<Box<dyn BufRead>>, dir: &Path| {
+            it.next().transpose().map_err(|e| format!("{}: log line {n}: {e}", dir.display()))
+        };
+        match (next(&mut ia, a)?, next(&mut ib, b)?) {
             (None, None) => {
                 println!("identical: {} log records", n - 1);
                 return Ok(true);
@@ -322,9 +347,9 @@ pub fn diff_command(a: &Path, b: &Path) -> Result<bool, String> {
                     "runs part ways at log record {}:\n  {}: {}\n  {}: {}",
                     n - 1,
                     a.display(),
-                    x.unwrap_or("(end of log)"),
+                    x.as_deref().unwrap_or("(end of log)"),
                     b.display(),
-                    y.unwrap_or("(end of log)")
+                    y.as_deref().unwrap_or("(end of log)")
                 );
                 return Ok(false);
             }

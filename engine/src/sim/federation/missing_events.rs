@@ -6,7 +6,7 @@ use crate::protocol::pdu::Pdu;
 use crate::sim::server::requests::Purpose;
 use crate::sim::server::{room, Output, Server, Timer, MISSING_EVENTS_LIMIT};
 use crate::sim::time::SimTime;
-use std::collections::HashSet;
+use crate::protocol::dag::EventIdx;
 use std::sync::Arc;
 
 impl Server {
@@ -80,36 +80,40 @@ impl Server {
         let Some(room) = self.rooms.get(room_id) else {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         };
-        let stop: HashSet<&str> = earliest.iter().chain(latest).map(String::as_str).collect();
-        // Newest first (by depth), so that a limited answer covers every branch back towards
-        // the requester's extremities rather than one branch down to the create event.
-        let mut frontier: std::collections::BinaryHeap<(i64, String)> = std::collections::BinaryHeap::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut push = |id: &String, frontier: &mut std::collections::BinaryHeap<(i64, String)>| {
-            if let Some(i) = room.dag.index_of(id) {
-                if !stop.contains(id.as_str()) && seen.insert(id.clone()) {
-                    frontier.push((room.dag.pdu(i).depth, id.clone()));
-                }
+        let dag = &room.dag;
+        // The walk runs on the DAG's indices (prev edges are interned at insertion); only the
+        // requested IDs are looked up by string.
+        let stop: crate::protocol::fasthash::FastSet<EventIdx> =
+            earliest.iter().chain(latest).filter_map(|id| dag.index_of(id)).collect();
+        // Newest first (by depth, then event ID, as a max-heap), so that a limited answer
+        // covers every branch back towards the requester's extremities rather than one branch
+        // down to the create event.
+        let mut frontier: std::collections::BinaryHeap<(i64, &str, EventIdx)> = std::collections::BinaryHeap::new();
+        let mut seen: crate::protocol::fasthash::FastSet<EventIdx> = Default::default();
+        let mut push = |i: EventIdx, frontier: &mut std::collections::BinaryHeap<_>| {
+            if !stop.contains(&i) && seen.insert(i) {
+                let p = dag.pdu(i);
+                frontier.push((p.depth, p.event_id.as_str(), i));
             }
         };
         for id in latest {
-            if let Some(i) = room.dag.index_of(id) {
-                let p = room.dag.pdu(i);
-                for parent in p.prev_events.iter().chain(&p.auth_events) {
+            if let Some(i) = dag.index_of(id) {
+                let ev = dag.event(i);
+                for &parent in ev.prev.iter().chain(&ev.auth) {
                     push(parent, &mut frontier);
                 }
             }
         }
         let mut found: Vec<Arc<Pdu>> = Vec::new();
-        while let Some((_, id)) = frontier.pop() {
+        while let Some((_, _, i)) = frontier.pop() {
             if found.len() >= limit as usize {
                 break;
             }
-            let ev = room.dag.event(room.dag.index_of(&id).expect("pushed only if held"));
+            let ev = dag.event(i);
             found.push(ev.pdu.clone());
             // Walk prev events only (as the endpoint does): auth events are in the prev history
             // of honest events, and the first level above covers any that are not.
-            for parent in &ev.pdu.prev_events {
+            for &parent in &ev.prev {
                 push(parent, &mut frontier);
             }
         }

@@ -29,7 +29,7 @@ impl Server {
         room.fetching.insert(from);
         let earliest = room.prev_events_for_new(20);
         let body =
-            Request::GetMissingEvents { room_id: room_id.to_owned(), earliest, latest, limit: MISSING_EVENTS_LIMIT };
+            Request::GetMissingEvents { room_id: room_id.to_owned(), earliest, latest, limit: room.fetch_limit };
         self.send_request(from, body, Purpose::Fetch { room_id: room_id.to_owned() }, now, out);
     }
 
@@ -49,9 +49,14 @@ impl Server {
         }
         let room = self.rooms.get_mut(room_id).expect("still there");
         let progressed = room.pending.len() + room.dag.len() > before;
+        if room.pending.is_empty() {
+            room.fetch_limit = room::FETCH_LIMIT_FIRST;
+        }
         if progressed {
             room.fetch_retries_left = room::FETCH_RETRIES;
             if !room.pending.is_empty() {
+                // Still disconnected: the gap is wider than one answer, ask for more at once.
+                room.fetch_limit = (room.fetch_limit * 2).min(MISSING_EVENTS_LIMIT);
                 self.fetch_missing(room_id, from, now, out);
             }
         } else {

@@ -31,7 +31,8 @@ use std::sync::Arc;
 pub const KEY_ID: &str = "ed25519:k1";
 /// Most PDUs in one transaction (spec: 50).
 pub const MAX_TXN_PDUS: usize = 50;
-/// Events returned by one `get_missing_events` answer.
+/// The largest `limit` a replica asks for in one `get_missing_events` request (it starts at
+/// `room::FETCH_LIMIT_FIRST`).
 pub const MISSING_EVENTS_LIMIT: u32 = 100;
 
 /// Who is who: server names, indices and public keys (a perfect notary: key fetching is not
@@ -186,7 +187,7 @@ pub struct Server {
     pub(crate) next_request_id: RequestId,
     /// Per room, the servers joined the last time this server was resident: a server joining
     /// beyond them is caught up (receipt.rs, `catch_up_joined`).
-    pub(crate) informed: BTreeMap<String, std::collections::BTreeSet<String>>,
+    pub(crate) informed: BTreeMap<String, (u64, std::collections::BTreeSet<String>)>,
     /// PDUs judged (one delivery = one server receiving and judging one PDU).
     pub deliveries: u64,
     /// Processing cost accumulated while handling the current input.

@@ -115,20 +115,23 @@ impl Server {
     /// resident it only takes note: it has just joined, and the residents catch it up.
     fn catch_up_joined(&mut self, room_id: &str, no_catch_up: Option<ServerIdx>, now: SimTime, out: &mut Vec<Output>) {
         let room = &self.rooms[room_id];
+        let generation = room.joined_servers_generation();
+        if self.informed.get(room_id).is_some_and(|(g, _)| *g == generation) {
+            return; // the joined servers are what this server last looked at
+        }
         let joined = room.joined_servers();
         if !joined.contains(&self.name) {
             return; // not resident: it sends nothing to the room, and looks again when it is
         }
         let newly: Vec<ServerIdx> = match self.informed.get(room_id) {
-            Some(known) if known == joined => return,
-            Some(known) => joined
+            Some((_, known)) => joined
                 .difference(known)
                 .filter_map(|name| self.directory.node(name))
                 .filter(|d| *d != self.index && Some(*d) != no_catch_up)
                 .collect(),
             None => Vec::new(),
         };
-        self.informed.insert(room_id.to_owned(), joined.clone());
+        self.informed.insert(room_id.to_owned(), (generation, joined.clone()));
         for dest in newly {
             self.catch_up_new_server(room_id, dest, now, out);
         }

@@ -32,6 +32,9 @@ impl Decision {
 
 /// Rounds of "ask again after the missing-event timeout" before a replica waits for new events.
 pub const FETCH_RETRIES: u32 = 5;
+/// Events a replica first asks for in one `get_missing_events` request: Synapse's `limit=10`
+/// (it asks once per received event whose prev events are missing).
+pub const FETCH_LIMIT_FIRST: u32 = 10;
 
 #[derive(Debug)]
 pub struct RoomReplica {
@@ -47,6 +50,8 @@ pub struct RoomReplica {
     /// Users joined in the current state, and their servers (recomputed with it).
     joined: Vec<String>,
     joined_servers: BTreeSet<String>,
+    /// Bumped whenever `joined_servers` changes (so that a caller can tell cheaply).
+    joined_servers_generation: u64,
     /// Received events waiting for prev or auth events, by event ID.
     pub pending: BTreeMap<String, Arc<Pdu>>,
     /// The server each pending event came from (asked for what it is missing).
@@ -55,6 +60,10 @@ pub struct RoomReplica {
     pub fetching: BTreeSet<crate::sim::federation::ServerIdx>,
     /// Fetch rounds left before waiting for new information (reset on progress).
     pub fetch_retries_left: u32,
+    /// The `limit` of the next `get_missing_events` request: [`FETCH_LIMIT_FIRST`], doubled
+    /// (up to `MISSING_EVENTS_LIMIT`) after each answer that helped but left events
+    /// disconnected, back to the first limit once nothing waits.
+    pub fetch_limit: u32,
     /// A retry of the missing-event fetch is scheduled.
     pub retry_armed: bool,
     pub rejected_count: u64,
@@ -77,10 +86,12 @@ impl RoomReplica {
             current_digest: None,
             joined: Vec::new(),
             joined_servers: BTreeSet::new(),
+            joined_servers_generation: 0,
             pending: BTreeMap::new(),
             pending_origin: BTreeMap::new(),
             fetching: BTreeSet::new(),
             fetch_retries_left: FETCH_RETRIES,
+            fetch_limit: FETCH_LIMIT_FIRST,
             retry_armed: false,
             rejected_count: 0,
             soft_failed_count: 0,
@@ -192,14 +203,23 @@ impl RoomReplica {
                     .then(|| s.to_owned())
                 })
                 .collect();
-            self.joined_servers =
+            let servers: BTreeSet<String> =
                 self.joined.iter().filter_map(|u| self.routing.server_of(u).map(str::to_owned)).collect();
+            if servers != self.joined_servers {
+                self.joined_servers = servers;
+                self.joined_servers_generation += 1;
+            }
         }
     }
 
     /// Servers with a user joined in the current state (through the room's routing).
     pub fn joined_servers(&self) -> &BTreeSet<String> {
         &self.joined_servers
+    }
+
+    /// Changes whenever [`Self::joined_servers`] does.
+    pub fn joined_servers_generation(&self) -> u64 {
+        self.joined_servers_generation
     }
 
     /// The state the DAG itself determines: the resolution of the states after every event

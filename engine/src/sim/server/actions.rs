@@ -216,7 +216,7 @@ impl Server {
         if room.has(&pdu.event_id) {
             return;
         }
-        room.pending.insert(pdu.event_id.clone(), pdu);
+        room.add_pending(pdu);
         self.drain_pending(room_id, out);
     }
 

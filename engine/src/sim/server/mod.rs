@@ -391,7 +391,7 @@ impl Server {
         if room.has(&pdu.event_id) || room.pending.contains_key(&pdu.event_id) {
             return;
         }
-        room.pending.insert(pdu.event_id.clone(), pdu.clone());
+        room.add_pending(pdu.clone());
         self.drain_pending(room_id, out);
         self.broadcast(room_id, pdu, None, now, out);
     }

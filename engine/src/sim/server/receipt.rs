@@ -101,7 +101,7 @@ impl Server {
             return;
         }
         room.pending_origin.insert(pdu.event_id.clone(), from);
-        room.pending.insert(pdu.event_id.clone(), pdu);
+        room.add_pending(pdu);
         self.drain_pending(&room_id, out);
         self.catch_up_joined(&room_id, no_catch_up, now, out);
         let room = self.rooms.get_mut(&room_id).expect("checked");

@@ -52,8 +52,15 @@ pub struct RoomReplica {
     joined_servers: BTreeSet<String>,
     /// Bumped whenever `joined_servers` changes (so that a caller can tell cheaply).
     joined_servers_generation: u64,
-    /// Received events waiting for prev or auth events, by event ID.
+    /// Received events waiting for prev or auth events, by event ID (add with
+    /// [`Self::add_pending`]).
     pub pending: BTreeMap<String, Arc<Pdu>>,
+    /// Event IDs some pending event references and the DAG does not hold (as of the last
+    /// [`Self::take_connected_pending`] or `add_pending`): inserting one of them may connect
+    /// a pending event.
+    awaited: crate::protocol::fasthash::FastSet<String>,
+    /// Some pending event may be connected (see `awaited`); when false, taking is a no-op.
+    maybe_connected: bool,
     /// The server each pending event came from (asked for what it is missing).
     pub pending_origin: BTreeMap<String, crate::sim::federation::ServerIdx>,
     /// Servers a `get_missing_events` request is outstanding to.
@@ -88,6 +95,8 @@ impl RoomReplica {
             joined_servers: BTreeSet::new(),
             joined_servers_generation: 0,
             pending: BTreeMap::new(),
+            awaited: Default::default(),
+            maybe_connected: false,
             pending_origin: BTreeMap::new(),
             fetching: BTreeSet::new(),
             fetch_retries_left: FETCH_RETRIES,
@@ -113,6 +122,9 @@ impl RoomReplica {
     pub fn ingest(&mut self, pdu: Arc<Pdu>) -> Decision {
         debug_assert!(self.is_connected(&pdu));
         self.max_depth = self.max_depth.max(pdu.depth);
+        if self.awaited.contains(&pdu.event_id) {
+            self.maybe_connected = true;
+        }
         let idx = self.dag.insert(pdu);
         let before = self.state_before(idx);
         let status = verify::judge(&self.dag, idx, &before, None);
@@ -272,8 +284,14 @@ impl RoomReplica {
     /// (depth order, repeated until no more progress).
     pub fn take_connected_pending(&mut self) -> Vec<Arc<Pdu>> {
         // Nothing can be taken unless some pending event is connected by the DAG alone (the
-        // first one taken always is): the common case of a receipt that waits for its parents
-        // costs a scan, not a sort.
+        // first one taken always is), which can only have happened if a pending event arrived
+        // connected or an event it awaited was stored since the last look: the common case of
+        // a receipt that waits for its parents costs nothing.
+        if !self.maybe_connected {
+            debug_assert!(!self.pending.values().any(|p| self.is_connected(p)));
+            return Vec::new();
+        }
+        self.maybe_connected = false;
         if !self.pending.values().any(|p| self.is_connected(p)) {
             return Vec::new();
         }
@@ -309,7 +327,31 @@ impl RoomReplica {
             self.pending.remove(&p.event_id);
             self.pending_origin.remove(&p.event_id);
         }
+        // What the remaining pending events still wait for (the taken ones are about to be
+        // stored, and an awaited event of those is what `ingest` watches for).
+        self.awaited.clear();
+        for p in self.pending.values() {
+            for id in p.prev_events.iter().chain(&p.auth_events) {
+                if !self.dag.contains(id) && !out.iter().any(|t| &t.event_id == id) {
+                    self.awaited.insert(id.clone());
+                }
+            }
+        }
         out
+    }
+
+    /// Adds a received (or locally made) event to the pending set; [`Self::take_connected_pending`]
+    /// takes it once everything it references is stored.
+    pub fn add_pending(&mut self, pdu: Arc<Pdu>) {
+        let mut connected = true;
+        for id in pdu.prev_events.iter().chain(&pdu.auth_events) {
+            if !self.dag.contains(id) {
+                connected = false;
+                self.awaited.insert(id.clone());
+            }
+        }
+        self.maybe_connected |= connected;
+        self.pending.insert(pdu.event_id.clone(), pdu);
     }
 
     /// Event IDs referenced by pending events that nobody holds.

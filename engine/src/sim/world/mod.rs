@@ -85,9 +85,12 @@ pub struct World {
     in_flight: usize,
     /// Messages in the queue.
     messages_in_flight: usize,
-    /// Nodes holding a replica of each room, and the replica count it was built from.
+    /// Nodes holding a replica of each room (ascending), kept up to date from the nodes that
+    /// handled inputs (replicas are never dropped), and each node's replica count it has seen.
     holders: BTreeMap<String, Vec<ServerIdx>>,
-    replica_count: usize,
+    room_counts: Vec<usize>,
+    /// Per node: its position in the window being gathered (`u32::MAX`: no input yet).
+    window_slot: Vec<u32>,
     quiet_end_set: bool,
     done: bool,
     /// Why the run stopped early, if a bound stopped it.
@@ -163,7 +166,8 @@ impl World {
             in_flight: 0,
             messages_in_flight: 0,
             holders: BTreeMap::new(),
-            replica_count: 0,
+            room_counts: Vec::new(),
+            window_slot: Vec::new(),
             quiet_end_set: false,
             done: false,
             stopped: None,
@@ -272,19 +276,29 @@ impl World {
     }
 
     /// Refreshes which nodes hold a replica of each room (only when replicas were added).
-    fn refresh_holders(&mut self) {
-        let replicas: usize = self.servers().map(|s| s.rooms.len()).sum();
-        if replicas == self.replica_count {
+    /// Adds node `k` to the holders of rooms it has gained a replica of since last noted.
+    /// O(its rooms) when its replica count changed, O(1) otherwise.
+    fn note_rooms(&mut self, k: ServerIdx) {
+        if self.room_counts.len() != self.nodes.len() {
+            self.room_counts.resize(self.nodes.len(), 0);
+        }
+        let Some(s) = self.nodes[k as usize].as_server() else { return };
+        if s.rooms.len() == self.room_counts[k as usize] {
             return;
         }
-        self.replica_count = replicas;
-        self.holders.clear();
-        for (k, s) in self.nodes.iter().enumerate() {
-            if let Some(s) = s.as_server() {
-                for room_id in s.rooms.keys() {
-                    self.holders.entry(room_id.clone()).or_default().push(k as ServerIdx);
-                }
+        self.room_counts[k as usize] = s.rooms.len();
+        for room_id in s.rooms.keys() {
+            let list = self.holders.entry(room_id.clone()).or_default();
+            if let Err(at) = list.binary_search(&k) {
+                list.insert(at, k);
             }
+        }
+    }
+
+    /// Notes every node's replicas (at the start and the end of a run).
+    fn refresh_holders(&mut self) {
+        for k in 0..self.nodes.len() {
+            self.note_rooms(k as ServerIdx);
         }
     }
 

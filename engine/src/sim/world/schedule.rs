@@ -282,7 +282,6 @@ impl World {
 
     /// A sample tick: every observer samples.
     pub(super) fn sample(&mut self) {
-        self.refresh_holders();
         let t = self.now;
         self.observe(|o, w| o.on_sample(t, w));
     }

@@ -36,6 +36,21 @@ struct InputRecord<'a> {
     input: &'a LoggedInput,
 }
 
+/// Mutable references to `items[i]` for each `i` of `sorted` (strictly ascending), in that order.
+fn disjoint_mut<'a, T>(items: &'a mut [T], sorted: &[ServerIdx]) -> Vec<&'a mut T> {
+    let mut out = Vec::with_capacity(sorted.len());
+    let mut rest = items;
+    let mut offset = 0usize;
+    for &i in sorted {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(i as usize - offset);
+        let (item, tail) = tail.split_first_mut().expect("index in range");
+        out.push(item);
+        rest = tail;
+        offset = i as usize + 1;
+    }
+    out
+}
+
 /// What one node did with one input of a window.
 type Handled = (SimTime, LoggedInput, Vec<Output>);
 /// One node's inputs of a window, with their log forms.
@@ -44,8 +59,12 @@ type Batch = Vec<(SimTime, Input, LoggedInput)>;
 impl World {
     pub(super) fn run_window(&mut self, window_end: SimTime) {
         let n = self.nodes.len();
-        let mut inputs: Vec<Vec<(SimTime, Input, LoggedInput)>> = (0..n).map(|_| Vec::new()).collect();
-        let mut busy = 0usize;
+        if self.window_slot.len() != n {
+            self.window_slot = vec![u32::MAX; n];
+        }
+        // The window's inputs, one batch per node that has any (in order of first input); the
+        // cost is O(inputs), not O(nodes), so that 100 000 mostly idle servers stay cheap.
+        let mut batches: Vec<(ServerIdx, Batch)> = Vec::new();
         let mut total = 0usize;
         while self.queue.peek().is_some_and(|s| s.time < window_end) {
             let s = self.queue.pop().expect("peeked");
@@ -69,15 +88,21 @@ impl World {
                 (LoggedInput::Action(_), Input::Action(a)) => LoggedInput::Action(a.clone()),
                 (l, _) => l,
             };
-            let batch = &mut inputs[s.node as usize];
-            if batch.is_empty() {
-                busy += 1;
+            let slot = &mut self.window_slot[s.node as usize];
+            if *slot == u32::MAX {
+                *slot = batches.len() as u32;
+                batches.push((s.node, Vec::new()));
             }
             total += 1;
-            batch.push((s.time, input, logged));
+            batches[*slot as usize].1.push((s.time, input, logged));
         }
-        let touched: Vec<ServerIdx> =
-            inputs.iter().enumerate().filter(|(_, b)| !b.is_empty()).map(|(k, _)| k as ServerIdx).collect();
+        // Merged in node order, as always: the order never depends on how inputs were gathered.
+        batches.sort_unstable_by_key(|(k, _)| *k);
+        for (k, _) in &batches {
+            self.window_slot[*k as usize] = u32::MAX;
+        }
+        let busy = batches.len();
+        let touched: Vec<ServerIdx> = batches.iter().map(|(k, _)| *k).collect();
         // Small windows run on this thread: handing a handful of inputs to the pool costs more
         // than handling them. Either way the results are merged in the same order, so the choice
         // never changes an output. Real signature checks make each input expensive enough to
@@ -85,23 +110,13 @@ impl World {
         let min_inputs = self.parallel_min_inputs.unwrap_or(if self.real_signatures { 2 } else { PARALLEL_MIN_INPUTS });
         let parallel = rayon::current_num_threads() > 1 && busy >= 2 && total >= min_inputs;
         self.stats.windows += 1;
+        let nodes = disjoint_mut(&mut self.nodes, &touched);
         let results: Vec<(ServerIdx, Vec<Handled>)> = if parallel {
             self.stats.parallel += 1;
-            let mut work: Vec<(ServerIdx, &mut Node, Batch)> = Vec::with_capacity(busy);
-            for ((k, node), batch) in self.nodes.iter_mut().enumerate().zip(inputs) {
-                if !batch.is_empty() {
-                    work.push((k as ServerIdx, node, batch));
-                }
-            }
-            work.into_par_iter().map(|(k, node, batch)| (k, run_node_window(node, batch, window_end))).collect()
+            let work: Vec<((ServerIdx, Batch), &mut Node)> = batches.into_iter().zip(nodes).collect();
+            work.into_par_iter().map(|((k, batch), node)| (k, run_node_window(node, batch, window_end))).collect()
         } else {
-            let mut out = Vec::with_capacity(busy);
-            for ((k, node), batch) in self.nodes.iter_mut().enumerate().zip(inputs) {
-                if !batch.is_empty() {
-                    out.push((k as ServerIdx, run_node_window(node, batch, window_end)));
-                }
-            }
-            out
+            batches.into_iter().zip(nodes).map(|((k, batch), node)| (k, run_node_window(node, batch, window_end))).collect()
         };
         for (k, handled) in results {
             for (t, logged, outputs) in handled {
@@ -115,7 +130,9 @@ impl World {
 
     /// Tells observers which rooms' current states changed in this window.
     fn after_window(&mut self, touched: &[ServerIdx]) {
-        self.refresh_holders();
+        for &k in touched {
+            self.note_rooms(k);
+        }
         let mut changed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for &k in touched {
             if let Some(s) = self.nodes[k as usize].as_server() {
@@ -149,6 +166,7 @@ impl World {
         self.log_input(t, k, &logged);
         let outputs = self.nodes[k as usize].handle(input, t);
         self.merge_outputs(k, t, outputs);
+        self.note_rooms(k);
     }
 
     /// Why a queued input cannot reach its node, if it cannot.

@@ -11,6 +11,7 @@ pub mod json;
 pub mod pdu;
 pub mod redaction;
 pub mod room_version;
+pub mod signers;
 pub mod state_res;
 #[cfg(test)]
 pub(crate) mod test_support;

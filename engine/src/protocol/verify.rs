@@ -11,10 +11,10 @@
 use super::auth::{self, AuthEventRef};
 use super::crypto::{self, SignatureCheck};
 use super::dag::{EventIdx, KeyRanks, RoomDag, Stage, StateMap, StateSnapshot, Status};
-use super::ids;
 use super::json;
-use super::pdu::{EventKind, Pdu, PduError, TypedContent};
+use super::pdu::{EventKind, Pdu, PduError};
 use super::room_version::{self, RoomVersion};
+use super::signers;
 use super::state_res;
 use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
@@ -430,8 +430,15 @@ fn signature_and_hash_checks<'a>(
         if results[i].is_some() {
             continue;
         }
-        for server in required_signers(p) {
-            match signature_checks_for(p, &server, keys, bytes[i]) {
+        let signers = match signers::required_signers(version, p) {
+            Ok(list) => list,
+            Err(why) => {
+                results[i] = Some((Stage::Signature, why.to_string()));
+                continue;
+            }
+        };
+        for signer in signers {
+            match signature_checks_for(p, signer.server, keys, bytes[i]) {
                 Ok(list) => {
                     for c in list {
                         checks.push(c);
@@ -446,36 +453,6 @@ fn signature_and_hash_checks<'a>(
         }
     }
     (results, checks, owners)
-}
-
-/// The servers whose signatures an event needs (`pdu-and-crypto.md` §7.4): the sender's server,
-/// except for invites made from a third-party invite (A7: exempt, as Synapse), plus (A2.4) the
-/// authorising user's server on restricted joins.
-fn required_signers(pdu: &Pdu) -> Vec<String> {
-    let mut out = Vec::new();
-    let member = match &pdu.content {
-        TypedContent::Member(m) => Some(m),
-        _ => None,
-    };
-    let tpi_invite =
-        member.is_some_and(|m| m.has_third_party_invite && pdu.membership() == Some(super::pdu::Membership::Invite));
-    if !tpi_invite {
-        if let Some(d) = ids::domain_of(&pdu.sender) {
-            out.push(d.to_owned());
-        }
-    }
-    if let Some(m) = member {
-        if pdu.membership() == Some(super::pdu::Membership::Join) {
-            if let Some(Ok(user)) = &m.authorised_via {
-                if let Some(d) = ids::domain_of(user) {
-                    if !out.iter().any(|o| o == d) {
-                        out.push(d.to_owned());
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The signature checks proving `server` signed the event: every `ed25519:` signature by a key

@@ -97,6 +97,9 @@ pub struct ServerSpec {
     pub byzantine: Byzantine,
     /// Per-event probability that the byzantine behaviour applies.
     pub byzantine_probability: f64,
+    /// `withhold`: the servers its events are kept from (`None`: every other server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withhold_from: Option<Vec<String>>,
     pub missing_event_timeout_us: u64,
     /// Timeout of one non-PDU federation request.
     pub request_timeout_us: u64,
@@ -121,7 +124,7 @@ pub enum Byzantine {
     Equivocate,
     /// Signs events with a wrong key.
     BadSignatures,
-    /// Does not send its events to some servers.
+    /// Does not send its events to the servers of `withhold_from` (default: to any server).
     Withhold,
 }
 

@@ -148,6 +148,7 @@ server_structs! {
         start: u32,
         byzantine: Byzantine,
         byzantine_probability: f64,
+        withhold_from: NameList,
     }
 }
 

@@ -30,9 +30,10 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
     let name = scenario_name(&header.name)?;
     let seed = header.seed.as_ref().map_or(1, |s| *s.get_ref());
     let end = end_condition(header)?;
-    let servers = servers::resolve(&raw.servers, &raw.defaults.unwrap_or_default())?;
+    let mut servers = servers::resolve(&raw.servers, &raw.defaults.unwrap_or_default())?;
     let groups = servers::groups(raw.groups.as_ref(), &servers)?;
     let names = Names::new(&servers, groups.clone());
+    servers::withhold_targets(&raw.servers, &mut servers, &names)?;
     let rooms = rooms::resolve(&raw.rooms, &raw.timeline, &names, &end)?;
     let network = network::resolve(raw.network.unwrap_or_default(), &names)?;
     let faults = faults::resolve(&raw.faults, &names, &end)?;

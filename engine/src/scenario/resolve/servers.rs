@@ -153,6 +153,8 @@ fn settings(raw: &RawServer, defaults: &RawKnobs) -> Res<ServerSpec> {
         clock_skew_us: knobs.clock_skew.as_ref().map_or(SignedDurationUs(0), |c| *c.get_ref()).0,
         byzantine: raw.byzantine.as_ref().map_or(Byzantine::None, |b| *b.get_ref()),
         byzantine_probability: probability_or(&raw.byzantine_probability, 1.0, "byzantine_probability", One::Allowed)?,
+        // Resolved once groups are known (`withhold_targets`).
+        withhold_from: None,
         missing_event_timeout_us: positive_or(
             &knobs.missing_event_timeout,
             DurationUs(30_000_000),
@@ -172,6 +174,35 @@ fn bounded(value: &Option<Spanned<u32>>, default: u32, range: std::ops::RangeInc
     }
     let message = format!("{what} must be between {} and {}; got {v}", range.start(), range.end());
     Err(Problem::at(value.span(), message))
+}
+
+/// `withhold_from` of each `[[servers]]` entry (server names, groups or `"*"`): the servers a
+/// `withhold` server keeps its events from. Only `withhold` servers take it; a template's server
+/// never counts itself.
+pub(super) fn withhold_targets(raw: &[Spanned<RawServer>], servers: &mut [ServerSpec], names: &Names) -> Res<()> {
+    let mut next = 0;
+    for entry in raw {
+        let count = entry_names(entry)?.len();
+        let specs = &mut servers[next..next + count];
+        next += count;
+        let Some(list) = &entry.get_ref().withhold_from else { continue };
+        if specs[0].byzantine != Byzantine::Withhold {
+            return Err(Problem::at(
+                list.span(),
+                "`withhold_from` only applies to servers with byzantine = \"withhold\"",
+            ));
+        }
+        let targets = names.servers_of_list(list.get_ref(), &list.span(), "withhold_from")?;
+        for spec in specs {
+            let others: Vec<String> = targets.iter().filter(|t| **t != spec.name).cloned().collect();
+            if others.is_empty() {
+                let message = format!("server \"{}\" would withhold its events from nobody but itself", spec.name);
+                return Err(Problem::at(list.span(), message));
+            }
+            spec.withhold_from = Some(others);
+        }
+    }
+    Ok(())
 }
 
 /// `[groups]`: each group a list of server names.

@@ -4,7 +4,6 @@
 //! `invite_room_state`, the stripped state its client is shown.
 
 use super::{Outcome, Response, StrippedState};
-use crate::protocol::crypto;
 use crate::protocol::pdu::{Membership, Pdu};
 use crate::protocol::room_version::RoomVersion;
 use crate::sim::federation::ServerIdx;
@@ -57,12 +56,9 @@ impl Server {
         if !ours || pdu.membership() != Some(Membership::Invite) || !from_sender {
             return Outcome::Error { status: 400, errcode: "M_INVALID_PARAM".into() };
         }
-        let mut map = pdu.json.clone();
-        crypto::sign_event(&mut map, version, &self.key);
-        let Ok(signed) = Pdu::from_object(map, version) else {
+        let Ok(signed) = self.sign_own(pdu.json.clone(), version) else {
             return Outcome::Error { status: 400, errcode: "M_BAD_JSON".into() };
         };
-        let signed = Arc::new(signed);
         let room_id = room_id_of(&signed);
         self.invites.insert(room_id.clone(), from);
         out.push(Output::Created { room_id, pdu: signed.clone() });

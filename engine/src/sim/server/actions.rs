@@ -6,7 +6,7 @@ use crate::protocol::auth;
 use crate::protocol::crypto;
 use crate::protocol::pdu::Pdu;
 use crate::protocol::room_version::RoomVersion;
-use crate::scenario::{ActionKind, Byzantine, RoomSpec, RoomVersionId};
+use crate::scenario::{ActionKind, RoomSpec, RoomVersionId};
 use crate::sim::event::SimEvent;
 use crate::sim::time::{origin_server_ts, SimTime};
 use rand::Rng;
@@ -265,13 +265,28 @@ impl Server {
         }
         map.insert("type".into(), json!(d.event_type));
         crypto::set_content_hash(&mut map);
-        crypto::sign_event(&mut map, version, &self.key);
-        if self.config.byzantine == Byzantine::BadSignatures
-            && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0))
-        {
-            map["signatures"][&self.name][super::KEY_ID] = json!("forged");
+        let forge = self.forger.is_some() && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0));
+        match self.forger.as_ref().filter(|_| forge) {
+            // `bad_signatures`: a well-formed ed25519 signature, by a key that is not its own.
+            Some(wrong) => {
+                crypto::sign_event(&mut map, version, wrong);
+                Arc::new(Pdu::from_object(map, version).expect("a PDU the server built is well-formed"))
+            }
+            None => self.sign_own(map, version).expect("a PDU the server built is well-formed"),
         }
-        Arc::new(Pdu::from_object(map, version).expect("a PDU the server built is well-formed"))
+    }
+
+    /// Signs an event with this server's key and enters the signature in the directory's
+    /// ledger (what modelled checks look up); co-signing keeps the other signatures.
+    pub(crate) fn sign_own(
+        &self,
+        mut map: Map<String, Value>,
+        version: &RoomVersion,
+    ) -> Result<Arc<Pdu>, crate::protocol::pdu::PduError> {
+        crypto::sign_event(&mut map, version, &self.key);
+        let pdu = Pdu::from_object(map, version)?;
+        self.directory.record_signature(self.index, &self.key, &pdu);
+        Ok(Arc::new(pdu))
     }
 }
 

@@ -1,5 +1,6 @@
-//! Byzantine behaviour of a misbehaving server: withholding its events, or equivocating (a
-//! conflicting twin of an event to half of the destinations).
+//! Byzantine behaviour of a misbehaving server: withholding its events from chosen servers,
+//! equivocating (a conflicting twin of an event to half of the destinations), or (in
+//! `actions::sign_new`) signing with a wrong key.
 
 use super::actions::content_of;
 use super::{Output, Server};
@@ -23,12 +24,25 @@ impl Server {
             return;
         }
         match self.config.byzantine {
-            Byzantine::Withhold => self.record(
-                out,
-                SimEvent::Byzantine { behaviour: "withhold".into(), event: pdu.event_id.clone(), twin: None },
-            ),
+            Byzantine::Withhold => self.withhold(room_id, pdu, now, out),
             Byzantine::Equivocate => self.equivocate(room_id, pdu, now, out),
             Byzantine::BadSignatures | Byzantine::None => self.broadcast(room_id, pdu, None, now, out),
+        }
+    }
+
+    /// Sends `pdu` only to the destinations outside `withhold_from` (all of them are withheld
+    /// when it is not set). The withheld servers can still learn of the event later, by fetching
+    /// it (`get_missing_events`) from a server whose event references it.
+    fn withhold(&mut self, room_id: &str, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
+        self.record(out, SimEvent::Byzantine { behaviour: "withhold".into(), event: pdu.event_id.clone(), twin: None });
+        let Some(withheld) = &self.config.withhold_from else { return };
+        let dests: Vec<_> = self
+            .destinations(room_id, &pdu)
+            .into_iter()
+            .filter(|d| !withheld.contains(&self.directory.names[*d as usize]))
+            .collect();
+        for d in dests {
+            self.queue_for(d, pdu.clone(), now, out);
         }
     }
 
@@ -61,7 +75,6 @@ impl Server {
         map.remove("signatures");
         map.remove("hashes");
         crypto::set_content_hash(&mut map);
-        crypto::sign_event(&mut map, version, &self.key);
-        Arc::new(Pdu::from_object(map, version).expect("re-signed event is well-formed"))
+        self.sign_own(map, version).expect("re-signed event is well-formed")
     }
 }

@@ -4,12 +4,15 @@
 
 pub(crate) mod actions;
 mod byzantine;
+pub mod ledger;
 mod membership;
 pub mod outbound;
 mod receipt;
 pub(crate) mod requests;
 pub mod room;
 pub mod routing;
+#[cfg(test)]
+mod tests;
 
 pub use room::{Decision, RoomReplica};
 
@@ -36,12 +39,14 @@ pub const MAX_TXN_PDUS: usize = 50;
 pub const MISSING_EVENTS_LIMIT: u32 = 100;
 
 /// Who is who: server names, indices and public keys (a perfect notary: key fetching is not
-/// modelled as a failure source in v11/v12 runs).
+/// modelled as a failure source in v11/v12 runs), and the signatures their keys made (what a
+/// modelled signature check looks up, see [`ledger`]).
 #[derive(Debug)]
 pub struct Directory {
     pub names: Vec<String>,
     pub index: BTreeMap<String, ServerIdx>,
     pub public_keys: Vec<VerifyingKey>,
+    pub signatures: ledger::SignatureLedger,
 }
 
 impl Directory {
@@ -151,6 +156,8 @@ pub struct ServerConfig {
     pub clock_skew_us: i64,
     pub byzantine: Byzantine,
     pub byzantine_probability: f64,
+    /// `withhold`: the servers its events are kept from (`None`: all).
+    pub withhold_from: Option<std::collections::BTreeSet<String>>,
     pub request_timeout_us: u64,
     pub request_retries: u32,
     pub missing_event_timeout_us: u64,
@@ -164,6 +171,7 @@ impl ServerConfig {
             clock_skew_us: spec.clock_skew_us,
             byzantine: spec.byzantine,
             byzantine_probability: spec.byzantine_probability,
+            withhold_from: spec.withhold_from.as_ref().map(|v| v.iter().cloned().collect()),
             request_timeout_us: spec.request_timeout_us,
             request_retries: spec.request_retries,
             missing_event_timeout_us: spec.missing_event_timeout_us.max(1),
@@ -177,6 +185,8 @@ pub struct Server {
     pub users: Vec<String>,
     pub config: ServerConfig,
     pub(crate) key: KeyPair,
+    /// `bad_signatures`: the wrong key it signs with (a real key, drawn from its stream).
+    pub(crate) forger: Option<KeyPair>,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) directory: Arc<Directory>,
     pub rooms: BTreeMap<String, RoomReplica>,
@@ -199,15 +209,19 @@ impl Server {
         index: ServerIdx,
         spec: &ServerSpec,
         key: KeyPair,
-        rng: ChaCha8Rng,
+        mut rng: ChaCha8Rng,
         directory: Arc<Directory>,
     ) -> Server {
+        // Only a `bad_signatures` server draws (its first draw): the others' streams are untouched.
+        let forger = (spec.byzantine == Byzantine::BadSignatures)
+            .then(|| KeyPair::from_seed(&spec.name, KEY_ID, rand::Rng::gen(&mut rng)));
         Server {
             index,
             name: spec.name.clone(),
             users: spec.users.clone(),
             config: ServerConfig::from_spec(spec),
             key,
+            forger,
             rng,
             directory,
             rooms: BTreeMap::new(),

@@ -116,6 +116,7 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
         names: names.clone(),
         index: names.iter().enumerate().map(|(i, n)| (n.clone(), i as ServerIdx)).collect(),
         public_keys: keys.iter().map(KeyPair::public_key).collect(),
+        signatures: Default::default(),
     });
     let nodes = scenario
         .servers

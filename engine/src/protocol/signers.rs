@@ -1,0 +1,195 @@
+//! Which servers must have signed an event: the one rule that `dag verify` and every simulated
+//! server apply before the authorization rules (Server-Server API §"Validating hashes and
+//! signatures on received events"; a failure drops the event).
+//!
+//! For the room versions implemented (11 and 12):
+//! * the server of the `sender` ([`SignerReason::Sender`]), except on an invite made from a
+//!   third-party invite (`m.room.member`, `membership: invite`, `content.third_party_invite`
+//!   present): its `sender` is the original inviter while the invitee's server may have built
+//!   it (Server-Server API §"Third-party invites", `exchange_third_party_invite`), so the spec
+//!   lists no sender signature for it (Synapse and ruma exempt it the same way);
+//! * on a join naming `join_authorised_via_users_server`, in versions with restricted rooms,
+//!   the server of that user ([`SignerReason::AuthorisingServer`]; also room versions v11
+//!   §Authorization rules 4.2.1 / v12 5.2.1).
+//!
+//! Deliberately absent: the invitee's server on invites. It co-signs during
+//! `PUT /_matrix/federation/v2/invite` (Server-Server API §"Inviting to a room"), but the list of
+//! signatures a receiver checks does not include it, and neither Synapse nor ruma requires it;
+//! requiring it would reject invites that every real server accepts.
+//!
+//! A proposal that changes who signs (MSC4243 account keys, MSC4345 server keys) adds a
+//! [`SignerReason`] and the room-version flag that selects it, here and nowhere else.
+
+use super::ids;
+use super::pdu::{Membership, Pdu, TypedContent};
+use super::room_version::RoomVersion;
+
+/// Why a server must have signed an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignerReason {
+    /// The server of the event's `sender`.
+    Sender,
+    /// The server of the user in `content.join_authorised_via_users_server` of a restricted join.
+    AuthorisingServer,
+}
+
+impl SignerReason {
+    /// What the requirement is called in reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignerReason::Sender => "sender's server",
+            SignerReason::AuthorisingServer => "authorising server (join_authorised_via_users_server)",
+        }
+    }
+}
+
+/// One server whose signature an event needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequiredSigner<'a> {
+    /// The server name (the domain of a user ID).
+    pub server: &'a str,
+    pub reason: SignerReason,
+}
+
+/// An event whose required signers cannot be told: it fails the signature check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignerError {
+    #[error("join_authorised_via_users_server is not a user ID: cannot tell which server must sign")]
+    MalformedAuthoriser,
+    #[error("sender {0} has no server name")]
+    MalformedSender(String),
+}
+
+/// The servers that must have signed `pdu` in a room of `version`, each once, the sender's
+/// server first. See the module documentation for the rules.
+pub fn required_signers<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Result<Vec<RequiredSigner<'a>>, SignerError> {
+    let mut out: Vec<RequiredSigner<'a>> = Vec::with_capacity(1);
+    let member = match &pdu.content {
+        TypedContent::Member(m) => Some(m),
+        _ => None,
+    };
+    let membership = pdu.membership();
+    let invite_from_third_party =
+        member.is_some_and(|m| m.has_third_party_invite) && membership == Some(Membership::Invite);
+    if !invite_from_third_party {
+        let server = ids::domain_of(&pdu.sender).ok_or_else(|| SignerError::MalformedSender(pdu.sender.clone()))?;
+        out.push(RequiredSigner { server, reason: SignerReason::Sender });
+    }
+    if let Some(m) = member.filter(|_| version.restricted_joins && membership == Some(Membership::Join)) {
+        match &m.authorised_via {
+            None => {}
+            Some(Ok(user)) if ids::check_user_id(user).is_ok() => {
+                let server = ids::domain_of(user).ok_or(SignerError::MalformedAuthoriser)?;
+                if !out.iter().any(|s| s.server == server) {
+                    out.push(RequiredSigner { server, reason: SignerReason::AuthorisingServer });
+                }
+            }
+            Some(_) => return Err(SignerError::MalformedAuthoriser),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::room_version::{RoomVersion, V11, V12};
+    use crate::protocol::test_support::{Ev, RoomBuilder};
+    use serde_json::json;
+
+    /// A room with alice (hs1) as creator, built only to get well-formed PDUs.
+    fn room(version: &'static RoomVersion) -> RoomBuilder {
+        let mut r = RoomBuilder::new(version);
+        r.add("CREATE", Ev::create("@alice:hs1").ts(1));
+        r.add("MA", Ev::join("@alice:hs1").ts(2));
+        r
+    }
+
+    fn signers(version: &'static RoomVersion, ev: Ev) -> Result<Vec<(String, SignerReason)>, SignerError> {
+        let r = room(version);
+        let pdu = r.build(ev);
+        required_signers(version, &pdu).map(|l| l.into_iter().map(|s| (s.server.to_owned(), s.reason)).collect())
+    }
+
+    fn sender(server: &str) -> Vec<(String, SignerReason)> {
+        vec![(server.to_owned(), SignerReason::Sender)]
+    }
+
+    #[test]
+    fn plain_event_needs_the_senders_server() {
+        for v in [&V11, &V12] {
+            assert_eq!(signers(v, Ev::message("@bob:hs2", "hi")).unwrap(), sender("hs2"));
+            assert_eq!(signers(v, Ev::topic("@alice:hs1", "t")).unwrap(), sender("hs1"));
+        }
+    }
+
+    #[test]
+    fn invite_needs_the_senders_server_only() {
+        for v in [&V11, &V12] {
+            // The invitee's server co-signs during /invite, but receivers do not require it.
+            assert_eq!(signers(v, Ev::invite("@alice:hs1", "@bob:hs2")).unwrap(), sender("hs1"));
+        }
+    }
+
+    #[test]
+    fn invite_from_a_third_party_invite_needs_no_senders_signature() {
+        for v in [&V11, &V12] {
+            let ev = Ev::invite("@alice:hs1", "@bob:hs2").with(
+                "third_party_invite",
+                json!({"display_name": "b…@example.org", "signed": {"mxid": "@bob:hs2", "token": "t"}}),
+            );
+            assert_eq!(signers(v, ev).unwrap(), Vec::new());
+            // `third_party_invite` on a join is not a third-party invite: the sender signs.
+            let join = Ev::join("@bob:hs2").with("third_party_invite", json!({"signed": {}}));
+            assert_eq!(signers(v, join).unwrap(), sender("hs2"));
+        }
+    }
+
+    #[test]
+    fn restricted_join_needs_the_authorising_server() {
+        for v in [&V11, &V12] {
+            let ev = Ev::join("@bob:hs2").with("join_authorised_via_users_server", json!("@alice:hs1"));
+            assert_eq!(
+                signers(v, ev).unwrap(),
+                vec![("hs2".to_owned(), SignerReason::Sender), ("hs1".to_owned(), SignerReason::AuthorisingServer)]
+            );
+            // An authoriser on the joiner's own server: one signature covers both.
+            let ev = Ev::join("@bob:hs2").with("join_authorised_via_users_server", json!("@carol:hs2"));
+            assert_eq!(signers(v, ev).unwrap(), sender("hs2"));
+            // Without an authoriser: the sender's server only.
+            assert_eq!(signers(v, Ev::join("@bob:hs2")).unwrap(), sender("hs2"));
+        }
+    }
+
+    #[test]
+    fn authoriser_counts_only_on_joins() {
+        for v in [&V11, &V12] {
+            let leave = Ev::leave("@alice:hs1").with("join_authorised_via_users_server", json!("@carol:hs3"));
+            assert_eq!(signers(v, leave).unwrap(), sender("hs1"));
+            let invite =
+                Ev::invite("@alice:hs1", "@bob:hs2").with("join_authorised_via_users_server", json!("@carol:hs3"));
+            assert_eq!(signers(v, invite).unwrap(), sender("hs1"));
+        }
+    }
+
+    #[test]
+    fn malformed_authoriser_fails() {
+        for v in [&V11, &V12] {
+            for bad in [json!(7), json!("not-a-user"), json!("@nodomain")] {
+                let ev = Ev::join("@bob:hs2").with("join_authorised_via_users_server", bad.clone());
+                assert_eq!(signers(v, ev), Err(SignerError::MalformedAuthoriser), "{bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn versions_without_restricted_rooms_ignore_the_authoriser() {
+        // v11 and v12 agree on every rule above; a version without restricted rooms (before v8)
+        // would not require the authoriser. Exercised through the flag on a v11 copy.
+        const NO_RESTRICTED: RoomVersion = RoomVersion { restricted_joins: false, ..V11 };
+        let r = room(&V11);
+        let pdu = r.build(Ev::join("@bob:hs2").with("join_authorised_via_users_server", json!("@alice:hs1")));
+        let got: Vec<_> = required_signers(&NO_RESTRICTED, &pdu).unwrap().into_iter().map(|s| s.server).collect();
+        assert_eq!(got, vec!["hs2"]);
+    }
+}

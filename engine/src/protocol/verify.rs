@@ -14,8 +14,8 @@ use super::dag::{EventIdx, KeyRanks, RoomDag, Stage, StateMap, StateSnapshot, St
 use super::ids;
 use super::json;
 use super::pdu::{EventKind, Pdu, PduError, TypedContent};
-use super::room_version::{self, RoomVersion};
 use super::redaction;
+use super::room_version::{self, RoomVersion};
 use super::state_res::{self, ReadmitRejected};
 use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
@@ -116,8 +116,7 @@ pub enum InputError {
 }
 
 fn ambiguous_list(rooms: &[(String, usize, usize)]) -> String {
-    let each: Vec<String> =
-        rooms.iter().map(|(r, n, l)| format!("{r}: {n} lines, create event on line {l}")).collect();
+    let each: Vec<String> = rooms.iter().map(|(r, n, l)| format!("{r}: {n} lines, create event on line {l}")).collect();
     each.join("; ")
 }
 
@@ -186,7 +185,11 @@ pub fn parse_lines(text: &str) -> Result<ParsedLines, LineError> {
     })?;
     let first_invalid = input.invalid.first().map(|l| (l.line, l.field.clone(), l.message.clone()));
     let first_foreign = input.foreign.first().map(|l| {
-        (l.line, "room_id".to_owned(), format!("a line of room {}, not of the judged room {}", l.room_id, input.room_id))
+        (
+            l.line,
+            "room_id".to_owned(),
+            format!("a line of room {}, not of the judged room {}", l.room_id, input.room_id),
+        )
     });
     let first = [first_invalid, first_foreign].into_iter().flatten().min_by_key(|l| l.0);
     match first {

@@ -1,9 +1,11 @@
 //! `dag verify`: judge a whole room DAG given as PDU lines, as a receiving server would, and
 //! produce the report (`verdicts`, states before every event, final state).
 //!
-//! For every event in topological order (Kahn over prev and auth edges; ties by depth, then
-//! event ID): state before = resolution of the states after its prev events; verdict = (if keys
-//! are given) content hash and signatures, then the auth rules against its own `auth_events`
+//! The input is first split into one room's PDUs and the lines left out ([`parse_input`]: lines
+//! of other rooms, malformed lines). Then, for every event in topological order (Kahn over prev
+//! and auth edges; ties by depth, then event ID): state before = resolution of the states after
+//! its prev events; verdict = the content hash, (if keys are given) the signatures, then the
+//! auth rules against its own `auth_events`
 //! (stage `auth_events`), then against the auth events selected from the state before (stage
 //! `state_before`). State after = state before plus the event if it is an accepted state event.
 //! Final state = resolution of the states after the forward extremities.

@@ -935,4 +935,61 @@ mod tests {
             e.error.message
         );
     }
+
+    use crate::protocol::room_version::{V11, V12};
+    use crate::protocol::test_support::{Ev, RoomBuilder};
+    use serde_json::json;
+
+    const ALICE: &str = "@alice:hs1";
+
+    /// A small room: create, join, a message; its lines (canonical JSON).
+    fn room(version: &'static RoomVersion) -> (RoomBuilder, Vec<String>) {
+        let mut r = RoomBuilder::new(version);
+        r.add("CREATE", Ev::create(ALICE).ts(1));
+        r.add("MA", Ev::join(ALICE).ts(2));
+        r.add("MSG", Ev::message(ALICE, "hello").ts(3));
+        let lines = ["CREATE", "MA", "MSG"]
+            .iter()
+            .map(|n| String::from_utf8(r.pdu(n).canonical_bytes()).expect("UTF-8"))
+            .collect();
+        (r, lines)
+    }
+
+    #[test]
+    fn a_v12_create_event_claiming_the_rooms_id_is_foreign() {
+        // MSC4291: the room ID names exactly one create event, its reference hash; another
+        // create event (here a forged one, depth 0, carrying the room's ID) is another room's.
+        let (r, mut lines) = room(&V12);
+        let forged = r.build(Ev::create(ALICE).ts(0).set("room_id", json!(r.room_id())).set("depth", json!(0)));
+        lines.insert(0, String::from_utf8(forged.canonical_bytes()).unwrap());
+        let input = parse_input(&lines.join("\n")).expect("one room");
+        assert_eq!(input.room_id, r.room_id());
+        assert_eq!(input.foreign, vec![ForeignLine { line: 1, room_id: format!("!{}", &forged.event_id[1..]) }]);
+        let verified = verify_input(input, &VerifyOptions::default());
+        assert_eq!((verified.report.accepted, verified.report.rejected), (3, 0));
+    }
+
+    #[test]
+    fn hash_mismatch_rejects_or_goes_on_with_the_redacted_copy() {
+        for version in [&V11, &V12] {
+            let (r, mut lines) = room(version);
+            let mut tampered: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+            tampered["content"]["body"] = json!("changed");
+            lines[2] = tampered.to_string();
+            let id = r.id("MSG");
+            let judge = |hash_mismatch| {
+                let input = parse_input(&lines.join("\n")).expect("one room");
+                let options = VerifyOptions { keys: Some(r.server_keys()), hash_mismatch, ..Default::default() };
+                verify_input(input, &options)
+            };
+            let rejected = judge(HashMismatch::Reject);
+            let v = &rejected.report.verdicts[&id];
+            assert_eq!((v.verdict, v.stage), ("rejected", Some(Stage::Hash)), "the same event ID");
+            assert!(v.reason.as_deref().unwrap().starts_with("content hash does not match"));
+            let redacted = judge(HashMismatch::Redact);
+            assert_eq!(redacted.report.verdicts[&id].verdict, "accepted");
+            let idx = redacted.dag.index_of(&id).unwrap();
+            assert_eq!(redacted.dag.pdu(idx).json["content"], json!({}), "judged as its redacted copy");
+        }
+    }
 }

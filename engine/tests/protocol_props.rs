@@ -632,3 +632,110 @@ fn mutated_fixture_lines_never_panic_v11() {
 fn mutated_fixture_lines_never_panic_v12() {
     mutated_lines_property(V12_RICH, 150, 192);
 }
+
+// ---------------------------------------------------------------------------------------------
+// (d) `dag verify`'s line parser on one damaged line: an invalid verdict for that line, naming
+// it and the field, and every other line still parsed
+
+/// How one line is damaged.
+#[derive(Debug, Clone)]
+enum Damage {
+    /// Keep only this many bytes (fewer than the line has).
+    Truncate(usize),
+    /// A required field set to a value of the wrong JSON type.
+    WrongType(&'static str, Value),
+    /// A required field removed.
+    Missing(&'static str),
+}
+
+/// The required PDU fields of a non-create v11/v12 event, with the JSON type each must have.
+const REQUIRED: &[(&str, &str)] = &[
+    ("type", "string"),
+    ("sender", "string"),
+    ("room_id", "string"),
+    ("content", "object"),
+    ("depth", "integer"),
+    ("origin_server_ts", "integer"),
+    ("prev_events", "array"),
+    ("auth_events", "array"),
+    ("hashes", "object"),
+    ("signatures", "object"),
+];
+
+/// A value that is not of JSON type `kind`.
+fn wrong_value(kind: &'static str) -> impl Strategy<Value = Value> {
+    let candidates = vec![
+        ("string", Value::from("text")),
+        ("integer", Value::from(7)),
+        ("array", Value::Array(vec![Value::from(1)])),
+        ("object", serde_json::json!({"k": "v"})),
+        ("bool", Value::from(true)),
+        ("null", Value::Null),
+    ];
+    let wrong: Vec<Value> = candidates.into_iter().filter(|(k, _)| *k != kind).map(|(_, v)| v).collect();
+    prop::sample::select(wrong)
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    let field = prop::sample::select(REQUIRED);
+    prop_oneof![
+        (1usize..4000).prop_map(Damage::Truncate),
+        field.clone().prop_flat_map(|(f, kind)| wrong_value(kind).prop_map(move |v| Damage::WrongType(f, v))),
+        field.prop_map(|(f, _)| Damage::Missing(f)),
+    ]
+}
+
+fn damage_property(name: &str, cases: u32) {
+    let lines: Vec<String> = fixture(name, "jsonl").lines().take(40).map(str::to_owned).collect();
+    let keys = fixture_keys(name);
+    let create = lines.iter().position(|l| l.contains("\"m.room.create\"")).expect("a create event");
+    check(cases, (0..lines.len(), damage()), |(victim, damage)| {
+        prop_assume!(victim != create);
+        let mut damaged = lines.clone();
+        let field = match &damage {
+            Damage::Truncate(n) => {
+                let n = (*n % damaged[victim].len()).max(1);
+                let mut cut = n;
+                while !damaged[victim].is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                damaged[victim].truncate(cut);
+                "(json)"
+            }
+            Damage::WrongType(f, v) => {
+                let mut map: Map<String, Value> = serde_json::from_str(&damaged[victim]).unwrap();
+                map.insert((*f).to_owned(), v.clone());
+                damaged[victim] = serde_json::to_string(&map).unwrap();
+                f
+            }
+            Damage::Missing(f) => {
+                let mut map: Map<String, Value> = serde_json::from_str(&damaged[victim]).unwrap();
+                map.remove(*f);
+                damaged[victim] = serde_json::to_string(&map).unwrap();
+                f
+            }
+        };
+        let input = verify::parse_input(&damaged.join("\n")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(input.foreign.is_empty(), "{:?}", input.foreign);
+        prop_assert_eq!(input.invalid.len(), 1, "{:?}", input.invalid);
+        let invalid = &input.invalid[0];
+        prop_assert_eq!(invalid.line, victim + 1);
+        prop_assert!(invalid.field.starts_with(field), "{:?} for damage {:?}", invalid, damage);
+        prop_assert!(!invalid.message.is_empty());
+        prop_assert_eq!(input.pdus.len(), lines.len() - 1, "every other line is parsed");
+        let verified = verify::verify_input(input, &VerifyOptions { keys: Some(keys.clone()), ..Default::default() });
+        prop_assert_eq!(verified.report.events, lines.len() - 1);
+        prop_assert_eq!(verified.report.invalid_lines.len(), 1);
+        Ok(())
+    });
+}
+
+#[test]
+fn one_damaged_line_is_an_invalid_verdict_naming_line_and_field_v11() {
+    damage_property(V11_SMALL, 256);
+}
+
+#[test]
+fn one_damaged_line_is_an_invalid_verdict_naming_line_and_field_v12() {
+    damage_property(V12_SMALL, 256);
+}

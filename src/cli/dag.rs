@@ -1,7 +1,8 @@
 //! `roomsim dag verify` and `roomsim dag dot`.
 
 use super::files::{read_text, write_atomic};
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
+use roomsim_engine::protocol::state_res::ReadmitRejected;
 use roomsim_engine::protocol::verify::{self, VerifyOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -22,6 +23,11 @@ pub enum DagCommand {
         /// Worker threads (0 = one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Whether state resolution may readmit an event rejected earlier (open question A3):
+        /// `synapse` never does, `spec` replays it like any other event. On a DAG judged from
+        /// scratch the two agree (see docs/dag-verify.md).
+        #[arg(long, value_enum, default_value_t = Readmit::Synapse)]
+        readmit_rejected: Readmit,
     },
     /// Graphviz DOT of a DAG (rejected events red), to stdout or --out; with --out, also renders
     /// FILE.svg when Graphviz `dot` is installed.
@@ -38,30 +44,47 @@ pub enum DagCommand {
     },
 }
 
+/// `--readmit-rejected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Readmit {
+    Synapse,
+    Spec,
+}
+
+impl From<Readmit> for ReadmitRejected {
+    fn from(r: Readmit) -> ReadmitRejected {
+        match r {
+            Readmit::Synapse => ReadmitRejected::Synapse,
+            Readmit::Spec => ReadmitRejected::Spec,
+        }
+    }
+}
+
 /// Default cap of `dag dot` on the events of a DAG (`--max-events` overrides it).
 pub const DOT_MAX_EVENTS: usize = 2000;
 
 pub fn run(command: DagCommand) -> Result<ExitCode, String> {
     match command {
-        DagCommand::Verify { dag, keys, report, threads } => verify_command(dag, keys, report, threads),
+        DagCommand::Verify { dag, keys, report, threads, readmit_rejected } => {
+            verify_command(dag, keys, report, threads, readmit_rejected.into())
+        }
         DagCommand::Dot { dag, out, max_events, timeout } => dot_command(&dag, out.as_deref(), max_events, timeout),
     }
 }
 
 fn dot_command(dag: &Path, out: Option<&Path>, max_events: usize, timeout: u64) -> Result<ExitCode, String> {
     let text = read_text(dag)?;
-    let (version, lines) =
-        verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
-    if lines.len() > max_events {
+    let input = parse_input(dag, &text)?;
+    if input.pdus.len() > max_events {
         return Err(format!(
             "{}: {} events, more than the cap of {max_events} of `dag dot` (Graphviz takes minutes \
              on DAGs this size and the picture is unreadable); pass --max-events {} to draw it anyway",
             dag.display(),
-            lines.len(),
-            lines.len()
+            input.pdus.len(),
+            input.pdus.len()
         ));
     }
-    let verified = verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &VerifyOptions::default());
+    let verified = verify::verify_input(input, &VerifyOptions::default());
     let dot = dot_of(&verified, &Default::default());
     let Some(path) = out else {
         print!("{dot}");
@@ -175,6 +198,7 @@ fn verify_command(
     keys: Option<PathBuf>,
     report: Option<PathBuf>,
     threads: usize,
+    readmit_rejected: ReadmitRejected,
 ) -> Result<ExitCode, String> {
     super::set_threads(threads);
     let text = read_text(&dag)?;
@@ -184,11 +208,9 @@ fn verify_command(
         }
         None => None,
     };
-    let (version, lines) =
-        verify::parse_lines(&text).map_err(|e| format!("{}:{}: {}", dag.display(), e.line, e.error))?;
-    let pdus = lines.into_iter().map(|(_, p)| p).collect();
-    let skip_state_digests = report.is_none();
-    let verified = verify::verify_dag(version, pdus, &VerifyOptions { keys, skip_state_digests });
+    let input = parse_input(&dag, &text)?;
+    let options = VerifyOptions { keys, readmit_rejected, skip_state_digests: report.is_none(), ..Default::default() };
+    let verified = verify::verify_input(input, &options);
     let r = &verified.report;
     eprintln!(
         "{}: room {} (v{}): {} events, {} accepted, {} rejected; {} forward extremities; final state {} entries, digest {}",
@@ -217,6 +239,33 @@ fn verify_command(
     // The process ends here: freeing the DAG and report would only cost time.
     std::mem::forget(verified);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a DAG file, saying on stderr which lines were left out and why.
+fn parse_input(dag: &Path, text: &str) -> Result<verify::ParsedInput, String> {
+    let input = verify::parse_input(text).map_err(|e| format!("{}: {e}", dag.display()))?;
+    for l in &input.invalid {
+        eprintln!("{}:{}: invalid, left out: {}: {}", dag.display(), l.line, l.field, l.message);
+    }
+    if !input.foreign.is_empty() {
+        let mut rooms: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+        for l in &input.foreign {
+            rooms.entry(&l.room_id).or_default().push(l.line);
+        }
+        eprintln!(
+            "{}: {} lines of {} other room(s) left out (judging room {}, named by the most lines):",
+            dag.display(),
+            input.foreign.len(),
+            rooms.len(),
+            input.room_id
+        );
+        for (room, lines) in rooms {
+            let shown: Vec<String> = lines.iter().take(5).map(usize::to_string).collect();
+            let more = if lines.len() > 5 { ", …" } else { "" };
+            eprintln!("  room {room}: {} lines (line {}{more})", lines.len(), shown.join(", "));
+        }
+    }
+    Ok(input)
 }
 
 /// Renders a verified DAG; `soft_failed` marks events to draw orange.

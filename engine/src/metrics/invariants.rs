@@ -4,13 +4,19 @@
 //!    the same events and the same DAG state (the resolution over every forward extremity,
 //!    soft-failed ones included). Their *current* states may still differ where they
 //!    soft-failed differently — allowed by the protocol, and measured, not asserted;
-//! 2. every honest server's accept/reject decision agrees with `dag verify` over the final
-//!    union DAG (rejection is a deterministic function of the DAG).
+//! 2. every honest server agrees with an independent judgement of the room's union DAG (every
+//!    PDU any server created), made from scratch by `dag verify`'s procedure *with the run's keys*
+//!    (content hashes; signatures verified, or only checked for presence and form when every
+//!    server models them), independent of what the replicas computed: the same accepted/rejected
+//!    verdict on every event the server holds, and the same resolved state over the events it
+//!    holds (rejection, and the DAG's state, are deterministic functions of the DAG).
 
+use crate::protocol::dag::{state_digest, EventIdx};
 use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
-use crate::protocol::verify::{verify_dag, VerifyOptions};
-use crate::scenario::{FaultKind, Scenario};
+use crate::protocol::state_res::ReadmitRejected;
+use crate::protocol::verify::{verify_dag, HashMismatch, Verified, VerifyOptions};
+use crate::scenario::{FaultKind, Scenario, SignatureMode};
 use crate::sim::federation::ServerIdx;
 use crate::sim::observe::{Findings, Held, Observer, WorldView};
 use std::collections::BTreeSet;
@@ -19,6 +25,8 @@ use std::sync::Arc;
 pub struct Invariants {
     /// Every fault of the scenario heals (so convergence is expected once the run is quiet).
     faults_heal: bool,
+    /// Every server models signatures (so the reference judgement does not verify them either).
+    modelled_signatures: bool,
 }
 
 impl Invariants {
@@ -28,6 +36,7 @@ impl Invariants {
                 .faults
                 .iter()
                 .all(|f| f.duration_us.is_some() || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. })),
+            modelled_signatures: scenario.servers.iter().all(|s| s.signatures == SignatureMode::Modelled),
         }
     }
 }
@@ -48,7 +57,15 @@ impl Observer for Invariants {
         let rooms: Vec<(String, String)> = view.rooms().iter().map(|(n, i)| (n.clone(), i.clone())).collect();
         for (name, room_id) in rooms {
             let pdus = view.room_pdus(&room_id);
-            out.violations.extend(check_room(view, &name, &room_id, &pdus, quiet && self.faults_heal));
+            let expect_convergence = quiet && self.faults_heal;
+            out.violations.extend(check_room(
+                view,
+                &name,
+                &room_id,
+                &pdus,
+                expect_convergence,
+                self.modelled_signatures,
+            ));
         }
     }
 }
@@ -59,6 +76,7 @@ pub fn check_room(
     room_id: &str,
     pdus: &[Arc<Pdu>],
     expect_convergence: bool,
+    modelled_signatures: bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let holders = view.holders(room_id);
@@ -83,38 +101,242 @@ pub fn check_room(
     });
     let Some(version) = version else { return out };
     let honest: Vec<ServerIdx> = holders.into_iter().filter(|k| view.is_honest(*k)).collect();
-    out.extend(decisions_match_verify(view, name, room_id, version, pdus, &honest));
+    let reference = reference_judgement(view, version, pdus, modelled_signatures);
+    for k in honest {
+        out.extend(server_matches_reference(view, name, room_id, &reference, k));
+    }
     out
 }
 
-fn decisions_match_verify(
+/// The room's union DAG judged from scratch, as the servers judge (Server-Server API §Checks
+/// performed on receipt of a PDU): with the run's keys, a content-hash mismatch going on as the
+/// redacted copy, Synapse's readmission behaviour (the servers' state resolution).
+pub fn reference_judgement(
+    view: &dyn WorldView,
+    version: &'static RoomVersion,
+    pdus: &[Arc<Pdu>],
+    modelled_signatures: bool,
+) -> Verified {
+    let owned: Vec<Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
+    let options = VerifyOptions {
+        keys: Some(view.server_keys()),
+        modelled_signatures,
+        hash_mismatch: HashMismatch::Redact,
+        readmit_rejected: ReadmitRejected::Synapse,
+        skip_state_digests: true,
+    };
+    verify_dag(version, owned, &options)
+}
+
+/// Violations of server `k` against the reference: events it decided differently (or holds
+/// although the union DAG does not have them), and a different resolved state over the events
+/// it holds.
+fn server_matches_reference(
     view: &dyn WorldView,
     name: &str,
     room_id: &str,
-    version: &'static RoomVersion,
-    pdus: &[Arc<Pdu>],
-    honest: &[ServerIdx],
+    reference: &Verified,
+    k: ServerIdx,
 ) -> Vec<String> {
-    let owned: Vec<Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
-    let verified = verify_dag(version, owned, &VerifyOptions::default());
+    let server = view.node_name(k);
     let mut out = Vec::new();
-    for k in honest {
-        let mut mismatches = Vec::new();
-        for (id, held) in view.replica_events(*k, room_id) {
-            let Some(v) = verified.report.verdicts.get(&id) else { continue };
-            let ours = if held == Held::Rejected { "rejected" } else { "accepted" };
-            if v.verdict != ours {
-                mismatches.push(format!("{id} ({ours} here, {} by dag verify)", v.verdict));
-            }
-        }
-        if !mismatches.is_empty() {
-            out.push(format!(
-                "room {name}: {} decided {} events differently from dag verify, e.g. {}",
-                view.node_name(*k),
-                mismatches.len(),
-                mismatches[0]
-            ));
+    let mut mismatches = Vec::new();
+    let mut held: Vec<EventIdx> = Vec::new();
+    for (id, how) in view.replica_events(k, room_id) {
+        let ours = if how == Held::Rejected { "rejected" } else { "accepted" };
+        let Some(idx) = reference.dag.index_of(&id) else {
+            mismatches.push(format!("{id} ({ours} here, not in the union DAG)"));
+            continue;
+        };
+        held.push(idx);
+        let v = &reference.report.verdicts[&id];
+        if v.verdict != ours {
+            let why = v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            mismatches.push(format!("{id} ({ours} here, {} by the reference judgement{why})", v.verdict));
         }
     }
+    if let Some(first) = mismatches.first() {
+        out.push(format!(
+            "room {name}: {server} decided {} events differently from the reference judgement of the union DAG, e.g. {first}",
+            mismatches.len()
+        ));
+    }
+    // Its forward extremities: held events no held event names as a prev event.
+    let mut referenced = vec![false; reference.dag.len()];
+    for e in &held {
+        for p in &reference.dag.event(*e).prev {
+            referenced[*p as usize] = true;
+        }
+    }
+    let tips: Vec<EventIdx> = held.iter().copied().filter(|e| !referenced[*e as usize]).collect();
+    let want = state_digest(&reference.dag, &reference.resolve_after(&tips));
+    match view.dag_state_digest(k, room_id) {
+        Some(got) if got != want => out.push(format!(
+            "room {name}: {server}'s DAG resolves to state {got}, the reference judgement of the same {} events to {want}",
+            held.len()
+        )),
+        _ => {}
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::instrumented_world;
+    use crate::scenario::parse_scenario;
+    use crate::sim::log::LogWriter;
+    use crate::sim::server::room::Plant;
+
+    /// Three servers chatting in a v11 and a v12 room; the creator sets a topic in each.
+    fn scenario(signatures: &str) -> String {
+        scenario_with(signatures, "")
+    }
+
+    /// [`scenario`] with more `[[servers]]` entries.
+    fn scenario_with(signatures: &str, more_servers: &str) -> String {
+        format!(
+            r#"
+[scenario]
+name = "plant"
+end = "quiescence"
+max_time = "2m"
+quiet_period = "5s"
+
+[defaults]
+signatures = "{signatures}"
+users = 2
+
+[[servers]]
+prefix = "hs"
+count = 3
+{more_servers}
+[[rooms]]
+name = "old"
+version = "11"
+creator = "@u0:hs1"
+members = ["*"]
+
+[[rooms]]
+name = "new"
+version = "12"
+creator = "@u0:hs1"
+members = ["*"]
+
+[[timeline]]
+at = "5s"
+action = "topic"
+room = "old"
+user = "@u0:hs1"
+text = "old topic"
+
+[[timeline]]
+at = "5s"
+action = "topic"
+room = "new"
+user = "@u0:hs1"
+text = "new topic"
+
+[[workload]]
+room = "old"
+users = "*"
+start = "2s"
+stop = "15s"
+messages_per_minute = 6
+
+[[workload]]
+room = "new"
+users = "*"
+start = "2s"
+stop = "15s"
+messages_per_minute = 6
+"#
+        )
+    }
+
+    /// Runs the scenario with `plant` on hs2's replicas (planted as soon as hs2 holds the
+    /// rooms, before any topic is set); the invariant violations.
+    fn violations(signatures: &str, plant: Option<Plant>) -> (Vec<String>, crate::sim::world::RunResult) {
+        let sc = parse_scenario("plant.toml", &scenario(signatures), &[]).expect("valid scenario");
+        let mut world = instrumented_world(&sc, 7, LogWriter::none());
+        let hs2 = world.servers().position(|s| s.name == "hs2").expect("hs2");
+        let mut planted = false;
+        while world.step() {
+            if planted {
+                continue;
+            }
+            if world.nodes[hs2].as_server().expect("a homeserver").rooms.len() == 2 {
+                assert!(world.now() < 5_000_000, "hs2 joined the rooms after the topics were set");
+                let server = world.nodes[hs2].as_server_mut().expect("a homeserver");
+                for room in server.rooms.values_mut() {
+                    room.plant = plant;
+                }
+                planted = true;
+            }
+        }
+        assert!(planted, "hs2 never held both rooms");
+        let result = world.finish(true).expect("finish");
+        (result.invariant_violations.clone(), result)
+    }
+
+    #[test]
+    fn without_a_plant_there_is_no_violation() {
+        for signatures in ["real", "modelled"] {
+            assert_eq!(violations(signatures, None).0, Vec::<String>::new(), "signatures = {signatures}");
+        }
+    }
+
+    #[test]
+    fn a_server_that_rejects_topics_is_caught_naming_it_and_the_event() {
+        let (found, result) = violations("real", Some(Plant::RejectType("m.room.topic")));
+        for room in ["old", "new"] {
+            let decided = found
+                .iter()
+                .find(|v| v.starts_with(&format!("room {room}: hs2 decided 1 events differently")))
+                .unwrap_or_else(|| panic!("no verdict violation for room {room}: {found:?}"));
+            // It names the event: the topic, rejected here, accepted by the reference.
+            assert!(decided.contains("(rejected here, accepted by the reference judgement)"), "{decided}");
+            let id = decided.split(", e.g. ").nth(1).and_then(|r| r.split(' ').next()).expect("an event ID");
+            let pdu = result.rooms[room].iter().find(|p| p.event_id == id).expect("the named event is the room's");
+            assert_eq!(pdu.event_type, "m.room.topic", "{decided}");
+            let state = format!("room {room}: hs2's DAG resolves to state ");
+            assert!(found.iter().any(|v| v.starts_with(&state)), "no state violation for room {room}: {found:?}");
+        }
+        // hs2 now also disagrees with the others on the state (invariant 1); every other
+        // violation names hs2.
+        let convergence = |v: &&String| v.contains("honest servers' DAGs resolve to 2 different states");
+        assert_eq!(found.iter().filter(convergence).count(), 2, "{found:?}");
+        assert!(found.iter().filter(|v| !convergence(v)).all(|v| v.contains(": hs2")), "only hs2 diverged: {found:?}");
+    }
+
+    /// The reference judgement sees what a keyless one cannot: events whose signature a
+    /// byzantine server forged are rejected at stage `signature` (honest servers drop them, so
+    /// they hold none of them and there is no violation).
+    #[test]
+    fn the_reference_judgement_checks_signatures_with_the_runs_keys() {
+        use crate::protocol::room_version::V12;
+        use crate::protocol::verify::{verify_dag, VerifyOptions};
+        use crate::sim::observe::WorldView;
+        let evil = "\n[[servers]]\nname = \"evil\"\nbyzantine = \"bad_signatures\"\nbyzantine_probability = 0.5\n";
+        let sc = parse_scenario("plant.toml", &scenario_with("real", evil), &[]).expect("valid scenario");
+        let mut world = instrumented_world(&sc, 7, LogWriter::none());
+        world.run();
+        let room_id = world.rooms()["new"].clone();
+        let pdus = world.room_pdus(&room_id);
+        let reference = super::reference_judgement(&world, &V12, &pdus, false);
+        let forged: Vec<&String> = reference
+            .report
+            .verdicts
+            .iter()
+            .filter(|(_, v)| v.stage == Some(crate::protocol::dag::Stage::Signature))
+            .map(|(id, _)| id)
+            .collect();
+        assert!(!forged.is_empty(), "no forged signature in the run");
+        let keyless = verify_dag(&V12, pdus.iter().map(|p| (**p).clone()).collect(), &VerifyOptions::default());
+        for id in &forged {
+            assert_eq!(keyless.report.verdicts[*id].verdict, "accepted", "a keyless judgement cannot see {id}");
+            let p = pdus.iter().find(|p| &p.event_id == *id).expect("in the room");
+            assert!(p.sender.ends_with(":evil"), "only evil forges: {id} by {}", p.sender);
+        }
+        assert_eq!(world.finish(true).expect("finish").invariant_violations, Vec::<String>::new());
+    }
 }

@@ -1,9 +1,11 @@
 //! `dag verify`: judge a whole room DAG given as PDU lines, as a receiving server would, and
 //! produce the report (`verdicts`, states before every event, final state).
 //!
-//! For every event in topological order (Kahn over prev and auth edges; ties by depth, then
-//! event ID): state before = resolution of the states after its prev events; verdict = (if keys
-//! are given) content hash and signatures, then the auth rules against its own `auth_events`
+//! The input is first split into one room's PDUs and the lines left out ([`parse_input`]: lines
+//! of other rooms, malformed lines). Then, for every event in topological order (Kahn over prev
+//! and auth edges; ties by depth, then event ID): state before = resolution of the states after
+//! its prev events; verdict = the content hash, (if keys are given) the signatures, then the
+//! auth rules against its own `auth_events`
 //! (stage `auth_events`), then against the auth events selected from the state before (stage
 //! `state_before`). State after = state before plus the event if it is an accepted state event.
 //! Final state = resolution of the states after the forward extremities.
@@ -13,9 +15,10 @@ use super::crypto::{self, SignatureCheck};
 use super::dag::{EventIdx, KeyRanks, RoomDag, Stage, StateMap, StateSnapshot, Status};
 use super::json;
 use super::pdu::{EventKind, Pdu, PduError};
+use super::redaction;
 use super::room_version::{self, RoomVersion};
 use super::signers;
-use super::state_res;
+use super::state_res::{self, ReadmitRejected};
 use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -60,61 +63,241 @@ pub fn parse_server_keys(text: &str) -> Result<ServerKeys, String> {
     Ok(out)
 }
 
-/// The room version and the PDUs of a JSON Lines input, each with its 1-based line number.
-pub type ParsedLines = (&'static RoomVersion, Vec<(usize, Pdu)>);
-
-/// Parses every non-empty line into a PDU. The room version comes from the create event.
-pub fn parse_lines(text: &str) -> Result<ParsedLines, LineError> {
-    let lines: Vec<(usize, &str)> =
-        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
-    let version = find_room_version(&lines)?;
-    let parsed: Result<Vec<(usize, Pdu)>, LineError> = lines
-        .par_iter()
-        .map(|(n, l)| {
-            Pdu::from_json_bytes(l.as_bytes(), version).map(|p| (*n, p)).map_err(|error| LineError { line: *n, error })
-        })
-        .collect();
-    parsed.map(|p| (version, p))
+/// A line that is not a well-formed PDU (receipt check 1 fails): it is left out and the rest is
+/// judged, as a receiving server drops such an event and goes on (Server-Server API §Checks
+/// performed on receipt of a PDU, check 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The field that is wrong (`(json)` when the line is not a JSON object at all).
+    pub field: String,
+    pub message: String,
 }
 
-/// Finds the room version: `content.room_version` of the (first) create event.
-fn find_room_version(lines: &[(usize, &str)]) -> Result<&'static RoomVersion, LineError> {
-    let mut first_error = None;
-    for (n, l) in lines {
-        let value = match json::parse_strict(l.as_bytes()) {
-            Ok(v) => v,
-            Err(e) => {
-                first_error.get_or_insert(LineError {
-                    line: *n,
-                    error: PduError { field: "(json)".into(), message: e.to_string() },
-                });
-                continue;
+/// A line of another room: its `room_id` is not the judged room's, or (v12) it is a create event
+/// whose reference hash is not the judged room's ID. Left out, never judged as this room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForeignLine {
+    pub line: usize,
+    /// The room the line belongs to.
+    pub room_id: String,
+}
+
+/// A JSON Lines input, split into the judged room's PDUs and the lines left out.
+#[derive(Debug)]
+pub struct ParsedInput {
+    pub version: &'static RoomVersion,
+    /// The judged room: the room of a create event that the most lines name.
+    pub room_id: String,
+    /// The room's PDUs, each with its 1-based line number, in line order.
+    pub pdus: Vec<(usize, Pdu)>,
+    pub invalid: Vec<InvalidLine>,
+    pub foreign: Vec<ForeignLine>,
+}
+
+impl ParsedInput {
+    /// The PDUs alone, for [`verify_dag`].
+    pub fn into_pdus(self) -> Vec<Pdu> {
+        self.pdus.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+/// Why an input cannot be judged at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The judged room's create event names a room version roomsim does not implement.
+    #[error("line {}: {}", .0.line, .0.error)]
+    Version(LineError),
+    #[error("no m.room.create event (with empty prev_events) names a room: cannot tell which room to judge or its version{}", first_invalid(.0))]
+    NoCreate(Option<InvalidLine>),
+    /// Two or more rooms are named by equally many lines: `(room ID, lines, line of its create
+    /// event)` of each.
+    #[error("the input holds {} rooms named by equally many lines ({}): cannot tell which one to judge; split it by room_id", .0.len(), ambiguous_list(.0))]
+    Ambiguous(Vec<(String, usize, usize)>),
+}
+
+fn ambiguous_list(rooms: &[(String, usize, usize)]) -> String {
+    let each: Vec<String> = rooms.iter().map(|(r, n, l)| format!("{r}: {n} lines, create event on line {l}")).collect();
+    each.join("; ")
+}
+
+fn first_invalid(line: &Option<InvalidLine>) -> String {
+    match line {
+        Some(l) => format!(" (the first malformed line: line {}: {}: {})", l.line, l.field, l.message),
+        None => String::new(),
+    }
+}
+
+/// One non-empty input line after the JSON parse: the object, or why it is not one.
+type RawLine = (usize, Result<serde_json::Map<String, Value>, InvalidLine>);
+
+/// Parses a JSON Lines input (one PDU per line, any order) into the PDUs of one room.
+///
+/// "This room" is the room of a create event (`m.room.create` with empty `prev_events`; v11: its
+/// `room_id`; v12: `!` + its reference hash, since the room ID names its create event) that the
+/// most lines name by `room_id` (the create event counting for its own room). Lines naming
+/// another room are [`ForeignLine`]s; two candidate rooms named by equally many lines are refused
+/// ([`InputError::Ambiguous`]). A line that is not a well-formed PDU of the room's version is an
+/// [`InvalidLine`] (line number, field, what is wrong); the other lines are still returned.
+pub fn parse_input(text: &str) -> Result<ParsedInput, InputError> {
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
+    let raw: Vec<RawLine> = lines.par_iter().map(|(n, l)| (*n, parse_object(*n, l))).collect();
+    let rooms: Vec<Option<String>> = raw.par_iter().map(|(_, r)| r.as_ref().ok().and_then(room_of)).collect();
+    let (room_id, version) = choose_room(&raw, &rooms)?;
+    let mut invalid = Vec::new();
+    let mut foreign = Vec::new();
+    let mut mine: Vec<(usize, serde_json::Map<String, Value>)> = Vec::with_capacity(raw.len());
+    for ((n, r), room) in raw.into_iter().zip(rooms) {
+        match (r, room) {
+            (Err(e), _) => invalid.push(e),
+            (Ok(_), Some(other)) if other != room_id => foreign.push(ForeignLine { line: n, room_id: other }),
+            (Ok(map), None) if is_room_create(&map) => {
+                let (field, message) = why_no_room(&map);
+                invalid.push(InvalidLine { line: n, field: field.into(), message });
             }
-        };
-        if !value.is_object() {
-            first_error.get_or_insert(LineError {
-                line: *n,
-                error: PduError { field: "(json)".into(), message: "a PDU must be a JSON object".into() },
-            });
-            continue;
-        }
-        if value.get("type").and_then(Value::as_str) == Some("m.room.create")
-            && value.get("prev_events").and_then(Value::as_array).is_some_and(|p| p.is_empty())
-        {
-            let id = value.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1");
-            return room_version::lookup(id).map_err(|e| LineError {
-                line: *n,
-                error: PduError { field: "content.room_version".into(), message: e.to_string() },
-            });
+            // This room's, or naming no room (the PDU parse says what is wrong with it).
+            (Ok(map), _) => mine.push((n, map)),
         }
     }
-    Err(first_error.unwrap_or(LineError {
-        line: lines.first().map_or(1, |l| l.0),
-        error: PduError {
-            field: "type".into(),
-            message: "no m.room.create event in the input: cannot tell the room version".into(),
-        },
-    }))
+    let parsed: Vec<(usize, Result<Pdu, PduError>)> =
+        mine.into_par_iter().map(|(n, map)| (n, Pdu::from_object(map, version))).collect();
+    let mut pdus = Vec::with_capacity(parsed.len());
+    for (n, p) in parsed {
+        match p {
+            Ok(p) => pdus.push((n, p)),
+            Err(e) => invalid.push(InvalidLine { line: n, field: e.field, message: e.message }),
+        }
+    }
+    invalid.sort_by_key(|l| l.line);
+    Ok(ParsedInput { version, room_id, pdus, invalid, foreign })
+}
+
+/// The room version and the PDUs of an input known to be one well-formed room, each with its
+/// 1-based line number (fixtures, benches).
+pub type ParsedLines = (&'static RoomVersion, Vec<(usize, Pdu)>);
+
+/// [`parse_input`] for an input that must be one well-formed room: the first malformed or
+/// foreign line is an error.
+pub fn parse_lines(text: &str) -> Result<ParsedLines, LineError> {
+    let input = parse_input(text).map_err(|e| match e {
+        InputError::Version(line) => line,
+        other => LineError { line: 1, error: PduError { field: "(input)".into(), message: other.to_string() } },
+    })?;
+    let first_invalid = input.invalid.first().map(|l| (l.line, l.field.clone(), l.message.clone()));
+    let first_foreign = input.foreign.first().map(|l| {
+        (
+            l.line,
+            "room_id".to_owned(),
+            format!("a line of room {}, not of the judged room {}", l.room_id, input.room_id),
+        )
+    });
+    let first = [first_invalid, first_foreign].into_iter().flatten().min_by_key(|l| l.0);
+    match first {
+        Some((line, field, message)) => Err(LineError { line, error: PduError { field, message } }),
+        None => Ok((input.version, input.pdus)),
+    }
+}
+
+fn parse_object(line: usize, text: &str) -> Result<serde_json::Map<String, Value>, InvalidLine> {
+    let invalid = |message: String| InvalidLine { line, field: "(json)".into(), message };
+    match json::parse_strict(text.as_bytes()) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(invalid("a PDU must be a JSON object".into())),
+        Err(e) => Err(invalid(e.to_string())),
+    }
+}
+
+/// Whether an object is a room's create event: `m.room.create` with empty `prev_events`.
+fn is_room_create(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("type").and_then(Value::as_str) == Some("m.room.create")
+        && map.get("prev_events").and_then(Value::as_array).is_some_and(|p| p.is_empty())
+}
+
+/// The room version a create event states (absent: `"1"`).
+fn stated_version(map: &serde_json::Map<String, Value>) -> &str {
+    map.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1")
+}
+
+/// The room a line belongs to: its `room_id`; for a create event of a version whose room ID is
+/// the create event's hash (v12), `!` + its reference hash (whatever `room_id` it carries).
+fn room_of(map: &serde_json::Map<String, Value>) -> Option<String> {
+    if map.get("type").and_then(Value::as_str) == Some("m.room.create") {
+        if let Ok(version) = room_version::lookup(stated_version(map)) {
+            if version.room_id_is_create_hash {
+                // As `Pdu::from_object` does: a stray `event_id` is not part of the PDU.
+                let bytes = if map.contains_key("event_id") {
+                    let mut copy = map.clone();
+                    copy.remove("event_id");
+                    crypto::event_signing_bytes(&copy, version)
+                } else {
+                    crypto::event_signing_bytes(map, version)
+                };
+                let id = crypto::event_id_from_signing_bytes(&bytes);
+                return Some(format!("!{}", &id[1..]));
+            }
+        }
+    }
+    map.get("room_id").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Why a create event names no room: `(field, message)`.
+fn why_no_room(map: &serde_json::Map<String, Value>) -> (&'static str, String) {
+    match room_version::lookup(stated_version(map)) {
+        Err(e) => ("content.room_version", e.to_string()),
+        Ok(v) => ("room_id", format!("missing: a create event of room version {} names its room by room_id", v.id)),
+    }
+}
+
+/// The judged room and its version: the create event's room that the most lines name.
+fn choose_room(raw: &[RawLine], rooms: &[Option<String>]) -> Result<(String, &'static RoomVersion), InputError> {
+    // Candidate rooms, each with its first create event (line order).
+    let mut creates: BTreeMap<&str, (usize, &serde_json::Map<String, Value>)> = BTreeMap::new();
+    for ((n, r), room) in raw.iter().zip(rooms) {
+        if let (Ok(map), Some(room)) = (r, room) {
+            if is_room_create(map) {
+                creates.entry(room.as_str()).or_insert((*n, map));
+            }
+        }
+    }
+    if creates.is_empty() {
+        // A create event of a version roomsim does not know says so.
+        for (n, r) in raw {
+            if let Some(map) = r.as_ref().ok().filter(|m| is_room_create(m)) {
+                if let Err(e) = room_version::lookup(stated_version(map)) {
+                    let error = PduError { field: "content.room_version".into(), message: e.to_string() };
+                    return Err(InputError::Version(LineError { line: *n, error }));
+                }
+            }
+        }
+        let first = raw.iter().find_map(|(_, r)| r.as_ref().err().cloned());
+        return Err(InputError::NoCreate(first));
+    }
+    let mut lines_of: HashMap<&str, usize> = creates.keys().map(|r| (*r, 0)).collect();
+    for room in rooms.iter().flatten() {
+        if let Some(n) = lines_of.get_mut(room.as_str()) {
+            *n += 1;
+        }
+    }
+    let most = lines_of.values().copied().max().expect("at least one candidate");
+    let top: Vec<(String, usize, usize)> = creates
+        .iter()
+        .filter(|(r, _)| lines_of[*r] == most)
+        .map(|(r, (line, _))| ((*r).to_owned(), most, *line))
+        .collect();
+    if top.len() > 1 {
+        return Err(InputError::Ambiguous(top));
+    }
+    let (room_id, _, line) = top.into_iter().next().expect("one candidate");
+    let map = creates[room_id.as_str()].1;
+    let version = room_version::lookup(stated_version(map)).map_err(|e| {
+        InputError::Version(LineError {
+            line,
+            error: PduError { field: "content.room_version".into(), message: e.to_string() },
+        })
+    })?;
+    Ok((room_id, version))
 }
 
 /// Orders PDUs topologically over their prev and auth edges (Kahn's algorithm on a petgraph
@@ -168,6 +351,9 @@ pub fn topological_order(pdus: Vec<Pdu>) -> Vec<Pdu> {
 /// The verdict on one event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
+    /// The event's position (from 0) in the processing order: the topological order of
+    /// [`topological_order`] (prev and auth events first; ties by depth, then event ID), in
+    /// which events are judged. Not the input line order.
     pub index: usize,
     pub verdict: &'static str,
     pub stage: Option<Stage>,
@@ -188,17 +374,66 @@ pub struct Report {
     pub forward_extremities: Vec<String>,
     pub final_state_digest: String,
     pub final_state: BTreeMap<String, BTreeMap<String, String>>,
+    /// `synapse` or `spec` (open question A3).
+    pub readmit_rejected: &'static str,
+    /// Lines that are not well-formed PDUs, left out (line order).
+    pub invalid_lines: Vec<InvalidLine>,
+    /// Lines of other rooms, left out (line order).
+    pub foreign_lines: Vec<ForeignLine>,
     pub verdicts: BTreeMap<String, Verdict>,
 }
 
+/// The report's name of a readmission mode.
+pub fn readmit_name(mode: ReadmitRejected) -> &'static str {
+    match mode {
+        ReadmitRejected::Synapse => "synapse",
+        ReadmitRejected::Spec => "spec",
+    }
+}
+
 /// Options of a verification run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct VerifyOptions {
-    /// Check content hashes and signatures with these keys.
+    /// Check signatures with these keys (content hashes are checked with or without keys).
     pub keys: Option<ServerKeys>,
+    /// With `keys`: only check that each required signature is present, by a known key, and
+    /// well-formed, without verifying it (the simulator's `signatures = "modelled"`).
+    pub modelled_signatures: bool,
+    /// What a content-hash mismatch does to the event.
+    pub hash_mismatch: HashMismatch,
+    /// Whether state resolution may readmit previously rejected events (open question A3).
+    pub readmit_rejected: ReadmitRejected,
     /// Skip the per-event state-before digests (only the report file shows them; computing one
     /// costs O(state) per distinct state, which dominates rooms with huge states).
     pub skip_state_digests: bool,
+}
+
+impl Default for VerifyOptions {
+    /// No keys, hash mismatches rejected, Synapse's readmission behaviour (what the simulated
+    /// servers do), digests computed.
+    fn default() -> VerifyOptions {
+        VerifyOptions {
+            keys: None,
+            modelled_signatures: false,
+            hash_mismatch: HashMismatch::Reject,
+            readmit_rejected: ReadmitRejected::Synapse,
+            skip_state_digests: false,
+        }
+    }
+}
+
+/// What a content-hash mismatch (Server-Server API §Checks performed on receipt of a PDU,
+/// check 3) does to an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashMismatch {
+    /// `dag verify`'s verdict: rejected at stage `hash`, so that tampering is reported. The event
+    /// keeps its event ID, the reference hash of its redacted form, which the tampering of
+    /// content that redaction strips does not change.
+    #[default]
+    Reject,
+    /// The spec's receipt step (what a simulated server does): the event goes on as its redacted
+    /// copy, judged by the auth rules like any other.
+    Redact,
 }
 
 /// The judged DAG: the report plus the DAG itself (for `dag dot` and tests).
@@ -206,6 +441,18 @@ pub struct Verified {
     pub dag: RoomDag,
     pub report: Report,
     pub final_state: StateMap,
+    /// The state after every event, by event index.
+    pub states_after: Vec<Arc<StateSnapshot>>,
+    pub readmit_rejected: ReadmitRejected,
+}
+
+impl Verified {
+    /// The resolution of the states after `tips` (the state of an observer whose forward
+    /// extremities these are), with the run's readmission mode.
+    pub fn resolve_after(&self, tips: &[EventIdx]) -> StateMap {
+        let inputs: Vec<&StateMap> = tips.iter().map(|t| &self.states_after[*t as usize].map).collect();
+        state_res::resolve_with(&self.dag, &inputs, self.readmit_rejected)
+    }
 }
 
 /// Judges PDUs (any order) and builds the report.
@@ -221,8 +468,28 @@ pub struct Verified {
 ///   produces them.
 pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &VerifyOptions) -> Verified {
     let mut spans = Spans::from_env();
-    let ordered: Vec<Arc<Pdu>> = topological_order(pdus).into_iter().map(Arc::new).collect();
+    let mut ordered: Vec<Pdu> = topological_order(pdus);
     spans.mark("topological order");
+    // Receipt check 3, with or without keys: the content hash.
+    let hash_ok: Vec<bool> = ordered.par_iter().map(Pdu::content_hash_matches).collect();
+    let mut structural: Vec<Option<(Stage, String)>> = vec![None; ordered.len()];
+    for (i, ok) in hash_ok.iter().enumerate() {
+        if *ok {
+            continue;
+        }
+        let reason = match options.hash_mismatch {
+            HashMismatch::Reject => HASH_MISMATCH.to_owned(),
+            HashMismatch::Redact => match redacted_copy(&ordered[i], version) {
+                Ok(copy) => {
+                    ordered[i] = copy;
+                    continue;
+                }
+                Err(e) => format!("{HASH_MISMATCH}, and its redacted copy is not a valid PDU: {e}"),
+            },
+        };
+        structural[i] = Some((Stage::Hash, reason));
+    }
+    let ordered: Vec<Arc<Pdu>> = ordered.into_iter().map(Arc::new).collect();
     // Every event is inserted before any is judged (insertion reads no verdicts), so that the
     // DAG's keys are all known to the digests computed during the pass.
     let mut dag = RoomDag::new(version);
@@ -232,12 +499,15 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
     }
     let digests = !options.skip_state_digests;
     let ranks = digests.then(|| KeyRanks::new(&dag));
-    spans.mark("insert, key ranks");
-    let (structural, checks, owners) = match &options.keys {
-        Some(keys) => signature_and_hash_checks(version, &ordered, keys),
-        None => (vec![None; ordered.len()], Vec::new(), Vec::new()),
+    spans.mark("hashes, insert, key ranks");
+    let (checks, owners) = match &options.keys {
+        Some(keys) => signature_checks(version, &ordered, keys, &mut structural),
+        None => (Vec::new(), Vec::new()),
     };
+    // Modelled signatures: present, by a known key and well-formed (checked above), not verified.
+    let (checks, owners) = if options.modelled_signatures { (Vec::new(), Vec::new()) } else { (checks, owners) };
     spans.mark("hashes, signature checks to make");
+    let readmit = options.readmit_rejected;
     let helper = rayon::current_num_threads() > 1 && (!checks.is_empty() || digests);
     let (ok, pass) = if helper {
         std::thread::scope(|scope| {
@@ -252,13 +522,13 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
                 }
                 ok
             });
-            let pass = judge_all(&mut dag, &structural, digests.then_some(&tx));
+            let pass = judge_all(&mut dag, &structural, readmit, digests.then_some(&tx));
             drop(tx);
             (worker.join().expect("helper thread"), pass)
         })
     } else {
         let ok = crypto::verify_batch(&checks);
-        (ok, judge_all(&mut dag, &structural, None))
+        (ok, judge_all(&mut dag, &structural, readmit, None))
     };
     spans.mark("judging pass (beside signatures, digests)");
     let mut pre_checks = structural.clone();
@@ -267,7 +537,7 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
             pre_checks[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
         }
     }
-    let pass = if pre_checks == structural { pass } else { judge_all(&mut dag, &pre_checks, None) };
+    let pass = if pre_checks == structural { pass } else { judge_all(&mut dag, &pre_checks, readmit, None) };
     spans.mark("pass again (a signature failed)");
     if let Some(ranks) = &ranks {
         pass.before.par_iter().for_each(|s| {
@@ -293,10 +563,30 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
     spans.mark("verdicts");
     let extremities = dag.forward_extremities();
     let final_inputs: Vec<&StateMap> = extremities.iter().map(|e| &pass.after[*e as usize].map).collect();
-    let final_state = state_res::resolve(&dag, &final_inputs);
-    let report = build_report(&dag, version, &final_state, &extremities, verdicts);
+    let final_state = state_res::resolve_with(&dag, &final_inputs, readmit);
+    let report = build_report(&dag, version, &final_state, &extremities, verdicts, readmit);
     spans.mark("final state, report");
-    Verified { dag, report, final_state }
+    Verified { dag, report, final_state, states_after: pass.after, readmit_rejected: readmit }
+}
+
+/// [`verify_dag`] over a parsed input; the report also lists the lines left out.
+pub fn verify_input(input: ParsedInput, options: &VerifyOptions) -> Verified {
+    let (version, invalid, foreign) = (input.version, input.invalid.clone(), input.foreign.clone());
+    let mut verified = verify_dag(version, input.into_pdus(), options);
+    verified.report.invalid_lines = invalid;
+    verified.report.foreign_lines = foreign;
+    verified
+}
+
+/// The reason of a stage-`hash` rejection.
+const HASH_MISMATCH: &str = "content hash does not match hashes.sha256 (the content was changed after it was hashed)";
+
+/// The copy a receiver goes on with after a content-hash mismatch (Server-Server API §Checks
+/// performed on receipt of a PDU, check 3): the event redacted. Same event ID, same signatures.
+fn redacted_copy(pdu: &Pdu, version: &'static RoomVersion) -> Result<Pdu, PduError> {
+    let copy = Pdu::from_object(redaction::redact(&pdu.json, version), version)?;
+    debug_assert_eq!(copy.event_id, pdu.event_id, "redaction keeps the reference hash");
+    Ok(copy)
 }
 
 /// Phase timings on stderr when `ROOMSIM_VERIFY_SPANS` is set (for profiling; no effect on
@@ -327,6 +617,7 @@ struct Pass {
 fn judge_all(
     dag: &mut RoomDag,
     pre_checks: &[Option<(Stage, String)>],
+    readmit: ReadmitRejected,
     digests: Option<&std::sync::mpsc::Sender<Arc<StateSnapshot>>>,
 ) -> Pass {
     let n = dag.len();
@@ -348,7 +639,7 @@ fn judge_all(
                 [one] => after_all[*one as usize].clone(),
                 many => {
                     let inputs: Vec<&StateMap> = many.iter().map(|p| &after_all[*p as usize].map).collect();
-                    let resolved = state_res::resolve(dag, &inputs);
+                    let resolved = state_res::resolve_with(dag, &inputs, readmit);
                     // A merge of branches that agree resolves to one of its inputs: share that
                     // snapshot (and its digest).
                     match many.iter().find(|p| after_all[**p as usize].map.ptr_eq(&resolved)) {
@@ -409,23 +700,18 @@ pub fn check_against_auth_events(dag: &RoomDag, idx: EventIdx) -> auth::AuthResu
     auth::check_state_dependent(dag.version, &ev.pdu, &state)
 }
 
-/// The structural pre-checks (content hashes; which servers must have signed, with a known key)
-/// and the signature checks still to verify, each with the index of its event.
-#[allow(clippy::type_complexity)]
-fn signature_and_hash_checks<'a>(
+/// The signature checks still to verify, each with the index of its event, for every event
+/// without a pre-check result yet; an event that lacks a required signature by a known key gets
+/// its stage-`signature` result in `results`.
+fn signature_checks<'a>(
     version: &RoomVersion,
     pdus: &'a [Arc<Pdu>],
     keys: &ServerKeys,
-) -> (Vec<Option<(Stage, String)>>, Vec<SignatureCheck<'a>>, Vec<usize>) {
+    results: &mut [Option<(Stage, String)>],
+) -> (Vec<SignatureCheck<'a>>, Vec<usize>) {
     let bytes: Vec<&[u8]> = pdus.par_iter().map(|p| p.signing_bytes(version)).collect();
     let mut checks: Vec<SignatureCheck> = Vec::new();
     let mut owners: Vec<usize> = Vec::new();
-    let mut results: Vec<Option<(Stage, String)>> = pdus
-        .par_iter()
-        .map(|p| {
-            (!p.content_hash_matches()).then(|| (Stage::Hash, "content hash does not match hashes.sha256".to_owned()))
-        })
-        .collect();
     for (i, p) in pdus.iter().enumerate() {
         if results[i].is_some() {
             continue;
@@ -452,7 +738,7 @@ fn signature_and_hash_checks<'a>(
             }
         }
     }
-    (results, checks, owners)
+    (checks, owners)
 }
 
 /// The signature checks proving `server` signed the event: every `ed25519:` signature by a key
@@ -499,6 +785,9 @@ pub fn report_json(report: &Report) -> Vec<u8> {
         forward_extremities: &'a [String],
         final_state_digest: &'a str,
         final_state: &'a BTreeMap<String, BTreeMap<String, String>>,
+        readmit_rejected: &'a str,
+        invalid_lines: &'a [InvalidLine],
+        foreign_lines: &'a [ForeignLine],
     }
     let head = Head {
         implementation: &report.implementation,
@@ -510,6 +799,9 @@ pub fn report_json(report: &Report) -> Vec<u8> {
         forward_extremities: &report.forward_extremities,
         final_state_digest: &report.final_state_digest,
         final_state: &report.final_state,
+        readmit_rejected: report.readmit_rejected,
+        invalid_lines: &report.invalid_lines,
+        foreign_lines: &report.foreign_lines,
     };
     let mut json = serde_json::to_vec_pretty(&head).expect("a report serialises");
     debug_assert!(json.ends_with(b"\n}"));
@@ -559,6 +851,7 @@ fn build_report(
     final_state: &StateMap,
     extremities: &[EventIdx],
     verdicts: BTreeMap<String, Verdict>,
+    readmit: ReadmitRejected,
 ) -> Report {
     let mut final_map: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (k, e) in final_state.iter() {
@@ -583,6 +876,9 @@ fn build_report(
         forward_extremities: fx,
         final_state_digest: super::dag::state_digest(dag, final_state),
         final_state: final_map,
+        readmit_rejected: readmit_name(readmit),
+        invalid_lines: Vec::new(),
+        foreign_lines: Vec::new(),
         verdicts,
     }
 }
@@ -599,10 +895,14 @@ mod tests {
 
     #[test]
     fn room_version_comes_from_the_create_event_via_the_table() {
-        let e = parse_lines(&create_line("13")).unwrap_err();
+        let version_error = |text: &str| match parse_input(text) {
+            Err(InputError::Version(e)) => e,
+            other => panic!("expected a version error, got {other:?}"),
+        };
+        let e = version_error(&create_line("13"));
         assert_eq!((e.line, e.error.field.as_str()), (1, "content.room_version"));
         assert!(e.error.message.contains("supported versions are \"11\", \"12\""), "{}", e.error.message);
-        let e = parse_lines(&format!("\n{}", create_line("org.matrix.msc4345.12"))).unwrap_err();
+        let e = version_error(&format!("\n{}", create_line("org.matrix.msc4345.12")));
         assert_eq!(e.line, 2);
         assert!(
             e.error
@@ -611,5 +911,62 @@ mod tests {
             "{}",
             e.error.message
         );
+    }
+
+    use crate::protocol::room_version::{V11, V12};
+    use crate::protocol::test_support::{Ev, RoomBuilder};
+    use serde_json::json;
+
+    const ALICE: &str = "@alice:hs1";
+
+    /// A small room: create, join, a message; its lines (canonical JSON).
+    fn room(version: &'static RoomVersion) -> (RoomBuilder, Vec<String>) {
+        let mut r = RoomBuilder::new(version);
+        r.add("CREATE", Ev::create(ALICE).ts(1));
+        r.add("MA", Ev::join(ALICE).ts(2));
+        r.add("MSG", Ev::message(ALICE, "hello").ts(3));
+        let lines = ["CREATE", "MA", "MSG"]
+            .iter()
+            .map(|n| String::from_utf8(r.pdu(n).canonical_bytes()).expect("UTF-8"))
+            .collect();
+        (r, lines)
+    }
+
+    #[test]
+    fn a_v12_create_event_claiming_the_rooms_id_is_foreign() {
+        // MSC4291: the room ID names exactly one create event, its reference hash; another
+        // create event (here a forged one, depth 0, carrying the room's ID) is another room's.
+        let (r, mut lines) = room(&V12);
+        let forged = r.build(Ev::create(ALICE).ts(0).set("room_id", json!(r.room_id())).set("depth", json!(0)));
+        lines.insert(0, String::from_utf8(forged.canonical_bytes()).unwrap());
+        let input = parse_input(&lines.join("\n")).expect("one room");
+        assert_eq!(input.room_id, r.room_id());
+        assert_eq!(input.foreign, vec![ForeignLine { line: 1, room_id: format!("!{}", &forged.event_id[1..]) }]);
+        let verified = verify_input(input, &VerifyOptions::default());
+        assert_eq!((verified.report.accepted, verified.report.rejected), (3, 0));
+    }
+
+    #[test]
+    fn hash_mismatch_rejects_or_goes_on_with_the_redacted_copy() {
+        for version in [&V11, &V12] {
+            let (r, mut lines) = room(version);
+            let mut tampered: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+            tampered["content"]["body"] = json!("changed");
+            lines[2] = tampered.to_string();
+            let id = r.id("MSG");
+            let judge = |hash_mismatch| {
+                let input = parse_input(&lines.join("\n")).expect("one room");
+                let options = VerifyOptions { keys: Some(r.server_keys()), hash_mismatch, ..Default::default() };
+                verify_input(input, &options)
+            };
+            let rejected = judge(HashMismatch::Reject);
+            let v = &rejected.report.verdicts[&id];
+            assert_eq!((v.verdict, v.stage), ("rejected", Some(Stage::Hash)), "the same event ID");
+            assert!(v.reason.as_deref().unwrap().starts_with("content hash does not match"));
+            let redacted = judge(HashMismatch::Redact);
+            assert_eq!(redacted.report.verdicts[&id].verdict, "accepted");
+            let idx = redacted.dag.index_of(&id).unwrap();
+            assert_eq!(redacted.dag.pdu(idx).json["content"], json!({}), "judged as its redacted copy");
+        }
     }
 }

@@ -101,6 +101,8 @@ pub trait WorldView {
     fn quiet(&self) -> bool;
     /// Messages still in flight.
     fn messages_in_flight(&self) -> usize;
+    /// Every server's public keys (what the run's `keys.json` holds).
+    fn server_keys(&self) -> crate::protocol::verify::ServerKeys;
 }
 
 /// What observers contribute to a run's outputs.

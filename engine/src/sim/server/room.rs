@@ -78,6 +78,31 @@ pub struct RoomReplica {
     pub max_depth: i64,
     /// Which server each user is joined through (default: the domain of the user ID).
     pub routing: super::routing::Routing,
+    /// A deliberate divergence, planted by the tests of the invariant checks.
+    #[cfg(test)]
+    pub(crate) plant: Option<Plant>,
+}
+
+/// A replica that departs from the rules on purpose, for the tests that show the invariant
+/// checks catch a divergence.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plant {
+    /// Rejects every event of this type at stage `state_before`, whatever the rules say (as a
+    /// server that gets the type's required power level wrong, v11 auth rule 10, would).
+    RejectType(&'static str),
+}
+
+#[cfg(test)]
+impl Plant {
+    fn apply(self, pdu: &Pdu, status: Status) -> Status {
+        match self {
+            Plant::RejectType(t) if pdu.event_type == t && status == Status::Accepted => {
+                Status::Rejected { stage: Stage::StateBefore, reason: format!("planted: no rule allows {t}") }
+            }
+            _ => status,
+        }
+    }
 }
 
 impl RoomReplica {
@@ -106,6 +131,8 @@ impl RoomReplica {
             soft_failed_count: 0,
             max_depth: 0,
             routing: super::routing::Routing::default(),
+            #[cfg(test)]
+            plant: None,
         }
     }
 
@@ -128,6 +155,11 @@ impl RoomReplica {
         let idx = self.dag.insert(pdu);
         let before = self.state_before(idx);
         let status = verify::judge(&self.dag, idx, &before, None);
+        #[cfg(test)]
+        let status = match self.plant {
+            Some(plant) => plant.apply(self.dag.pdu(idx), status),
+            None => status,
+        };
         self.dag.set_status(idx, status.clone());
         let decision = match status {
             Status::Rejected { stage, reason } => Decision::Rejected { stage, reason },

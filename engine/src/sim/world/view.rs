@@ -2,6 +2,7 @@
 
 use super::World;
 use crate::protocol::pdu::Pdu;
+use crate::protocol::verify::ServerKeys;
 use crate::sim::federation::ServerIdx;
 use crate::sim::node::Node;
 use crate::sim::observe::{Held, ReplicaStats, WorldView};
@@ -94,5 +95,10 @@ impl WorldView for World {
     }
     fn messages_in_flight(&self) -> usize {
         self.messages_in_flight
+    }
+    fn server_keys(&self) -> ServerKeys {
+        let key_id = crate::sim::server::KEY_ID.to_owned();
+        let pairs = self.directory.names.iter().zip(&self.directory.public_keys);
+        pairs.map(|(name, key)| (name.clone(), BTreeMap::from([(key_id.clone(), *key)]))).collect()
     }
 }

@@ -80,7 +80,8 @@ fn outputs_do_not_depend_on_the_path_the_scenario_was_given_by() {
         let o = roomsim_in(cwd, &["run", path, "--out", out.to_str().unwrap(), "--log", "digest"]);
         ok(o, &format!("run {path}"));
         let dir = out.join("quickstart").join("1");
-        outputs.push((std::fs::read(dir.join("summary.json")).unwrap(), std::fs::read(dir.join("report.html")).unwrap()));
+        outputs
+            .push((std::fs::read(dir.join("summary.json")).unwrap(), std::fs::read(dir.join("report.html")).unwrap()));
     }
     for (i, (summary, report)) in outputs.iter().enumerate().skip(1) {
         assert!(summary == &outputs[0].0, "summary.json of run {i} differs from run 0");
@@ -240,8 +241,18 @@ fn compare_labels_once_and_warns_when_both_designs_behave_identically() {
     let out = tmp.path().to_str().unwrap();
     // network.loss is 0 in the scenario: B's override changes nothing.
     let o = roomsim(&[
-        "compare", &sc, "--seeds", "1..2", "--set-b", "network.loss=0.0", "--label-a", "base", "--label-b", "same",
-        "--out", out,
+        "compare",
+        &sc,
+        "--seeds",
+        "1..2",
+        "--set-b",
+        "network.loss=0.0",
+        "--label-a",
+        "base",
+        "--label-b",
+        "same",
+        "--out",
+        out,
     ]);
     let (stdout, stderr) = ok(o, "compare");
     assert!(stdout.contains("A = base (2 runs), B = same (2 runs)"), "{stdout}");

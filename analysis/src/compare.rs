@@ -106,10 +106,8 @@ pub fn compare(a: &[(u64, RunSummary)], b: &[(u64, RunSummary)], label_a: &str, 
     };
     let (values_a, values_b) = (values(a), values(b));
     let metric_list: Vec<&String> = metrics.iter().copied().collect();
-    let rows: Vec<CompareRow> = metric_list
-        .par_iter()
-        .map(|m| compare_row(m, &values_a[*m], &values_b[*m], a.len(), b.len()))
-        .collect();
+    let rows: Vec<CompareRow> =
+        metric_list.par_iter().map(|m| compare_row(m, &values_a[*m], &values_b[*m], a.len(), b.len())).collect();
     let seeds = |side: &[(u64, RunSummary)]| side.iter().map(|(s, _)| *s).collect::<BTreeSet<u64>>();
     let (seeds_a, seeds_b) = (seeds(a), seeds(b));
     let mut notes = Vec::new();
@@ -186,11 +184,12 @@ pub fn km_median(times: &[Option<f64>]) -> Option<f64> {
     let n = times.len();
     let observed = crate::stats::sorted(&times.iter().filter_map(|t| *t).collect::<Vec<_>>());
     // S(observed[i]) <= 1/2  <=>  (i + 1) runs at or before it, counting ties: 2 (i + 1) >= n
-    (0..observed.len()).find(|&i| {
-        let at_or_before = observed.iter().take_while(|t| **t <= observed[i]).count();
-        2 * at_or_before >= n
-    })
-    .map(|i| observed[i])
+    (0..observed.len())
+        .find(|&i| {
+            let at_or_before = observed.iter().take_while(|t| **t <= observed[i]).count();
+            2 * at_or_before >= n
+        })
+        .map(|i| observed[i])
 }
 
 /// Mann–Whitney U of B against A with censored values (`None`) ranked after every observed
@@ -527,7 +526,9 @@ impl CompareTable {
             .map(|r| {
                 let n = |v: Option<f64>| Cell::num(v.map_or_else(|| "—".into(), num));
                 let flag = if r.flagged() { Cell::text("*").with_class("flag") } else { Cell::text("") };
-                let rank = |f: fn(&RankTest) -> f64| Cell::num(r.rank.as_ref().map_or_else(String::new, |t| num(round4(f(t)))));
+                let rank = |f: fn(&RankTest) -> f64| {
+                    Cell::num(r.rank.as_ref().map_or_else(String::new, |t| num(round4(f(t)))))
+                };
                 let note = r.null_note(self.runs_a, self.runs_b);
                 let note =
                     if note.is_empty() { note } else { format!("<span class=\"cellnote\">{}</span>", esc(&note)) };

@@ -113,16 +113,34 @@ fn edges() -> impl Strategy<Value = Edges> {
     (
         (0u64..1_000_000, 1usize..=200, 2usize..=235, any::<bool>(), 1usize..=24),
         (prop_oneof![Just(1u32), Just(3), Just(10_000)], 1usize..=5, 2usize..=200, prop_oneof![Just(11u32), Just(12)]),
-        (1u64..=2_000, prop_oneof![
-            Just("{ dist = \"fixed\", value = \"1us\" }"),
-            Just("{ dist = \"fixed\", value = \"1000000h\" }"),
-            Just("{ dist = \"uniform\", min = \"0s\", max = \"1000000h\" }"),
-            Just("{ dist = \"lognormal\", median = \"1us\", sigma = 10 }"),
-            Just("{ dist = \"lognormal\", median = \"1000000h\", sigma = 0 }"),
-        ], prop_oneof![Just("1us"), Just("5ms"), Just("1000000h")]),
-        (prop_oneof![Just(0.0f64), Just(0.5), Just(0.999_999)], prop_oneof![Just(0.0f64), Just(1.0)], prop_oneof![Just(0.0f64), Just(1.0)], prop_oneof![Just("0s"), Just("1us"), Just("1000000h")]),
-        (prop_oneof![Just(0.0f64), Just(600.0), Just(60_000.0)], prop_oneof![Just(0.0f64), Just(3_600_000.0)], prop_oneof![Just("-1000000h"), Just("0s"), Just("1000000h")], prop_oneof![Just("1us"), Just("1000000h")]),
-        (prop_oneof![Just("100ms"), Just("1s"), Just("1000000h")], prop_oneof![Just(0u32), Just(100)], prop_oneof![Just("0s"), Just("1000000h")]),
+        (
+            1u64..=2_000,
+            prop_oneof![
+                Just("{ dist = \"fixed\", value = \"1us\" }"),
+                Just("{ dist = \"fixed\", value = \"1000000h\" }"),
+                Just("{ dist = \"uniform\", min = \"0s\", max = \"1000000h\" }"),
+                Just("{ dist = \"lognormal\", median = \"1us\", sigma = 10 }"),
+                Just("{ dist = \"lognormal\", median = \"1000000h\", sigma = 0 }"),
+            ],
+            prop_oneof![Just("1us"), Just("5ms"), Just("1000000h")],
+        ),
+        (
+            prop_oneof![Just(0.0f64), Just(0.5), Just(0.999_999)],
+            prop_oneof![Just(0.0f64), Just(1.0)],
+            prop_oneof![Just(0.0f64), Just(1.0)],
+            prop_oneof![Just("0s"), Just("1us"), Just("1000000h")],
+        ),
+        (
+            prop_oneof![Just(0.0f64), Just(600.0), Just(60_000.0)],
+            prop_oneof![Just(0.0f64), Just(3_600_000.0)],
+            prop_oneof![Just("-1000000h"), Just("0s"), Just("1000000h")],
+            prop_oneof![Just("1us"), Just("1000000h")],
+        ),
+        (
+            prop_oneof![Just("100ms"), Just("1s"), Just("1000000h")],
+            prop_oneof![Just(0u32), Just(100)],
+            prop_oneof![Just("0s"), Just("1000000h")],
+        ),
     )
         .prop_map(|(a, b, c, d, f, g)| {
             let (seed, name_len, server_name_len, with_port, servers) = a;

@@ -238,7 +238,8 @@ fn cell_dir(dir: &Path, cell: &SweepCell) -> PathBuf {
         cell.label.chars().map(|c| if c.is_ascii_alphanumeric() || "=.,_-".contains(c) { c } else { '_' }).collect();
     let label = if label.len() > MAX_LABEL_BYTES {
         // FNV-1a, 64 bit: stable across platforms and releases (unlike std's hasher).
-        let hash = cell.label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let hash =
+            cell.label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         format!("{}~{hash:016x}", &label[..MAX_LABEL_BYTES - 17])
     } else {
         label

@@ -74,10 +74,15 @@ impl PartialDir {
             if old.is_dir() {
                 std::fs::remove_dir_all(&old).map_err(|e| format!("{}: cannot remove: {e}", old.display()))?;
             }
-            std::fs::rename(&self.target, &old).map_err(|e| format!("{}: cannot move aside: {e}", self.target.display()))?;
+            std::fs::rename(&self.target, &old)
+                .map_err(|e| format!("{}: cannot move aside: {e}", self.target.display()))?;
         }
         std::fs::rename(&self.partial, &self.target).map_err(|e| {
-            format!("{}: cannot move into place: {e} (the outputs are in {})", self.target.display(), self.partial.display())
+            format!(
+                "{}: cannot move into place: {e} (the outputs are in {})",
+                self.target.display(),
+                self.partial.display()
+            )
         })?;
         if had_old {
             let removed = if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };

@@ -26,7 +26,9 @@ mod raw;
 mod resolve;
 mod sweep;
 
-pub use duration::{format_duration_us, parse_duration, MAX_DURATION_US, parse_signed_duration, DurationUs, SignedDurationUs};
+pub use duration::{
+    format_duration_us, parse_duration, parse_signed_duration, DurationUs, SignedDurationUs, MAX_DURATION_US,
+};
 pub use error::{ErrorLocation, ScenarioError};
 pub use model::*;
 pub use overrides::override_value_text;

@@ -130,8 +130,10 @@ fn event_levels(raw: Option<&OrderedMap<Spanned<i64>>>) -> Res<BTreeMap<String, 
     for (event_type, level) in raw.iter().flat_map(|e| e.0.iter()) {
         let max = super::super::MAX_EVENT_TYPE_BYTES;
         if event_type.get_ref().len() > max {
-            let message =
-                format!("event type in power_levels.events is {} bytes long: at most {max}", event_type.get_ref().len());
+            let message = format!(
+                "event type in power_levels.events is {} bytes long: at most {max}",
+                event_type.get_ref().len()
+            );
             return Err(Problem::at(event_type.span(), message));
         }
         events.insert(event_type.get_ref().clone(), level_value(level)?);

@@ -29,6 +29,8 @@ pub struct SideStats {
     /// Runs whose summary lacks the metric altogether.
     pub missing: u32,
     pub mean: Option<f64>,
+    /// For a time-to-event metric the Kaplan–Meier median ([`km_median`]), else the sample
+    /// median.
     pub median: Option<f64>,
     /// 95% percentile-bootstrap CI of the mean.
     pub ci95: Option<(f64, f64)>,
@@ -51,6 +53,23 @@ pub struct CompareRow {
     pub a: SideStats,
     pub b: SideStats,
     pub diff: PairedStats,
+    /// Time-to-event metrics only ([`is_time_to_event`]): the rank comparison that keeps the
+    /// runs where the event never happened.
+    pub rank: Option<RankTest>,
+}
+
+/// Mann–Whitney comparison of a time-to-event metric, every run of both designs included: a
+/// run where the event never happened (null, e.g. never converged) is censored at the end of
+/// the run, so it ranks after every observed time and ties with the other censored runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RankTest {
+    /// U counted for B: pairs (a, b) with b < a, plus half the tied pairs.
+    pub u_b: f64,
+    /// u_b / (n_a · n_b): the probability that a B run's time is shorter than an A run's (ties
+    /// half). 0.5 = no difference.
+    pub p_b_lower: f64,
+    /// Two-sided p-value, normal approximation with the tie correction.
+    pub p_value: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -87,15 +106,8 @@ pub fn compare(a: &[(u64, RunSummary)], b: &[(u64, RunSummary)], label_a: &str, 
     };
     let (values_a, values_b) = (values(a), values(b));
     let metric_list: Vec<&String> = metrics.iter().copied().collect();
-    let rows: Vec<CompareRow> = metric_list
-        .par_iter()
-        .map(|m| CompareRow {
-            metric: (*m).clone(),
-            a: side_stats(&values_a[*m], a.len(), &format!("compare/{m}/a")),
-            b: side_stats(&values_b[*m], b.len(), &format!("compare/{m}/b")),
-            diff: paired_stats(&values_a[*m], &values_b[*m], &format!("compare/{m}/b-a")),
-        })
-        .collect();
+    let rows: Vec<CompareRow> =
+        metric_list.par_iter().map(|m| compare_row(m, &values_a[*m], &values_b[*m], a.len(), b.len())).collect();
     let seeds = |side: &[(u64, RunSummary)]| side.iter().map(|(s, _)| *s).collect::<BTreeSet<u64>>();
     let (seeds_a, seeds_b) = (seeds(a), seeds(b));
     let mut notes = Vec::new();
@@ -119,6 +131,119 @@ pub fn compare(a: &[(u64, RunSummary)], b: &[(u64, RunSummary)], label_a: &str, 
         values_a,
         values_b,
     }
+}
+
+fn compare_row(
+    metric: &str,
+    va: &[(u64, Option<f64>)],
+    vb: &[(u64, Option<f64>)],
+    runs_a: usize,
+    runs_b: usize,
+) -> CompareRow {
+    let mut row = CompareRow {
+        metric: metric.to_string(),
+        a: side_stats(va, runs_a, &format!("compare/{metric}/a")),
+        b: side_stats(vb, runs_b, &format!("compare/{metric}/b")),
+        diff: paired_stats(va, vb, &format!("compare/{metric}/b-a")),
+        rank: None,
+    };
+    if !is_time_to_event(metric) {
+        return row;
+    }
+    // Censored data: a mean over the runs where the event happened is biased towards short
+    // times (the slow runs are the ones missing), so there is no mean, interval or paired
+    // difference once a run is censored; the Kaplan–Meier median and the rank test use them all.
+    let censored = |v: &[(u64, Option<f64>)]| v.iter().any(|x| x.1.is_none());
+    let (ca, cb) = (censored(va), censored(vb));
+    for (side, values, any) in [(&mut row.a, va, ca), (&mut row.b, vb, cb)] {
+        side.median = km_median(&values.iter().map(|v| v.1).collect::<Vec<_>>());
+        if any {
+            side.mean = None;
+            side.ci95 = None;
+        }
+    }
+    if ca || cb {
+        row.diff = PairedStats { pairs: row.diff.pairs, mean_diff: None, ci95: None, ci_excludes_zero: false };
+    }
+    let times = |v: &[(u64, Option<f64>)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
+    row.rank = mann_whitney_censored(&times(va), &times(vb));
+    row
+}
+
+/// Metrics whose null means "the event never happened in the run" (a censored time): the
+/// convergence times, and any proposal metric named `*_time_ms`.
+pub fn is_time_to_event(metric: &str) -> bool {
+    metric.ends_with("_time_ms")
+}
+
+/// Kaplan–Meier median of times where `None` is censored at the end of the run (after every
+/// observed time): the smallest observed t with S(t) ≤ 1/2, S(t) = share of runs whose event
+/// had not happened by t. With every censoring after the last event, S(t) is the share of runs
+/// with a time > t (censored ones included). None when fewer than half the runs have a time.
+pub fn km_median(times: &[Option<f64>]) -> Option<f64> {
+    let n = times.len();
+    let observed = crate::stats::sorted(&times.iter().filter_map(|t| *t).collect::<Vec<_>>());
+    // S(observed[i]) <= 1/2  <=>  (i + 1) runs at or before it, counting ties: 2 (i + 1) >= n
+    (0..observed.len())
+        .find(|&i| {
+            let at_or_before = observed.iter().take_while(|t| **t <= observed[i]).count();
+            2 * at_or_before >= n
+        })
+        .map(|i| observed[i])
+}
+
+/// Mann–Whitney U of B against A with censored values (`None`) ranked after every observed
+/// value and tied among themselves; None when a side has no runs.
+pub fn mann_whitney_censored(a: &[Option<f64>], b: &[Option<f64>]) -> Option<RankTest> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    // +inf orders a censored run after every time and ties it with the other censored runs.
+    let key = |t: &Option<f64>| t.unwrap_or(f64::INFINITY);
+    let mut u_b = 0.0;
+    for x in b {
+        for y in a {
+            match key(x).total_cmp(&key(y)) {
+                std::cmp::Ordering::Less => u_b += 1.0,
+                std::cmp::Ordering::Equal => u_b += 0.5,
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+    }
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let n = na + nb;
+    // tie correction: sum of t^3 - t over groups of equal values
+    let all = crate::stats::sorted(&a.iter().chain(b).map(key).collect::<Vec<_>>());
+    let mut ties = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let j = all[i..].iter().take_while(|v| **v == all[i]).count();
+        let t = j as f64;
+        ties += t * t * t - t;
+        i += j;
+    }
+    let variance = na * nb / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
+    let p_value = if variance > 0.0 {
+        let z = (u_b - na * nb / 2.0) / variance.sqrt();
+        (2.0 * (1.0 - crate::stats::normal_cdf(z.abs()))).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    Some(RankTest { u_b, p_b_lower: u_b / (na * nb), p_value })
+}
+
+/// Seeds on which A and B wrote the same log (equal `log_digest`): the two designs behaved
+/// identically there. Seeds without a digest on either side are not counted.
+pub fn identical_log_seeds(a: &[(u64, RunSummary)], b: &[(u64, RunSummary)]) -> Vec<u64> {
+    let b_digest: BTreeMap<u64, &str> =
+        b.iter().rev().filter_map(|(seed, s)| s.log_digest.as_deref().map(|d| (*seed, d))).collect();
+    let mut seeds: Vec<u64> = a
+        .iter()
+        .filter(|(seed, s)| s.log_digest.is_some() && s.log_digest.as_deref() == b_digest.get(seed).copied())
+        .map(|(seed, _)| *seed)
+        .collect();
+    seeds.dedup();
+    seeds
 }
 
 fn side_stats(values: &[(u64, Option<f64>)], runs: usize, stream: &str) -> SideStats {
@@ -157,6 +282,11 @@ fn paired_stats(a: &[(u64, Option<f64>)], b: &[(u64, Option<f64>)], stream: &str
     }
 }
 
+/// Four decimals are enough for a share or a p-value in a table (the CSV keeps every digit).
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
 /// "not converged" for convergence times, "null" otherwise.
 pub(crate) fn null_word(metric: &str) -> &'static str {
     if metric.ends_with("convergence_time_ms") {
@@ -171,6 +301,13 @@ fn ci_text(ci: Option<(f64, f64)>) -> String {
 }
 
 impl CompareRow {
+    /// Marked `*`: the CI of B − A excludes 0, or, for a time-to-event metric with censored runs
+    /// (no paired difference), the rank test's p < 0.05.
+    pub fn flagged(&self) -> bool {
+        self.diff.ci_excludes_zero
+            || (self.diff.mean_diff.is_none() && self.rank.as_ref().is_some_and(|r| r.p_value < 0.05))
+    }
+
     /// "not converged: A 3/50, B 0/50" when either side has nulls or missing values.
     pub fn null_note(&self, runs_a: u32, runs_b: u32) -> String {
         let mut parts = Vec::new();
@@ -200,7 +337,9 @@ impl CompareTable {
     fn header_line(&self) -> String {
         format!(
             "A = {} ({} runs), B = {} ({} runs); paired by seed; means with 95% percentile-bootstrap \
-             CIs ({BOOTSTRAP_RESAMPLES} resamples); * = CI of B−A excludes 0",
+             CIs ({BOOTSTRAP_RESAMPLES} resamples); * = CI of B−A excludes 0; times with runs \
+             that never converged: no mean, Kaplan–Meier median, Mann–Whitney P(B<A) and p \
+             (* when p < 0.05)",
             self.label_a, self.runs_a, self.label_b, self.runs_b
         )
     }
@@ -220,6 +359,8 @@ impl CompareTable {
             "pairs",
             "B−A",
             "95% CI B−A",
+            "P(B<A)",
+            "rank p",
             "",
             "nulls",
         ];
@@ -238,7 +379,9 @@ impl CompareTable {
                 r.diff.pairs.to_string(),
                 r.diff.mean_diff.map_or_else(String::new, num),
                 ci_text(r.diff.ci95),
-                if r.diff.ci_excludes_zero { "*".into() } else { String::new() },
+                r.rank.as_ref().map_or_else(String::new, |t| num(round4(t.p_b_lower))),
+                r.rank.as_ref().map_or_else(String::new, |t| num(round4(t.p_value))),
+                if r.flagged() { "*".into() } else { String::new() },
                 r.null_note(self.runs_a, self.runs_b),
             ]);
         }
@@ -307,6 +450,8 @@ impl CompareTable {
                 csv_num(r.diff.ci95.map(|c| c.0)),
                 csv_num(r.diff.ci95.map(|c| c.1)),
                 r.diff.ci_excludes_zero.to_string(),
+                csv_num(r.rank.as_ref().map(|t| t.p_b_lower)),
+                csv_num(r.rank.as_ref().map(|t| t.p_value)),
             ]);
             w.write_record(&rec).map_err(csv_err)?;
         }
@@ -333,8 +478,15 @@ impl CompareTable {
              and the mean of the per-seed differences B − A. A <b>*</b> marks rows whose \
              difference interval excludes 0: there the designs differ by more than seed-to-seed \
              noise explains. Runs where a metric is null (for convergence times: the room never \
-             converged) are counted under the metric's name, not averaged; grey rows are the same \
-             in every run.</p></section>",
+             converged) are counted under the metric's name, not averaged. A convergence time \
+             is censored in such a run (it would have been longer than the run): once a design has \
+             one, its mean and the paired difference are left out (they would favour the design \
+             that fails more), the median is the Kaplan–Meier median (the time by which half the \
+             runs converged; none when fewer than half did), and the designs are compared by \
+             ranks with every run: P(B&lt;A) is the chance that a B run converges sooner than an \
+             A run (non-converged runs rank last, ties count half; 0.5 = no difference), rank p \
+             the Mann–Whitney two-sided p-value; * then marks p &lt; 0.05. Grey rows are the \
+             same in every run.</p></section>",
             esc(&self.label_a),
             esc(&self.label_b)
         );
@@ -361,6 +513,8 @@ impl CompareTable {
             ("pairs", "num"),
             ("B − A", "num"),
             ("B − A 95% CI", "num"),
+            ("P(B<A)", "num"),
+            ("rank p", "num"),
             ("", ""),
         ]
         .iter()
@@ -371,7 +525,10 @@ impl CompareTable {
             .iter()
             .map(|r| {
                 let n = |v: Option<f64>| Cell::num(v.map_or_else(|| "—".into(), num));
-                let flag = if r.diff.ci_excludes_zero { Cell::text("*").with_class("flag") } else { Cell::text("") };
+                let flag = if r.flagged() { Cell::text("*").with_class("flag") } else { Cell::text("") };
+                let rank = |f: fn(&RankTest) -> f64| {
+                    Cell::num(r.rank.as_ref().map_or_else(String::new, |t| num(round4(f(t)))))
+                };
                 let note = r.null_note(self.runs_a, self.runs_b);
                 let note =
                     if note.is_empty() { note } else { format!("<span class=\"cellnote\">{}</span>", esc(&note)) };
@@ -386,6 +543,8 @@ impl CompareTable {
                     Cell::num(r.diff.pairs.to_string()),
                     n(r.diff.mean_diff),
                     Cell::num(ci_text(r.diff.ci95)),
+                    rank(|t| t.p_b_lower),
+                    rank(|t| t.p_value),
                     flag,
                 ]
             })
@@ -394,7 +553,7 @@ impl CompareTable {
             .rows
             .iter()
             .map(|r| {
-                if r.diff.ci_excludes_zero {
+                if r.flagged() {
                     "flagged"
                 } else if !r.varies(self) && r.a.nulls + r.b.nulls == 0 {
                     "constant"
@@ -488,7 +647,7 @@ fn ecdf_title(metric: &str) -> String {
 }
 
 /// Columns of `compare.csv`.
-pub const CSV_COLUMNS: [&str; 22] = [
+pub const CSV_COLUMNS: [&str; 24] = [
     "label_a",
     "label_b",
     "metric",
@@ -511,6 +670,8 @@ pub const CSV_COLUMNS: [&str; 22] = [
     "diff_ci_lo",
     "diff_ci_hi",
     "diff_ci_excludes_zero",
+    "p_b_lower",
+    "rank_p_value",
 ];
 
 /// Reads `summary.json` of each run directory, keyed by the seed the summary records.
@@ -542,7 +703,7 @@ pub fn find_run_dirs(root: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
             std::fs::read_dir(&parent).map_err(|source| AnalysisError::Io { path: parent.clone(), source })?;
         for entry in entries {
             let entry = entry.map_err(|source| AnalysisError::Io { path: parent.clone(), source })?;
-            if entry.path().join("summary.json").is_file() {
+            if entry.path().join("summary.json").is_file() && !crate::sweep::is_work_dir(&entry.path()) {
                 dirs.push(entry.path());
             }
         }
@@ -570,26 +731,37 @@ mod tests {
             .collect()
     }
 
+    /// Like `design` without runs that never converge: every metric can be averaged.
+    fn design_converging(shift: f64) -> Vec<(u64, RunSummary)> {
+        (1..=30).map(|s| run(s, Some(1000.0 + (s * 37 % 13) as f64 * 10.0 + shift), 100.0 + s as f64)).collect()
+    }
+
     #[test]
     fn identical_designs_differ_by_exactly_zero() {
         let a = design(0.0);
         let t = compare(&a, &a, "base", "same");
-        for r in &t.rows {
+        for r in t.rows.iter().filter(|r| r.metric != "rooms.main.convergence_time_ms") {
             assert_eq!(r.diff.mean_diff, Some(0.0), "{}", r.metric);
             assert_eq!(r.diff.ci95, Some((0.0, 0.0)), "{}", r.metric);
-            assert!(!r.diff.ci_excludes_zero);
+            assert!(!r.flagged());
         }
         let conv = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
         assert_eq!((conv.a.n, conv.a.nulls), (26, 4));
         assert!(conv.null_note(t.runs_a, t.runs_b).contains("not converged: A 4/30, B 4/30"));
+        // censored runs: no mean, no paired difference; ranks say "no difference"
+        assert_eq!((conv.a.mean, conv.diff.mean_diff), (None, None));
+        let rank = conv.rank.as_ref().unwrap();
+        assert_eq!(rank.p_b_lower, 0.5);
+        assert!(rank.p_value > 0.9999, "{rank:?}");
+        assert!(!conv.flagged());
     }
 
     #[test]
     fn a_shift_is_detected_and_the_ci_contains_the_means() {
-        let t = compare(&design(0.0), &design(50.0), "a", "b");
+        let t = compare(&design_converging(0.0), &design_converging(50.0), "a", "b");
         let conv = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
         assert_eq!(conv.diff.mean_diff, Some(50.0));
-        assert_eq!(conv.diff.pairs, 26);
+        assert_eq!(conv.diff.pairs, 30);
         for s in [&conv.a, &conv.b] {
             let (lo, hi) = s.ci95.unwrap();
             assert!(lo <= s.mean.unwrap() && s.mean.unwrap() <= hi);
@@ -598,6 +770,61 @@ mod tests {
         assert_eq!(conv.diff.ci95, Some((50.0, 50.0)));
         assert!(conv.diff.ci_excludes_zero);
         assert!(t.to_text().lines().any(|l| l.starts_with("rooms.main.convergence_time_ms") && l.contains('*')));
+        // B is slower: fewer than half the (B, A) pairs have B sooner
+        assert!(conv.rank.as_ref().unwrap().p_b_lower < 0.5);
+    }
+
+    #[test]
+    fn censored_times_by_hand() {
+        // A: 100, 200, never, never; B: 50, 150, 250, never (never = censored at the run's end).
+        let (a, b) = ([Some(100.0), Some(200.0), None, None], [Some(50.0), Some(150.0), Some(250.0), None]);
+        // Kaplan–Meier with censoring after every event: S(t) = share of runs still unconverged.
+        // A: S(100) = 3/4, S(200) = 2/4 <= 1/2 -> median 200. B: S(50) = 3/4, S(150) = 2/4 -> 150.
+        assert_eq!(km_median(&a), Some(200.0));
+        assert_eq!(km_median(&b), Some(150.0));
+        // three of four never converged: S stays at 3/4, the median is not reached
+        assert_eq!(km_median(&[Some(1.0), None, None, None]), None);
+        // no censoring: the smallest t with half the runs at or before it (the lower median)
+        assert_eq!(km_median(&[Some(4.0), Some(1.0), Some(3.0), Some(2.0)]), Some(2.0));
+        // U for B (b < a counts 1, ties 1/2, never = +inf):
+        //   b=50: 4 (below 100, 200, never, never); b=150: 3; b=250: 2 (the two nevers);
+        //   b=never: ties with A's two nevers, 2 x 1/2 = 1.  U_B = 10 of 16 pairs -> 0.625.
+        // Normal approximation: mean 16/2 = 8; ties: one group of 3 (the nevers), t^3 - t = 24;
+        // var = 4*4/12 * ((8+1) - 24/(8*7)) = 1.3333 * 8.5714 = 11.4286, sd 3.38062,
+        // z = (10 - 8)/3.38062 = 0.59161, p = 2 (1 - Phi(0.59161)) = 2 (1 - 0.72293) = 0.55414.
+        let t = mann_whitney_censored(&a, &b).unwrap();
+        assert_eq!(t.u_b, 10.0);
+        assert_eq!(t.p_b_lower, 0.625);
+        assert!((t.p_value - 0.55414).abs() < 1e-4, "{t:?}");
+
+        let side = |times: &[Option<f64>]| -> Vec<(u64, RunSummary)> {
+            times.iter().enumerate().map(|(i, c)| run(i as u64 + 1, *c, 1.0)).collect()
+        };
+        let table = compare(&side(&a), &side(&b), "a", "b");
+        let conv = table.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
+        assert_eq!((conv.a.nulls, conv.b.nulls), (2, 1), "censored runs counted per design");
+        assert_eq!((conv.a.median, conv.b.median), (Some(200.0), Some(150.0)));
+        assert_eq!((conv.a.mean, conv.b.mean, conv.diff.mean_diff), (None, None, None), "no mean of survivors");
+        assert_eq!(conv.rank.as_ref().unwrap().u_b, 10.0);
+        let csv_path = tempfile::tempdir().unwrap();
+        let path = csv_path.path().join("compare.csv");
+        table.write_csv(&path).unwrap();
+        let csv = std::fs::read_to_string(&path).unwrap();
+        let line = csv.lines().find(|l| l.contains("convergence_time_ms")).unwrap();
+        assert!(line.starts_with("a,b,rooms.main.convergence_time_ms,2,2,0,,200,,,3,1,0,,150,,,"), "{line}");
+        assert!(line.contains(",false,0.625,0.554"), "{line}");
+    }
+
+    #[test]
+    fn identical_logs_are_found_by_digest() {
+        let with_digest = |seed: u64, digest: &str| {
+            let json = format!(r#"{{"seed": {seed}, "deliveries": 1, "log_digest": "{digest}"}}"#);
+            (seed, RunSummary::parse(&json, Path::new("s.json")).unwrap())
+        };
+        let a = vec![with_digest(1, "aa"), with_digest(2, "bb"), with_digest(3, "cc")];
+        let b = vec![with_digest(1, "aa"), with_digest(2, "xx"), with_digest(3, "cc")];
+        assert_eq!(identical_log_seeds(&a, &b), [1, 3]);
+        assert_eq!(identical_log_seeds(&a, &a), [1, 2, 3]);
     }
 
     #[test]

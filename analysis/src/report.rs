@@ -187,7 +187,12 @@ fn subtitle(run: &RunFiles) -> String {
     let s = &run.summary;
     let mut parts = Vec::new();
     if let Some(f) = &s.scenario_file {
-        parts.push(format!("scenario file {f}"));
+        // By name and content hash: a report never holds the path the scenario was given by.
+        let name = std::path::Path::new(f).file_name().map_or_else(|| f.clone(), |n| n.to_string_lossy().into_owned());
+        match &s.scenario_sha256 {
+            Some(h) => parts.push(format!("scenario file {name} (sha256 {})", h.chars().take(16).collect::<String>())),
+            None => parts.push(format!("scenario file {name}")),
+        }
     }
     if let Some(FieldValue::Number(n)) = s.top_level.get("servers") {
         parts.push(format!("{} servers", num(*n)));

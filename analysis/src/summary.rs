@@ -67,7 +67,10 @@ impl RoomSummary {
 pub struct RunSummary {
     pub scenario: Option<String>,
     pub seed: Option<u64>,
+    /// The scenario file's name, without directories (`quickstart.toml`).
     pub scenario_file: Option<String>,
+    /// sha256 (hex) of the scenario file's text.
+    pub scenario_sha256: Option<String>,
     pub log_digest: Option<String>,
     /// Numeric, boolean and null top-level fields (including `seed` and `threads`).
     pub top_level: BTreeMap<String, FieldValue>,
@@ -108,6 +111,7 @@ impl RunSummary {
             scenario: string("scenario"),
             seed,
             scenario_file: string("scenario_file"),
+            scenario_sha256: string("scenario_sha256"),
             log_digest: string("log_digest"),
             top_level: leaf_fields(obj),
             rooms: parse_rooms(obj.get("rooms"), origin)?,

@@ -16,7 +16,7 @@ use crate::error::{format_error, read_json, write_file};
 use crate::fmt::{csv_num, esc, natural_cmp, num, sort_values};
 use crate::html::{figure, page, table, Cell};
 use crate::plots::{Chart, MeanCiChart, MeanCiLine, MeanCiPoint, PlotSize};
-use crate::stats::{bootstrap_mean_ci, mean};
+use crate::stats::{mean, t_mean_ci};
 use crate::summary::RunSummary;
 use crate::AnalysisError;
 
@@ -136,12 +136,19 @@ fn cell_dirs(dir: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&cells).map_err(io)? {
         let path = entry.map_err(io)?.path();
-        if path.is_dir() {
+        if path.is_dir() && !is_work_dir(&path) {
             out.push(path);
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// A cell being written (`<cell>.partial-<tag>`, an interrupted run's leftover) or an earlier
+/// copy being replaced (`<cell>.old-<tag>`): never a cell of the sweep.
+pub(crate) fn is_work_dir(path: &Path) -> bool {
+    let name = dir_label(path);
+    name.contains(".partial-") || name.contains(".old-")
 }
 
 fn load_cell(cell_dir: &Path) -> Result<Loaded, AnalysisError> {
@@ -165,7 +172,8 @@ fn load_cell(cell_dir: &Path) -> Result<Loaded, AnalysisError> {
             let Some((k, v)) = text.split_once('=') else {
                 return Err(format_error(&cell_path, format!("override {item} is not of the form \"key=value\"")));
             };
-            let (k, v) = (k.trim().to_string(), v.trim().to_string());
+            // Values as a table shows them: `faults.0.duration="5s"` is the value `5s`.
+            let (k, v) = (k.trim().to_string(), roomsim_engine::scenario::override_value_text(v));
             if overrides.iter().any(|(seen, _)| *seen == k) {
                 return Err(format_error(&cell_path, format!("override key `{k}` appears twice")));
             }
@@ -213,11 +221,16 @@ fn missing_indices(cells: &[SweepCell]) -> Vec<u64> {
     }
 }
 
-/// Override keys of all cells, in natural order.
+/// The override every cell carries for its seed. The seed is the replicate, never a parameter:
+/// it has its own column, and the charts average over it.
+pub const SEED_OVERRIDE: &str = "scenario.seed";
+
+/// Override keys of all cells (but the seed's), in natural order.
 fn parameter_keys(cells: &[SweepCell]) -> Vec<String> {
     let mut keys: Vec<String> = cells
         .iter()
         .flat_map(|c| c.overrides.iter().map(|(k, _)| k.clone()))
+        .filter(|k| k != SEED_OVERRIDE)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -277,10 +290,11 @@ pub fn sweep_html(cells: &[SweepCell], notes: &SweepNotes) -> Result<String, Ana
     body.push_str(
         "<section class=\"howto\"><p><b>How to read this.</b> Each cell is one run: a seed and one \
          value for each swept parameter. For every parameter with several values, the charts show \
-         the mean of the main end-of-run metrics over all cells with that value (over the seeds, \
-         and one line per combination of the other parameters), with 95% bootstrap confidence \
-         intervals as bars: where bars of two values do not overlap, the parameter matters more \
-         than seed noise. Every metric of every cell is in <a href=\"sweep.csv\">sweep.csv</a>.</p></section>\n",
+         the mean of the main end-of-run metrics over the seeds of each value (one line per \
+         combination of the other parameters; n = the number of seeds), with 95% Student-t \
+         confidence intervals (mean ± t(0.975; n − 1) · s / √n) as bars; a point of one seed has \
+         no bar. Where bars of two values do not overlap, the parameter matters more than seed \
+         noise. The seed is never a parameter. Every metric of every cell is in <a href=\"sweep.csv\">sweep.csv</a>.</p></section>\n",
     );
     if !notes.missing_indices.is_empty() {
         let list: Vec<String> = notes.missing_indices.iter().map(u64::to_string).collect();
@@ -464,8 +478,7 @@ pub fn mean_ci_chart(cells: &[SweepCell], param: &str, params: &[String], metric
         .into_iter()
         .map(|(group, by_cat)| {
             let label = if marginal { "all cells".to_string() } else { others.label_of(&group) };
-            let stream = format!("sweep/{param}/{metric}/{label}");
-            mean_ci_line(label, by_cat, &stream)
+            mean_ci_line(label, by_cat)
         })
         .collect();
     let chart = MeanCiChart {
@@ -479,13 +492,13 @@ pub fn mean_ci_chart(cells: &[SweepCell], param: &str, params: &[String], metric
     (chart, nulls)
 }
 
-fn mean_ci_line(label: String, by_category: BTreeMap<usize, Vec<f64>>, stream: &str) -> MeanCiLine {
+fn mean_ci_line(label: String, by_category: BTreeMap<usize, Vec<f64>>) -> MeanCiLine {
     let points = by_category
         .into_iter()
         .map(|(cat, xs)| MeanCiPoint {
             category: cat,
             mean: mean(&xs).unwrap_or(0.0),
-            ci: bootstrap_mean_ci(&xs, &format!("{stream}/{cat}")),
+            ci: t_mean_ci(&xs),
             n: xs.len() as u32,
         })
         .collect();
@@ -512,7 +525,8 @@ mod tests {
         SweepCell {
             index,
             seed,
-            overrides: vec![("network.loss".into(), loss.into())],
+            // as `roomsim sweep` writes them: the grid values, then the seed
+            overrides: vec![("network.loss".into(), loss.into()), ("scenario.seed".into(), seed.to_string())],
             label: format!("c{index}"),
             summary: RunSummary::parse(&json, Path::new("s.json")).unwrap(),
         }
@@ -546,5 +560,73 @@ mod tests {
         assert_eq!((pts[1].mean, pts[1].n), (15.0, 2));
         assert_eq!(missing_indices(&cells[1..]), Vec::<u64>::new());
         assert_eq!(missing_indices(&[cells[0].clone(), cells[3].clone()]), [1, 2]);
+    }
+
+    #[test]
+    fn seeds_are_averaged_with_student_t_intervals_never_a_parameter() {
+        let cells = vec![
+            cell(0, 1, "0.1", Some(10.0)),
+            cell(1, 2, "0.1", Some(20.0)),
+            cell(2, 1, "0.2", Some(30.0)),
+            cell(3, 2, "0.2", Some(50.0)),
+        ];
+        let params = parameter_keys(&cells);
+        assert_eq!(params, ["network.loss"], "scenario.seed is not a parameter");
+        let (chart, nulls) = mean_ci_chart(&cells, "network.loss", &params, "rooms.main.convergence_time_ms");
+        assert_eq!(nulls, 0);
+        assert_eq!(chart.lines.len(), 1, "one line, not one per seed");
+        let pts = &chart.lines[0].points;
+        // loss 0.1: 10, 20 -> mean 15, s = sqrt((25 + 25) / 1) = 7.0711, s / sqrt(2) = 5,
+        // half width = t(0.975; 1) * 5 = 12.706204736 * 5 = 63.53102368
+        assert_eq!((pts[0].mean, pts[0].n), (15.0, 2));
+        let (lo, hi) = pts[0].ci.unwrap();
+        assert!((lo - (15.0 - 63.53102368)).abs() < 1e-6 && (hi - (15.0 + 63.53102368)).abs() < 1e-6, "{lo} {hi}");
+        // loss 0.2: 30, 50 -> mean 40, s / sqrt(2) = 10, half width 127.06204736
+        assert_eq!((pts[1].mean, pts[1].n), (40.0, 2));
+        let (lo, hi) = pts[1].ci.unwrap();
+        assert!((lo - (40.0 - 127.06204736)).abs() < 1e-6 && (hi - (40.0 + 127.06204736)).abs() < 1e-6);
+        let html = sweep_html(&cells, &SweepNotes::default()).unwrap();
+        assert!(html.contains("Against <code>network.loss</code>"));
+        assert!(!html.contains("Against <code>scenario.seed</code>"));
+    }
+
+    /// Writes `dir/cells/<label>/` as `roomsim sweep` does.
+    fn write_cell(dir: &Path, label: &str, cell: &str, summary: &str) {
+        let d = dir.join("cells").join(label);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("cell.json"), cell).unwrap();
+        std::fs::write(d.join("summary.json"), summary).unwrap();
+    }
+
+    #[test]
+    fn csv_text_is_quoted_once_and_work_dirs_are_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        // cell.json overrides are TOML values: a string is written `"30s"`; a table has commas
+        // and quotes of its own.
+        let overrides = |d: &str, seed: u64| {
+            format!(
+                r#"["faults.0.duration=\"{d}\"", "network.latency={{ dist = \"fixed\", value = \"5ms\" }}", "scenario.seed={seed}"]"#
+            )
+        };
+        let cell0 = format!(r#"{{"index": 0, "seed": 1, "label": "a", "overrides": {}}}"#, overrides("30s", 1));
+        let cell1 = format!(r#"{{"index": 1, "seed": 2, "label": "b", "overrides": {}}}"#, overrides("5s", 2));
+        write_cell(&dir, "00000-a", &cell0, r#"{"seed": 1, "deliveries": 100, "scenario_file": "s.toml"}"#);
+        write_cell(&dir, "00001-b", &cell1, r#"{"seed": 2, "deliveries": 101, "scenario_file": "s.toml"}"#);
+        // an interrupted run's leftover and a copy being replaced: not cells
+        write_cell(&dir, "00001-b.partial-0123456789ab", &cell1, r#"{"seed": 2, "deliveries": 7}"#);
+        write_cell(&dir, "00001-b.old-0123456789ab", &cell1, r#"{"seed": 2, "deliveries": 8}"#);
+        let out = tmp.path().join("merged");
+        let m = merge_sweep(&[dir], &out).unwrap();
+        assert_eq!((m.cells, m.identical_duplicates, m.incomplete.len()), (2, 0, 0));
+        let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+        // `30s` unquoted (it needs no CSV quoting); the table quoted once by CSV, its own quotes
+        // doubled; no `scenario.seed` column (the seed has its own).
+        assert_eq!(
+            csv,
+            "index,seed,label,faults.0.duration,network.latency,deliveries\n\
+             0,1,a,30s,\"{ dist = \"\"fixed\"\", value = \"\"5ms\"\" }\",100\n\
+             1,2,b,5s,\"{ dist = \"\"fixed\"\", value = \"\"5ms\"\" }\",101\n"
+        );
     }
 }

@@ -36,8 +36,23 @@ fn paired_difference_and_null_counts() {
     let row = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
     assert_eq!((row.a.n, row.a.nulls, row.b.n, row.b.nulls), (20, 0, 16, 4));
     assert_eq!(row.diff.pairs, 16);
-    assert_eq!(row.diff.mean_diff, Some(-500.0));
-    assert!(row.diff.ci_excludes_zero);
+    // B never converges on 4 seeds: its times there are censored, so no mean and no paired
+    // difference (the -500 ms over the 16 pairs that converged would hide B's failures).
+    assert_eq!((row.b.mean, row.diff.mean_diff), (None, None));
+    assert_eq!(row.a.mean, Some(4050.0), "A has no censored run: 3000 + 100 * mean(1..=20)");
+    // Kaplan–Meier medians: the 10th of 20 sorted times. A: 3000 + 100 * 10 = 4000; B's observed
+    // times 2500 + 100 s for s not a multiple of 5: the 10th is s = 12, 3700.
+    assert_eq!((row.a.median, row.b.median), (Some(4000.0), Some(3700.0)));
+    // Mann–Whitney with the 4 censored B runs ranked last. B(s) < A(s') iff s' > s - 5, a tie
+    // at s' = s - 5: s = 1..4 beat all 20 A runs (80); s = 6..9: 25 - s wins + 1/2 (72);
+    // s = 11..14: 52; s = 16..19: 32; censored B runs beat none. U_B = 236 of 400 pairs.
+    // Ties: 12 pairs of equal times and the 4 censored: sum t^3 - t = 12 * 6 + 60 = 132;
+    // var = 400/12 * (41 - 132 / (40 * 39)) = 1363.85, z = (236 - 200) / 36.930 = 0.9748,
+    // p = 2 (1 - Phi(0.9748)) = 0.3297: B's faster runs do not outweigh its failures.
+    let rank = row.rank.as_ref().unwrap();
+    assert_eq!((rank.u_b, rank.p_b_lower), (236.0, 0.59));
+    assert!((rank.p_value - 0.3297).abs() < 1e-3, "{rank:?}");
+    assert!(!row.flagged());
     assert!(row.null_note(t.runs_a, t.runs_b).contains("not converged: A 0/20, B 4/20"));
     // converged is a 0/1 metric: its mean is the share of runs converged
     let conv = t.rows.iter().find(|r| r.metric == "rooms.main.converged").unwrap();

@@ -245,6 +245,27 @@ mod scenario {
     }
 
     #[test]
+    fn names_texts_and_durations_over_their_limits() {
+        // 201 bytes: scenario names become directory names (at most 200).
+        let long = "q".repeat(201);
+        let e = error_of(&edit("name = \"quickstart\"", &format!("name = \"{long}\"")), &[]);
+        assert_at(&e, 2, 8, "scenario name \"qqqqqqqqqqqqqqqqqqqqqqqq…\" is 201 bytes long: at most 200");
+        let e = error_of(&edit("name = \"main\"", &format!("name = \"{}\"", "m".repeat(201))), &[]);
+        assert_at(&e, 14, 8, "room name");
+        // durations: at most 1 000 000 h, so no sum of times overflows the µs clock
+        let e = error_of(&edit("end = \"10m\"", "end = \"1000001h\""), &[]);
+        assert_at(&e, 3, 7, "duration \"1000001h\" is too large: at most 1000000h");
+        // a message body over 16 384 bytes: the PDU must stay under the spec's 65 536 bytes
+        let text = format!("user = \"@u1:hs2\"\ntext = \"{}\"", "x".repeat(16_385));
+        let e = error_of(&edit("user = \"@u1:hs2\"", &text), &[]);
+        assert_at(&e, 33, 8, "`text` of action \"message\" is 16385 bytes long: at most 16384");
+        // event types: at most 255 bytes
+        let pl = format!("members = \"*\"\npower_levels = {{ events = {{ \"{}\" = 0 }} }}", "t".repeat(256));
+        let e = error_of(&edit("members = \"*\"", &pl), &[]);
+        assert_at(&e, 18, 29, "event type in power_levels.events is 256 bytes long: at most 255");
+    }
+
+    #[test]
     fn syntax_error() {
         let e = error_of(&edit("[network]", "[network"), &[]);
         assert_at(&e, 19, 9, "invalid table header");

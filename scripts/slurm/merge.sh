@@ -44,11 +44,11 @@ sweep="${sweeps[0]}"
 name="$(basename "$sweep" -sweep)"
 MERGED="${2:-${MERGED:-$OUT/$name-merged}}"
 
-# A *.partial directory is a cell whose shard was killed mid-write; rerunning that shard
+# A *.partial-* directory is a cell whose shard was killed mid-write; rerunning that shard
 # (same command) redoes it. Merge ignores it, but say so.
-partial=$(find "$sweep/cells" -mindepth 1 -maxdepth 1 -name '*.partial' | wc -l)
+partial=$(find "$sweep/cells" -mindepth 1 -maxdepth 1 -name '*.partial-*' | wc -l)
 if [[ "$partial" -gt 0 ]]; then
-    echo "merge.sh: warning: $partial unfinished cell(s) (*.partial) in $sweep/cells; rerun their shard to complete them" >&2
+    echo "merge.sh: warning: $partial unfinished cell(s) (*.partial-*) in $sweep/cells; rerun their shard to complete them" >&2
 fi
 
 "$ROOMSIM" merge "$sweep" --out "$MERGED"

@@ -1,7 +1,7 @@
 //! Many runs at once: `roomsim compare` (two designs over the same seeds), `roomsim sweep`
 //! (a scenario's grid, optionally one shard of it) and `roomsim merge` (shards into one table).
 
-use super::files::write_atomic;
+use super::files::{write_atomic, PartialDir};
 use super::run::load;
 use rayon::prelude::*;
 use roomsim_analysis::RunSummary;
@@ -13,15 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Runs a scenario in memory (the log is only hashed) and writes `summary.json` and
-/// `metrics.csv` into `dir` atomically (a temporary directory renamed into place, so an
-/// interrupted batch never leaves a half-written cell).
+/// `metrics.csv` into `dir` atomically (a sibling `<cell>.partial-<tag>` directory renamed into
+/// place, so an interrupted batch never leaves a half-written cell).
 fn run_light(sc: &Scenario, seed: u64, dir: &Path, extra: Option<(&str, &[u8])>) -> Result<RunResult, String> {
     let mut world = roomsim_engine::metrics::instrumented_world(sc, seed, LogWriter::sink());
     world.run();
     let result = world.finish(false)?;
-    let tmp = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let partial = PartialDir::create(dir, &super::run::partial_tag(sc))?;
+    let tmp = partial.path();
     let mut summary = serde_json::to_vec_pretty(&result.summary).map_err(|e| e.to_string())?;
     summary.push(b'\n');
     write_atomic(&tmp.join("summary.json"), &summary)?;
@@ -34,8 +33,7 @@ fn run_light(sc: &Scenario, seed: u64, dir: &Path, extra: Option<(&str, &[u8])>)
     if let Some((name, bytes)) = extra {
         write_atomic(&tmp.join(name), bytes)?;
     }
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&tmp, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    partial.commit()?;
     Ok(result)
 }
 
@@ -110,6 +108,9 @@ pub struct CompareArgs {
     pub set: Vec<String>,
     pub set_a: Vec<String>,
     pub set_b: Vec<String>,
+    /// Names of the designs in the outputs; by default their overrides.
+    pub label_a: Option<String>,
+    pub label_b: Option<String>,
     pub out: PathBuf,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
@@ -146,18 +147,44 @@ pub fn compare(args: CompareArgs) -> Result<(), String> {
             sb.push((seed, s))
         }
     }
-    let label = |set: &[String]| if set.is_empty() { "(scenario as is)".to_owned() } else { set.join(" ") };
-    let table = roomsim_analysis::compare(
-        &sa,
-        &sb,
-        &format!("A: {}", label(&args.set_a)),
-        &format!("B: {}", label(&args.set_b)),
-    );
-    println!("{}", table.to_text());
+    // Bare labels: the outputs add "A = " / "A: " themselves.
+    let label = |given: &Option<String>, set: &[String]| match given {
+        Some(l) => l.clone(),
+        None if set.is_empty() => "scenario as is".to_owned(),
+        None => set.join(" "),
+    };
+    let mut table =
+        roomsim_analysis::compare(&sa, &sb, &label(&args.label_a, &args.set_a), &label(&args.label_b, &args.set_b));
+    if let Some(warning) = identical_logs_warning(&sa, &sb, seeds.len()) {
+        eprintln!("warning: {warning}");
+        table.notes.push(warning);
+    }
+    print!("{}", table.to_text());
     table.write_csv(&root.join("compare.csv")).map_err(|e| e.to_string())?;
     table.write_html(&root.join("compare.html"), true).map_err(|e| e.to_string())?;
-    eprintln!("wrote {} and {}", root.join("compare.csv").display(), root.join("compare.html").display());
+    println!("wrote {} and {}", root.join("compare.csv").display(), root.join("compare.html").display());
     Ok(())
+}
+
+/// When A and B wrote the same log on some seeds, the designs behaved identically there: the
+/// overrides may change nothing the scenario exercises (or nothing at all).
+fn identical_logs_warning(a: &[(u64, RunSummary)], b: &[(u64, RunSummary)], seeds: usize) -> Option<String> {
+    let same = roomsim_analysis::compare::identical_log_seeds(a, b);
+    if same.is_empty() {
+        return None;
+    }
+    if same.len() == seeds {
+        return Some(format!(
+            "A and B produced identical logs on all {seeds} seeds: the two designs behaved identically \
+             (do the --set-a/--set-b overrides change anything this scenario exercises?)"
+        ));
+    }
+    let list: Vec<String> = same.iter().map(u64::to_string).collect();
+    Some(format!(
+        "A and B produced identical logs on {} of {seeds} seeds ({}): there the designs behaved identically",
+        same.len(),
+        list.join(", ")
+    ))
 }
 
 /// `roomsim sweep`: this shard's cells, in parallel; finished cells are skipped (resume).
@@ -199,20 +226,35 @@ pub fn sweep(path: &Path, set: &[String], shard: Option<&str>, out: &Path, progr
         .collect();
     progress.finish();
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
-    eprintln!("wrote {}", dir.display());
+    println!("wrote {}", dir.display());
     Ok(())
 }
 
+/// `cells/<index>-<label>`. A file name holds at most 255 bytes, and a grid of many or long
+/// values makes long labels: a label over [`MAX_LABEL_BYTES`] is cut and ends in a hash of the
+/// whole label, so folder names stay distinct and deterministic.
 fn cell_dir(dir: &Path, cell: &SweepCell) -> PathBuf {
     let label: String =
         cell.label.chars().map(|c| if c.is_ascii_alphanumeric() || "=.,_-".contains(c) { c } else { '_' }).collect();
+    let label = if label.len() > MAX_LABEL_BYTES {
+        // FNV-1a, 64 bit: stable across platforms and releases (unlike std's hasher).
+        let hash =
+            cell.label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        format!("{}~{hash:016x}", &label[..MAX_LABEL_BYTES - 17])
+    } else {
+        label
+    };
     dir.join(format!("{:05}-{label}", cell.index))
 }
+
+/// Longest cell label kept whole in a folder name; with the index, the `.partial-<tag>` suffix
+/// of a cell being written (21 bytes) and some room to spare, under the 255-byte limit.
+const MAX_LABEL_BYTES: usize = 160;
 
 /// `roomsim merge`: shards into `sweep.csv` and `sweep.html`.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(), String> {
     let m = roomsim_analysis::merge_sweep(dirs, out).map_err(|e| e.to_string())?;
-    eprintln!("merged {} cells into {} and {}", m.cells, m.csv.display(), m.html.display());
+    println!("merged {} cells into {} and {}", m.cells, m.csv.display(), m.html.display());
     if !m.missing_indices.is_empty() {
         eprintln!("warning: cells missing from the grid: {:?}", m.missing_indices);
     }

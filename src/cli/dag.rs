@@ -95,12 +95,13 @@ fn dot_command(dag: &Path, out: Option<&Path>, max_events: usize, timeout: u64) 
     let limit = (timeout > 0).then(|| Duration::from_secs(timeout));
     match render_svg(path, &svg, limit) {
         Ok(()) => {
-            eprintln!("wrote {} and {}", path.display(), svg.display());
+            println!("wrote {} and {}", path.display(), svg.display());
             Ok(ExitCode::SUCCESS)
         }
         Err(DotFailure::NotInstalled) => {
+            println!("wrote {}", path.display());
             eprintln!(
-                "wrote {}; not rendered: Graphviz `dot` is not installed (not found on PATH); \
+                "{}: not rendered: Graphviz `dot` is not installed (not found on PATH); \
                  install graphviz, or render it elsewhere with `dot -Tsvg {} -o {}`",
                 path.display(),
                 path.display(),
@@ -110,7 +111,8 @@ fn dot_command(dag: &Path, out: Option<&Path>, max_events: usize, timeout: u64) 
         }
         Err(failure) => {
             let _ = std::fs::remove_file(&svg);
-            eprintln!("wrote {}; rendering {} failed: {failure}", path.display(), svg.display());
+            println!("wrote {}", path.display());
+            eprintln!("rendering {} failed: {failure}", svg.display());
             Ok(ExitCode::FAILURE)
         }
     }
@@ -212,7 +214,8 @@ fn verify_command(
     let options = VerifyOptions { keys, readmit_rejected, skip_state_digests: report.is_none(), ..Default::default() };
     let verified = verify::verify_input(input, &options);
     let r = &verified.report;
-    eprintln!(
+    // The verdict is the command's result: stdout.
+    println!(
         "{}: room {} (v{}): {} events, {} accepted, {} rejected; {} forward extremities; final state {} entries, digest {}",
         dag.display(),
         r.room_id,
@@ -231,7 +234,7 @@ fn verify_command(
         }
     }
     for (stage, n) in by_stage {
-        eprintln!("  rejected at {stage}: {n}");
+        println!("  rejected at {stage}: {n}");
     }
     if let Some(path) = report {
         write_atomic(&path, &verify::report_json(r))?;

@@ -82,6 +82,12 @@ enum Command {
         /// Override for both designs (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Name of design A in the outputs (default: its --set-a overrides, or "scenario as is").
+        #[arg(long)]
+        label_a: Option<String>,
+        /// Name of design B in the outputs (default: its --set-b overrides, or "scenario as is").
+        #[arg(long)]
+        label_b: Option<String>,
         #[arg(long, default_value = "out")]
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
@@ -152,7 +158,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Check { scenario, set } => {
             let sc = run::load(&scenario, &set)?;
-            eprintln!(
+            // The verdict is the command's result: stdout (errors go to stderr).
+            println!(
                 "{}: ok ({} servers, {} rooms, {} timeline actions, {} faults)",
                 scenario.display(),
                 sc.servers.len(),
@@ -170,12 +177,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Report { run_dir } => {
             let path = roomsim_analysis::report::write_run_report(&run_dir).map_err(|e| e.to_string())?;
-            eprintln!("wrote {}", path.display());
+            println!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Compare { scenario, seeds, set_a, set_b, set, out, threads, no_progress } => {
+        Command::Compare { scenario, seeds, set_a, set_b, set, label_a, label_b, out, threads, no_progress } => {
             set_threads(threads);
-            batch::compare(batch::CompareArgs { scenario, seeds, set, set_a, set_b, out, progress: !no_progress })?;
+            batch::compare(batch::CompareArgs {
+                scenario,
+                seeds,
+                set,
+                set_a,
+                set_b,
+                label_a,
+                label_b,
+                out,
+                progress: !no_progress,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep { scenario, shard, set, out, threads, no_progress } => {

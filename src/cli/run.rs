@@ -1,6 +1,6 @@
 //! `roomsim run`, `check`, `replay` and `diff`: simulate a scenario and write the run directory.
 
-use super::files::{read_text, write_atomic};
+use super::files::{read_text, write_atomic, PartialDir};
 use roomsim_engine::metrics::MetricRow;
 use roomsim_engine::scenario::{self, Scenario};
 use roomsim_engine::sim::log::{LogCompression, LogMode, LogWriter};
@@ -40,13 +40,23 @@ pub struct RunOptions {
     pub log_compression: LogCompression,
 }
 
+/// The tag of a run's partial directory (`<seed>.partial-<tag>`): the first 12 hex digits of
+/// the scenario's sha256 (`scenario_sha256` in summary.json), so it is deterministic.
+pub fn partial_tag(scenario: &Scenario) -> String {
+    scenario.source.sha256()[..12].to_string()
+}
+
 /// Runs a scenario into `dir`; returns the result (summary etc.).
+///
+/// Everything is written into the sibling `<seed>.partial-<tag>/` and renamed into place when
+/// the run is done: a run that fails or is interrupted (Ctrl-C) leaves an earlier `dir` untouched
+/// and says where it stopped; the partial directory keeps what the run wrote (an interrupted run
+/// writes its outputs so far there) and is replaced by the next run.
 pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result<RunResult, String> {
-    std::fs::create_dir_all(dir.join("rooms")).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // The log is written beside any earlier run's and takes its place only once this run's
-    // outputs are written: a failing or interrupted re-run leaves the earlier log intact.
-    let log_name = options.log_compression.file_name();
-    let log_path = dir.join(format!("{log_name}.partial"));
+    let partial = PartialDir::create(dir, &partial_tag(scenario))?;
+    let tmp = partial.path().to_owned();
+    std::fs::create_dir_all(tmp.join("rooms")).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let log_path = tmp.join(options.log_compression.file_name());
     let log_file = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let log = LogWriter::compressed(
         Box::new(BufWriter::with_capacity(1 << 20, log_file)),
@@ -57,6 +67,7 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
     let mut world = roomsim_engine::metrics::instrumented_world(scenario, options.seed, log);
     let mut bar = RunProgress::new(options.progress, world.end_time());
     let interrupted = interrupt_flag();
+    let mut stopped_by_interrupt = false;
     // The loop runs on a worker of rayon's pool, so that windows handled in parallel do not
     // hand work from this thread to the pool and back each time.
     rayon::scope(|_| {
@@ -65,10 +76,7 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
                 b.update(&world);
             }
             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-                eprintln!(
-                    "interrupted at simulated time {} ms: writing what the run produced so far",
-                    world.now() / 1000
-                );
+                stopped_by_interrupt = true;
                 break;
             }
         }
@@ -77,29 +85,33 @@ pub fn run_into(scenario: &Scenario, dir: &Path, options: &RunOptions) -> Result
         b.finish();
     }
     let stopped_at = world.now();
+    let untouched = if dir.exists() {
+        format!("{} is untouched", dir.display())
+    } else {
+        format!("{} was not created", dir.display())
+    };
     let result = world.finish(options.check_invariants).map_err(|e| {
         format!(
-            "run stopped at simulated time {} ms: {e}; files already written in {} are intact",
+            "run stopped at simulated time {} ms: {e}; {untouched}; what it wrote is in {}",
             stopped_at / 1000,
-            dir.display()
+            tmp.display()
         )
     })?;
-    write_outputs(scenario, dir, &result)?;
-    let final_log = dir.join(log_name);
-    std::fs::rename(&log_path, &final_log).map_err(|e| format!("{}: {e}", final_log.display()))?;
-    // The other form of the log, from an earlier run into this directory, is not this run's.
-    for other in [LogCompression::Zstd, LogCompression::None] {
-        if other.file_name() != log_name {
-            let stale = dir.join(other.file_name());
-            if stale.exists() {
-                std::fs::remove_file(&stale).map_err(|e| format!("{}: {e}", stale.display()))?;
-            }
-        }
+    write_outputs(scenario, &tmp, &result)
+        .map_err(|e| format!("run finished but its outputs could not be written: {e}; {untouched}"))?;
+    if stopped_by_interrupt {
+        return Err(format!(
+            "interrupted at simulated time {} ms; {untouched}; the outputs so far are in {}",
+            stopped_at / 1000,
+            tmp.display()
+        ));
     }
+    partial.commit()?;
     Ok(result)
 }
 
-/// Set by Ctrl-C: the run stops at the next window and still writes its outputs.
+/// Set by Ctrl-C: the run stops at the next window and writes its outputs so far into its
+/// partial directory, which does not replace the earlier outputs.
 fn interrupt_flag() -> Arc<std::sync::atomic::AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>> = std::sync::OnceLock::new();
     FLAG.get_or_init(|| {
@@ -288,8 +300,9 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
         b.finish_and_clear();
     }
     match result {
+        // The verdict, either way, is the command's result: stdout.
         Err(d) => {
-            eprintln!(
+            println!(
                 "replay diverged at log record {} on server {}:\n  logged:   {}\n  replayed: {}",
                 d.seq, d.server, d.expected, d.got
             );
@@ -304,7 +317,7 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
                     let got = digests.get(room_id).cloned().unwrap_or_default();
                     for (server, w) in &want {
                         if got.get(server).map(String::as_str) != w.as_str() {
-                            eprintln!(
+                            println!(
                                 "replay: room {name}: {server} ends in state {:?}, the run ended in {w}",
                                 got.get(server)
                             );
@@ -314,7 +327,7 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
                 }
             }
             if ok {
-                eprintln!("replay: {records} log records re-applied; every server made the same decisions and sends and reached the same final state");
+                println!("replay: {records} log records re-applied; every server made the same decisions and sends and reached the same final state");
             }
             Ok(ok)
         }

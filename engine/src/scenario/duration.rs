@@ -25,6 +25,11 @@ const UNITS: &[(&str, u64)] =
 
 const UNIT_LIST: &str = "us, ms, s, m, h";
 
+/// The longest duration a scenario may give: 1 000 000 hours (about 114 years). Every time the
+/// simulator computes is a sum of a few of them (a time plus a latency, a timeout times the
+/// retries, ...), so with this bound no such sum can overflow the µs clock (u64, 584 000 years).
+pub const MAX_DURATION_US: u64 = 1_000_000 * 3_600_000_000;
+
 /// Parses a non-negative duration such as "250ms", "1.5s", "2m", "1h30m" or "800us".
 pub fn parse_duration(text: &str) -> Result<DurationUs, String> {
     let (negative, magnitude) = parse_signed_parts(text)?;
@@ -57,6 +62,9 @@ fn parse_signed_parts(text: &str) -> Result<(bool, u64), String> {
         let (micros, after) = parse_component(text, rest)?;
         total = total.checked_add(micros).ok_or_else(|| too_large(text))?;
         rest = after;
+    }
+    if total > MAX_DURATION_US {
+        return Err(format!("duration \"{text}\" is too large: at most {}", format_duration_us(MAX_DURATION_US)));
     }
     Ok((negative, total))
 }
@@ -181,6 +189,15 @@ impl<'de> Deserialize<'de> for SignedDurationUs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("1000000h"), Ok(DurationUs(MAX_DURATION_US)));
+        assert_eq!(parse_signed_duration("-1000000h"), Ok(SignedDurationUs(-(MAX_DURATION_US as i64))));
+        let e = parse_duration("1000000h1us").unwrap_err();
+        assert_eq!(e, "duration \"1000000h1us\" is too large: at most 1000000h");
+        assert!(parse_signed_duration("-1000001h").unwrap_err().contains("at most 1000000h"));
+    }
 
     #[test]
     fn parses_units_fractions_and_compounds() {

@@ -26,9 +26,12 @@ mod raw;
 mod resolve;
 mod sweep;
 
-pub use duration::{format_duration_us, parse_duration, parse_signed_duration, DurationUs, SignedDurationUs};
+pub use duration::{
+    format_duration_us, parse_duration, parse_signed_duration, DurationUs, SignedDurationUs, MAX_DURATION_US,
+};
 pub use error::{ErrorLocation, ScenarioError};
 pub use model::*;
+pub use overrides::override_value_text;
 pub use sweep::{parse_shard, shard, sweep_cells};
 
 use error::Problem;
@@ -44,6 +47,16 @@ pub const MAX_ACTIONS: usize = 1_000_000;
 /// Server or user names produced by expanding groups and `"*"`, per section.
 pub const MAX_EXPANDED_NAMES: usize = 10_000_000;
 pub const MAX_SWEEP_CELLS: usize = 1_000_000;
+/// Scenario, room and group names become file and directory names (`out/<scenario>/`,
+/// `rooms/<room>.pdus.jsonl`, `<scenario>-compare/`): file systems allow 255 bytes per name, and
+/// the outputs add up to 24 bytes of suffix.
+pub const MAX_IDENTIFIER_BYTES: usize = 200;
+/// Message bodies and topics of `[[timeline]]` actions: the event must stay well inside the
+/// Matrix spec's 65 536-byte limit on a PDU (Server-Server API, "Size limits").
+pub const MAX_TEXT_BYTES: usize = 16_384;
+/// Event types (keys of `power_levels.events`): the spec limits them to 255 bytes
+/// (Client-Server API, "Size limits").
+pub const MAX_EVENT_TYPE_BYTES: usize = 255;
 
 /// Parses and validates a scenario. `file_name` is only used in messages; `overrides` are
 /// `key.path=value` strings (the CLI's `--set`), applied in order.

@@ -63,6 +63,22 @@ pub struct ScenarioSource {
     pub overrides: Vec<String>,
 }
 
+impl ScenarioSource {
+    /// The scenario file's name without its directories (`quickstart.toml` for
+    /// `../scenarios/quickstart.toml`): outputs name the file this way, so they do not depend on
+    /// the working directory or on how the path was typed.
+    pub fn base_name(&self) -> &str {
+        std::path::Path::new(&self.file_name).file_name().and_then(|n| n.to_str()).unwrap_or(&self.file_name)
+    }
+
+    /// sha256 (hex) of the file's text: with [`ScenarioSource::base_name`], what identifies the
+    /// scenario in outputs.
+    pub fn sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// When a run stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

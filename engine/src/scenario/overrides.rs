@@ -148,6 +148,15 @@ fn parse_key_path(key: &str) -> Option<Vec<String>> {
     }
 }
 
+/// The value of an override (`key=VALUE`) as a reader wants to see it in a table: a TOML string
+/// by its content (`"30s"` is `30s`), any other value as written (`0.05`, `[1, 2]`).
+pub fn override_value_text(text: &str) -> String {
+    match parse_value(text.trim()) {
+        Value::String(s) => s,
+        _ => text.trim().to_string(),
+    }
+}
+
 /// A TOML value, or the text itself as a string when it is not one.
 fn parse_value(text: &str) -> Value {
     let parsed: Option<Table> = toml::from_str(&format!("v = {text}")).ok();

@@ -72,11 +72,20 @@ pub(super) fn check_identifier(name: &Spanned<String>, what: &str) -> Res<()> {
     let text = name.get_ref();
     let valid =
         !text.is_empty() && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if valid {
-        return Ok(());
+    if !valid {
+        let message = format!("invalid {what} \"{text}\": use lowercase letters, digits, '_' and '-'");
+        return Err(Problem::at(name.span(), message));
     }
-    let message = format!("invalid {what} \"{text}\": use lowercase letters, digits, '_' and '-'");
-    Err(Problem::at(name.span(), message))
+    if text.len() > super::MAX_IDENTIFIER_BYTES {
+        let message = format!(
+            "{what} \"{}…\" is {} bytes long: at most {} (it names files and directories)",
+            &text[..24],
+            text.len(),
+            super::MAX_IDENTIFIER_BYTES
+        );
+        return Err(Problem::at(name.span(), message));
+    }
+    Ok(())
 }
 
 fn end_condition(header: &RawHeader) -> Res<EndCondition> {

@@ -128,6 +128,14 @@ fn power_levels(
 fn event_levels(raw: Option<&OrderedMap<Spanned<i64>>>) -> Res<BTreeMap<String, i64>> {
     let mut events = BTreeMap::new();
     for (event_type, level) in raw.iter().flat_map(|e| e.0.iter()) {
+        let max = super::super::MAX_EVENT_TYPE_BYTES;
+        if event_type.get_ref().len() > max {
+            let message = format!(
+                "event type in power_levels.events is {} bytes long: at most {max}",
+                event_type.get_ref().len()
+            );
+            return Err(Problem::at(event_type.span(), message));
+        }
         events.insert(event_type.get_ref().clone(), level_value(level)?);
     }
     Ok(events)

@@ -9,7 +9,7 @@ use super::super::error::{Problem, Res};
 use super::super::model::{ActionKind, ActionSpec, EndCondition, JoinRule, RoomSpec};
 use super::super::names::{abbreviate, Names};
 use super::super::raw::RawAction;
-use super::super::MAX_ACTIONS;
+use super::super::{MAX_ACTIONS, MAX_TEXT_BYTES};
 use super::rooms::level_value;
 use super::{check_within_end, reject, require, time_within_end};
 
@@ -99,6 +99,10 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
     check_field(&action.level, "level", level, &kind_span, &label)?;
     check_field(&action.join_rule, "join_rule", join_rule, &kind_span, &label)?;
     check_field(&action.text, "text", text, &kind_span, &label)?;
+    if let Some(t) = action.text.as_ref().filter(|t| t.get_ref().len() > MAX_TEXT_BYTES) {
+        let message = format!("`text` of {label} is {} bytes long: at most {MAX_TEXT_BYTES}", t.get_ref().len());
+        return Err(Problem::at(t.span(), message));
+    }
     let user = require(&action.user, "user", &kind_span, &label)?;
     let at_us = time_within_end(&action.at, end, &label)?;
     if at_us < room.start_us {

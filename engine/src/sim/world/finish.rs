@@ -82,7 +82,10 @@ impl World {
             ("faults", json!(faults)),
             ("log_records", json!(self.log.records())),
             ("log_digest", json!(log_digest)),
-            ("scenario_file", json!(self.scenario.source.file_name)),
+            // By file name and content, never by the path it was given as (outputs must not
+            // depend on the working directory).
+            ("scenario_file", json!(self.scenario.source.base_name())),
+            ("scenario_sha256", json!(self.scenario.source.sha256())),
             ("overrides", json!(self.scenario.source.overrides)),
             ("invariant_violations", json!(findings.violations.len())),
             ("caps_reached", json!(self.caps)),

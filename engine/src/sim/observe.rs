@@ -83,6 +83,11 @@ pub trait WorldView {
     fn room_of_event(&self, event_id: &str) -> Option<&str>;
     /// Every PDU of a room any server created, in creation order.
     fn room_pdus(&self, room_id: &str) -> Vec<Arc<Pdu>>;
+    /// The room's PDUs from position `from` of the creation order on (what was created since a
+    /// caller last asked).
+    fn room_pdus_since(&self, room_id: &str, from: usize) -> Vec<Arc<Pdu>> {
+        self.room_pdus(room_id).into_iter().skip(from).collect()
+    }
     /// How many PDUs of a room were created (`room_pdus(room_id).len()` without the copies).
     fn room_pdu_count(&self, room_id: &str) -> usize {
         self.room_pdus(room_id).len()
@@ -120,7 +125,8 @@ pub struct Findings {
 pub trait Observer: Send {
     /// Every event, in log order (`node`: the node it concerns).
     fn on_event(&mut self, _t: SimTime, _node: Option<ServerIdx>, _event: &SimEvent, _view: &dyn WorldView) {}
-    /// After every window: the rooms whose current state changed on some node in it.
+    /// After every window: the rooms (IDs, sorted) held by a node that handled an input in it,
+    /// whose states may therefore have changed.
     fn on_window(&mut self, _t: SimTime, _changed_rooms: &[String], _view: &mut dyn WorldView) {}
     /// At every sample tick (`metrics.interval`), and once at the end.
     fn on_sample(&mut self, _t: SimTime, _view: &mut dyn WorldView) {}

@@ -37,6 +37,10 @@ impl WorldView for World {
             .map(|ids| ids.iter().map(|id| self.store[id].clone()).collect())
             .unwrap_or_default()
     }
+    fn room_pdus_since(&self, room_id: &str, from: usize) -> Vec<Arc<Pdu>> {
+        let ids = self.room_events.get(room_id).map(Vec::as_slice).unwrap_or(&[]);
+        ids.get(from..).unwrap_or(&[]).iter().map(|id| self.store[id].clone()).collect()
+    }
     fn room_pdu_count(&self, room_id: &str) -> usize {
         self.room_events.get(room_id).map_or(0, Vec::len)
     }

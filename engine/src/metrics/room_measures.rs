@@ -43,6 +43,88 @@ struct RoomTrack {
     reachable: FastSet<String>,
     max_event_lag: f64,
     max_forward_extremities: f64,
+    /// Servers with a user joined by the union DAG's membership, and the honest ones.
+    in_room: BTreeSet<ServerIdx>,
+    honest_in_room: BTreeSet<ServerIdx>,
+    /// Per server of the room holding a replica: its digests as last read.
+    replicas: BTreeMap<ServerIdx, Digests>,
+    /// Honest servers of the room holding a replica, per (current digest, DAG digest).
+    pairs: BTreeMap<(String, String), usize>,
+}
+
+/// A replica's digests as last read; the DAG state is kept to skip digesting an unchanged one.
+struct Digests {
+    events: usize,
+    dag_state: crate::protocol::dag::StateMap,
+    dag: String,
+    current: String,
+}
+
+impl RoomTrack {
+    fn pair_of(&self, k: ServerIdx) -> Option<(String, String)> {
+        self.replicas.get(&k).map(|d| (d.current.clone(), d.dag.clone()))
+    }
+
+    fn count(&mut self, pair: Option<(String, String)>, delta: isize) {
+        let Some(pair) = pair else { return };
+        let n = self.pairs.entry(pair.clone()).or_default();
+        *n = n.checked_add_signed(delta).expect("counted before");
+        if *n == 0 {
+            self.pairs.remove(&pair);
+        }
+    }
+
+    /// Reads replica `k` again (digesting its DAG state only when its events changed and the
+    /// state they resolve to did too).
+    fn refresh(&mut self, k: ServerIdx, room_id: &str, view: &mut dyn WorldView) {
+        let counted = self.honest_in_room.contains(&k);
+        let before = if counted { self.pair_of(k) } else { None };
+        match view.replica_stats(k, room_id) {
+            None => {
+                self.replicas.remove(&k);
+            }
+            Some(stats) => {
+                if let Some(d) = self.replicas.get_mut(&k).filter(|d| d.events == stats.events) {
+                    d.current = stats.current_digest;
+                } else if let Some(state) = view.dag_state(k, room_id) {
+                    let dag = match self.replicas.get(&k) {
+                        Some(d) if d.dag_state.ptr_eq(&state) || d.dag_state == state => d.dag.clone(),
+                        _ => view.replica_state_digest(k, room_id, &state).unwrap_or_default(),
+                    };
+                    self.replicas
+                        .insert(k, Digests { events: stats.events, dag_state: state, dag, current: stats.current_digest });
+                }
+            }
+        }
+        if counted {
+            let after = self.pair_of(k);
+            if before != after {
+                self.count(before, -1);
+                self.count(after, 1);
+            }
+        }
+    }
+
+    /// Counts the honest servers of the room again (after the membership changed).
+    fn recount(&mut self) {
+        self.pairs.clear();
+        let honest: Vec<ServerIdx> = self.honest_in_room.iter().copied().collect();
+        for k in honest {
+            let p = self.pair_of(k);
+            self.count(p, 1);
+        }
+    }
+
+    /// Agreement now: no server expected (everyone left), or every honest server of the room
+    /// holds a replica and they share one (current, DAG) digest pair. A room whose servers are
+    /// all byzantine has no honest view to agree on.
+    fn agreed(&self) -> bool {
+        if self.in_room.is_empty() {
+            return true;
+        }
+        let holding: usize = self.pairs.values().sum();
+        !self.honest_in_room.is_empty() && holding == self.honest_in_room.len() && self.pairs.len() == 1
+    }
 }
 
 /// The room at one evaluation.
@@ -72,8 +154,6 @@ pub struct RoomMeasures {
     trouble: JoinTrouble,
     /// Server name → node index (filled on first use).
     index: BTreeMap<String, ServerIdx>,
-    /// (server, room ID) → (replica event count, DAG-state digest).
-    dag_digests: BTreeMap<(ServerIdx, String), (usize, String)>,
     rows: Vec<MetricRow>,
     /// The last sample's time and where its rows begin (a second sample at the same time
     /// replaces it: the final sample is written once).
@@ -95,6 +175,10 @@ impl RoomMeasures {
                     reachable: FastSet::default(),
                     max_event_lag: 0.0,
                     max_forward_extremities: 0.0,
+                    in_room: BTreeSet::new(),
+                    honest_in_room: BTreeSet::new(),
+                    replicas: BTreeMap::new(),
+                    pairs: BTreeMap::new(),
                 };
                 (r.name.clone(), track)
             })
@@ -108,7 +192,6 @@ impl RoomMeasures {
             fault_windows: Vec::new(),
             trouble: JoinTrouble::default(),
             index: BTreeMap::new(),
-            dag_digests: BTreeMap::new(),
             rows: Vec::new(),
             last_sample: None,
             evaluations: 0,
@@ -169,11 +252,19 @@ impl RoomMeasures {
         &self.index
     }
 
-    /// Evaluates a room's membership and agreement now, and records the agreement at `t`.
-    fn evaluate(&mut self, t: SimTime, name: &str, room_id: &str, view: &mut dyn WorldView) -> Option<Snapshot> {
+    /// Evaluates a room's membership and agreement now, reading again the replicas of
+    /// `changed` (None: of every server in the room), and records the agreement at `t`.
+    fn evaluate(
+        &mut self,
+        t: SimTime,
+        name: &str,
+        room_id: &str,
+        changed: Option<&[ServerIdx]>,
+        view: &mut dyn WorldView,
+    ) -> Option<Snapshot> {
         self.evaluations += 1;
         self.server_index(view);
-        let RoomMeasures { rooms, index, intended, dag_digests, .. } = self;
+        let RoomMeasures { rooms, index, intended, .. } = self;
         let track = rooms.get_mut(name)?;
         let union = track.union.get_or_insert_with(|| UnionRoom::new(room_id, track.version));
         let new = view.room_pdus_since(room_id, union.taken);
@@ -185,35 +276,37 @@ impl RoomMeasures {
         }
         union.take(new);
         let in_room = servers_of(union.joined_users(), index);
-        let mut expected = in_room.clone();
+        let membership_changed = in_room != track.in_room;
+        if membership_changed {
+            track.honest_in_room = in_room.iter().copied().filter(|k| view.is_honest(*k)).collect();
+            track.in_room = in_room;
+        }
+        match changed {
+            Some(servers) if !membership_changed => {
+                for &k in servers {
+                    if track.in_room.contains(&k) {
+                        track.refresh(k, room_id, view);
+                    }
+                }
+            }
+            _ => {
+                let all: Vec<ServerIdx> = track.in_room.iter().copied().collect();
+                for k in all {
+                    track.refresh(k, room_id, view);
+                }
+                track.replicas.retain(|k, _| track.in_room.contains(k));
+                track.recount();
+            }
+        }
+        let agreed = track.agreed();
+        track.timeline.observe(t, agreed);
+        let mut expected = track.in_room.clone();
         if let Some(users) = intended.get(name) {
             expected.extend(servers_of(users, index));
         }
-        let mut current = Vec::new();
-        let mut dag = Vec::new();
-        let mut honest_complete = true;
-        let mut honest: Vec<(String, String)> = Vec::new();
-        for &k in &in_room {
-            let Some(stats) = view.replica_stats(k, room_id) else {
-                honest_complete &= !view.is_honest(k);
-                continue;
-            };
-            let dag_digest = cached_dag_digest(dag_digests, view, k, room_id, stats.events).unwrap_or_default();
-            if view.is_honest(k) {
-                honest.push((stats.current_digest.clone(), dag_digest.clone()));
-            }
-            current.push((k, stats.current_digest));
-            dag.push(dag_digest);
-        }
-        // No server is expected (everyone left): vacuously agreed. Servers expected but none of
-        // them honest and holding the room: nothing agrees.
-        let agreed = if in_room.is_empty() {
-            true
-        } else {
-            honest_complete && !honest.is_empty() && honest.iter().all(|h| *h == honest[0])
-        };
-        track.timeline.observe(t, agreed);
-        Some(Snapshot { in_room, expected, agreed, current, dag })
+        let current = track.replicas.iter().map(|(k, d)| (*k, d.current.clone())).collect();
+        let dag = track.replicas.values().map(|d| d.dag.clone()).collect();
+        Some(Snapshot { in_room: track.in_room.clone(), expected, agreed, current, dag })
     }
 
     /// Every created room of the view: (name, room ID).
@@ -234,7 +327,7 @@ impl RoomMeasures {
     }
 
     fn sample_room(&mut self, t: SimTime, name: &str, room_id: &str, view: &mut dyn WorldView) {
-        let Some(snap) = self.evaluate(t, name, room_id, view) else { return };
+        let Some(snap) = self.evaluate(t, name, room_id, None, view) else { return };
         let digests: Vec<String> = snap.current.iter().map(|c| c.1.clone()).collect();
         let (distinct, largest) = agreement(&digests);
         let disagreements = self.verdicts.get(room_id).map_or(0, |v| v.1) as f64;
@@ -267,7 +360,7 @@ impl RoomMeasures {
     /// The measured part of `summary.json`'s `rooms.<name>`.
     fn room_summary(&mut self, name: &str, room_id: &str, view: &mut dyn WorldView) -> Map<String, Value> {
         let t = view.now();
-        let snap = self.evaluate(t, name, room_id, view).expect("room tracked");
+        let snap = self.evaluate(t, name, room_id, None, view).expect("room tracked");
         let names = |set: &BTreeSet<ServerIdx>, view: &dyn WorldView| -> Vec<String> {
             set.iter()
                 .map(|k| {
@@ -415,10 +508,10 @@ impl Observer for RoomMeasures {
         }
     }
 
-    fn on_window(&mut self, t: SimTime, changed_rooms: &[String], view: &mut dyn WorldView) {
+    fn on_window(&mut self, t: SimTime, changed: &[(String, Vec<ServerIdx>)], view: &mut dyn WorldView) {
         for (name, room_id) in Self::created_rooms(view) {
-            if changed_rooms.binary_search(&room_id).is_ok() {
-                self.evaluate(t, &name, &room_id, view);
+            if let Ok(i) = changed.binary_search_by(|c| c.0.as_str().cmp(&room_id)) {
+                self.evaluate(t, &name, &room_id, Some(&changed[i].1), view);
             }
         }
     }
@@ -453,21 +546,3 @@ impl Observer for RoomMeasures {
     }
 }
 
-/// The DAG-state digest of a replica, resolved again only when it gained events (a DAG only
-/// grows, and the state it resolves to is a function of its events).
-fn cached_dag_digest(
-    cache: &mut BTreeMap<(ServerIdx, String), (usize, String)>,
-    view: &dyn WorldView,
-    k: ServerIdx,
-    room_id: &str,
-    events: usize,
-) -> Option<String> {
-    if let Some((n, d)) = cache.get(&(k, room_id.to_owned())) {
-        if *n == events {
-            return Some(d.clone());
-        }
-    }
-    let d = view.dag_state_digest(k, room_id)?;
-    cache.insert((k, room_id.to_owned()), (events, d.clone()));
-    Some(d)
-}

@@ -98,6 +98,8 @@ pub struct World {
     parallel_min_inputs: Option<usize>,
     /// Times each named cap was reached.
     caps: BTreeMap<String, u64>,
+    /// Per node: each replica's event count when observers last heard of it.
+    replica_lens: Vec<BTreeMap<String, usize>>,
     /// Test-only: a server that never receives PDUs of one event type.
     skip_for_test: Option<(ServerIdx, String)>,
 }
@@ -173,6 +175,7 @@ impl World {
             stats: WindowStats::default(),
             parallel_min_inputs: None,
             caps: BTreeMap::new(),
+            replica_lens: vec![BTreeMap::new(); n],
             skip_for_test: None,
             scenario: scenario.clone(),
         };

@@ -73,6 +73,18 @@ impl WorldView for World {
         let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;
         Some(crate::protocol::dag::state_digest(&r.dag, &r.dag_state()))
     }
+    fn dag_state(&self, k: ServerIdx, room_id: &str) -> Option<crate::protocol::dag::StateMap> {
+        Some(self.nodes[k as usize].as_server()?.rooms.get(room_id)?.dag_state())
+    }
+    fn replica_state_digest(
+        &self,
+        k: ServerIdx,
+        room_id: &str,
+        state: &crate::protocol::dag::StateMap,
+    ) -> Option<String> {
+        let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;
+        Some(crate::protocol::dag::state_digest(&r.dag, state))
+    }
     fn held(&self, k: ServerIdx, room_id: &str, event_id: &str) -> Option<Held> {
         let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;
         let i = r.dag.index_of(event_id)?;

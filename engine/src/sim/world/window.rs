@@ -13,7 +13,7 @@ use crate::sim::server::{room_id_of, Input, Output};
 use crate::sim::time::SimTime;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 /// The log form of a send, borrowing the message (deserialises as [`SimEvent::Send`]).
@@ -118,21 +118,30 @@ impl World {
         self.after_window(&touched);
     }
 
-    /// Tells observers which rooms' states may have changed in this window: those held by a
-    /// node that handled an input (a DAG can grow without its current state changing, and the
-    /// agreement measure compares both).
+    /// Tells observers which replicas changed in this window (new events, or a new current
+    /// state), by room: a DAG can grow without its current state changing, and the agreement
+    /// measure compares both.
     fn after_window(&mut self, touched: &[ServerIdx]) {
         self.refresh_holders();
-        let mut changed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut changed: BTreeMap<String, Vec<ServerIdx>> = BTreeMap::new();
         for &k in touched {
-            if let Some(s) = self.nodes[k as usize].as_server() {
-                changed.extend(s.rooms.keys().cloned());
+            let Some(s) = self.nodes[k as usize].as_server() else { continue };
+            let lens = &mut self.replica_lens[k as usize];
+            for (id, r) in &s.rooms {
+                let n = r.dag.len();
+                let grew = lens.get(id) != Some(&n);
+                if grew {
+                    lens.insert(id.clone(), n);
+                }
+                if grew || r.is_dirty() {
+                    changed.entry(id.clone()).or_default().push(k);
+                }
             }
         }
         if changed.is_empty() {
             return;
         }
-        let changed: Vec<String> = changed.into_iter().collect();
+        let changed: Vec<(String, Vec<ServerIdx>)> = changed.into_iter().collect();
         let t = self.now;
         self.observe(|o, w| o.on_window(t, &changed, w));
     }

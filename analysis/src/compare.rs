@@ -157,10 +157,16 @@ fn paired_stats(a: &[(u64, Option<f64>)], b: &[(u64, Option<f64>)], stream: &str
     }
 }
 
-/// "not converged" for convergence times, "null" otherwise.
+/// A room's time to agreement (`convergence_time_ms` in runs written before it was defined).
+pub(crate) fn is_agreement_time(metric: &str) -> bool {
+    metric.ends_with("time_to_agreement_ms") || metric.ends_with("convergence_time_ms")
+}
+
+/// "did not agree" for times to agreement (and the convergence times of older runs), "null"
+/// otherwise.
 pub(crate) fn null_word(metric: &str) -> &'static str {
-    if metric.ends_with("convergence_time_ms") {
-        "not converged"
+    if is_agreement_time(metric) {
+        "did not agree"
     } else {
         "null"
     }
@@ -171,7 +177,7 @@ fn ci_text(ci: Option<(f64, f64)>) -> String {
 }
 
 impl CompareRow {
-    /// "not converged: A 3/50, B 0/50" when either side has nulls or missing values.
+    /// "did not agree: A 3/50, B 0/50" when either side has nulls or missing values.
     pub fn null_note(&self, runs_a: u32, runs_b: u32) -> String {
         let mut parts = Vec::new();
         if self.a.nulls + self.b.nulls > 0 {
@@ -411,7 +417,7 @@ impl CompareTable {
         let ecdfs: Vec<&CompareRow> = self
             .rows
             .iter()
-            .filter(|r| r.metric.ends_with("convergence_time_ms"))
+            .filter(|r| is_agreement_time(&r.metric))
             // a constant time without nulls is a single step: nothing to see
             .filter(|r| r.varies(self) || r.a.nulls + r.b.nulls > 0)
             .collect();
@@ -581,7 +587,7 @@ mod tests {
         }
         let conv = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
         assert_eq!((conv.a.n, conv.a.nulls), (26, 4));
-        assert!(conv.null_note(t.runs_a, t.runs_b).contains("not converged: A 4/30, B 4/30"));
+        assert!(conv.null_note(t.runs_a, t.runs_b).contains("did not agree: A 4/30, B 4/30"));
     }
 
     #[test]

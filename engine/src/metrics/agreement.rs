@@ -83,6 +83,8 @@ pub struct Conclusion {
     pub episodes: Vec<Episode>,
     /// Total length of the episodes (an open one counts up to the end of the run).
     pub diverged_us_total: SimTime,
+    /// The end of the run (an open episode lasts to it).
+    pub end_us: SimTime,
     pub agreed_at_end: bool,
     /// When the final agreement began (None: no agreement at the end).
     pub agreement_reached_us: Option<SimTime>,
@@ -144,6 +146,7 @@ pub fn conclude(timeline: &Timeline, faults: &[FaultWindow], end_us: SimTime) ->
     Conclusion {
         episodes,
         diverged_us_total,
+        end_us,
         agreed_at_end,
         agreement_reached_us,
         time_to_agreement_us,

@@ -182,8 +182,18 @@ impl JoinTrouble {
         self.by_user.insert((room.to_owned(), user.to_owned()), format!("join action blocked: {reason}"));
     }
 
-    /// Why `user` (of server `server`) is not joined to `room` at the end, given the union DAG.
+    /// Why `user` (of server `server`) is not joined to `room` at the end, given the union DAG:
+    /// what went wrong with their last join attempt, else their membership event.
     pub fn why_missing(&self, room: &str, user: &str, server: Option<ServerIdx>, union: &UnionRoom) -> String {
+        if let Some((e, _)) = self.join_events.iter().rev().find(|(e, (r, u))| r == room && u == user && union.rejected(e)) {
+            return format!("join event {e} rejected by the auth rules");
+        }
+        if let Some(why) = self.by_user.get(&(room.to_owned(), user.to_owned())) {
+            return why.clone();
+        }
+        if let Some(why) = server.and_then(|k| self.failed_requests.get(&k)) {
+            return format!("join failed: {why}");
+        }
         if let Some(m) = union.membership_event(user) {
             let what = match m.membership() {
                 Some(Membership::Ban) => Some("banned"),
@@ -195,20 +205,6 @@ impl JoinTrouble {
             if let Some(what) = what {
                 return format!("{what} ({} by {})", m.event_id, m.sender);
             }
-        }
-        if let Some((e, _)) = self
-            .join_events
-            .iter()
-            .rev()
-            .find(|(e, (r, u))| r == room && u == user && union.rejected(e))
-        {
-            return format!("join event {e} rejected by the auth rules");
-        }
-        if let Some(why) = self.by_user.get(&(room.to_owned(), user.to_owned())) {
-            return why.clone();
-        }
-        if let Some(why) = server.and_then(|k| self.failed_requests.get(&k)) {
-            return format!("join failed: {why}");
         }
         "no join completed and no failure was logged (still pending at the end?)".to_owned()
     }

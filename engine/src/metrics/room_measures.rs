@@ -413,6 +413,12 @@ impl RoomMeasures {
 
     /// `agreed_at_end`, `agreement_reached_ms`, `time_to_agreement_ms` and the episodes.
     fn convergence_fields(&self, c: &Conclusion) -> Map<String, Value> {
+        // In whole ms, episode by episode, so that the total is the sum of the listed lengths.
+        let diverged_ms: u64 = c
+            .episodes
+            .iter()
+            .map(|e| to_ms(e.end_us.unwrap_or(c.end_us)) - to_ms(e.start_us))
+            .sum();
         let kind_of = |i: usize| self.fault_windows.iter().find(|w| w.index == i).map_or("?", |w| w.kind);
         let episodes: Vec<Value> = c
             .episodes
@@ -443,7 +449,7 @@ impl RoomMeasures {
             ("time_to_agreement_from", from),
             ("time_to_agreement_note", json!(c.why_no_time)),
             ("divergence_episodes", json!(c.episodes.len())),
-            ("diverged_ms_total", json!(to_ms(c.diverged_us_total))),
+            ("diverged_ms_total", json!(diverged_ms)),
             ("episodes", Value::Array(episodes)),
         ] {
             m.insert(k.into(), v);

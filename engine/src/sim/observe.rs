@@ -132,7 +132,8 @@ pub trait Observer: Send {
     /// Every event, in log order (`node`: the node it concerns).
     fn on_event(&mut self, _t: SimTime, _node: Option<ServerIdx>, _event: &SimEvent, _view: &dyn WorldView) {}
     /// After every window: the rooms (IDs, sorted) whose replica changed (new events or a new
-    /// current state) on some node that handled an input in it, each with those nodes (sorted).
+    /// current state) on some node that handled an input in it, each with those nodes (sorted),
+    /// and the rooms in which an event was created (possibly with no node listed).
     fn on_window(&mut self, _t: SimTime, _changed: &[(String, Vec<ServerIdx>)], _view: &mut dyn WorldView) {}
     /// At every sample tick (`metrics.interval`), and once at the end.
     fn on_sample(&mut self, _t: SimTime, _view: &mut dyn WorldView) {}

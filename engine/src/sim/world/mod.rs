@@ -100,6 +100,8 @@ pub struct World {
     caps: BTreeMap<String, u64>,
     /// Per node: each replica's event count when observers last heard of it.
     replica_lens: Vec<BTreeMap<String, usize>>,
+    /// Per room: its union DAG's event count when observers last heard of it.
+    room_events_seen: BTreeMap<String, usize>,
     /// Test-only: a server that never receives PDUs of one event type.
     skip_for_test: Option<(ServerIdx, String)>,
 }
@@ -176,6 +178,7 @@ impl World {
             parallel_min_inputs: None,
             caps: BTreeMap::new(),
             replica_lens: vec![BTreeMap::new(); n],
+            room_events_seen: BTreeMap::new(),
             skip_for_test: None,
             scenario: scenario.clone(),
         };

@@ -138,6 +138,14 @@ impl World {
                 }
             }
         }
+        // A room whose union DAG grew (an event was created: it may change who should be in
+        // the room) is reported even when no replica of it changed.
+        for (id, events) in &self.room_events {
+            if self.room_events_seen.get(id) != Some(&events.len()) {
+                self.room_events_seen.insert(id.clone(), events.len());
+                changed.entry(id.clone()).or_default();
+            }
+        }
         if changed.is_empty() {
             return;
         }

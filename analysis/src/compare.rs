@@ -483,7 +483,7 @@ impl CompareTable {
     }
 }
 
-/// "room main: convergence time" for `rooms.main.convergence_time_ms`.
+/// "room main: time to agreement" for `rooms.main.time_to_agreement_ms`.
 fn ecdf_title(metric: &str) -> String {
     let field = metric.rsplit('.').next().unwrap_or(metric);
     let words = field.trim_end_matches("_ms").replace('_', " ");

@@ -287,10 +287,16 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-/// "not converged" for convergence times, "null" otherwise.
+/// A room's time to agreement (`convergence_time_ms` in runs written before it was defined).
+pub(crate) fn is_agreement_time(metric: &str) -> bool {
+    metric.ends_with("time_to_agreement_ms") || metric.ends_with("convergence_time_ms")
+}
+
+/// "did not agree" for times to agreement (and the convergence times of older runs), "null"
+/// otherwise.
 pub(crate) fn null_word(metric: &str) -> &'static str {
-    if metric.ends_with("convergence_time_ms") {
-        "not converged"
+    if is_agreement_time(metric) {
+        "did not agree"
     } else {
         "null"
     }
@@ -308,7 +314,7 @@ impl CompareRow {
             || (self.diff.mean_diff.is_none() && self.rank.as_ref().is_some_and(|r| r.p_value < 0.05))
     }
 
-    /// "not converged: A 3/50, B 0/50" when either side has nulls or missing values.
+    /// "did not agree: A 3/50, B 0/50" when either side has nulls or missing values.
     pub fn null_note(&self, runs_a: u32, runs_b: u32) -> String {
         let mut parts = Vec::new();
         if self.a.nulls + self.b.nulls > 0 {
@@ -570,7 +576,7 @@ impl CompareTable {
         let ecdfs: Vec<&CompareRow> = self
             .rows
             .iter()
-            .filter(|r| r.metric.ends_with("convergence_time_ms"))
+            .filter(|r| is_agreement_time(&r.metric))
             // a constant time without nulls is a single step: nothing to see
             .filter(|r| r.varies(self) || r.a.nulls + r.b.nulls > 0)
             .collect();
@@ -636,7 +642,7 @@ impl CompareTable {
     }
 }
 
-/// "room main: convergence time" for `rooms.main.convergence_time_ms`.
+/// "room main: time to agreement" for `rooms.main.time_to_agreement_ms`.
 fn ecdf_title(metric: &str) -> String {
     let field = metric.rsplit('.').next().unwrap_or(metric);
     let words = field.trim_end_matches("_ms").replace('_', " ");
@@ -747,7 +753,7 @@ mod tests {
         }
         let conv = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
         assert_eq!((conv.a.n, conv.a.nulls), (26, 4));
-        assert!(conv.null_note(t.runs_a, t.runs_b).contains("not converged: A 4/30, B 4/30"));
+        assert!(conv.null_note(t.runs_a, t.runs_b).contains("did not agree: A 4/30, B 4/30"));
         // censored runs: no mean, no paired difference; ranks say "no difference"
         assert_eq!((conv.a.mean, conv.diff.mean_diff), (None, None));
         let rank = conv.rank.as_ref().unwrap();

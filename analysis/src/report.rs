@@ -14,15 +14,22 @@ use crate::html::{figure, page, table, Cell};
 use crate::metrics::{MetricsTable, SeriesKey};
 use crate::plots::measures::measure_rank;
 use crate::plots::timeline::faults_timeline_svg;
+use crate::plots::time_series::FaultBand;
 use crate::plots::{describe_measure, Chart, PlotSize, TimeSeriesChart};
 use crate::summary::{FieldValue, RoomSummary, RunSummary};
 use crate::AnalysisError;
 
 /// Room fields shown first, in this order; any other field follows alphabetically.
 const ROOM_FIELD_ORDER: &[&str] = &[
+    "servers_expected",
     "servers_in_room",
-    "converged",
-    "convergence_time_ms",
+    "byzantine_in_room",
+    "joins_failed",
+    "agreed_at_end",
+    "time_to_agreement_ms",
+    "agreement_reached_ms",
+    "divergence_episodes",
+    "diverged_ms_total",
     "distinct_final_states",
     "largest_agreeing_group",
     "auth_disagreements",
@@ -96,11 +103,16 @@ impl RunFiles {
         let Some(metrics) = &self.metrics else {
             return Vec::new();
         };
-        let mut out: Vec<(SeriesKey, TimeSeriesChart)> = metrics
-            .series(|r| self.room_name(r))
+        let mut all = metrics.series(|r| self.room_name(r));
+        merge_membership(&mut all);
+        let mut out: Vec<(SeriesKey, TimeSeriesChart)> = all
             .iter()
             .map(|(key, series)| {
-                let chart = TimeSeriesChart::from_series(key, series, &self.summary.faults, self.x_end_ms());
+                let mut chart = TimeSeriesChart::from_series(key, series, &self.summary.faults, self.x_end_ms());
+                if key.measure == "agreement" {
+                    let room = key.room.as_ref().and_then(|r| self.summary.rooms.get(r));
+                    chart.episodes = room.map_or_else(Vec::new, |r| r.episodes.iter().map(FaultBand::from_fault).collect());
+                }
                 (key.clone(), chart)
             })
             .collect();
@@ -112,6 +124,25 @@ impl RunFiles {
                 .then_with(|| measure_rank(&a.measure).cmp(&measure_rank(&b.measure)))
         });
         out
+    }
+}
+
+/// Per room, `servers_expected` and `servers_in_room` (room-wide series) become one
+/// `membership` chart with a line each, so that missing servers show as the gap between them.
+fn merge_membership(all: &mut std::collections::BTreeMap<SeriesKey, crate::metrics::MeasureSeries>) {
+    let rooms: Vec<Option<String>> =
+        all.keys().filter(|k| k.measure == "servers_expected").map(|k| k.room.clone()).collect();
+    for room in rooms {
+        let key = |measure: &str| SeriesKey { room: room.clone(), measure: measure.to_owned() };
+        let (Some(expected), Some(in_room)) = (all.remove(&key("servers_expected")), all.remove(&key("servers_in_room")))
+        else {
+            continue;
+        };
+        let pick = |s: crate::metrics::MeasureSeries| s.lines.into_values().next().unwrap_or_default();
+        let mut lines = std::collections::BTreeMap::new();
+        lines.insert("expected".to_owned(), pick(expected));
+        lines.insert("in room".to_owned(), pick(in_room));
+        all.insert(key("membership"), crate::metrics::MeasureSeries { lines });
     }
 }
 
@@ -214,9 +245,10 @@ fn how_to_read(run: &RunFiles, scenario: &str, seed: &str) -> String {
     format!(
         "<section class=\"howto\"><p><b>How to read this.</b> One simulated run of scenario \
          <b>{}</b> with seed <b>{}</b>; {faults}. The banner below is the verdict: green when every \
-         room ended with all its servers holding the same state (<i>converged</i>) and no event was \
-         accepted by one server but rejected by another (<i>auth disagreement</i>, which a correct \
-         protocol never produces); red lists what went wrong.</p><p>Then come one row per room of \
+         room ended with all the servers that should be in it holding the same state (<i>agreement</i>), \
+         no event was accepted by one server but rejected by another (<i>auth disagreement</i>, which a \
+         correct protocol never produces), no invariant was violated and every member the scenario \
+         meant to join is in; amber when members are missing; red lists what went wrong.</p><p>Then come one row per room of \
          end-of-run numbers, the fault timeline, and for each room one chart per measure over \
          simulated time — one line per server, faults shaded — where you can watch divergence \
          rise during a fault and fall after it ends. The run is deterministic: the same scenario \
@@ -235,8 +267,9 @@ pub struct Verdict {
     pub detail: String,
 }
 
-/// Green when every room converged with 0 auth disagreements; red lists what went wrong; amber
-/// when the summary does not say.
+/// Red when a room did not reach agreement, had auth disagreements, or invariants were
+/// violated; amber when members the scenario meant to join are missing (or the summary does not
+/// say); green otherwise. Says why in words.
 pub fn verdict(s: &RunSummary) -> Verdict {
     if s.rooms.is_empty() {
         return Verdict {
@@ -246,53 +279,73 @@ pub fn verdict(s: &RunSummary) -> Verdict {
         };
     }
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let mut unknown = Vec::new();
-    for r in s.rooms.values() {
-        match r.fields.get("converged") {
+    if let Some(n) = s.top_level.get("invariant_violations").and_then(|v| v.as_metric()).filter(|n| *n > 0.0) {
+        problems.push(format!("{} invariant violation{}", num(n), if n == 1.0 { "" } else { "s" }));
+    }
+    let mut rooms: Vec<&RoomSummary> = s.rooms.values().collect();
+    rooms.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    for r in &rooms {
+        // `converged` is what runs written before `agreed_at_end` recorded.
+        match r.fields.get("agreed_at_end").or_else(|| r.fields.get("converged")) {
             Some(FieldValue::Bool(true)) => {}
             Some(FieldValue::Bool(false)) => {
                 let states = r
                     .number("distinct_final_states")
                     .map_or(String::new(), |n| format!(" ({} distinct final states)", num(n)));
-                problems.push(format!("room {} did not converge{states}", r.name));
+                problems.push(format!("room {} did not agree by the end{states}", r.name));
             }
-            _ => unknown.push(format!("room {}: convergence not recorded", r.name)),
+            _ => unknown.push(format!("room {}: agreement not recorded", r.name)),
         }
         if let Some(n) = r.number("auth_disagreements").filter(|n| *n > 0.0) {
             problems.push(format!("room {}: {} auth disagreements", r.name, num(n)));
         }
+        if !r.members_missing.is_empty() {
+            let who: Vec<String> = r.members_missing.iter().map(|(u, why)| format!("{u} ({why})")).collect();
+            let plural = if who.len() == 1 { "" } else { "s" };
+            warnings.push(format!("room {}: {} member{plural} missing: {}", r.name, who.len(), who.join(", ")));
+        }
     }
     let sum = |field: &str| -> f64 { s.rooms.values().filter_map(|r| r.number(field)).sum() };
-    let soft_note = format!(
+    let mut notes: Vec<String> = rooms
+        .iter()
+        .filter(|r| !r.byzantine.is_empty())
+        .map(|r| format!("room {}: {} counted in the room", r.name, r.byzantine.join(", ")))
+        .collect();
+    notes.push(format!(
         "Soft-fail disagreements: {} (allowed: servers may soft-fail differently).",
         num(sum("soft_fail_disagreements"))
-    );
-    if !problems.is_empty() {
-        // up to three problems fit the headline; the detail lists every one beyond that
-        const SHOWN: usize = 3;
-        let mut headline = format!("✗ {}", capitalise(&problems[..problems.len().min(SHOWN)].join("; ")));
-        let mut detail = Vec::new();
-        if problems.len() > SHOWN {
-            headline.push_str(&format!(" and {} more", problems.len() - SHOWN));
-            detail.extend(problems.into_iter().skip(SHOWN));
-        }
-        detail.extend(unknown);
-        detail.push(soft_note);
-        return Verdict { class: "bad", headline, detail: detail.join("; ") };
-    }
-    if !unknown.is_empty() {
-        let headline = format!("? {}", capitalise(&unknown.join("; ")));
-        return Verdict { class: "warn", headline, detail: soft_note };
-    }
-    let rooms = match s.rooms.len() {
-        1 => "The room converged".to_string(),
-        n => format!("All {n} rooms converged"),
+    ));
+    let (class, mark, mut listed) = if !problems.is_empty() {
+        ("bad", "✗", problems)
+    } else if !warnings.is_empty() {
+        ("warn", "!", std::mem::take(&mut warnings))
+    } else if !unknown.is_empty() {
+        ("warn", "?", std::mem::take(&mut unknown))
+    } else {
+        let rooms = match s.rooms.len() {
+            1 => "The room reached agreement".to_string(),
+            n => format!("All {n} rooms reached agreement"),
+        };
+        let headline = format!("✓ {rooms}, {} auth disagreements, no member missing", num(sum("auth_disagreements")));
+        let mut detail = vec![agreement_detail(s)];
+        detail.extend(notes);
+        detail.retain(|d| !d.is_empty());
+        return Verdict { class: "ok", headline, detail: detail.join(" ") };
     };
-    Verdict {
-        class: "ok",
-        headline: format!("✓ {rooms}, {} auth disagreements", num(sum("auth_disagreements"))),
-        detail: convergence_detail(s, soft_note),
+    // up to three problems fit the headline; the detail lists every one beyond that
+    const SHOWN: usize = 3;
+    let rest = listed.split_off(listed.len().min(SHOWN));
+    let mut headline = format!("{mark} {}", capitalise(&listed.join("; ")));
+    if !rest.is_empty() {
+        headline.push_str(&format!(" and {} more", rest.len()));
     }
+    let mut detail: Vec<String> = rest;
+    detail.extend(warnings);
+    detail.extend(unknown);
+    detail.extend(notes);
+    Verdict { class, headline, detail: detail.join("; ") }
 }
 
 fn capitalise(s: &str) -> String {
@@ -300,16 +353,19 @@ fn capitalise(s: &str) -> String {
     chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
-fn convergence_detail(s: &RunSummary, soft_note: String) -> String {
+fn agreement_detail(s: &RunSummary) -> String {
     let times: Vec<String> = s
         .rooms
         .values()
-        .filter_map(|r| r.number("convergence_time_ms").map(|t| format!("{} {} s", r.name, num(t / 1000.0))))
+        .filter_map(|r| {
+            let t = r.number("time_to_agreement_ms").or_else(|| r.number("convergence_time_ms"))?;
+            Some(format!("{} {} s", r.name, num(t / 1000.0)))
+        })
         .collect();
     if times.is_empty() {
-        return soft_note;
+        return String::new();
     }
-    format!("Convergence time: {}. {soft_note}", times.join(", "))
+    format!("Time to agreement (from the end of the last disruption): {}.", times.join(", "))
 }
 
 fn verdict_banner(s: &RunSummary) -> String {
@@ -346,16 +402,19 @@ fn field_cell(field: &str, v: Option<&FieldValue>) -> Cell {
         None => Cell::num("".into()),
         Some(FieldValue::Bool(b)) => {
             let c = Cell::text(if *b { "yes" } else { "no" });
-            if field == "converged" {
+            if field == "converged" || field == "agreed_at_end" {
                 c.with_class(if *b { "good" } else { "bad" })
             } else {
                 c
             }
         }
-        Some(FieldValue::Null) if field.contains("convergence_time") => Cell::num("never".into()),
+        Some(FieldValue::Null) if field.contains("convergence_time") || field == "time_to_agreement_ms" => {
+            Cell::num("did not agree by the end".into()).with_class("bad")
+        }
         Some(FieldValue::Null) => Cell::num("—".into()),
         Some(FieldValue::Number(n)) => {
             let bad = (field == "auth_disagreements" && *n > 0.0) || (field == "distinct_final_states" && *n > 1.0);
+            let bad = bad || (field == "joins_failed" && *n > 0.0);
             let c = Cell::num(num(*n));
             if bad {
                 c.with_class("bad")
@@ -394,11 +453,31 @@ fn rooms_table(s: &RunSummary) -> String {
         })
         .collect();
     format!(
-        "<h3>Rooms</h3>\n{}<p class=\"note\">Times in ms of simulated time; \
-         <code>convergence_time_ms</code> counts from the end of the last fault (or the last \
-         event) until all servers agree, “never” when they did not.</p>\n",
-        table(&headers, &rows)
+        "<h3>Rooms</h3>\n{}{}<p class=\"note\">Times in ms of simulated time. A room is in \
+         <i>agreement</i> when every server that should be in it (by the room's membership in the \
+         union DAG of all servers' events) holds the same DAG state and current state; \
+         <code>time_to_agreement_ms</code> counts from the end of the last disruption (partition, \
+         crash, lossy degrade; not a clock skew) that ended while the room disagreed, to the \
+         agreement that followed; later short episodes are counted in \
+         <code>divergence_episodes</code> and do not move it.</p>\n",
+        table(&headers, &rows),
+        missing_members(&rooms)
     )
+}
+
+/// The members the scenario meant to join who are not in their room, with why.
+fn missing_members(rooms: &[&RoomSummary]) -> String {
+    let rows: Vec<Vec<Cell>> = rooms
+        .iter()
+        .flat_map(|r| {
+            r.members_missing.iter().map(|(user, why)| vec![Cell::text(&r.name), Cell::text(user), Cell::text(why)])
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let headers: Vec<(String, &str)> = vec![("room".into(), ""), ("missing member".into(), ""), ("why".into(), "")];
+    format!("<h3>Members missing</h3>\n{}", table(&headers, &rows))
 }
 
 fn room_sections(run: &RunFiles) -> Result<String, AnalysisError> {
@@ -435,7 +514,9 @@ fn chart_grid(charts: &[&(SeriesKey, TimeSeriesChart)]) -> Result<String, Analys
     let mut out = String::from("<div class=\"plots\">\n");
     for (key, chart) in charts {
         let info = describe_measure(&key.measure);
-        let shape = if chart.lines.len() > 1 || chart.lines.iter().any(|l| l.label != "room-wide") {
+        let shape = if key.measure == "membership" {
+            "One line for the servers expected, one for those in the room."
+        } else if chart.lines.len() > 1 || chart.lines.iter().any(|l| l.label != "room-wide") {
             "One line per server."
         } else {
             "One value for the whole room."

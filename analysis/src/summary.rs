@@ -54,6 +54,12 @@ pub struct RoomSummary {
     pub room_version: Option<String>,
     /// Every numeric, boolean or null field of the room, by field name.
     pub fields: BTreeMap<String, FieldValue>,
+    /// The divergence episodes (`episodes`), as intervals of kind `divergence`.
+    pub episodes: Vec<Fault>,
+    /// `members_missing`: (user, why).
+    pub members_missing: Vec<(String, String)>,
+    /// `in_room` labels of byzantine servers ("hs4 (byzantine)").
+    pub byzantine: Vec<String>,
 }
 
 impl RoomSummary {
@@ -174,7 +180,38 @@ fn parse_rooms(rooms: Option<&Value>, origin: &Path) -> Result<BTreeMap<String, 
             string("room_version").or_else(|| obj.get("room_version").and_then(Value::as_f64).map(crate::fmt::num));
         let mut fields = leaf_fields(obj);
         fields.remove("room_version");
-        out.insert(name.clone(), RoomSummary { name: name.clone(), room_id: string("room_id"), room_version, fields });
+        let list = |key: &str| obj.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        let episodes = list("episodes")
+            .iter()
+            .filter_map(|e| {
+                Some(Fault {
+                    kind: "divergence".into(),
+                    start_ms: e.get("start_ms")?.as_f64()?,
+                    end_ms: e.get("end_ms").and_then(Value::as_f64),
+                    description: String::new(),
+                })
+            })
+            .collect();
+        let members_missing = list("members_missing")
+            .iter()
+            .filter_map(|m| Some((m.get("user")?.as_str()?.to_owned(), m.get("why")?.as_str()?.to_owned())))
+            .collect();
+        let byzantine = list("in_room")
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|s| s.ends_with("(byzantine)"))
+            .map(str::to_owned)
+            .collect();
+        let room = RoomSummary {
+            name: name.clone(),
+            room_id: string("room_id"),
+            room_version,
+            fields,
+            episodes,
+            members_missing,
+            byzantine,
+        };
+        out.insert(name.clone(), room);
     }
     Ok(out)
 }

@@ -22,7 +22,7 @@ use crate::AnalysisError;
 
 /// Metrics plotted against each parameter, matched by the last segment of the metric path (so
 /// `rooms.<room>.convergence_time_ms` matches for every room).
-pub const MAIN_METRICS: &[&str] = &["convergence_time_ms", "distinct_final_states", "auth_disagreements", "deliveries"];
+pub const MAIN_METRICS: &[&str] = &["time_to_agreement_ms", "distinct_final_states", "auth_disagreements", "deliveries"];
 /// Above this many combinations of the other parameters, plots show one marginal line.
 const MAX_LINES: usize = 8;
 
@@ -363,7 +363,7 @@ fn cells_table(cells: &[SweepCell], params: &[String]) -> String {
             row.extend(params.iter().map(|p| Cell::text(c.override_value(p).unwrap_or(""))));
             row.extend(metrics.iter().map(|m| match c.summary.metrics.get(m) {
                 Some(Some(v)) => Cell::num(num(*v)),
-                Some(None) if m.ends_with("convergence_time_ms") => Cell::num("never".into()).with_class("bad"),
+                Some(None) if crate::compare::is_agreement_time(m) => Cell::num("never".into()).with_class("bad"),
                 Some(None) => Cell::num("—".into()),
                 None => Cell::text(""),
             }));

@@ -33,7 +33,7 @@ fn tables() -> (CompareTable, tempfile::TempDir) {
 #[test]
 fn paired_difference_and_null_counts() {
     let (t, _tmp) = tables();
-    let row = t.rows.iter().find(|r| r.metric == "rooms.main.convergence_time_ms").unwrap();
+    let row = t.rows.iter().find(|r| r.metric == "rooms.main.time_to_agreement_ms").unwrap();
     assert_eq!((row.a.n, row.a.nulls, row.b.n, row.b.nulls), (20, 0, 16, 4));
     assert_eq!(row.diff.pairs, 16);
     // B never converges on 4 seeds: its times there are censored, so no mean and no paired
@@ -53,9 +53,9 @@ fn paired_difference_and_null_counts() {
     assert_eq!((rank.u_b, rank.p_b_lower), (236.0, 0.59));
     assert!((rank.p_value - 0.3297).abs() < 1e-3, "{rank:?}");
     assert!(!row.flagged());
-    assert!(row.null_note(t.runs_a, t.runs_b).contains("not converged: A 0/20, B 4/20"));
-    // converged is a 0/1 metric: its mean is the share of runs converged
-    let conv = t.rows.iter().find(|r| r.metric == "rooms.main.converged").unwrap();
+    assert!(row.null_note(t.runs_a, t.runs_b).contains("did not agree: A 0/20, B 4/20"));
+    // agreed_at_end is a 0/1 metric: its mean is the share of runs that reached agreement
+    let conv = t.rows.iter().find(|r| r.metric == "rooms.main.agreed_at_end").unwrap();
     assert_eq!(conv.b.mean, Some(0.8));
     // identity fields are not metrics
     assert!(t.rows.iter().all(|r| r.metric != "seed" && r.metric != "threads"));
@@ -81,8 +81,8 @@ fn outputs_are_deterministic_and_self_contained() {
     assert_eq!(html, std::fs::read_to_string(&h2).unwrap());
     assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
     assert!(html.contains("omit vs errcode"));
-    assert!(html.contains("not converged: A 0/20, B 4/20"));
-    assert!(html.contains("room main: convergence time"), "ECDF chart");
+    assert!(html.contains("did not agree: A 0/20, B 4/20"));
+    assert!(html.contains("room main: time to agreement"), "ECDF chart");
     assert!(html.contains("16/20 reached"));
     assert!(html.matches("<svg").count() >= 3, "ECDF + strip plots");
     let without_plots = t1.to_html(false).unwrap();

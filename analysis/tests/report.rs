@@ -20,7 +20,7 @@ fn report_shows_verdict_tables_plots_dag_pointer_and_scenario() {
     assert!(html.contains("<title>roomsim report: quickstart — seed 1</title>"));
     assert!(html.contains("How to read this"));
     assert!(html.contains("class=\"verdict ok\""), "green verdict");
-    assert!(html.contains("All 2 rooms converged, 0 auth disagreements"));
+    assert!(html.contains("All 2 rooms reached agreement, 0 auth disagreements, no member missing"));
     // summary table values: run level and per room, including a field only one room has
     for v in [">803<", ">2410<", ">4000<", ">250<", ">7.5<", "proposal_<wbr>extra_<wbr>metric"] {
         assert!(html.contains(v), "missing {v}");
@@ -59,9 +59,27 @@ fn report_is_self_contained() {
 fn red_verdict_names_what_went_wrong() {
     let html = report_of(&Synthetic { main_convergence_ms: None, auth_disagreements: 3, ..Default::default() });
     assert!(html.contains("class=\"verdict bad\""));
-    assert!(html.contains("Room main did not converge (2 distinct final states)"));
+    assert!(html.contains("Room main did not agree by the end (2 distinct final states)"));
     assert!(html.contains("room main: 3 auth disagreements"));
-    assert!(html.contains(">never<"), "null convergence time shown as never");
+    assert!(html.contains(">did not agree by the end<"), "a null time to agreement said in words");
+}
+
+/// Invariant violations alone make the banner red, whatever the rooms did.
+#[test]
+fn invariant_violations_turn_the_banner_red() {
+    let html = report_of(&Synthetic { invariant_violations: 5, ..Default::default() });
+    assert!(html.contains("class=\"verdict bad\""));
+    assert!(html.contains("5 invariant violations"));
+}
+
+/// A member the scenario meant to join who is not in the room: amber, named with the reason,
+/// and listed in the members-missing table.
+#[test]
+fn missing_members_make_the_banner_amber_and_are_listed() {
+    let html = report_of(&Synthetic { missing_member: true, ..Default::default() });
+    assert!(html.contains("class=\"verdict warn\""));
+    assert!(html.contains("Room main: 1 member missing: @u0:hs4 (join refused: not invited)"));
+    assert!(html.contains("<h3>Members missing</h3>"));
 }
 
 #[test]

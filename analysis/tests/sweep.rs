@@ -62,7 +62,7 @@ fn shards_merge_like_one_directory() {
     let html = fs::read_to_string(&one.html).unwrap();
     assert!(html.contains("Against <code>network.loss</code>"));
     assert!(!html.contains("Against <code>network.latency</code>"), "single-valued parameters get no plots");
-    assert!(html.contains("1 cells without a value (not converged)"));
+    assert!(html.contains("1 cells without a value (did not agree)"));
     assert!(!html.contains("http://") && !html.contains("https://"));
 }
 

@@ -54,6 +54,9 @@ enum Command {
         /// No progress display (it is shown on stderr only when stderr is a terminal).
         #[arg(long)]
         no_progress: bool,
+        /// Exit 1 when a room did not reach agreement by the end of the run.
+        #[arg(long)]
+        fail_on_divergence: bool,
     },
     /// Validate a scenario file without running it.
     Check {
@@ -133,6 +136,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             log,
             log_compression,
             no_progress,
+            fail_on_divergence,
         } => {
             set_threads(threads);
             let sc = run::load(&scenario, &set)?;
@@ -146,12 +150,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
                 )?;
             if !no_report {
                 match roomsim_analysis::report::write_run_report(&dir) {
-                    Ok(path) => eprintln!("  report: {}", path.display()),
+                    Ok(path) => println!("  report: {}", path.display()),
                     Err(e) => eprintln!("  report not written: {e}"),
                 }
             }
             run::print_summary(&dir, &result);
-            let failed = check_invariants && !result.invariant_violations.is_empty();
+            let diverged = run::rooms_without_agreement(&result);
+            for room in &diverged {
+                eprintln!("room {room} did not agree by the end of the run");
+            }
+            let failed = (check_invariants && !result.invariant_violations.is_empty())
+                || (fail_on_divergence && !diverged.is_empty());
             // The process ends here: freeing a large run's result would only cost time.
             std::mem::forget(result);
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })

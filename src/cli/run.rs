@@ -232,10 +232,10 @@ fn metrics_csv(rows: &[MetricRow]) -> String {
     s
 }
 
-/// A short human summary of a run.
+/// A short human summary of a run, on stdout (results; progress and diagnostics go to stderr).
 pub fn print_summary(dir: &Path, result: &RunResult) {
     let s = &result.summary;
-    eprintln!(
+    println!(
         "{} seed {}: {} servers, {} events, {} deliveries, {} log records, simulated {} ms",
         s["scenario"].as_str().unwrap_or(""),
         s["seed"],
@@ -247,23 +247,55 @@ pub fn print_summary(dir: &Path, result: &RunResult) {
     );
     if let Some(rooms) = s["rooms"].as_object() {
         for (name, r) in rooms {
-            eprintln!(
-                "  room {name}: {} events, {} servers in room, {} distinct final state(s), converged: {}, convergence {} ms, auth disagreements {}, soft-fail disagreements {}",
-                r["events"], r["servers_in_room"], r["distinct_final_states"], r["converged"], r["convergence_time_ms"], r["auth_disagreements"], r["soft_fail_disagreements"]
-            );
+            println!("  room {name}: {}", room_line(r));
         }
     }
     for v in &result.invariant_violations {
-        eprintln!("  INVARIANT VIOLATED: {v}");
+        println!("  INVARIANT VIOLATED: {v}");
     }
     for n in s["notes"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        eprintln!("  note: {n}");
+        println!("  note: {n}");
     }
     if let Some(caps) = s["caps_reached"].as_object().filter(|c| !c.is_empty()) {
         let list: Vec<String> = caps.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
-        eprintln!("  bounds reached: {} (see cap_reached records in the log)", list.join(", "));
+        println!("  bounds reached: {} (see cap_reached records in the log)", list.join(", "));
     }
-    eprintln!("  output: {}", dir.display());
+    println!("  output: {}", dir.display());
+}
+
+/// One room of the summary in words.
+fn room_line(r: &Value) -> String {
+    let agreement = match (r["agreed_at_end"].as_bool(), r["time_to_agreement_ms"].as_u64()) {
+        (Some(true), Some(ms)) => format!(
+            "agreed from {} ms, {ms} ms after the {}",
+            r["agreement_reached_ms"],
+            r["time_to_agreement_from"].as_str().unwrap_or("start of the run")
+        ),
+        (Some(false), _) => "did not agree by the end".to_owned(),
+        _ => "agreement not recorded".to_owned(),
+    };
+    let missing = r["members_missing"].as_array().map_or(0, Vec::len);
+    let mut line = format!(
+        "{} events, {} of {} expected servers in the room, {} distinct final state(s), {agreement}, {} divergence episode(s) ({} ms in all), auth disagreements {}, soft-fail disagreements {}",
+        r["events"],
+        r["servers_in_room"],
+        r["servers_expected"],
+        r["distinct_final_states"],
+        r["divergence_episodes"],
+        r["diverged_ms_total"],
+        r["auth_disagreements"],
+        r["soft_fail_disagreements"]
+    );
+    if missing > 0 {
+        line.push_str(&format!(", {missing} member(s) missing"));
+    }
+    line
+}
+
+/// Rooms of the run that did not reach agreement by its end.
+pub fn rooms_without_agreement(result: &RunResult) -> Vec<String> {
+    let Some(rooms) = result.summary["rooms"].as_object() else { return Vec::new() };
+    rooms.iter().filter(|(_, r)| r["agreed_at_end"] != Value::Bool(true)).map(|(n, _)| n.clone()).collect()
 }
 
 /// `roomsim replay RUN_DIR`.

@@ -64,6 +64,8 @@ pub struct TimeSeriesChart {
     pub y_fixed: Option<(f64, f64)>,
     pub lines: Vec<TimeSeriesLine>,
     pub faults: Vec<FaultBand>,
+    /// Divergence episodes, marked as a strip along the x axis (the agreement chart).
+    pub episodes: Vec<FaultBand>,
 }
 
 impl TimeSeriesChart {
@@ -83,6 +85,7 @@ impl TimeSeriesChart {
             y_fixed: info.is_share.then_some((0.0, 1.05)),
             lines: lines_of(series),
             faults: faults.iter().map(FaultBand::from_fault).collect(),
+            episodes: Vec::new(),
         }
     }
 }
@@ -185,8 +188,19 @@ fn draw_faults<DB: DrawingBackend>(
         let style = text(SMALL_PX).color(&color).pos(Pos::new(HPos::Left, VPos::Top));
         root.draw(&Text::new(f.kind.clone(), label_pos, style)).ctx()?;
     }
+    // Episodes: a strip along the bottom 6 % of the plot.
+    let strip_top = y.start + (y.end - y.start) * 0.06;
+    for e in &c.episodes {
+        let start = e.start_s.clamp(0.0, x_end);
+        let end = e.end_s.unwrap_or(x_end).clamp(start, x_end);
+        let band = Rectangle::new([(start, y.start), (end, strip_top)], EPISODE_COLOR.mix(0.75).filled());
+        chart.draw_series(std::iter::once(band)).ctx()?;
+    }
     Ok(())
 }
+
+/// The colour of divergence episodes.
+const EPISODE_COLOR: RGBColor = RGBColor(200, 30, 30);
 
 fn draw_lines<DB: DrawingBackend>(c: &TimeSeriesChart, chart: &mut Chart2d<'_, DB>) -> Result<(), String> {
     for (i, line) in c.lines.iter().enumerate() {
@@ -252,6 +266,10 @@ fn legend_entries(c: &TimeSeriesChart) -> Vec<LegendEntry> {
             None => format!("{} from {} s", f.kind, tick(f.start_s)),
         };
         entries.push(LegendEntry { label, color: FAULT_COLORS[i % FAULT_COLORS.len()], mark: Mark::Band });
+    }
+    if !c.episodes.is_empty() {
+        let label = format!("divergence episodes ({})", c.episodes.len());
+        entries.push(LegendEntry { label, color: EPISODE_COLOR, mark: Mark::Band });
     }
     entries
 }

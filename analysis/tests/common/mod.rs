@@ -14,11 +14,21 @@ pub struct Synthetic {
     /// Extra convergence delay of room `main` (ms); None: it never converges.
     pub main_convergence_ms: Option<u64>,
     pub auth_disagreements: u64,
+    /// A member of room `main` the scenario meant to join who is not in it.
+    pub missing_member: bool,
+    pub invariant_violations: u64,
 }
 
 impl Default for Synthetic {
     fn default() -> Self {
-        Synthetic { seed: 1, servers: 4, main_convergence_ms: Some(4_000), auth_disagreements: 0 }
+        Synthetic {
+            seed: 1,
+            servers: 4,
+            main_convergence_ms: Some(4_000),
+            auth_disagreements: 0,
+            missing_member: false,
+            invariant_violations: 0,
+        }
     }
 }
 
@@ -32,15 +42,15 @@ pub fn summary_json(s: &Synthetic) -> String {
     let distinct = if converged { 1 } else { 2 };
     format!(
         r#"{{"scenario": "quickstart", "seed": {seed}, "servers": {n}, "events_created": {ev},
-  "deliveries": {del}, "sim_time_end_ms": 60000, "threads": 2,
+  "deliveries": {del}, "sim_time_end_ms": 60000, "threads": 2, "invariant_violations": {violations},
   "rooms": {{
     "main": {{"room_id": "!main:hs1", "room_version": "11", "servers_in_room": {n},
-      "distinct_final_states": {distinct}, "largest_agreeing_group": {n}, "converged": {converged},
-      "convergence_time_ms": {conv}, "auth_disagreements": {auth}, "soft_fail_disagreements": 2,
+      "distinct_final_states": {distinct}, "largest_agreeing_group": {n}, "agreed_at_end": {converged},
+      "time_to_agreement_ms": {conv}, "members_missing": {missing}, "auth_disagreements": {auth}, "soft_fail_disagreements": 2,
       "max_event_lag": 12, "max_forward_extremities": 3, "events": 500}},
     "side": {{"room_id": "!side:hs2", "room_version": "12", "servers_in_room": 2,
-      "distinct_final_states": 1, "largest_agreeing_group": 2, "converged": true,
-      "convergence_time_ms": 250, "auth_disagreements": 0, "soft_fail_disagreements": 0,
+      "distinct_final_states": 1, "largest_agreeing_group": 2, "agreed_at_end": true,
+      "time_to_agreement_ms": 250, "members_missing": [], "auth_disagreements": 0, "soft_fail_disagreements": 0,
       "max_event_lag": 3, "max_forward_extremities": 1, "events": 40, "proposal_extra_metric": 7.5}}
   }},
   "faults": [{{"kind": "partition", "start_ms": 20000, "end_ms": 35000,
@@ -51,6 +61,12 @@ pub fn summary_json(s: &Synthetic) -> String {
         ev = 800 + s.seed * 3,
         del = 2400 + s.seed * 10,
         auth = s.auth_disagreements,
+        violations = s.invariant_violations,
+        missing = if s.missing_member {
+            r#"[{"user": "@u0:hs4", "why": "join refused: not invited"}]"#
+        } else {
+            "[]"
+        },
         req = 10 + s.seed % 3,
     )
 }

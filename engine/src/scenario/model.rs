@@ -403,29 +403,74 @@ pub struct MetricsSpec {
     pub measures: Vec<Measure>,
 }
 
+/// A series of `metrics.csv`. The scenario names them as `metrics.csv` does; `measures` lists the
+/// series a run writes (all by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
     /// Per room: distinct current states among the servers in the room.
     DistinctStates,
-    /// Per room: size of the largest group of servers agreeing on the current state.
+    /// Per room: number of servers in the room holding the most common current state.
     LargestAgreeingGroup,
-    /// Events a server has not yet received.
+    /// Per room: 1 while the room is in agreement (`docs/outputs.md`, "Convergence"), else 0.
+    Agreement,
+    /// Per room: servers with a user joined by the union DAG's membership.
+    ServersInRoom,
+    /// Per room: servers the scenario means to be in the room, plus those in it.
+    ServersExpected,
+    /// Events accepted by some servers and rejected by others.
+    AuthDisagreements,
+    /// Per server: events some honest server holds that this one has not received.
     EventLag,
     /// Forward extremities per server and room.
     ForwardExtremities,
-    /// Events accepted by some servers and rejected by others.
-    AuthDisagreements,
+    /// Per server: greatest DAG depth.
+    DagDepth,
+    /// Per server: entries of the current state.
+    StateSize,
+    /// Per server: events soft-failed, cumulative.
+    SoftFailed,
+    /// Per server: events rejected, cumulative.
+    Rejected,
+    /// Server-wide: federation messages delivered, cumulative.
+    Deliveries,
 }
 
 impl Measure {
-    pub const ALL: [Measure; 5] = [
+    pub const ALL: [Measure; 13] = [
         Measure::DistinctStates,
         Measure::LargestAgreeingGroup,
+        Measure::Agreement,
+        Measure::ServersInRoom,
+        Measure::ServersExpected,
+        Measure::AuthDisagreements,
         Measure::EventLag,
         Measure::ForwardExtremities,
-        Measure::AuthDisagreements,
+        Measure::DagDepth,
+        Measure::StateSize,
+        Measure::SoftFailed,
+        Measure::Rejected,
+        Measure::Deliveries,
     ];
+
+    /// The series' name in `metrics.csv` (and in the scenario's `measures`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::DistinctStates => "distinct_states",
+            Measure::LargestAgreeingGroup => "largest_agreeing_group",
+            Measure::Agreement => "agreement",
+            Measure::ServersInRoom => "servers_in_room",
+            Measure::ServersExpected => "servers_expected",
+            Measure::AuthDisagreements => "auth_disagreements",
+            Measure::EventLag => "event_lag",
+            Measure::ForwardExtremities => "forward_extremities",
+            Measure::DagDepth => "dag_depth",
+            Measure::StateSize => "state_size",
+            Measure::SoftFailed => "soft_failed",
+            Measure::Rejected => "rejected",
+            Measure::Deliveries => "deliveries",
+        }
+    }
 }
 
 /// Seeds × parameter grid.

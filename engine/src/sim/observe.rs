@@ -83,6 +83,11 @@ pub trait WorldView {
     fn room_of_event(&self, event_id: &str) -> Option<&str>;
     /// Every PDU of a room any server created, in creation order.
     fn room_pdus(&self, room_id: &str) -> Vec<Arc<Pdu>>;
+    /// The room's PDUs from position `from` of the creation order on (what was created since a
+    /// caller last asked).
+    fn room_pdus_since(&self, room_id: &str, from: usize) -> Vec<Arc<Pdu>> {
+        self.room_pdus(room_id).into_iter().skip(from).collect()
+    }
     /// How many PDUs of a room were created (`room_pdus(room_id).len()` without the copies).
     fn room_pdu_count(&self, room_id: &str) -> usize {
         self.room_pdus(room_id).len()
@@ -94,6 +99,12 @@ pub trait WorldView {
     fn replica_stats(&mut self, k: ServerIdx, room_id: &str) -> Option<ReplicaStats>;
     /// Digest of the state the replica's DAG resolves to (soft-failed tips included).
     fn dag_state_digest(&self, k: ServerIdx, room_id: &str) -> Option<String>;
+    /// The state the replica's DAG resolves to, in the replica's own indices (comparable only
+    /// with earlier answers for the same replica; [`Self::replica_state_digest`] digests it).
+    fn dag_state(&self, k: ServerIdx, room_id: &str) -> Option<crate::protocol::dag::StateMap>;
+    /// Digest of a state of the replica (from [`Self::dag_state`]), comparable across servers.
+    fn replica_state_digest(&self, k: ServerIdx, room_id: &str, state: &crate::protocol::dag::StateMap)
+        -> Option<String>;
     fn held(&self, k: ServerIdx, room_id: &str, event_id: &str) -> Option<Held>;
     /// Every event a replica holds, with how it holds it, in its DAG order.
     fn replica_events(&self, k: ServerIdx, room_id: &str) -> Vec<(String, Held)>;
@@ -122,8 +133,10 @@ pub struct Findings {
 pub trait Observer: Send {
     /// Every event, in log order (`node`: the node it concerns).
     fn on_event(&mut self, _t: SimTime, _node: Option<ServerIdx>, _event: &SimEvent, _view: &dyn WorldView) {}
-    /// After every window: the rooms whose current state changed on some node in it.
-    fn on_window(&mut self, _t: SimTime, _changed_rooms: &[String], _view: &mut dyn WorldView) {}
+    /// After every window: the rooms (IDs, sorted) whose replica changed (new events or a new
+    /// current state) on some node that handled an input in it, each with those nodes (sorted),
+    /// and the rooms in which an event was created (possibly with no node listed).
+    fn on_window(&mut self, _t: SimTime, _changed: &[(String, Vec<ServerIdx>)], _view: &mut dyn WorldView) {}
     /// At every sample tick (`metrics.interval`), and once at the end.
     fn on_sample(&mut self, _t: SimTime, _view: &mut dyn WorldView) {}
     /// At the end of the run.

@@ -101,6 +101,12 @@ pub struct World {
     parallel_min_inputs: Option<usize>,
     /// Times each named cap was reached.
     caps: BTreeMap<String, u64>,
+    /// Per node: each replica's event count when observers last heard of it.
+    replica_lens: Vec<BTreeMap<String, usize>>,
+    /// Per room: its union DAG's event count when observers last heard of it.
+    room_events_seen: BTreeMap<String, usize>,
+    /// Test-only: a server that never receives PDUs of one event type.
+    skip_for_test: Option<(ServerIdx, String)>,
 }
 
 /// Key material of a simulated server: derived from the run's seed and the server name.
@@ -176,6 +182,9 @@ impl World {
             stats: WindowStats::default(),
             parallel_min_inputs: None,
             caps: BTreeMap::new(),
+            replica_lens: vec![BTreeMap::new(); n],
+            room_events_seen: BTreeMap::new(),
+            skip_for_test: None,
             scenario: scenario.clone(),
         };
         world.schedule_scenario(&streams);
@@ -200,6 +209,15 @@ impl World {
     /// depend on it: tests lower it to drive small scenarios through the parallel path.
     pub fn set_parallel_threshold(&mut self, min_inputs: usize) {
         self.parallel_min_inputs = Some(min_inputs.max(1));
+    }
+
+    /// **Test only** (breaks replay): server `k` never receives PDUs of type `event_type` (they
+    /// are taken out of every transaction and `get_missing_events`/`send_join` answer before it
+    /// handles them), so it cannot apply them or anything built on them. Lets tests check that
+    /// the agreement measure sees a server that does not keep up.
+    #[doc(hidden)]
+    pub fn skip_events_for_test(&mut self, k: ServerIdx, event_type: &str) {
+        self.skip_for_test = Some((k, event_type.to_owned()));
     }
 
     /// Where the run stands (for progress displays): simulated time, its bound, PDUs created,

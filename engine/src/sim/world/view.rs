@@ -38,6 +38,10 @@ impl WorldView for World {
             .map(|ids| ids.iter().map(|id| self.store[id].clone()).collect())
             .unwrap_or_default()
     }
+    fn room_pdus_since(&self, room_id: &str, from: usize) -> Vec<Arc<Pdu>> {
+        let ids = self.room_events.get(room_id).map(Vec::as_slice).unwrap_or(&[]);
+        ids.get(from..).unwrap_or(&[]).iter().map(|id| self.store[id].clone()).collect()
+    }
     fn room_pdu_count(&self, room_id: &str) -> usize {
         self.room_events.get(room_id).map_or(0, Vec::len)
     }
@@ -69,6 +73,18 @@ impl WorldView for World {
     fn dag_state_digest(&self, k: ServerIdx, room_id: &str) -> Option<String> {
         let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;
         Some(crate::protocol::dag::state_digest(&r.dag, &r.dag_state()))
+    }
+    fn dag_state(&self, k: ServerIdx, room_id: &str) -> Option<crate::protocol::dag::StateMap> {
+        Some(self.nodes[k as usize].as_server()?.rooms.get(room_id)?.dag_state())
+    }
+    fn replica_state_digest(
+        &self,
+        k: ServerIdx,
+        room_id: &str,
+        state: &crate::protocol::dag::StateMap,
+    ) -> Option<String> {
+        let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;
+        Some(crate::protocol::dag::state_digest(&r.dag, state))
     }
     fn held(&self, k: ServerIdx, room_id: &str, event_id: &str) -> Option<Held> {
         let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;

@@ -13,7 +13,7 @@ use crate::sim::server::{room_id_of, Input, Output};
 use crate::sim::time::SimTime;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 /// The log form of a send, borrowing the message (deserialises as [`SimEvent::Send`]).
@@ -84,6 +84,11 @@ impl World {
             if let Input::Action(a) = &mut input {
                 a.room_id = self.room_ids.get(&a.room_name).cloned();
             }
+            if let (Some((k, event_type)), Input::Deliver { message, .. }) = (&self.skip_for_test, &mut input) {
+                if *k == s.node {
+                    strip_pdus(message, event_type);
+                }
+            }
             let logged = match (logged, &input) {
                 (LoggedInput::Action(_), Input::Action(a)) => LoggedInput::Action(a.clone()),
                 (l, _) => l,
@@ -128,21 +133,40 @@ impl World {
         self.after_window(&touched);
     }
 
-    /// Tells observers which rooms' current states changed in this window.
+    /// Tells observers which replicas changed in this window (new events, or a new current
+    /// state), by room: a DAG can grow without its current state changing, and the agreement
+    /// measure compares both.
     fn after_window(&mut self, touched: &[ServerIdx]) {
         for &k in touched {
             self.note_rooms(k);
         }
-        let mut changed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut changed: BTreeMap<String, Vec<ServerIdx>> = BTreeMap::new();
         for &k in touched {
-            if let Some(s) = self.nodes[k as usize].as_server() {
-                changed.extend(s.rooms.iter().filter(|(_, r)| r.is_dirty()).map(|(id, _)| id.clone()));
+            let Some(s) = self.nodes[k as usize].as_server() else { continue };
+            let lens = &mut self.replica_lens[k as usize];
+            for (id, r) in &s.rooms {
+                let n = r.dag.len();
+                let grew = lens.get(id) != Some(&n);
+                if grew {
+                    lens.insert(id.clone(), n);
+                }
+                if grew || r.is_dirty() {
+                    changed.entry(id.clone()).or_default().push(k);
+                }
+            }
+        }
+        // A room whose union DAG grew (an event was created: it may change who should be in
+        // the room) is reported even when no replica of it changed.
+        for (id, events) in &self.room_events {
+            if self.room_events_seen.get(id) != Some(&events.len()) {
+                self.room_events_seen.insert(id.clone(), events.len());
+                changed.entry(id.clone()).or_default();
             }
         }
         if changed.is_empty() {
             return;
         }
-        let changed: Vec<String> = changed.into_iter().collect();
+        let changed: Vec<(String, Vec<ServerIdx>)> = changed.into_iter().collect();
         let t = self.now;
         self.observe(|o, w| o.on_window(t, &changed, w));
     }
@@ -334,4 +358,16 @@ fn run_node_window(node: &mut Node, batch: Vec<(SimTime, Input, LoggedInput)>, w
         handled.push((t, logged, kept));
     }
     handled
+}
+
+/// Removes the PDUs of type `event_type` from a message (the test-only fault of
+/// [`World::skip_events_for_test`]).
+fn strip_pdus(message: &mut Message, event_type: &str) {
+    use crate::sim::federation::{Outcome, Response};
+    let pdus = match message {
+        Message::Request { body: Request::Transaction { pdus }, .. } => pdus,
+        Message::Response { outcome: Outcome::Ok(Response::Events { pdus }), .. } => pdus,
+        _ => return,
+    };
+    pdus.retain(|p| p.event_type != event_type);
 }

@@ -1,0 +1,211 @@
+//! Who should be in a room, who is, and why someone the scenario meant to join is not.
+//!
+//! - [`UnionRoom`]: the room's **union DAG** (every PDU any server created, the DAG
+//!   `rooms/<room>.pdus.jsonl` holds), judged as `dag verify` judges it and fed incrementally in
+//!   creation order (an event is created after its `prev_events` and `auth_events`, so creation
+//!   order is a topological order). Its resolved state's `m.room.member` events with
+//!   `membership: join` (Client-Server API, "Room membership"; server-server API, "Joining
+//!   rooms") name the users who are in the room; their servers (the user ID's domain) are the
+//!   servers that should be.
+//! - [`Intentions`]: the users the scenario means to be joined at the end: the room's creator
+//!   and `members`, then its timeline in order (`join` adds the user, `leave` removes them,
+//!   `kick` and `ban` remove the target); workload churn leaves and rejoins, so it changes no
+//!   intention.
+//! - [`JoinTrouble`]: per user, the last thing that went wrong with their joining, from the log:
+//!   a refused action, a failed `make_join`/`send_join` request, an action blocked at a server
+//!   that was down, a join event rejected.
+
+use crate::protocol::pdu::{Membership, Pdu};
+use crate::protocol::room_version::RoomVersion;
+use crate::scenario::{ActionKind, Scenario};
+use crate::sim::federation::ServerIdx;
+use crate::sim::server::routing::default_server_of;
+use crate::sim::server::RoomReplica;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The union DAG of one room and the membership it resolves to.
+pub struct UnionRoom {
+    replica: RoomReplica,
+    /// PDUs of the room taken so far (an index into the world's creation order).
+    pub taken: usize,
+    /// Taken but not yet connected (a referenced event not yet taken).
+    waiting: Vec<Arc<Pdu>>,
+    /// The state must be resolved again (a state event was added since).
+    stale: bool,
+    joined_users: BTreeSet<String>,
+}
+
+impl UnionRoom {
+    pub fn new(room_id: &str, version: &'static RoomVersion) -> UnionRoom {
+        UnionRoom {
+            replica: RoomReplica::new(room_id.to_owned(), version),
+            taken: 0,
+            waiting: Vec::new(),
+            stale: false,
+            joined_users: BTreeSet::new(),
+        }
+    }
+
+    /// Adds newly created PDUs (in creation order).
+    pub fn take(&mut self, pdus: Vec<Arc<Pdu>>) {
+        self.taken += pdus.len();
+        for pdu in pdus {
+            if self.replica.has(&pdu.event_id) {
+                continue; // a co-signed invite or redacted copy shares its original's event ID
+            }
+            self.waiting.push(pdu);
+        }
+        // Usually everything connects on the first pass; a later PDU may connect an earlier one.
+        loop {
+            let before = self.waiting.len();
+            let mut still = Vec::new();
+            for pdu in std::mem::take(&mut self.waiting) {
+                if self.replica.has(&pdu.event_id) {
+                    continue;
+                }
+                if self.replica.is_connected(&pdu) {
+                    self.stale |= pdu.state_key.is_some();
+                    self.replica.ingest(pdu);
+                } else {
+                    still.push(pdu);
+                }
+            }
+            self.waiting = still;
+            if self.waiting.is_empty() || self.waiting.len() == before {
+                break;
+            }
+        }
+    }
+
+    /// Users whose membership in the union DAG's resolved state is `join`.
+    pub fn joined_users(&mut self) -> &BTreeSet<String> {
+        if self.stale {
+            self.stale = false;
+            let state = self.replica.dag_state();
+            let dag = &self.replica.dag;
+            self.joined_users = state
+                .iter()
+                .filter_map(|(k, e)| {
+                    let (t, user) = dag.key(*k);
+                    (t == "m.room.member" && dag.pdu(*e).membership() == Some(Membership::Join)).then(|| user.to_owned())
+                })
+                .collect();
+        }
+        &self.joined_users
+    }
+
+    /// The membership event of `user` in the union DAG's resolved state (after [`Self::joined_users`]).
+    pub fn membership_event(&self, user: &str) -> Option<&Pdu> {
+        let dag = &self.replica.dag;
+        let k = dag.key_index("m.room.member", user)?;
+        let state = self.replica.dag_state();
+        state.get(&k).map(|e| dag.pdu(*e))
+    }
+
+    /// Whether the union DAG rejected `event_id` (by the auth rules, as every honest server must).
+    pub fn rejected(&self, event_id: &str) -> bool {
+        self.replica.dag.index_of(event_id).is_some_and(|i| self.replica.dag.event(i).is_rejected())
+    }
+}
+
+/// Servers (by index) of a set of users, through `index` (server name → node index).
+pub fn servers_of(users: &BTreeSet<String>, index: &BTreeMap<String, ServerIdx>) -> BTreeSet<ServerIdx> {
+    users.iter().filter_map(|u| default_server_of(u).and_then(|s| index.get(s).copied())).collect()
+}
+
+/// Per room name: the users the scenario means to be joined at the end, in order of intention.
+pub fn intentions(scenario: &Scenario) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for room in &scenario.rooms {
+        let set = out.entry(room.name.clone()).or_default();
+        set.insert(room.creator.clone());
+        set.extend(room.members.iter().cloned());
+    }
+    let mut timeline: Vec<_> = scenario.timeline.iter().collect();
+    timeline.sort_by_key(|a| a.at_us); // stable: same-time actions keep file order
+    for a in timeline {
+        let Some(set) = out.get_mut(&a.room) else { continue };
+        match a.action {
+            ActionKind::Join => {
+                set.insert(a.user.clone());
+            }
+            ActionKind::Leave => {
+                set.remove(&a.user);
+            }
+            ActionKind::Kick | ActionKind::Ban => {
+                if let Some(t) = &a.target {
+                    set.remove(t);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What went wrong with users' joins, as the log tells it (the latest per user and room).
+#[derive(Debug, Default)]
+pub struct JoinTrouble {
+    /// (room name, user) → reason.
+    by_user: BTreeMap<(String, String), String>,
+    /// (room ID, event ID) → user, for join events created (to read their decisions).
+    join_events: BTreeMap<String, (String, String)>,
+    /// Server index → last failed join request on it (`make_join`/`send_join`, to, why).
+    failed_requests: BTreeMap<ServerIdx, String>,
+    pub joins_failed: u64,
+}
+
+impl JoinTrouble {
+    /// A join action as a server handled it.
+    pub fn action(&mut self, room: &str, user: &str, event: Option<&str>, refused: Option<&str>) {
+        if let Some(why) = refused {
+            self.joins_failed += 1;
+            self.by_user.insert((room.to_owned(), user.to_owned()), format!("join refused: {why}"));
+        }
+        if let Some(e) = event {
+            self.join_events.insert(e.to_owned(), (room.to_owned(), user.to_owned()));
+        }
+    }
+
+    /// A request of `server` gave up.
+    pub fn request_failed(&mut self, server: ServerIdx, request: &str, to: &str, why: &str) {
+        if matches!(request, "make_join" | "send_join") {
+            self.joins_failed += 1;
+            self.failed_requests.insert(server, format!("{request} to {to} failed ({why}): no resident server answered"));
+        }
+    }
+
+    /// A join action that could not reach its server.
+    pub fn blocked(&mut self, room: &str, user: &str, reason: &str) {
+        self.joins_failed += 1;
+        self.by_user.insert((room.to_owned(), user.to_owned()), format!("join action blocked: {reason}"));
+    }
+
+    /// Why `user` (of server `server`) is not joined to `room` at the end, given the union DAG:
+    /// what went wrong with their last join attempt, else their membership event.
+    pub fn why_missing(&self, room: &str, user: &str, server: Option<ServerIdx>, union: &UnionRoom) -> String {
+        if let Some((e, _)) = self.join_events.iter().rev().find(|(e, (r, u))| r == room && u == user && union.rejected(e)) {
+            return format!("join event {e} rejected by the auth rules");
+        }
+        if let Some(why) = self.by_user.get(&(room.to_owned(), user.to_owned())) {
+            return why.clone();
+        }
+        if let Some(why) = server.and_then(|k| self.failed_requests.get(&k)) {
+            return format!("join failed: {why}");
+        }
+        if let Some(m) = union.membership_event(user) {
+            let what = match m.membership() {
+                Some(Membership::Ban) => Some("banned"),
+                Some(Membership::Leave) if m.sender != user => Some("kicked"),
+                Some(Membership::Leave) => Some("left"),
+                Some(Membership::Invite) => Some("invited, never joined"),
+                _ => None,
+            };
+            if let Some(what) = what {
+                return format!("{what} ({} by {})", m.event_id, m.sender);
+            }
+        }
+        "no join completed and no failure was logged (still pending at the end?)".to_owned()
+    }
+}

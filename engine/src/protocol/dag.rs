@@ -197,6 +197,8 @@ pub struct RoomDag {
     /// type → state_key → key (two levels so lookups by `&str` allocate nothing).
     key_index: FastMap<String, FastMap<String, KeyIdx>>,
     create: Option<EventIdx>,
+    /// Events no held event lists as a prev event (kept on insertion).
+    tips: std::collections::BTreeSet<EventIdx>,
 }
 
 impl RoomDag {
@@ -208,6 +210,7 @@ impl RoomDag {
             keys: Vec::new(),
             key_index: FastMap::default(),
             create: None,
+            tips: Default::default(),
         }
     }
 
@@ -291,6 +294,10 @@ impl RoomDag {
         let is_room_create = pdu.kind == EventKind::Create && pdu.prev_events.is_empty() && self.create.is_none();
         let sender_power = self.power_for_ordering(&pdu, &auth, auth_power_levels);
         self.by_id.insert(pdu.event_id.clone(), idx);
+        for p in &prev {
+            self.tips.remove(p);
+        }
+        self.tips.insert(idx);
         self.events.push(DagEvent {
             pdu,
             prev,
@@ -328,13 +335,18 @@ impl RoomDag {
 
     /// Forward extremities: events no other event of the DAG names as a prev event.
     pub fn forward_extremities(&self) -> Vec<EventIdx> {
-        let mut referenced = vec![false; self.events.len()];
-        for e in &self.events {
-            for p in &e.prev {
-                referenced[*p as usize] = true;
+        // An event's prev list holds the events held when it was inserted, and events are
+        // inserted after their prev events, so the set kept on insertion is exactly this.
+        debug_assert!({
+            let mut referenced = vec![false; self.events.len()];
+            for e in &self.events {
+                for p in &e.prev {
+                    referenced[*p as usize] = true;
+                }
             }
-        }
-        (0..self.events.len() as EventIdx).filter(|i| !referenced[*i as usize]).collect()
+            (0..self.events.len() as EventIdx).filter(|i| !referenced[*i as usize]).eq(self.tips.iter().copied())
+        });
+        self.tips.iter().copied().collect()
     }
 
     /// The DAG as a petgraph graph: nodes are event indices, edges point from an event to its

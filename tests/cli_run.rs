@@ -17,8 +17,16 @@ fn scenario(name: &str) -> String {
 /// compressed default is tested on its own below).
 fn run(name: &str, out: &Path, extra: &[&str]) -> PathBuf {
     let sc = scenario(name);
-    let mut args =
-        vec!["run", &sc, "--out", out.to_str().unwrap(), "--check-invariants", "--no-report", "--log-compression", "none"];
+    let mut args = vec![
+        "run",
+        &sc,
+        "--out",
+        out.to_str().unwrap(),
+        "--check-invariants",
+        "--no-report",
+        "--log-compression",
+        "none",
+    ];
     args.extend_from_slice(extra);
     let o = roomsim(&args);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -370,7 +378,10 @@ user = "@u0:hs3"
     let o = roomsim(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--fail-on-divergence"]);
     assert!(o.status.success(), "agreement was reached: {}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(stdout.contains("2 of 3 expected servers in the room") && stdout.contains("1 member(s) missing"), "{stdout}");
+    assert!(
+        stdout.contains("2 of 3 expected servers in the room") && stdout.contains("1 member(s) missing"),
+        "{stdout}"
+    );
     let report = String::from_utf8(read(&out.join("drain/3/report.html"))).unwrap();
     assert!(report.contains("verdict warn"), "amber banner");
     assert!(report.contains("Room main: 1 member missing: @u0:hs3 (join"), "the banner names the member and why");

@@ -13,8 +13,8 @@ use crate::fmt::{esc, natural_cmp, num, slug};
 use crate::html::{figure, page, table, Cell};
 use crate::metrics::{MetricsTable, SeriesKey};
 use crate::plots::measures::measure_rank;
-use crate::plots::timeline::faults_timeline_svg;
 use crate::plots::time_series::FaultBand;
+use crate::plots::timeline::faults_timeline_svg;
 use crate::plots::{describe_measure, Chart, PlotSize, TimeSeriesChart};
 use crate::summary::{FieldValue, RoomSummary, RunSummary};
 use crate::AnalysisError;
@@ -111,7 +111,8 @@ impl RunFiles {
                 let mut chart = TimeSeriesChart::from_series(key, series, &self.summary.faults, self.x_end_ms());
                 if key.measure == "agreement" {
                     let room = key.room.as_ref().and_then(|r| self.summary.rooms.get(r));
-                    chart.episodes = room.map_or_else(Vec::new, |r| r.episodes.iter().map(FaultBand::from_fault).collect());
+                    chart.episodes =
+                        room.map_or_else(Vec::new, |r| r.episodes.iter().map(FaultBand::from_fault).collect());
                 }
                 (key.clone(), chart)
             })
@@ -134,7 +135,8 @@ fn merge_membership(all: &mut std::collections::BTreeMap<SeriesKey, crate::metri
         all.keys().filter(|k| k.measure == "servers_expected").map(|k| k.room.clone()).collect();
     for room in rooms {
         let key = |measure: &str| SeriesKey { room: room.clone(), measure: measure.to_owned() };
-        let (Some(expected), Some(in_room)) = (all.remove(&key("servers_expected")), all.remove(&key("servers_in_room")))
+        let (Some(expected), Some(in_room)) =
+            (all.remove(&key("servers_expected")), all.remove(&key("servers_in_room")))
         else {
             continue;
         };

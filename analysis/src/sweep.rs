@@ -22,7 +22,8 @@ use crate::AnalysisError;
 
 /// Metrics plotted against each parameter, matched by the last segment of the metric path (so
 /// `rooms.<room>.convergence_time_ms` matches for every room).
-pub const MAIN_METRICS: &[&str] = &["time_to_agreement_ms", "distinct_final_states", "auth_disagreements", "deliveries"];
+pub const MAIN_METRICS: &[&str] =
+    &["time_to_agreement_ms", "distinct_final_states", "auth_disagreements", "deliveries"];
 /// Above this many combinations of the other parameters, plots show one marginal line.
 const MAX_LINES: usize = 8;
 

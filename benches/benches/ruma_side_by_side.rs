@@ -376,7 +376,8 @@ fn replay_side_by_side(base: &std::path::Path) {
     );
     let roomsim_run = || {
         let (version, lines) = verify::parse_lines(&fx.text).expect("parses");
-        let options = verify::VerifyOptions { keys: Some(fx.keys.clone()), skip_state_digests: false, ..Default::default() };
+        let options =
+            verify::VerifyOptions { keys: Some(fx.keys.clone()), skip_state_digests: false, ..Default::default() };
         let verified = verify::verify_dag(version, lines.into_iter().map(|(_, p)| p).collect(), &options);
         let json = verify::report_json(&verified.report);
         (verified, json)

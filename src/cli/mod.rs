@@ -142,12 +142,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             let sc = run::load(&scenario, &set)?;
             let seed = seed.unwrap_or(sc.seed);
             let dir = run::run_dir(&out, &sc, seed);
-            let result =
-                run::run_into(
-                    &sc,
-                    &dir,
-                    &run::RunOptions { seed, check_invariants, progress: !no_progress, log, log_compression },
-                )?;
+            let result = run::run_into(
+                &sc,
+                &dir,
+                &run::RunOptions { seed, check_invariants, progress: !no_progress, log, log_compression },
+            )?;
             if !no_report {
                 match roomsim_analysis::report::write_run_report(&dir) {
                     Ok(path) => println!("  report: {}", path.display()),

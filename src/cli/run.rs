@@ -311,10 +311,7 @@ pub fn replay_command(dir: &Path) -> Result<bool, String> {
     let sc = scenario::parse_scenario(file_name, &text, &overrides).map_err(|e| e.to_string())?;
     let seed = summary["seed"].as_u64().ok_or("summary.json: seed")?;
     let kept_no_log = || {
-        format!(
-            "{}: the run kept no log (it ran with --log digest or none): there is nothing to replay",
-            dir.display()
-        )
+        format!("{}: the run kept no log (it ran with --log digest or none): there is nothing to replay", dir.display())
     };
     let Some((_, mut file)) = roomsim_engine::sim::log::open_log(dir)? else { return Err(kept_no_log()) };
     if summary["log_digest"].is_null() || file.fill_buf().map(|b| b.is_empty()).unwrap_or(true) {

@@ -62,11 +62,7 @@ pub fn summary_json(s: &Synthetic) -> String {
         del = 2400 + s.seed * 10,
         auth = s.auth_disagreements,
         violations = s.invariant_violations,
-        missing = if s.missing_member {
-            r#"[{"user": "@u0:hs4", "why": "join refused: not invited"}]"#
-        } else {
-            "[]"
-        },
+        missing = if s.missing_member { r#"[{"user": "@u0:hs4", "why": "join refused: not invited"}]"# } else { "[]" },
         req = 10 + s.seed % 3,
     )
 }

@@ -115,7 +115,8 @@ pub fn conclude(timeline: &Timeline, faults: &[FaultWindow], end_us: SimTime) ->
     // The reference: the end of the last disruption that ended while the room disagreed (the
     // disagreement it left behind is what the room recovers from); failing that, the end of the
     // last disruption (the room agreed when it ended), failing that the start of the run.
-    let ended: Vec<&FaultWindow> = faults.iter().filter(|f| f.disruption && f.end_us.is_some_and(|e| e <= end_us)).collect();
+    let ended: Vec<&FaultWindow> =
+        faults.iter().filter(|f| f.disruption && f.end_us.is_some_and(|e| e <= end_us)).collect();
     let end_of = |f: &FaultWindow| f.end_us.expect("ended");
     let reference = ended
         .iter()

@@ -88,7 +88,8 @@ impl UnionRoom {
                 .iter()
                 .filter_map(|(k, e)| {
                     let (t, user) = dag.key(*k);
-                    (t == "m.room.member" && dag.pdu(*e).membership() == Some(Membership::Join)).then(|| user.to_owned())
+                    (t == "m.room.member" && dag.pdu(*e).membership() == Some(Membership::Join))
+                        .then(|| user.to_owned())
                 })
                 .collect();
         }
@@ -172,7 +173,8 @@ impl JoinTrouble {
     pub fn request_failed(&mut self, server: ServerIdx, request: &str, to: &str, why: &str) {
         if matches!(request, "make_join" | "send_join") {
             self.joins_failed += 1;
-            self.failed_requests.insert(server, format!("{request} to {to} failed ({why}): no resident server answered"));
+            self.failed_requests
+                .insert(server, format!("{request} to {to} failed ({why}): no resident server answered"));
         }
     }
 
@@ -185,7 +187,9 @@ impl JoinTrouble {
     /// Why `user` (of server `server`) is not joined to `room` at the end, given the union DAG:
     /// what went wrong with their last join attempt, else their membership event.
     pub fn why_missing(&self, room: &str, user: &str, server: Option<ServerIdx>, union: &UnionRoom) -> String {
-        if let Some((e, _)) = self.join_events.iter().rev().find(|(e, (r, u))| r == room && u == user && union.rejected(e)) {
+        if let Some((e, _)) =
+            self.join_events.iter().rev().find(|(e, (r, u))| r == room && u == user && union.rejected(e))
+        {
             return format!("join event {e} rejected by the auth rules");
         }
         if let Some(why) = self.by_user.get(&(room.to_owned(), user.to_owned())) {

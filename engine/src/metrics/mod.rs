@@ -60,4 +60,3 @@ pub fn disagreements(view: &dyn WorldView, room_id: &str) -> (usize, usize) {
     }
     (auth, soft)
 }
-

@@ -11,8 +11,8 @@
 //! its resolved state is a function of its events).
 
 use super::agreement::{conclude, Conclusion, FaultWindow, Timeline};
-use super::membership::{intentions, servers_of, JoinTrouble, UnionRoom};
 use super::disagreements;
+use super::membership::{intentions, servers_of, JoinTrouble, UnionRoom};
 use crate::protocol::fasthash::FastSet;
 use crate::protocol::room_version::RoomVersion;
 use crate::scenario::{FaultKind, FaultSpec, Measure, Scenario};
@@ -91,8 +91,10 @@ impl RoomTrack {
                         Some(d) if d.dag_state.ptr_eq(&state) || d.dag_state == state => d.dag.clone(),
                         _ => view.replica_state_digest(k, room_id, &state).unwrap_or_default(),
                     };
-                    self.replicas
-                        .insert(k, Digests { events: stats.events, dag_state: state, dag, current: stats.current_digest });
+                    self.replicas.insert(
+                        k,
+                        Digests { events: stats.events, dag_state: state, dag, current: stats.current_digest },
+                    );
                 }
             }
         }
@@ -227,7 +229,13 @@ impl RoomMeasures {
             for w in self.fault_windows.iter_mut().filter(|w| w.end_us.is_none() && w.kind != "clock_skew") {
                 w.end_us = Some(t);
             }
-            self.fault_windows.push(FaultWindow { index: i, kind: "heal_all", start_us: t, end_us: Some(t), disruption: false });
+            self.fault_windows.push(FaultWindow {
+                index: i,
+                kind: "heal_all",
+                start_us: t,
+                end_us: Some(t),
+                disruption: false,
+            });
             return;
         }
         if start {
@@ -414,11 +422,7 @@ impl RoomMeasures {
     /// `agreed_at_end`, `agreement_reached_ms`, `time_to_agreement_ms` and the episodes.
     fn convergence_fields(&self, c: &Conclusion) -> Map<String, Value> {
         // In whole ms, episode by episode, so that the total is the sum of the listed lengths.
-        let diverged_ms: u64 = c
-            .episodes
-            .iter()
-            .map(|e| to_ms(e.end_us.unwrap_or(c.end_us)) - to_ms(e.start_us))
-            .sum();
+        let diverged_ms: u64 = c.episodes.iter().map(|e| to_ms(e.end_us.unwrap_or(c.end_us)) - to_ms(e.start_us)).sum();
         let kind_of = |i: usize| self.fault_windows.iter().find(|w| w.index == i).map_or("?", |w| w.kind);
         let episodes: Vec<Value> = c
             .episodes
@@ -486,11 +490,8 @@ impl Observer for RoomMeasures {
                 if let Some(room) = view.room_of_event(event) {
                     let room = room.to_owned();
                     if *decision != Verdict::Dropped {
-                        if let Some(track) = view
-                            .rooms()
-                            .iter()
-                            .find(|(_, id)| **id == room)
-                            .and_then(|(n, _)| self.rooms.get_mut(n))
+                        if let Some(track) =
+                            view.rooms().iter().find(|(_, id)| **id == room).and_then(|(n, _)| self.rooms.get_mut(n))
                         {
                             track.reachable.insert(event.clone());
                         }
@@ -507,7 +508,9 @@ impl Observer for RoomMeasures {
                     self.trouble.request_failed(k, request, view.node_name(*to), why);
                 }
             }
-            SimEvent::Blocked { reason, input: LoggedInput::Action(a) } if a.kind == crate::scenario::ActionKind::Join => {
+            SimEvent::Blocked { reason, input: LoggedInput::Action(a) }
+                if a.kind == crate::scenario::ActionKind::Join =>
+            {
                 self.trouble.blocked(&a.room_name, &a.user, reason);
             }
             _ => {}
@@ -551,4 +554,3 @@ impl Observer for RoomMeasures {
         }
     }
 }
-

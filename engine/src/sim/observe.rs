@@ -103,8 +103,12 @@ pub trait WorldView {
     /// with earlier answers for the same replica; [`Self::replica_state_digest`] digests it).
     fn dag_state(&self, k: ServerIdx, room_id: &str) -> Option<crate::protocol::dag::StateMap>;
     /// Digest of a state of the replica (from [`Self::dag_state`]), comparable across servers.
-    fn replica_state_digest(&self, k: ServerIdx, room_id: &str, state: &crate::protocol::dag::StateMap)
-        -> Option<String>;
+    fn replica_state_digest(
+        &self,
+        k: ServerIdx,
+        room_id: &str,
+        state: &crate::protocol::dag::StateMap,
+    ) -> Option<String>;
     fn held(&self, k: ServerIdx, room_id: &str, event_id: &str) -> Option<Held>;
     /// Every event a replica holds, with how it holds it, in its DAG order.
     fn replica_events(&self, k: ServerIdx, room_id: &str) -> Vec<(String, Held)>;

@@ -2,11 +2,11 @@
 //! disconnected events (bounded retries) and answering such requests.
 
 use super::{Outcome, Request, Response, ServerIdx};
+use crate::protocol::dag::EventIdx;
 use crate::protocol::pdu::Pdu;
 use crate::sim::server::requests::Purpose;
 use crate::sim::server::{room, Output, Server, Timer, MISSING_EVENTS_LIMIT};
 use crate::sim::time::SimTime;
-use crate::protocol::dag::EventIdx;
 use std::sync::Arc;
 
 impl Server {
@@ -28,8 +28,7 @@ impl Server {
         }
         room.fetching.insert(from);
         let earliest = room.prev_events_for_new(20);
-        let body =
-            Request::GetMissingEvents { room_id: room_id.to_owned(), earliest, latest, limit: room.fetch_limit };
+        let body = Request::GetMissingEvents { room_id: room_id.to_owned(), earliest, latest, limit: room.fetch_limit };
         self.send_request(from, body, Purpose::Fetch { room_id: room_id.to_owned() }, now, out);
     }
 

@@ -121,7 +121,11 @@ impl World {
             let work: Vec<((ServerIdx, Batch), &mut Node)> = batches.into_iter().zip(nodes).collect();
             work.into_par_iter().map(|((k, batch), node)| (k, run_node_window(node, batch, window_end))).collect()
         } else {
-            batches.into_iter().zip(nodes).map(|((k, batch), node)| (k, run_node_window(node, batch, window_end))).collect()
+            batches
+                .into_iter()
+                .zip(nodes)
+                .map(|((k, batch), node)| (k, run_node_window(node, batch, window_end)))
+                .collect()
         };
         for (k, handled) in results {
             for (t, logged, outputs) in handled {

@@ -399,3 +399,52 @@ impl RoomReplica {
         out.into_iter().collect()
     }
 }
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+    use crate::protocol::room_version::V11;
+    use crate::protocol::test_support::{Ev, RoomBuilder};
+
+    const ALICE: &str = "@alice:hs1";
+
+    /// Adds one received event and stores whatever became connected; returns the names taken.
+    fn receive(r: &mut RoomReplica, b: &RoomBuilder, name: &str) -> Vec<String> {
+        r.add_pending(Arc::new(b.pdu(name).clone()));
+        let taken = r.take_connected_pending();
+        let names = taken.iter().map(|p| b.name_of(&p.event_id)).collect();
+        for p in taken {
+            r.ingest(p);
+        }
+        names
+    }
+
+    #[test]
+    fn pending_events_are_taken_exactly_when_what_they_await_is_stored() {
+        let mut b = RoomBuilder::new(&V11);
+        for (name, ev) in [
+            ("CREATE", Ev::create(ALICE)),
+            ("MA", Ev::join(ALICE)),
+            ("PL", Ev::power_levels(ALICE, serde_json::json!({"users": {ALICE: 100}}))),
+            ("M1", Ev::message(ALICE, "one")),
+            ("M2", Ev::message(ALICE, "two")),
+            ("M3", Ev::message(ALICE, "three")),
+        ] {
+            b.add(name, ev);
+        }
+        let mut r = RoomReplica::new(b.room_id().to_owned(), &V11);
+        for name in ["CREATE", "MA", "PL"] {
+            assert_eq!(receive(&mut r, &b, name), [name], "in order: taken at once");
+        }
+        // M3 and M2 arrive before M1: both wait (M3 for M2, M2 for M1), nothing is taken.
+        assert!(receive(&mut r, &b, "M3").is_empty());
+        assert!(receive(&mut r, &b, "M2").is_empty());
+        assert_eq!(r.pending.len(), 2);
+        // Storing M1 connects M2, which connects M3: all three, in dependency order.
+        assert_eq!(receive(&mut r, &b, "M1"), ["M1", "M2", "M3"]);
+        assert!(r.pending.is_empty());
+        // Nothing pending, nothing awaited: taking is a no-op.
+        assert!(r.take_connected_pending().is_empty());
+        assert_eq!(r.dag.forward_extremities().len(), 1, "one tip: M3");
+    }
+}

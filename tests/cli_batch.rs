@@ -158,7 +158,8 @@ fn compare_prints_a_table_and_writes_csv_and_html() {
     ]);
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{stderr}");
-    assert!(stdout.contains("convergence_time_ms"), "no metric in the table:\n{stdout}");
+    assert!(stdout.contains("time_to_agreement_ms"), "no metric in the table:\n{stdout}");
+    assert!(!stdout.contains("time_to_agreement_note"), "a text field is not a metric:\n{stdout}");
     assert!(stdout.contains("network.loss=0.2"), "design B's label missing:\n{stdout}");
     let dirs: Vec<PathBuf> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -168,7 +169,7 @@ fn compare_prints_a_table_and_writes_csv_and_html() {
     assert_eq!(dirs.len(), 1, "one <scenario>-compare directory: {dirs:?}");
     let csv = std::fs::read_to_string(dirs[0].join("compare.csv")).unwrap();
     assert!(csv.lines().next().unwrap_or("").contains("metric"), "{csv}");
-    assert!(csv.contains("convergence_time_ms"), "{csv}");
+    assert!(csv.contains("time_to_agreement_ms"), "{csv}");
     let html = std::fs::read_to_string(dirs[0].join("compare.html")).unwrap();
     assert!(
         html.contains("<html") || html.contains("<!DOCTYPE") || html.contains("<!doctype"),

@@ -456,7 +456,13 @@ impl RoomMeasures {
             ("diverged_ms_total", json!(diverged_ms)),
             ("episodes", Value::Array(episodes)),
         ] {
-            m.insert(k.into(), v);
+            // Text fields are left out rather than null: a null in summary.json means "a number
+            // that does not exist in this run" (e.g. no time to agreement), which the analysis
+            // counts; a missing sentence is not one.
+            let text_field = matches!(k, "time_to_agreement_from" | "time_to_agreement_note");
+            if !(text_field && v.is_null()) {
+                m.insert(k.into(), v);
+            }
         }
         m
     }

@@ -151,8 +151,8 @@ fn replay_compares_sends_too() {
     std::fs::write(dir.join("log.jsonl"), tampered.join("\n") + "\n").unwrap();
     let o = roomsim(&["replay", dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("replay diverged at log record {n}")), "{err}");
+    let verdict = String::from_utf8_lossy(&o.stdout);
+    assert!(verdict.contains(&format!("replay diverged at log record {n}")), "{verdict}");
 }
 
 #[test]
@@ -246,7 +246,7 @@ fn experimental_room_version_not_implemented_is_refused_by_check_and_dag_verify(
     let o = roomsim(&["dag", "verify", dag.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("exp.jsonl:1: content.room_version: room version \"org.matrix.msc4243.12\" is experimental and not implemented yet"), "{err}");
+    assert!(err.contains("exp.jsonl: line 1: content.room_version: room version \"org.matrix.msc4243.12\" is experimental and not implemented yet"), "{err}");
     std::fs::write(&dag, create.replace("org.matrix.msc4243.12", "13")).unwrap();
     let o = roomsim(&["dag", "verify", dag.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -262,10 +262,11 @@ fn dag_verify_names_line_and_field_of_malformed_input() {
     lines[3] = lines[3].replacen("\"depth\":", "\"depth\":\"x\",\"_\":", 1);
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, lines.join("\n")).unwrap();
+    // The malformed line is an invalid verdict naming its line and field; the rest is judged.
     let o = roomsim(&["dag", "verify", bad.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(err.contains("bad.jsonl:4: depth:"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("bad.jsonl:4: invalid, left out: depth: expected an integer"), "{err}");
     // An event whose parents are absent is rejected with stage `missing`, not a crash.
     let missing = tmp.path().join("missing.jsonl");
     let without_third: Vec<&str> = text.lines().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| l).collect();

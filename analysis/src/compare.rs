@@ -171,9 +171,10 @@ fn compare_row(
 }
 
 /// Metrics whose null means "the event never happened in the run" (a censored time): the
-/// convergence times, and any proposal metric named `*_time_ms`.
+/// times to agreement (`time_to_agreement_ms`, `convergence_time_ms` of older runs), and any
+/// proposal metric named `*_time_ms`.
 pub fn is_time_to_event(metric: &str) -> bool {
-    metric.ends_with("_time_ms")
+    is_agreement_time(metric) || metric.ends_with("_time_ms")
 }
 
 /// Kaplan–Meier median of times where `None` is censored at the end of the run (after every

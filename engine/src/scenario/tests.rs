@@ -45,7 +45,19 @@ fn full_example_resolves() {
     );
     assert_eq!(s.faults[3].kind, FaultKind::ClockSkew { server: "hs3".into(), skew_us: -30_000_000 });
     assert_eq!(s.workloads[0].users.len(), 9);
-    assert_eq!(s.metrics.measures, Measure::ALL);
+    // `measures` limits the series to those named, in the order named.
+    assert_eq!(
+        s.metrics.measures,
+        [
+            Measure::DistinctStates,
+            Measure::LargestAgreeingGroup,
+            Measure::Agreement,
+            Measure::ServersInRoom,
+            Measure::EventLag,
+            Measure::ForwardExtremities,
+            Measure::AuthDisagreements
+        ]
+    );
     let sweep = s.sweep.as_ref().unwrap();
     assert_eq!(sweep.seeds, [1, 2, 3]);
     assert_eq!(sweep.grid[1].values, ["\"5ms\"", "\"20ms\""]);

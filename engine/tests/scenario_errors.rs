@@ -157,6 +157,15 @@ mod scenario {
     }
 
     #[test]
+    fn destination_backoff_out_of_range() {
+        let e = error_of(&edit("count = 4\n", "count = 4\ndestination_retry_multiplier = 0.5\n"), &[]);
+        assert_at(&e, 8, 32, "destination_retry_multiplier must be between 1 and 100; got 0.5");
+        let below = "count = 4\ndestination_min_retry_interval = \"2h\"\ndestination_max_retry_interval = \"1h\"\n";
+        let e = error_of(&edit("count = 4\n", below), &[]);
+        assert_at(&e, 9, 34, "destination_max_retry_interval must not be below destination_min_retry_interval");
+    }
+
+    #[test]
     fn invite_without_target() {
         let e = error_of(&edit("action = \"message\"", "action = \"invite\""), &[]);
         assert_at(&e, 30, 10, "`target` is required for action \"invite\"");

@@ -60,11 +60,14 @@ fn scenario_text(e: &Edges) -> String {
     let mut text = format!(
         "# edge cases of the scenario format\n[scenario]\nname = \"{}\"\nend = \"{}ms\"\n\n\
          [defaults]\nsignatures = \"modelled\"\nsignature_cost = \"{}\"\nusers = {}\n\
-         request_retries = {}\nmissing_event_timeout = \"1us\"\nrequest_timeout = \"1000000h\"\n",
+         request_retries = {}\nmissing_event_timeout = \"1us\"\nrequest_timeout = \"1000000h\"\n\
+         transaction_retries = {}\ndestination_min_retry_interval = \"1us\"\n\
+         destination_retry_multiplier = 100\ndestination_max_retry_interval = \"1000000h\"\n",
         padded("edge", 'e', e.name_len),
         e.end_ms,
         e.signature_cost,
         e.users,
+        e.retries,
         e.retries
     );
     for (i, name) in names.iter().enumerate() {

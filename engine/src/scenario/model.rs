@@ -121,6 +121,13 @@ pub struct ServerSpec {
     pub request_timeout_us: u64,
     /// Retries after the first attempt of a non-PDU federation request.
     pub request_retries: u32,
+    /// Retries after the first attempt of a transaction (`/send`).
+    pub transaction_retries: u32,
+    /// Per-destination backoff after a transaction's final failure: the first interval, the
+    /// factor for each further failure, the cap (Synapse's `destination_*` settings).
+    pub destination_min_retry_interval_us: u64,
+    pub destination_retry_multiplier: f64,
+    pub destination_max_retry_interval_us: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -140,6 +140,10 @@ server_structs! {
         missing_event_timeout: DurationUs,
         request_timeout: DurationUs,
         request_retries: u32,
+        transaction_retries: u32,
+        destination_min_retry_interval: DurationUs,
+        destination_retry_multiplier: f64,
+        destination_max_retry_interval: DurationUs,
     }
     server_only {
         name: String,

@@ -143,7 +143,8 @@ fn check_server_name(name: &str, span: &Range<usize>) -> Res<()> {
 fn settings(raw: &RawServer, defaults: &RawKnobs) -> Res<ServerSpec> {
     let knobs = raw.knobs().or(defaults);
     let users = bounded(&knobs.users, 2, 1..=MAX_USERS_PER_SERVER as u32, "users")?;
-    let retries = bounded(&knobs.request_retries, 2, 0..=100, "request_retries")?;
+    let retries = bounded(&knobs.request_retries, 3, 0..=100, "request_retries")?;
+    let backoff = destination_backoff(&knobs)?;
     Ok(ServerSpec {
         name: String::new(),
         // Placeholders: `named` gives the real IDs once the server's name is known.
@@ -162,7 +163,43 @@ fn settings(raw: &RawServer, defaults: &RawKnobs) -> Res<ServerSpec> {
         )?,
         request_timeout_us: positive_or(&knobs.request_timeout, DurationUs(10_000_000), "request_timeout")?,
         request_retries: retries,
+        transaction_retries: bounded(&knobs.transaction_retries, 10, 0..=100, "transaction_retries")?,
+        destination_min_retry_interval_us: backoff.0,
+        destination_retry_multiplier: backoff.1,
+        destination_max_retry_interval_us: backoff.2,
     })
+}
+
+/// Synapse's per-destination backoff settings and their defaults (10 minutes, ×2, a week):
+/// the first interval, the multiplier (1..=100: below 1 the backoff would shrink), the cap
+/// (not below the first interval).
+fn destination_backoff(knobs: &RawKnobs) -> Res<(u64, f64, u64)> {
+    let min =
+        positive_or(&knobs.destination_min_retry_interval, DurationUs(600_000_000), "destination_min_retry_interval")?;
+    let max = positive_or(
+        &knobs.destination_max_retry_interval,
+        DurationUs(604_800_000_000),
+        "destination_max_retry_interval",
+    )?;
+    if let (Some(v), true) = (&knobs.destination_max_retry_interval, max < min) {
+        let message = "destination_max_retry_interval must not be below destination_min_retry_interval";
+        return Err(Problem::at(v.span(), message));
+    }
+    if max < min {
+        let v = knobs.destination_min_retry_interval.as_ref().expect("only a set minimum exceeds the default cap");
+        let message =
+            "destination_min_retry_interval must not be above destination_max_retry_interval (default a week)";
+        return Err(Problem::at(v.span(), message));
+    }
+    let multiplier = match &knobs.destination_retry_multiplier {
+        None => 2.0,
+        Some(v) if v.get_ref().is_finite() && (1.0..=100.0).contains(v.get_ref()) => *v.get_ref(),
+        Some(v) => {
+            let message = format!("destination_retry_multiplier must be between 1 and 100; got {}", v.get_ref());
+            return Err(Problem::at(v.span(), message));
+        }
+    };
+    Ok((min, multiplier, max))
 }
 
 /// An optional integer within `range`, or `default`.

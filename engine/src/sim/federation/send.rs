@@ -1,11 +1,10 @@
 //! `PUT /_matrix/federation/v1/send/{txnId}`: receiving a transaction's PDUs, and the sending
-//! side (one transaction in flight per destination, backoff on failure).
+//! side's fan-out (queues, backoff and catch-up: `server/outbound.rs`, `server/retry.rs`).
 
 use crate::protocol::pdu::Pdu;
 use crate::sim::event::SimEvent;
-use crate::sim::federation::{Outcome, Request, Response, ServerIdx};
-use crate::sim::server::requests::Purpose;
-use crate::sim::server::{Output, Server, Timer, MAX_TXN_PDUS};
+use crate::sim::federation::{Outcome, Response, ServerIdx};
+use crate::sim::server::{Output, Server};
 use crate::sim::time::SimTime;
 use std::sync::Arc;
 
@@ -59,35 +58,20 @@ impl Server {
     }
 
     /// Queues `pdu` for `dest` and sends if the destination is free; a full queue is reported
-    /// (the destination catches up with `get_missing_events` when a later event reaches it).
+    /// (the destination is then caught up: sent the newest events per room, from which it
+    /// fetches the rest with `get_missing_events`).
     pub(crate) fn queue_for(&mut self, dest: ServerIdx, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
-        if let Err(full) = self.outbound.enqueue(dest, pdu.clone()) {
+        if let Err(full) = self.outbound.enqueue(dest, &crate::sim::server::room_id_of(&pdu), pdu.clone()) {
             let ev = SimEvent::CapReached {
                 cap: "server.outbound_queue".into(),
                 limit: full.limit as u64,
-                consequence: format!("{} not queued for {}", pdu.event_id, self.directory.names[dest as usize]),
+                consequence: format!(
+                    "queue for {} dropped at {}: it is caught up with the newest event of each room",
+                    self.directory.names[dest as usize], pdu.event_id
+                ),
             };
             self.record(out, ev);
-            return;
         }
         self.send_next_transaction(dest, now, out);
-    }
-
-    pub(crate) fn send_next_transaction(&mut self, dest: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
-        if let Some(batch) = self.outbound.next_batch(dest, MAX_TXN_PDUS) {
-            let count = batch.len();
-            self.send_request(
-                dest,
-                Request::Transaction { pdus: batch },
-                Purpose::Transaction { dest, count },
-                now,
-                out,
-            );
-        }
-    }
-
-    pub(crate) fn transaction_failed(&mut self, dest: ServerIdx, now: SimTime, out: &mut Vec<Output>) {
-        let delay = self.outbound.failed(dest);
-        out.push(Output::SetTimer { at: now + delay, timer: Timer::RetryDestination { dest } });
     }
 }

@@ -9,6 +9,7 @@ mod membership;
 pub mod outbound;
 mod receipt;
 pub(crate) mod requests;
+mod retry;
 pub mod room;
 pub mod routing;
 #[cfg(test)]
@@ -95,6 +96,10 @@ pub enum Timer {
     RetryMissing {
         room_id: String,
     },
+    /// A request's retry delay is over: send it again (`retry.rs`).
+    RetryRequest {
+        id: RequestId,
+    },
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
@@ -161,6 +166,10 @@ pub struct ServerConfig {
     pub request_timeout_us: u64,
     pub request_retries: u32,
     pub missing_event_timeout_us: u64,
+    /// Retries of a transaction (Synapse's long schedule, `retry.rs`).
+    pub transaction_retries: u32,
+    /// Per-destination backoff after a transaction's final failure (`outbound.rs`).
+    pub backoff: outbound::BackoffPolicy,
 }
 
 impl ServerConfig {
@@ -175,6 +184,12 @@ impl ServerConfig {
             request_timeout_us: spec.request_timeout_us,
             request_retries: spec.request_retries,
             missing_event_timeout_us: spec.missing_event_timeout_us.max(1),
+            transaction_retries: spec.transaction_retries,
+            backoff: outbound::BackoffPolicy {
+                min_interval_us: spec.destination_min_retry_interval_us,
+                multiplier: spec.destination_retry_multiplier,
+                max_interval_us: spec.destination_max_retry_interval_us,
+            },
         }
     }
 }
@@ -195,6 +210,7 @@ pub struct Server {
     pub(crate) outbound: Outbound,
     pub(crate) requests: BTreeMap<RequestId, PendingRequest>,
     pub(crate) next_request_id: RequestId,
+    pub(crate) retries: retry::RetryState,
     /// Per room, the servers joined the last time this server was resident: a server joining
     /// beyond them is caught up (receipt.rs, `catch_up_joined`).
     pub(crate) informed: BTreeMap<String, (u64, std::collections::BTreeSet<String>)>,
@@ -215,18 +231,20 @@ impl Server {
         // Only a `bad_signatures` server draws (its first draw): the others' streams are untouched.
         let forger = (spec.byzantine == Byzantine::BadSignatures)
             .then(|| KeyPair::from_seed(&spec.name, KEY_ID, rand::Rng::gen(&mut rng)));
+        let config = ServerConfig::from_spec(spec);
         Server {
             index,
             name: spec.name.clone(),
             users: spec.users.clone(),
-            config: ServerConfig::from_spec(spec),
+            outbound: Outbound::new(config.backoff),
+            retries: retry::RetryState::new(&rng),
+            config,
             key,
             forger,
             rng,
             directory,
             rooms: BTreeMap::new(),
             invites: BTreeMap::new(),
-            outbound: Outbound::default(),
             requests: BTreeMap::new(),
             next_request_id: 1,
             informed: BTreeMap::new(),
@@ -254,17 +272,14 @@ impl Server {
             Input::Action(a) => self.on_action(a, now, &mut out),
             Input::Crash => {
                 self.requests.clear();
-                self.outbound.forget_in_flight();
+                self.retries.crash();
+                self.outbound.crash();
                 for r in self.rooms.values_mut() {
                     r.fetching.clear();
                     r.retry_armed = false;
                 }
             }
-            Input::Restart => {
-                for dest in self.outbound.destinations_with_work() {
-                    self.send_next_transaction(dest, now, &mut out);
-                }
-            }
+            Input::Restart => self.on_restart(now, &mut out),
             Input::SetClockSkew { skew_us } => self.config.clock_skew_us = skew_us,
         }
         out
@@ -275,6 +290,9 @@ impl Server {
     }
 
     fn on_message(&mut self, from: ServerIdx, message: Message, now: SimTime, out: &mut Vec<Output>) {
+        if matches!(message, Message::Request { .. } | Message::Response { outcome: Outcome::Ok(_), .. }) {
+            self.remote_up(from, now, out);
+        }
         match message {
             Message::Request { id, body } => {
                 let outcome = self.on_request(from, body, now, out);
@@ -304,8 +322,8 @@ impl Server {
 
     fn on_response(&mut self, req: PendingRequest, outcome: Outcome, now: SimTime, out: &mut Vec<Output>) {
         match (req.purpose, outcome) {
-            (Purpose::Transaction { dest, count }, Outcome::Ok(_)) => {
-                self.outbound.acked(dest, count);
+            (Purpose::Transaction { dest, .. }, Outcome::Ok(_)) => {
+                self.outbound.acked(dest);
                 self.send_next_transaction(dest, now, out);
             }
             (Purpose::Transaction { dest, .. }, Outcome::Error { .. }) => self.transaction_failed(dest, now, out),
@@ -349,28 +367,14 @@ impl Server {
                     self.fetch_missing(&room_id, origin, now, out);
                 }
             }
-            Timer::RetryDestination { dest } => {
-                self.outbound.retry_due(dest);
-                self.send_next_transaction(dest, now, out);
-            }
+            Timer::RetryDestination { dest } => self.send_next_transaction(dest, now, out),
+            Timer::RetryRequest { id } => self.resend_request(id, now, out),
             Timer::RequestTimeout { id } => {
-                let Some(mut req) = self.requests.remove(&id) else { return };
+                let Some(req) = self.requests.remove(&id) else { return };
+                // Retried with backoff (`retry.rs`) until its schedule is exhausted.
+                let Some(req) = self.retry_later(id, req, now, out) else { return };
                 if let Purpose::Transaction { dest, .. } = req.purpose {
                     self.transaction_failed(dest, now, out);
-                    return;
-                }
-                if req.attempts <= self.config.request_retries {
-                    req.attempts += 1;
-                    out.push(Output::Send {
-                        to: req.to,
-                        message: Message::Request { id, body: req.body.clone() },
-                        delay_us: 0,
-                    });
-                    out.push(Output::SetTimer {
-                        at: now + self.config.request_timeout_us,
-                        timer: Timer::RequestTimeout { id },
-                    });
-                    self.requests.insert(id, req);
                     return;
                 }
                 self.record(

@@ -7,7 +7,7 @@ use crate::sim::time::SimTime;
 /// Why a request was sent, so that its answer (or its timeout) can be acted on.
 #[derive(Debug, Clone)]
 pub(crate) enum Purpose {
-    Transaction { dest: ServerIdx, count: usize },
+    Transaction { dest: ServerIdx },
     Fetch { room_id: String },
     MakeJoin { user: String, room_id: String },
     SendJoin { user: String, room_id: String },

@@ -102,8 +102,8 @@ impl Server {
         }
     }
 
-    /// A client's `leave` or `reject_invite` when no local user is joined: through the server
-    /// that invited it (rejection), the one it knocked through, or the action's resident.
+    /// A client's `reject_invite`, or `leave` retracting a knock, when no local user is joined:
+    /// through the server that invited it (rejection) or the one it knocked through.
     pub(crate) fn remote_leave(
         &mut self,
         a: &ClientAction,
@@ -115,7 +115,7 @@ impl Server {
         let knocked = self.knocks.get(&(room_id.clone(), a.user.clone())).copied();
         let via = match a.kind {
             crate::scenario::ActionKind::RejectInvite => invited.ok_or("no invite to reject")?,
-            _ => knocked.or(invited).or(a.via).ok_or("no resident server to leave through")?,
+            _ => knocked.ok_or("no knock to retract")?,
         };
         if via == self.index {
             return Err("this server is not in the room".into());
@@ -141,9 +141,6 @@ impl Server {
     /// The resident took the leave: the user is out (an invite declined, a knock retracted).
     pub(crate) fn on_left(&mut self, user: String, room_id: String, out: &mut Vec<Output>) {
         self.knocks.remove(&(room_id.clone(), user.clone()));
-        if !self.has_joined_user(&room_id) {
-            self.invites.remove(&room_id);
-        }
         self.record(out, SimEvent::Left { user, room: room_id });
     }
 }

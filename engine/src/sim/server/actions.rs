@@ -42,7 +42,7 @@ impl Server {
             ActionKind::Knock => self.knock(&a, now, out),
             ActionKind::AcceptKnock => self.accept_knock(&a, now, out),
             ActionKind::DenyKnock => self.deny_knock(&a, now, out),
-            ActionKind::Leave | ActionKind::RejectInvite if !self.joined_locally(&a) => self.remote_leave(&a, now, out),
+            ActionKind::Leave | ActionKind::RejectInvite if self.leaves_remotely(&a) => self.remote_leave(&a, now, out),
             _ => self.simple_action(&a, now, out),
         };
         let (event, pending, refused) = match result {

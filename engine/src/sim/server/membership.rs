@@ -69,6 +69,14 @@ impl Server {
         a.room_id.as_deref().is_some_and(|r| self.has_joined_user(r))
     }
 
+    /// Whether a `leave` / `reject_invite` goes through a resident (make_leave): no local user is
+    /// joined, and the user has something to leave there (an invite to reject, a knock to
+    /// retract). Any other leave is made here, or refused when this server is not in the room.
+    pub(crate) fn leaves_remotely(&self, a: &ClientAction) -> bool {
+        let knocked = a.room_id.as_ref().is_some_and(|r| self.knocks.contains_key(&(r.clone(), a.user.clone())));
+        !self.joined_locally(a) && (a.kind == crate::scenario::ActionKind::RejectInvite || knocked)
+    }
+
     /// `knock`: made here when a local user is joined (this server is resident), otherwise
     /// through the action's resident.
     pub(crate) fn knock(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {

@@ -82,9 +82,7 @@ fn fields(kind: ActionKind) -> [Field; 4] {
         | ActionKind::Ban
         | ActionKind::Unban
         | ActionKind::AcceptKnock
-        | ActionKind::DenyKnock => {
-            [Required, Rejected, Rejected, Rejected]
-        }
+        | ActionKind::DenyKnock => [Required, Rejected, Rejected, Rejected],
         ActionKind::Power => [Required, Required, Rejected, Rejected],
         ActionKind::JoinRule => [Rejected, Rejected, Required, Rejected],
         ActionKind::Topic => [Rejected, Rejected, Rejected, Required],

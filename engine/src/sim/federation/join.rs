@@ -14,7 +14,10 @@ impl Server {
         if !self.has_joined_user(room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         }
-        let d = match self.join_draft(room_id, user_id, now) { Ok(d) => d, Err(refusal) => return refusal };
+        let d = match self.join_draft(room_id, user_id, now) {
+            Ok(d) => d,
+            Err(refusal) => return refusal,
+        };
         let content = restricted::template_content(&d);
         match self.build_checked(room_id, d, now) {
             Ok(template) => Outcome::Ok(Response::MakeJoin(JoinTemplate {
@@ -56,7 +59,10 @@ impl Server {
         if !self.rooms.contains_key(&room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         }
-        let pdu = match self.cosign_restricted_join(pdu, out) { Ok(p) => p, Err(refusal) => return refusal };
+        let pdu = match self.cosign_restricted_join(pdu, out) {
+            Ok(p) => p,
+            Err(refusal) => return refusal,
+        };
         // The answer carries the whole history: no catch-up of the joiner needed.
         self.receive_pdu_catching_up(pdu.clone(), from, now, out, Some(from));
         let room = &self.rooms[&room_id];

@@ -79,7 +79,12 @@ impl Server {
 
     /// `knock`: made here when a local user is joined (this server is resident), otherwise
     /// through the action's resident.
-    pub(crate) fn knock(&mut self, a: &ClientAction, now: SimTime, out: &mut Vec<Output>) -> Result<Option<String>, String> {
+    pub(crate) fn knock(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
         if !self.joined_locally(a) {
             return self.remote_knock(a, now, out);
         }

@@ -311,9 +311,13 @@ impl Server {
             Request::MakeJoin { room_id, user_id } => self.answer_make_join(&room_id, &user_id, now),
             Request::SendJoin { pdu } => self.answer_send_join(pdu, from, now, out),
             Request::Invite { pdu, room_version, .. } => self.answer_invite(pdu, &room_version, from, out),
-            Request::MakeKnock { room_id, user_id } => self.answer_membership_template(&room_id, &user_id, "knock", now),
+            Request::MakeKnock { room_id, user_id } => {
+                self.answer_membership_template(&room_id, &user_id, "knock", now)
+            }
             Request::SendKnock { pdu } => self.answer_send_knock(pdu, from, now, out),
-            Request::MakeLeave { room_id, user_id } => self.answer_membership_template(&room_id, &user_id, "leave", now),
+            Request::MakeLeave { room_id, user_id } => {
+                self.answer_membership_template(&room_id, &user_id, "leave", now)
+            }
             Request::SendLeave { pdu } => self.answer_send_leave(pdu, from, now, out),
         }
     }

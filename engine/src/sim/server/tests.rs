@@ -310,9 +310,10 @@ fn received_redactions_are_applied_by_power_or_domain_and_served_redacted() {
     let served: Vec<Arc<Pdu>> = out
         .into_iter()
         .find_map(|o| match o {
-            Output::Send { message: Message::Response { outcome: crate::sim::federation::Outcome::Ok(resp), .. }, .. } => {
-                Some(resp.pdus().to_vec())
-            }
+            Output::Send {
+                message: Message::Response { outcome: crate::sim::federation::Outcome::Ok(resp), .. },
+                ..
+            } => Some(resp.pdus().to_vec()),
             _ => None,
         })
         .expect("an answer");

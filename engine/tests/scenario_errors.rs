@@ -323,3 +323,51 @@ fn a_server_name_too_long_for_its_ids_is_refused_where_it_is_written() {
     );
     assert!(parse_scenario("quickstart.toml", &ok, &[]).is_ok());
 }
+
+/// `BASE` with a restricted room "annex" after "main"; its `allow` list is on line 25, the list
+/// at column 9, its first name at column 10.
+fn with_annex(join_rule: &str, start: &str, allow: &str) -> String {
+    edit(
+        "members = \"*\"\n",
+        &format!(
+            "members = \"*\"\n\n[[rooms]]\nname = \"annex\"\nversion = \"11\"\ncreator = \"@u0:hs1\"\njoin_rule = \"{join_rule}\"\nstart = \"{start}\"\nallow = [{allow}]\n"
+        ),
+    )
+}
+
+#[test]
+fn allow_lists_name_earlier_rooms_of_restricted_rooms() {
+    let ok = parse_scenario("quickstart.toml", &with_annex("restricted", "1s", "\"main\""), &[]).unwrap();
+    assert_eq!(ok.rooms[1].allow, ["main"]);
+    let ok = parse_scenario("quickstart.toml", &with_annex("knock_restricted", "1s", "\"main\""), &[]).unwrap();
+    assert_eq!(ok.rooms[1].allow, ["main"]);
+    let e = error_of(&with_annex("public", "1s", "\"main\""), &[]);
+    assert_at(
+        &e,
+        25,
+        9,
+        "`allow` needs join_rule \"restricted\" or \"knock_restricted\"; room \"annex\" is \"public\"",
+    );
+    let e = error_of(&with_annex("restricted", "1s", "\"mian\""), &[]);
+    assert_at(&e, 25, 10, "unknown room \"mian\" in `allow`; rooms are main, annex");
+    let e = error_of(&with_annex("restricted", "0s", "\"main\""), &[]);
+    assert_at(&e, 25, 10, "not before room \"annex\"");
+    let e = error_of(&with_annex("restricted", "1s", "\"annex\""), &[]);
+    assert_at(&e, 25, 10, "a room cannot allow its own members");
+}
+
+#[test]
+fn knock_actions_take_only_the_keys_they_use() {
+    let knock = |extra: &str| {
+        edit(
+            "action = \"message\"\nroom = \"main\"\nuser = \"@u1:hs2\"\n",
+            &format!("action = \"knock\"\nroom = \"main\"\nuser = \"@u1:hs2\"\n{extra}"),
+        )
+    };
+    assert!(parse_scenario("quickstart.toml", &knock(""), &[]).is_ok());
+    let e = error_of(&knock("target = \"@u0:hs1\"\n"), &[]);
+    assert!(e.message().contains("target"), "{e}");
+    let deny = edit("action = \"message\"", "action = \"deny_knock\"");
+    let e = error_of(&deny, &[]);
+    assert!(e.message().contains("target"), "deny_knock needs a target: {e}");
+}

@@ -250,6 +250,13 @@ impl RoomDag {
     pub fn set_status(&mut self, idx: EventIdx, status: Status) {
         self.events[idx as usize].status = status;
     }
+    /// Replaces a held event by another form of the same event: its redacted form (same event
+    /// ID, same signatures), once a redaction is applied. What was precomputed at insertion is
+    /// kept; the rules read the new form from now on.
+    pub fn replace_pdu(&mut self, idx: EventIdx, pdu: Arc<Pdu>) {
+        debug_assert_eq!(self.events[idx as usize].pdu.event_id, pdu.event_id, "the same event");
+        self.events[idx as usize].pdu = pdu;
+    }
 
     fn intern_key(&mut self, event_type: &str, state_key: &str) -> KeyIdx {
         if let Some(i) = self.key_index(event_type, state_key) {

@@ -163,6 +163,9 @@ pub struct RoomSpec {
     /// already contains their invites (if the room is not public) and joins.
     pub members: Vec<String>,
     pub power_levels: PowerLevelsOverride,
+    /// `restricted` / `knock_restricted` rooms: the rooms (by name, each created before this
+    /// one) whose members may join without an invite (`m.room_membership` entries of `allow`).
+    pub allow: Vec<String>,
     /// When the creator creates the room.
     pub start_us: u64,
 }
@@ -365,6 +368,14 @@ pub enum ActionKind {
     Power,
     JoinRule,
     Redact,
+    /// Ask to join a `knock` / `knock_restricted` room (make_knock / send_knock when remote).
+    Knock,
+    /// A resident with invite power invites a user who knocked.
+    AcceptKnock,
+    /// A resident with kick power sets a knocking user's membership to `leave`.
+    DenyKnock,
+    /// An invited user declines (make_leave / send_leave through the inviting server).
+    RejectInvite,
 }
 
 impl ActionKind {
@@ -382,6 +393,10 @@ impl ActionKind {
             ActionKind::Power => "power",
             ActionKind::JoinRule => "join_rule",
             ActionKind::Redact => "redact",
+            ActionKind::Knock => "knock",
+            ActionKind::AcceptKnock => "accept_knock",
+            ActionKind::DenyKnock => "deny_knock",
+            ActionKind::RejectInvite => "reject_invite",
         }
     }
 }

@@ -172,6 +172,8 @@ pub(crate) struct RawRoom {
     pub additional_creators: Opt<NameList>,
     #[serde(default)]
     pub start: Opt<DurationUs>,
+    #[serde(default)]
+    pub allow: Opt<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, DeriveDeserialize)]

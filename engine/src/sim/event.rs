@@ -74,6 +74,12 @@ pub enum SimEvent {
     },
     /// A remote join completed (`send_join` answered).
     Joined { user: String, room: String },
+    /// A remote knock was taken (`send_knock` answered with `room_state` stripped state events).
+    Knocked { user: String, room: String, room_state: usize },
+    /// A remote leave or invite rejection was taken (`send_leave` answered).
+    Left { user: String, room: String },
+    /// A server applied a redaction: it stores and serves `event` redacted from now on.
+    Redacted { room: String, event: String, redaction: String },
     /// A request gave up (error answer, or timed out after its retries).
     RequestFailed { request: String, to: ServerIdx, why: String },
     /// An answer to a request that was no longer waited for.

@@ -42,7 +42,57 @@ pub(super) fn resolve(
         }
         rooms.push(spec);
     }
+    for (entry, i) in raw.iter().zip(0..) {
+        rooms[i].allow = allow_list(entry.get_ref(), &rooms[i], &rooms)?;
+    }
     Ok(rooms)
+}
+
+/// A restricted room's `allow` list: room names, each of a room created strictly before this one
+/// (the create action resolves them to room IDs, so each must exist by then), not the room itself.
+fn allow_list(room: &RawRoom, spec: &RoomSpec, rooms: &[RoomSpec]) -> Res<Vec<String>> {
+    let Some(list) = &room.allow else { return Ok(Vec::new()) };
+    if !matches!(spec.join_rule, JoinRule::Restricted | JoinRule::KnockRestricted) {
+        let message = format!(
+            "`allow` needs join_rule \"restricted\" or \"knock_restricted\"; room \"{}\" is \"{}\"",
+            spec.name,
+            spec.join_rule.as_str()
+        );
+        return Err(Problem::at(list.span(), message));
+    }
+    if !spec.version.rules().restricted_joins {
+        let message = format!("room version {} has no restricted rooms", spec.version.as_str());
+        return Err(Problem::at(list.span(), message));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for name in list.get_ref() {
+        let Some(other) = rooms.iter().find(|r| r.name == *name.get_ref()) else {
+            let known: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
+            let message = format!(
+                "unknown room \"{}\" in `allow`; rooms are {}",
+                name.get_ref(),
+                super::super::names::abbreviate(&known)
+            );
+            return Err(Problem::at(name.span(), message));
+        };
+        if other.name == spec.name {
+            return Err(Problem::at(name.span(), "a room cannot allow its own members: they are already in it"));
+        }
+        if other.start_us >= spec.start_us {
+            let message = format!(
+                "room \"{}\" is created at {}, not before room \"{}\" ({}): its room ID is not known when the allow list is written",
+                other.name,
+                super::super::duration::DurationUs(other.start_us),
+                spec.name,
+                super::super::duration::DurationUs(spec.start_us)
+            );
+            return Err(Problem::at(name.span(), message));
+        }
+        if !names.contains(&other.name) {
+            names.push(other.name.clone());
+        }
+    }
+    Ok(names)
 }
 
 fn resolve_room(room: &RawRoom, timeline: &[Spanned<RawAction>], names: &Names, end: &EndCondition) -> Res<RoomSpec> {
@@ -76,6 +126,7 @@ fn resolve_room(room: &RawRoom, timeline: &[Spanned<RawAction>], names: &Names, 
         additional_creators,
         join_rule: room.join_rule.as_ref().map_or(JoinRule::Public, |j| *j.get_ref()),
         power_levels,
+        allow: Vec::new(),
         start_us,
     })
 }

@@ -77,15 +77,22 @@ enum Field {
 fn fields(kind: ActionKind) -> [Field; 4] {
     use Field::*;
     match kind {
-        ActionKind::Invite | ActionKind::Kick | ActionKind::Ban | ActionKind::Unban => {
-            [Required, Rejected, Rejected, Rejected]
-        }
+        ActionKind::Invite
+        | ActionKind::Kick
+        | ActionKind::Ban
+        | ActionKind::Unban
+        | ActionKind::AcceptKnock
+        | ActionKind::DenyKnock => [Required, Rejected, Rejected, Rejected],
         ActionKind::Power => [Required, Required, Rejected, Rejected],
         ActionKind::JoinRule => [Rejected, Rejected, Required, Rejected],
         ActionKind::Topic => [Rejected, Rejected, Rejected, Required],
         ActionKind::Message => [Rejected, Rejected, Rejected, Optional],
         ActionKind::Redact => [Optional, Rejected, Rejected, Rejected],
-        ActionKind::Join | ActionKind::Leave | ActionKind::CreateRoom => [Rejected; 4],
+        ActionKind::Join
+        | ActionKind::Leave
+        | ActionKind::CreateRoom
+        | ActionKind::Knock
+        | ActionKind::RejectInvite => [Rejected; 4],
     }
 }
 

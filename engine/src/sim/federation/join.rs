@@ -1,10 +1,9 @@
 //! `make_join` / `send_join` (v2): the resident's answers and the joining server's steps.
 
-use super::{JoinTemplate, Outcome, Request, Response, ServerIdx};
+use super::{restricted, JoinTemplate, Outcome, Request, Response, ServerIdx};
 use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
 use crate::sim::event::SimEvent;
-use crate::sim::server::actions::Draft;
 use crate::sim::server::requests::Purpose;
 use crate::sim::server::{room_id_of, Output, RoomReplica, Server};
 use crate::sim::time::SimTime;
@@ -15,7 +14,11 @@ impl Server {
         if !self.has_joined_user(room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         }
-        let d = Draft::member(user_id.to_owned(), user_id.to_owned(), "join");
+        let d = match self.join_draft(room_id, user_id, now) {
+            Ok(d) => d,
+            Err(refusal) => return refusal,
+        };
+        let content = restricted::template_content(&d);
         match self.build_checked(room_id, d, now) {
             Ok(template) => Outcome::Ok(Response::MakeJoin(JoinTemplate {
                 room_id: room_id.to_owned(),
@@ -23,6 +26,7 @@ impl Server {
                 prev_events: template.prev_events.clone(),
                 auth_events: template.auth_events.clone(),
                 depth: template.depth,
+                content,
             })),
             Err(_) => Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() },
         }
@@ -38,7 +42,7 @@ impl Server {
         out: &mut Vec<Output>,
     ) {
         let Some(version) = RoomVersion::by_id(&t.room_version) else { return };
-        let d = Draft::member(user.clone(), user.clone(), "join");
+        let d = restricted::joiner_draft(&user, t.content);
         let pdu = self.sign_new(version, Some(&room_id), d, t.prev_events, t.auth_events, t.depth, now);
         out.push(Output::Created { room_id: room_id.clone(), pdu: pdu.clone() });
         self.send_request(via, Request::SendJoin { pdu }, Purpose::SendJoin { user, room_id }, now, out);
@@ -55,6 +59,10 @@ impl Server {
         if !self.rooms.contains_key(&room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
         }
+        let pdu = match self.cosign_restricted_join(pdu, out) {
+            Ok(p) => p,
+            Err(refusal) => return refusal,
+        };
         // The answer carries the whole history: no catch-up of the joiner needed.
         self.receive_pdu_catching_up(pdu.clone(), from, now, out, Some(from));
         let room = &self.rooms[&room_id];

@@ -4,13 +4,17 @@
 //! [`Outcome`], so timeouts, retries and middleboxes apply to all of them the same way.
 //!
 //! One file per endpoint family holds the endpoint's server-side handlers (answering a request,
-//! acting on an answer): [`send`], [`missing_events`], [`join`], [`invite`]. The wire types are
+//! acting on an answer): [`send`], [`missing_events`], [`join`] (with [`restricted`] joins),
+//! [`invite`], [`knock`], [`leave`]. The wire types are
 //! here and derive serde: the log writes them as they are, PDUs by event ID
 //! ([`super::event::pdu_ref`]).
 
 pub mod invite;
 pub mod join;
+pub mod knock;
+pub mod leave;
 pub mod missing_events;
+pub mod restricted;
 pub mod send;
 
 use super::event::pdu_ref;
@@ -56,6 +60,20 @@ pub enum Request {
         room_version: String,
         invite_room_state: Vec<StrippedState>,
     },
+    /// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`.
+    MakeKnock { room_id: String, user_id: String },
+    /// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`.
+    SendKnock {
+        #[serde(with = "pdu_ref::one")]
+        pdu: Arc<Pdu>,
+    },
+    /// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`.
+    MakeLeave { room_id: String, user_id: String },
+    /// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`.
+    SendLeave {
+        #[serde(with = "pdu_ref::one")]
+        pdu: Arc<Pdu>,
+    },
 }
 
 /// A stripped state event (`type`, `state_key`, `sender`, `content`), as in `invite_room_state`.
@@ -83,6 +101,10 @@ impl Request {
             Request::MakeJoin { .. } => "make_join",
             Request::SendJoin { .. } => "send_join",
             Request::Invite { .. } => "invite",
+            Request::MakeKnock { .. } => "make_knock",
+            Request::SendKnock { .. } => "send_knock",
+            Request::MakeLeave { .. } => "make_leave",
+            Request::SendLeave { .. } => "send_leave",
         }
     }
 
@@ -90,8 +112,14 @@ impl Request {
     pub fn pdus(&self) -> &[Arc<Pdu>] {
         match self {
             Request::Transaction { pdus } => pdus,
-            Request::SendJoin { pdu } | Request::Invite { pdu, .. } => std::slice::from_ref(pdu),
-            Request::GetMissingEvents { .. } | Request::MakeJoin { .. } => &[],
+            Request::SendJoin { pdu }
+            | Request::Invite { pdu, .. }
+            | Request::SendKnock { pdu }
+            | Request::SendLeave { pdu } => std::slice::from_ref(pdu),
+            Request::GetMissingEvents { .. }
+            | Request::MakeJoin { .. }
+            | Request::MakeKnock { .. }
+            | Request::MakeLeave { .. } => &[],
         }
     }
 }
@@ -125,6 +153,12 @@ pub enum Response {
         #[serde(with = "pdu_ref::one")]
         pdu: Arc<Pdu>,
     },
+    /// `make_knock`'s or `make_leave`'s template (the same fields as `make_join`'s).
+    MembershipTemplate(JoinTemplate),
+    /// `send_knock` accepted: the stripped state the knocking user's client is shown.
+    Knocked { knock_room_state: Vec<StrippedState> },
+    /// `send_leave` accepted (an empty object in the spec).
+    Left,
 }
 
 impl Response {
@@ -136,7 +170,11 @@ impl Response {
         match self {
             Response::Events { pdus } => pdus,
             Response::Invite { pdu } => std::slice::from_ref(pdu),
-            Response::Transaction | Response::MakeJoin(_) => &[],
+            Response::Transaction
+            | Response::MakeJoin(_)
+            | Response::MembershipTemplate(_)
+            | Response::Knocked { .. }
+            | Response::Left => &[],
         }
     }
 }
@@ -159,6 +197,10 @@ pub struct JoinTemplate {
     pub prev_events: Vec<String>,
     pub auth_events: Vec<String>,
     pub depth: i64,
+    /// The template event's `content` where it carries more than the membership (a restricted
+    /// join's `join_authorised_via_users_server`); the joiner signs it as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<serde_json::Value>,
 }
 
 /// PDUs by event ID: the world's union store, used to turn logged references back into PDUs.

@@ -39,6 +39,10 @@ impl Server {
             ActionKind::CreateRoom => self.create_room(&a, now, out),
             ActionKind::Join => self.join(&a, now, out),
             ActionKind::Invite => self.invite(&a, now, out),
+            ActionKind::Knock => self.knock(&a, now, out),
+            ActionKind::AcceptKnock => self.accept_knock(&a, now, out),
+            ActionKind::DenyKnock => self.deny_knock(&a, now, out),
+            ActionKind::Leave | ActionKind::RejectInvite if self.leaves_remotely(&a) => self.remote_leave(&a, now, out),
             _ => self.simple_action(&a, now, out),
         };
         let (event, pending, refused) = match result {
@@ -67,6 +71,9 @@ impl Server {
         out: &mut Vec<Output>,
     ) -> Result<Option<String>, String> {
         let spec = a.create.as_ref().ok_or("create_room without a room specification")?;
+        if a.allow.len() < spec.allow.len() {
+            return Err(format!("a room of the allow list ({}) was not created", spec.allow.join(", ")));
+        }
         let version = version_of(spec.version);
         let creator = spec.creator.clone();
         let mut create_content = json!({"room_version": version.id});
@@ -111,7 +118,7 @@ impl Server {
                 event_type: "m.room.join_rules",
                 state_key: Some(String::new()),
                 sender: creator.clone(),
-                content: json!({"join_rule": spec.join_rule.as_str()}),
+                content: crate::sim::federation::restricted::join_rules_content(spec.join_rule.as_str(), &a.allow),
             },
             Draft {
                 event_type: "m.room.history_visibility",
@@ -140,6 +147,13 @@ impl Server {
         let text = a.text.clone().unwrap_or_else(|| "hello".into());
         let d = match a.kind {
             ActionKind::Leave => member(&a.user, "leave"),
+            ActionKind::RejectInvite => {
+                let current = room.current_event("m.room.member", &a.user).and_then(Pdu::membership);
+                if current != Some(crate::protocol::pdu::Membership::Invite) {
+                    return Err("no invite to reject".into());
+                }
+                member(&a.user, "leave")
+            }
             ActionKind::Kick | ActionKind::Unban => member(&target, "leave"),
             ActionKind::Ban => member(&target, "ban"),
             ActionKind::Message => Draft {
@@ -180,16 +194,13 @@ impl Server {
                     content,
                 }
             }
-            ActionKind::Redact => {
-                let victim = latest_message_by(room, &a.user).ok_or("no message of this user to redact")?;
-                Draft {
-                    event_type: "m.room.redaction",
-                    state_key: None,
-                    sender: a.user.clone(),
-                    content: json!({"redacts": victim}),
-                }
-            }
-            ActionKind::CreateRoom | ActionKind::Join | ActionKind::Invite => unreachable!("handled by the caller"),
+            ActionKind::Redact => super::redactions::redaction_draft(room, self.redactions.get(&room_id), a)?,
+            ActionKind::CreateRoom
+            | ActionKind::Join
+            | ActionKind::Invite
+            | ActionKind::Knock
+            | ActionKind::AcceptKnock
+            | ActionKind::DenyKnock => unreachable!("handled by the caller"),
         };
         self.create_and_send(&room_id, d, now, out).map(Some)
     }
@@ -296,14 +307,6 @@ pub(crate) fn version_of(id: RoomVersionId) -> &'static RoomVersion {
 
 pub(crate) fn content_of(pdu: &Pdu) -> Map<String, Value> {
     pdu.json.get("content").and_then(Value::as_object).cloned().unwrap_or_default()
-}
-
-pub(crate) fn latest_message_by(room: &RoomReplica, user: &str) -> Option<String> {
-    room.dag
-        .events()
-        .filter(|(_, e)| e.pdu.sender == user && e.pdu.event_type == "m.room.message" && !e.is_rejected())
-        .last()
-        .map(|(_, e)| e.pdu.event_id.clone())
 }
 
 /// `auth-rules.md` §1: the auth events of a draft, from the current state.

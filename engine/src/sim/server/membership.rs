@@ -1,9 +1,11 @@
 //! Client-initiated membership flows that need another server: remote joins (make/send join
-//! through a resident) and invites of remote users (co-signed by the invitee's server).
+//! through a resident), invites of remote users (co-signed by the invitee's server), knocks
+//! (make/send knock when remote) and the residents' answers to them.
 
 use super::actions::Draft;
 use super::requests::Purpose;
 use super::{ClientAction, Output, Server};
+use crate::protocol::pdu::{Membership, Pdu};
 use crate::sim::federation::invite::invite_room_state;
 use crate::sim::federation::Request;
 use crate::sim::time::SimTime;
@@ -59,5 +61,71 @@ impl Server {
         };
         self.send_request(target_server, body, Purpose::Invite { room_id }, now, out);
         Ok(Some(id))
+    }
+
+    /// Whether the action's room has a joined user of this server (else membership changes go
+    /// through a resident: make_leave, make_knock).
+    pub(crate) fn joined_locally(&self, a: &ClientAction) -> bool {
+        a.room_id.as_deref().is_some_and(|r| self.has_joined_user(r))
+    }
+
+    /// Whether a `leave` / `reject_invite` goes through a resident (make_leave): no local user is
+    /// joined, and the user has something to leave there (an invite to reject, a knock to
+    /// retract). Any other leave is made here, or refused when this server is not in the room.
+    pub(crate) fn leaves_remotely(&self, a: &ClientAction) -> bool {
+        let knocked = a.room_id.as_ref().is_some_and(|r| self.knocks.contains_key(&(r.clone(), a.user.clone())));
+        !self.joined_locally(a) && (a.kind == crate::scenario::ActionKind::RejectInvite || knocked)
+    }
+
+    /// `knock`: made here when a local user is joined (this server is resident), otherwise
+    /// through the action's resident.
+    pub(crate) fn knock(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
+        if !self.joined_locally(a) {
+            return self.remote_knock(a, now, out);
+        }
+        let room_id = a.room_id.clone().expect("joined");
+        let d = Draft::member(a.user.clone(), a.user.clone(), "knock");
+        self.create_and_send(&room_id, d, now, out).map(Some)
+    }
+
+    /// The target's membership in this server's current state, which must be a knock.
+    fn knocking_target(&self, a: &ClientAction) -> Result<String, String> {
+        let room_id = a.room_id.as_deref().ok_or("the room does not exist yet")?;
+        let room = self.rooms.get(room_id).ok_or("this server is not in the room")?;
+        let target = a.target.clone().ok_or("no target")?;
+        match room.current_event("m.room.member", &target).and_then(Pdu::membership) {
+            Some(Membership::Knock) => Ok(target),
+            other => Err(format!("{target} has not knocked (membership {})", other.map_or("none", Membership::as_str))),
+        }
+    }
+
+    /// `accept_knock`: the knocker is invited (the invite flow, with its power check).
+    pub(crate) fn accept_knock(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
+        self.knocking_target(a)?;
+        self.invite(a, now, out)
+    }
+
+    /// `deny_knock`: the knocker's membership set to `leave` by the acting user (the kick rule:
+    /// kick level, more power than the knocker).
+    pub(crate) fn deny_knock(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
+        let target = self.knocking_target(a)?;
+        let room_id = a.room_id.clone().expect("checked");
+        let d = Draft::member(a.user.clone(), target, "leave");
+        self.create_and_send(&room_id, d, now, out).map(Some)
     }
 }

@@ -8,6 +8,7 @@ pub mod ledger;
 mod membership;
 pub mod outbound;
 mod receipt;
+mod redactions;
 pub(crate) mod requests;
 mod retry;
 pub mod room;
@@ -127,6 +128,10 @@ pub struct ClientAction {
     /// For remote joins: a server believed to be in the room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<ServerIdx>,
+    /// For `create_room` of a restricted room: the room IDs of its `allow` list (filled in by the
+    /// world from the scenario's room names, as `room_id`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
 }
 
 /// What handling an input produced.
@@ -207,6 +212,11 @@ pub struct Server {
     pub rooms: BTreeMap<String, RoomReplica>,
     /// Rooms a local user was invited to, with the inviting server (a resident to join via).
     pub(crate) invites: BTreeMap<String, ServerIdx>,
+    /// Knocks of local users on rooms this server is not in, (room, user) → the server knocked
+    /// through (a later `leave` retracts the knock there).
+    pub(crate) knocks: BTreeMap<(String, String), ServerIdx>,
+    /// Per room, the redactions applied and those waiting for their target.
+    pub(crate) redactions: BTreeMap<String, redactions::Redactions>,
     pub(crate) outbound: Outbound,
     pub(crate) requests: BTreeMap<RequestId, PendingRequest>,
     pub(crate) next_request_id: RequestId,
@@ -245,6 +255,8 @@ impl Server {
             directory,
             rooms: BTreeMap::new(),
             invites: BTreeMap::new(),
+            knocks: BTreeMap::new(),
+            redactions: BTreeMap::new(),
             requests: BTreeMap::new(),
             next_request_id: 1,
             informed: BTreeMap::new(),
@@ -317,6 +329,14 @@ impl Server {
             Request::MakeJoin { room_id, user_id } => self.answer_make_join(&room_id, &user_id, now),
             Request::SendJoin { pdu } => self.answer_send_join(pdu, from, now, out),
             Request::Invite { pdu, room_version, .. } => self.answer_invite(pdu, &room_version, from, out),
+            Request::MakeKnock { room_id, user_id } => {
+                self.answer_membership_template(&room_id, &user_id, "knock", now)
+            }
+            Request::SendKnock { pdu } => self.answer_send_knock(pdu, from, now, out),
+            Request::MakeLeave { room_id, user_id } => {
+                self.answer_membership_template(&room_id, &user_id, "leave", now)
+            }
+            Request::SendLeave { pdu } => self.answer_send_leave(pdu, from, now, out),
         }
     }
 
@@ -345,6 +365,16 @@ impl Server {
             (Purpose::Invite { room_id }, Outcome::Ok(Response::Invite { pdu })) => {
                 self.on_invite_signed(room_id, pdu, now, out)
             }
+            (Purpose::MakeKnock { user, room_id }, Outcome::Ok(Response::MembershipTemplate(t))) => {
+                self.on_knock_template(user, room_id, t, req.to, now, out)
+            }
+            (Purpose::SendKnock { user, room_id }, Outcome::Ok(Response::Knocked { knock_room_state })) => {
+                self.on_knocked(user, room_id, knock_room_state, req.to, out)
+            }
+            (Purpose::MakeLeave { user, room_id }, Outcome::Ok(Response::MembershipTemplate(t))) => {
+                self.on_leave_template(user, room_id, t, req.to, now, out)
+            }
+            (Purpose::SendLeave { user, room_id }, Outcome::Ok(Response::Left)) => self.on_left(user, room_id, out),
             (purpose, outcome) => {
                 let why = match outcome {
                     Outcome::Error { status, errcode } => format!("{status} {errcode}"),

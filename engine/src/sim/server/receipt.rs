@@ -185,8 +185,10 @@ impl Server {
     /// Judges every pending event that became connected.
     pub(crate) fn drain_pending(&mut self, room_id: &str, out: &mut Vec<Output>) {
         let room = self.rooms.get_mut(room_id).expect("caller checked");
+        let mut judged = Vec::new();
         for pdu in room.take_connected_pending() {
             let id = pdu.event_id.clone();
+            judged.push(id.clone());
             let decision = room.ingest(pdu);
             let (verdict, stage, reason) = match decision {
                 Decision::Accepted => (Verdict::Accepted, None, None),
@@ -197,5 +199,6 @@ impl Server {
             };
             out.push(Output::Event(SimEvent::Decision { event: id, decision: verdict, stage, reason }));
         }
+        self.apply_redactions(room_id, &judged, out);
     }
 }

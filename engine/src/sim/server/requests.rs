@@ -12,6 +12,10 @@ pub(crate) enum Purpose {
     MakeJoin { user: String, room_id: String },
     SendJoin { user: String, room_id: String },
     Invite { room_id: String },
+    MakeKnock { user: String, room_id: String },
+    SendKnock { user: String, room_id: String },
+    MakeLeave { user: String, room_id: String },
+    SendLeave { user: String, room_id: String },
 }
 
 #[derive(Debug, Clone)]

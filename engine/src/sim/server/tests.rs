@@ -234,3 +234,94 @@ fn own_domain_event_arriving_over_federation_is_checked_in_full() {
         assert_eq!(replica.dag.pdu(idx).json["content"], json!({}), "{mode:?}: the redacted copy");
     }
 }
+
+/// Received redactions (room version 11, "Handling redactions"): applied when the redaction's
+/// sender has the redact level or is on the target sender's server, not otherwise; one that
+/// arrives before its target waits for it; the applied form is what the server stores, serves
+/// and reads as state (same event ID, the state slot still filled).
+#[test]
+fn received_redactions_are_applied_by_power_or_domain_and_served_redacted() {
+    let version = &V11;
+    let mut r = RoomBuilder::new(version);
+    r.add("CREATE", Ev::create("@alice:hs1").ts(1));
+    r.add("MA", Ev::join("@alice:hs1").ts(2));
+    r.add("PL", Ev::power_levels("@alice:hs1", json!({"users": {"@alice:hs1": 100}})).ts(3));
+    r.add("JR", Ev::join_rules("@alice:hs1", "public").ts(4));
+    r.add("MB", Ev::join("@bob:hs2").ts(5));
+    r.add("MC", Ev::join("@carol:hs3").ts(6));
+    r.add("MD", Ev::join("@dave:hs2").ts(7));
+    r.add("TOPIC", Ev::topic("@alice:hs1", "the topic").ts(8));
+    r.add("MSG1", Ev::message("@bob:hs2", "MSG1").ts(9));
+    r.add("MSG2", Ev::message("@bob:hs2", "MSG2").ts(10));
+    // A branch of its own: the redactions below do not build on it.
+    r.add("MSG3", Ev::message("@bob:hs2", "MSG3").ts(11).prev(&["MSG2"]));
+    let redact = |sender: &str, target: &str, ts: i64| {
+        Ev::new("m.room.redaction", None, sender, json!({"redacts": r.id(target)})).ts(ts)
+    };
+    let (no_power, same_domain, with_power, early) = (
+        redact("@carol:hs3", "MSG1", 20).prev(&["MSG2"]),
+        redact("@dave:hs2", "MSG2", 21),
+        redact("@alice:hs1", "TOPIC", 22),
+        redact("@alice:hs1", "MSG3", 23),
+    );
+    let mut r2 = r;
+    for (name, ev) in [("R1", no_power), ("R2", same_domain), ("R3", with_power), ("R4", early)] {
+        r2.add(name, ev);
+    }
+    let r = r2;
+    let names = ["CREATE", "MA", "PL", "JR", "MB", "MC", "MD", "TOPIC", "MSG1", "MSG2"];
+    let first: Vec<Arc<Pdu>> = names.iter().map(|n| resign(r.pdu(n), version)).collect();
+    let redactions: Vec<Arc<Pdu>> = ["R1", "R2", "R3", "R4"].iter().map(|n| resign(r.pdu(n), version)).collect();
+    let dir = directory();
+    let mut s = server(0, SignatureMode::Real, &dir, r.room_id(), version);
+    let mut all = first.clone();
+    all.extend(redactions.clone());
+    // MSG3 arrives last: R4 (which cites it only by `redacts`) waits for it.
+    let decisions = deliver(&mut s, 1, all);
+    assert!(decisions.values().all(|(v, _)| *v == Verdict::Accepted), "{decisions:?}");
+    let room_id = r.room_id().to_owned();
+    assert!(!s.is_redacted(&room_id, &r.id("MSG3")), "its target is not held yet");
+    deliver(&mut s, 1, vec![resign(r.pdu("MSG3"), version)]);
+    let stored = |s: &Server, name: &str| {
+        let room = &s.rooms[&room_id];
+        room.dag.pdu(room.dag.index_of(&r.id(name)).expect("held")).clone()
+    };
+    assert_eq!(stored(&s, "MSG1").json["content"]["body"], json!("MSG1"), "no power, another server: not applied");
+    assert!(!s.is_redacted(&room_id, &r.id("MSG1")));
+    for name in ["MSG2", "MSG3", "TOPIC"] {
+        assert!(s.is_redacted(&room_id, &r.id(name)), "{name} redacted");
+        let p = stored(&s, name);
+        assert_eq!(p.event_id, r.id(name), "{name}: same event ID");
+        assert_eq!(p.json["content"], json!({}), "{name}: stored redacted");
+        assert_eq!(p.json["signatures"], resign(r.pdu(name), version).json["signatures"], "{name}: signatures kept");
+    }
+    // Redacted state is still state: the topic slot holds the (redacted) event.
+    let topic = s.rooms[&room_id].current_event("m.room.topic", "").expect("still in the state");
+    assert_eq!((topic.event_id.clone(), topic.json["content"].clone()), (r.id("TOPIC"), json!({})));
+    // Served redacted: a get_missing_events answer carries the redacted forms, and another
+    // server accepts them (receipt check 3 goes on with the redacted copy).
+    let body = Request::GetMissingEvents {
+        room_id: room_id.clone(),
+        earliest: vec![r.id("MD")],
+        latest: vec![r.id("R4")],
+        limit: 20,
+    };
+    let out = s.handle(Input::Deliver { from: 2, message: Message::Request { id: 9, body } }, 0);
+    let served: Vec<Arc<Pdu>> = out
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Send {
+                message: Message::Response { outcome: crate::sim::federation::Outcome::Ok(resp), .. },
+                ..
+            } => Some(resp.pdus().to_vec()),
+            _ => None,
+        })
+        .expect("an answer");
+    let msg2 = served.iter().find(|p| p.event_id == r.id("MSG2")).expect("MSG2 served");
+    assert_eq!(msg2.json["content"], json!({}), "served redacted");
+    let mut other = server(2, SignatureMode::Real, &dir, r.room_id(), version);
+    let mut copy = first[..8].to_vec();
+    copy.push(msg2.clone());
+    let d = deliver(&mut other, 0, copy);
+    assert_eq!(d[&msg2.event_id].0, Verdict::Accepted, "the redacted copy is accepted");
+}

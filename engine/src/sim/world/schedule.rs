@@ -91,6 +91,7 @@ pub(crate) fn action(room: &str, user: &str, kind: ActionKind) -> ClientAction {
         text: None,
         create: None,
         via: None,
+        allow: Vec::new(),
     }
 }
 

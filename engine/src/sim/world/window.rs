@@ -83,6 +83,9 @@ impl World {
             let mut input = s.input;
             if let Input::Action(a) = &mut input {
                 a.room_id = self.room_ids.get(&a.room_name).cloned();
+                if let Some(spec) = a.create.as_ref().filter(|s| !s.allow.is_empty()) {
+                    a.allow = spec.allow.iter().filter_map(|name| self.room_ids.get(name).cloned()).collect();
+                }
             }
             if let (Some((k, event_type)), Input::Deliver { message, .. }) = (&self.skip_for_test, &mut input) {
                 if *k == s.node {

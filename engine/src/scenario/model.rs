@@ -339,8 +339,10 @@ pub struct ActionSpec {
     pub level: Option<i64>,
     /// join_rule: the new rule.
     pub join_rule: Option<JoinRule>,
-    /// message: the body (`None` = generated); topic: the topic.
+    /// message: the body (`None` = generated); topic: the topic; name: the name.
     pub text: Option<String>,
+    /// join: servers to try first, in order (server names; empty = none given).
+    pub via: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,6 +360,8 @@ pub enum ActionKind {
     Power,
     JoinRule,
     Redact,
+    /// Sets `m.room.name`.
+    Name,
 }
 
 impl ActionKind {
@@ -375,6 +379,7 @@ impl ActionKind {
             ActionKind::Power => "power",
             ActionKind::JoinRule => "join_rule",
             ActionKind::Redact => "redact",
+            ActionKind::Name => "name",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod actions;
 mod byzantine;
+pub mod joining;
 pub mod ledger;
 mod membership;
 pub mod outbound;
@@ -95,6 +96,12 @@ pub enum Timer {
     RetryMissing {
         room_id: String,
     },
+    /// The next round over a join's candidate residents (`joining.rs`).
+    RetryJoin {
+        room_id: String,
+        user: String,
+        round: u32,
+    },
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
@@ -119,9 +126,13 @@ pub struct ClientAction {
     /// scenario by room name).
     #[serde(skip)]
     pub create: Option<RoomSpec>,
-    /// For remote joins: a server believed to be in the room.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<ServerIdx>,
+    /// For remote joins: the servers to try first (the action's `via`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<ServerIdx>,
+    /// For remote joins: what a room directory lookup gives (the servers of the room's
+    /// scenario members, the creator's first), tried when `via` is empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directory: Vec<ServerIdx>,
 }
 
 /// What handling an input produced.
@@ -192,6 +203,8 @@ pub struct Server {
     pub rooms: BTreeMap<String, RoomReplica>,
     /// Rooms a local user was invited to, with the inviting server (a resident to join via).
     pub(crate) invites: BTreeMap<String, ServerIdx>,
+    /// Remote joins under way, by (room ID, user).
+    pub(crate) joins: BTreeMap<(String, String), joining::JoinAttempt>,
     pub(crate) outbound: Outbound,
     pub(crate) requests: BTreeMap<RequestId, PendingRequest>,
     pub(crate) next_request_id: RequestId,
@@ -226,6 +239,7 @@ impl Server {
             directory,
             rooms: BTreeMap::new(),
             invites: BTreeMap::new(),
+            joins: BTreeMap::new(),
             outbound: Outbound::default(),
             requests: BTreeMap::new(),
             next_request_id: 1,
@@ -241,7 +255,10 @@ impl Server {
 
     /// Whether the outbound queues are empty (for quiescence).
     pub fn is_idle(&self) -> bool {
-        self.outbound.is_empty() && self.requests.is_empty() && self.rooms.values().all(|r| !r.retry_armed)
+        self.outbound.is_empty()
+            && self.requests.is_empty()
+            && self.joins.is_empty()
+            && self.rooms.values().all(|r| !r.retry_armed)
     }
 
     /// Handles one input at time `now`.
@@ -254,6 +271,7 @@ impl Server {
             Input::Action(a) => self.on_action(a, now, &mut out),
             Input::Crash => {
                 self.requests.clear();
+                self.joins_lost_in_crash(&mut out);
                 self.outbound.forget_in_flight();
                 for r in self.rooms.values_mut() {
                     r.fetching.clear();
@@ -322,18 +340,20 @@ impl Server {
                 self.on_join_template(user, room_id, t, req.to, now, out)
             }
             (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::Events { pdus })) => {
+                self.join_done(&room_id, &user);
                 self.on_joined(user, room_id, pdus, req.to, now, out)
             }
             (Purpose::Invite { room_id }, Outcome::Ok(Response::Invite { pdu })) => {
                 self.on_invite_signed(room_id, pdu, now, out)
             }
             (purpose, outcome) => {
-                let why = match outcome {
-                    Outcome::Error { status, errcode } => format!("{status} {errcode}"),
-                    Outcome::Ok(_) => "unexpected answer".to_owned(),
+                let failure = match outcome {
+                    Outcome::Error { status, errcode } => joining::JoinFailure::Status { status, errcode },
+                    Outcome::Ok(_) => joining::JoinFailure::Invalid,
                 };
-                let _ = purpose;
+                let why = failure.describe();
                 self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why });
+                self.join_request_failed(&purpose, req.to, failure, now, out);
             }
         }
     }
@@ -349,6 +369,7 @@ impl Server {
                     self.fetch_missing(&room_id, origin, now, out);
                 }
             }
+            Timer::RetryJoin { room_id, user, round } => self.on_retry_join(room_id, user, round, now, out),
             Timer::RetryDestination { dest } => {
                 self.outbound.retry_due(dest);
                 self.send_next_transaction(dest, now, out);
@@ -380,6 +401,7 @@ impl Server {
                 if let (Purpose::SendJoin { room_id, .. }, Request::SendJoin { pdu }) = (&req.purpose, &req.body) {
                     self.send_join_gave_up(room_id, pdu.clone(), now, out);
                 }
+                self.join_request_failed(&req.purpose, req.to, joining::JoinFailure::Timeout, now, out);
                 if let Purpose::Fetch { room_id } = &req.purpose {
                     if let Some(r) = self.rooms.get_mut(room_id) {
                         r.fetching.remove(&req.to);

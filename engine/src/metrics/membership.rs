@@ -12,8 +12,8 @@
 //!   `kick` and `ban` remove the target); workload churn leaves and rejoins, so it changes no
 //!   intention.
 //! - [`JoinTrouble`]: per user, the last thing that went wrong with their joining, from the log:
-//!   a refused action, a failed `make_join`/`send_join` request, an action blocked at a server
-//!   that was down, a join event rejected.
+//!   a refused action, a join that failed after trying its candidate residents (a `join_failed`
+//!   record), an action blocked at a server that was down, a join event rejected.
 
 use crate::protocol::pdu::{Membership, Pdu};
 use crate::protocol::room_version::RoomVersion;
@@ -152,8 +152,6 @@ pub struct JoinTrouble {
     by_user: BTreeMap<(String, String), String>,
     /// (room ID, event ID) → user, for join events created (to read their decisions).
     join_events: BTreeMap<String, (String, String)>,
-    /// Server index → last failed join request on it (`make_join`/`send_join`, to, why).
-    failed_requests: BTreeMap<ServerIdx, String>,
     pub joins_failed: u64,
 }
 
@@ -169,13 +167,10 @@ impl JoinTrouble {
         }
     }
 
-    /// A request of `server` gave up.
-    pub fn request_failed(&mut self, server: ServerIdx, request: &str, to: &str, why: &str) {
-        if matches!(request, "make_join" | "send_join") {
-            self.joins_failed += 1;
-            self.failed_requests
-                .insert(server, format!("{request} to {to} failed ({why}): no resident server answered"));
-        }
+    /// A remote join ended without joining (a `join_failed` record).
+    pub fn join_failed(&mut self, room: &str, user: &str, reason: &str) {
+        self.joins_failed += 1;
+        self.by_user.insert((room.to_owned(), user.to_owned()), format!("join failed: {reason}"));
     }
 
     /// A join action that could not reach its server.
@@ -186,7 +181,7 @@ impl JoinTrouble {
 
     /// Why `user` (of server `server`) is not joined to `room` at the end, given the union DAG:
     /// what went wrong with their last join attempt, else their membership event.
-    pub fn why_missing(&self, room: &str, user: &str, server: Option<ServerIdx>, union: &UnionRoom) -> String {
+    pub fn why_missing(&self, room: &str, user: &str, union: &UnionRoom) -> String {
         if let Some((e, _)) =
             self.join_events.iter().rev().find(|(e, (r, u))| r == room && u == user && union.rejected(e))
         {
@@ -194,9 +189,6 @@ impl JoinTrouble {
         }
         if let Some(why) = self.by_user.get(&(room.to_owned(), user.to_owned())) {
             return why.clone();
-        }
-        if let Some(why) = server.and_then(|k| self.failed_requests.get(&k)) {
-            return format!("join failed: {why}");
         }
         if let Some(m) = union.membership_event(user) {
             let what = match m.membership() {

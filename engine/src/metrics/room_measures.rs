@@ -392,7 +392,7 @@ impl RoomMeasures {
             }
         }
         let byzantine = snap.in_room.iter().filter(|k| !view.is_honest(**k)).count();
-        let missing = self.members_missing(name, view);
+        let missing = self.members_missing(name);
         let track = &self.rooms[name];
         let c = conclude(&track.timeline, &self.fault_windows, t);
         let mut m = Map::new();
@@ -468,8 +468,7 @@ impl RoomMeasures {
     }
 
     /// Users the scenario means to be joined who are not, by the union DAG, with why.
-    fn members_missing(&mut self, name: &str, view: &dyn WorldView) -> Vec<Value> {
-        let index = self.server_index(view).clone();
+    fn members_missing(&mut self, name: &str) -> Vec<Value> {
         let Some(users) = self.intended.get(name).cloned() else { return Vec::new() };
         let Some(union) = self.rooms.get_mut(name).and_then(|t| t.union.as_mut()) else { return Vec::new() };
         let joined = union.joined_users().clone();
@@ -477,10 +476,7 @@ impl RoomMeasures {
         users
             .iter()
             .filter(|u| !joined.contains(*u))
-            .map(|u| {
-                let server = default_server_of(u).and_then(|s| index.get(s).copied());
-                json!({"user": u, "why": self.trouble.why_missing(name, u, server, union)})
-            })
+            .map(|u| json!({"user": u, "why": self.trouble.why_missing(name, u, union)}))
             .collect()
     }
 }
@@ -509,9 +505,9 @@ impl Observer for RoomMeasures {
             SimEvent::Action { action, user, room, event, refused, .. } if action == "join" => {
                 self.trouble.action(room, user, event.as_deref(), refused.as_deref());
             }
-            SimEvent::RequestFailed { request, to, why } => {
-                if let Some(k) = node {
-                    self.trouble.request_failed(k, request, view.node_name(*to), why);
+            SimEvent::JoinFailed { user, room, reason, .. } => {
+                if let Some((name, _)) = view.rooms().iter().find(|(_, id)| *id == room) {
+                    self.trouble.join_failed(name, user, reason);
                 }
             }
             SimEvent::Blocked { reason, input: LoggedInput::Action(a) }

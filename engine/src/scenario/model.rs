@@ -349,8 +349,10 @@ pub struct ActionSpec {
     pub level: Option<i64>,
     /// join_rule: the new rule.
     pub join_rule: Option<JoinRule>,
-    /// message: the body (`None` = generated); topic: the topic.
+    /// message: the body (`None` = generated); topic: the topic; name: the name.
     pub text: Option<String>,
+    /// join: servers to try first, in order (server names; empty = none given).
+    pub via: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -376,6 +378,8 @@ pub enum ActionKind {
     DenyKnock,
     /// An invited user declines (make_leave / send_leave through the inviting server).
     RejectInvite,
+    /// Sets `m.room.name`.
+    Name,
 }
 
 impl ActionKind {
@@ -397,6 +401,7 @@ impl ActionKind {
             ActionKind::AcceptKnock => "accept_knock",
             ActionKind::DenyKnock => "deny_knock",
             ActionKind::RejectInvite => "reject_invite",
+            ActionKind::Name => "name",
         }
     }
 }

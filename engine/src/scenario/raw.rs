@@ -368,6 +368,9 @@ pub(crate) struct RawAction {
     pub join_rule: Opt<JoinRule>,
     #[serde(default)]
     pub text: Opt<String>,
+    /// join: the servers to try first (as a client's `server_name` query parameters).
+    #[serde(default)]
+    pub via: Opt<NameList>,
     #[serde(default)]
     pub count: Opt<u32>,
     #[serde(default)]

@@ -80,6 +80,9 @@ pub enum SimEvent {
     Left { user: String, room: String },
     /// A server applied a redaction: it stores and serves `event` redacted from now on.
     Redacted { room: String, event: String, redaction: String },
+    /// A remote join ended without joining: a candidate resident refused it, every candidate
+    /// failed in every round, or the joining server crashed (`server/joining.rs`).
+    JoinFailed { user: String, room: String, reason: String, rounds: u32 },
     /// A request gave up (error answer, or timed out after its retries).
     RequestFailed { request: String, to: ServerIdx, why: String },
     /// An answer to a request that was no longer waited for.

@@ -47,6 +47,7 @@ fn room_setup(room: &RoomSpec) -> Vec<ActionSpec> {
         level: None,
         join_rule: None,
         text: None,
+        via: Vec::new(),
     };
     let mut actions = vec![at(ActionKind::CreateRoom, &room.creator, None)];
     if room.join_rule != JoinRule::Public {
@@ -85,7 +86,7 @@ fn fields(kind: ActionKind) -> [Field; 4] {
         | ActionKind::DenyKnock => [Required, Rejected, Rejected, Rejected],
         ActionKind::Power => [Required, Required, Rejected, Rejected],
         ActionKind::JoinRule => [Rejected, Rejected, Required, Rejected],
-        ActionKind::Topic => [Rejected, Rejected, Rejected, Required],
+        ActionKind::Topic | ActionKind::Name => [Rejected, Rejected, Rejected, Required],
         ActionKind::Message => [Rejected, Rejected, Rejected, Optional],
         ActionKind::Redact => [Optional, Rejected, Rejected, Rejected],
         ActionKind::Join
@@ -106,6 +107,15 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
     check_field(&action.level, "level", level, &kind_span, &label)?;
     check_field(&action.join_rule, "join_rule", join_rule, &kind_span, &label)?;
     check_field(&action.text, "text", text, &kind_span, &label)?;
+    let via = match &action.via {
+        Some(list) if matches!(kind, ActionKind::Join | ActionKind::Knock) => {
+            names.servers_of_list(list.get_ref(), &list.span(), &format!("`via` of {label}"))?
+        }
+        other => {
+            reject(other, "via", &label)?;
+            Vec::new()
+        }
+    };
     if let Some(t) = action.text.as_ref().filter(|t| t.get_ref().len() > MAX_TEXT_BYTES) {
         let message = format!("`text` of {label} is {} bytes long: at most {MAX_TEXT_BYTES}", t.get_ref().len());
         return Err(Problem::at(t.span(), message));
@@ -130,6 +140,7 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
         level: action.level.as_ref().map(level_value).transpose()?,
         join_rule: action.join_rule.as_ref().map(|j| *j.get_ref()),
         text: action.text.as_ref().map(|t| t.get_ref().clone()),
+        via,
     })
 }
 

@@ -40,7 +40,14 @@ impl Server {
         out: &mut Vec<Output>,
     ) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
-        let via = a.via.filter(|v| *v != self.index).ok_or("no resident server to knock through")?;
+        // The action's `via` first, then what the room directory gives (as for a join).
+        let via = a
+            .via
+            .iter()
+            .chain(&a.directory)
+            .copied()
+            .find(|v| *v != self.index)
+            .ok_or("no resident server to knock through")?;
         let body = Request::MakeKnock { room_id: room_id.clone(), user_id: a.user.clone() };
         self.send_request(via, body, Purpose::MakeKnock { user: a.user.clone(), room_id }, now, out);
         Ok(None)

@@ -133,7 +133,7 @@ impl Server {
         Ok(Some(room_id))
     }
 
-    /// Leave, kick, ban, unban, message, topic, power, join rule, redact.
+    /// Leave, kick, ban, unban, message, topic, name, power, join rule, redact.
     pub(crate) fn simple_action(
         &mut self,
         a: &ClientAction,
@@ -167,6 +167,12 @@ impl Server {
                 state_key: Some(String::new()),
                 sender: a.user.clone(),
                 content: json!({"topic": text}),
+            },
+            ActionKind::Name => Draft {
+                event_type: "m.room.name",
+                state_key: Some(String::new()),
+                sender: a.user.clone(),
+                content: json!({"name": text}),
             },
             ActionKind::JoinRule => {
                 let rule = a.join_rule.map(|r| r.as_str()).unwrap_or("invite");

@@ -22,17 +22,8 @@ impl Server {
             let d = Draft::member(a.user.clone(), a.user.clone(), "join");
             return self.create_and_send(&room_id, d, now, out).map(Some);
         }
-        // Remote join: make_join / send_join through a resident server.
-        let via = self
-            .invites
-            .get(&room_id)
-            .copied()
-            .or(a.via)
-            .filter(|v| *v != self.index)
-            .ok_or("no resident server to join through")?;
-        let body = Request::MakeJoin { room_id: room_id.clone(), user_id: a.user.clone() };
-        self.send_request(via, body, Purpose::MakeJoin { user: a.user.clone(), room_id }, now, out);
-        Ok(None)
+        // Remote join: make_join / send_join through the candidate residents (joining.rs).
+        self.start_remote_join(a, room_id, now, out)
     }
 
     pub(crate) fn invite(

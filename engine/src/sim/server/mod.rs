@@ -4,6 +4,7 @@
 
 pub(crate) mod actions;
 mod byzantine;
+pub mod joining;
 pub mod ledger;
 mod membership;
 pub mod outbound;
@@ -101,6 +102,12 @@ pub enum Timer {
     RetryRequest {
         id: RequestId,
     },
+    /// The next round over a join's candidate residents (`joining.rs`).
+    RetryJoin {
+        room_id: String,
+        user: String,
+        round: u32,
+    },
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
@@ -125,9 +132,13 @@ pub struct ClientAction {
     /// scenario by room name).
     #[serde(skip)]
     pub create: Option<RoomSpec>,
-    /// For remote joins: a server believed to be in the room.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<ServerIdx>,
+    /// For remote joins: the servers to try first (the action's `via`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<ServerIdx>,
+    /// For remote joins: what a room directory lookup gives (the servers of the room's
+    /// scenario members, the creator's first), tried when `via` is empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directory: Vec<ServerIdx>,
     /// For `create_room` of a restricted room: the room IDs of its `allow` list (filled in by the
     /// world from the scenario's room names, as `room_id`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -217,6 +228,8 @@ pub struct Server {
     pub(crate) knocks: BTreeMap<(String, String), ServerIdx>,
     /// Per room, the redactions applied and those waiting for their target.
     pub(crate) redactions: BTreeMap<String, redactions::Redactions>,
+    /// Remote joins under way, by (room ID, user).
+    pub(crate) joins: BTreeMap<(String, String), joining::JoinAttempt>,
     pub(crate) outbound: Outbound,
     pub(crate) requests: BTreeMap<RequestId, PendingRequest>,
     pub(crate) next_request_id: RequestId,
@@ -257,6 +270,7 @@ impl Server {
             invites: BTreeMap::new(),
             knocks: BTreeMap::new(),
             redactions: BTreeMap::new(),
+            joins: BTreeMap::new(),
             requests: BTreeMap::new(),
             next_request_id: 1,
             informed: BTreeMap::new(),
@@ -271,7 +285,10 @@ impl Server {
 
     /// Whether the outbound queues are empty (for quiescence).
     pub fn is_idle(&self) -> bool {
-        self.outbound.is_empty() && self.requests.is_empty() && self.rooms.values().all(|r| !r.retry_armed)
+        self.outbound.is_empty()
+            && self.requests.is_empty()
+            && self.joins.is_empty()
+            && self.rooms.values().all(|r| !r.retry_armed)
     }
 
     /// Handles one input at time `now`.
@@ -286,6 +303,7 @@ impl Server {
                 self.requests.clear();
                 self.retries.crash();
                 self.outbound.crash();
+                self.joins_lost_in_crash(&mut out);
                 for r in self.rooms.values_mut() {
                     r.fetching.clear();
                     r.retry_armed = false;
@@ -360,6 +378,7 @@ impl Server {
                 self.on_join_template(user, room_id, t, req.to, now, out)
             }
             (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::Events { pdus })) => {
+                self.join_done(&room_id, &user);
                 self.on_joined(user, room_id, pdus, req.to, now, out)
             }
             (Purpose::Invite { room_id }, Outcome::Ok(Response::Invite { pdu })) => {
@@ -376,12 +395,13 @@ impl Server {
             }
             (Purpose::SendLeave { user, room_id }, Outcome::Ok(Response::Left)) => self.on_left(user, room_id, out),
             (purpose, outcome) => {
-                let why = match outcome {
-                    Outcome::Error { status, errcode } => format!("{status} {errcode}"),
-                    Outcome::Ok(_) => "unexpected answer".to_owned(),
+                let failure = match outcome {
+                    Outcome::Error { status, errcode } => joining::JoinFailure::Status { status, errcode },
+                    Outcome::Ok(_) => joining::JoinFailure::Invalid,
                 };
-                let _ = purpose;
+                let why = failure.describe();
                 self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why });
+                self.join_request_failed(&purpose, req.to, failure, now, out);
             }
         }
     }
@@ -397,6 +417,7 @@ impl Server {
                     self.fetch_missing(&room_id, origin, now, out);
                 }
             }
+            Timer::RetryJoin { room_id, user, round } => self.on_retry_join(room_id, user, round, now, out),
             Timer::RetryDestination { dest } => self.send_next_transaction(dest, now, out),
             Timer::RetryRequest { id } => self.resend_request(id, now, out),
             Timer::RequestTimeout { id } => {
@@ -414,6 +435,7 @@ impl Server {
                 if let (Purpose::SendJoin { room_id, .. }, Request::SendJoin { pdu }) = (&req.purpose, &req.body) {
                     self.send_join_gave_up(room_id, pdu.clone(), now, out);
                 }
+                self.join_request_failed(&req.purpose, req.to, joining::JoinFailure::Timeout, now, out);
                 if let Purpose::Fetch { room_id } = &req.purpose {
                     if let Some(r) = self.rooms.get_mut(room_id) {
                         r.fetching.remove(&req.to);

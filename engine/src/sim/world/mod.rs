@@ -16,6 +16,7 @@ mod finish;
 mod schedule;
 mod view;
 mod window;
+mod workload;
 
 pub use finish::RunResult;
 

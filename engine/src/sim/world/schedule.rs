@@ -3,7 +3,8 @@
 //! pending item per generator, so a long `end` costs nothing until it is simulated.
 
 use super::World;
-use crate::scenario::{ActionKind, JoinRule};
+use super::workload;
+use crate::scenario::{ActionKind, JoinRule, RoomSpec};
 use crate::sim::bounds;
 use crate::sim::event::Seq;
 use crate::sim::federation::ServerIdx;
@@ -64,7 +65,9 @@ pub(super) struct WorkloadGen {
     t: f64,
     stop_us: SimTime,
     made: u64,
-    via: Option<ServerIdx>,
+    join_rule: JoinRule,
+    /// What a room directory lookup gives (churn rejoins through it).
+    directory: Vec<ServerIdx>,
     rng: ChaCha8Rng,
 }
 
@@ -90,7 +93,8 @@ pub(crate) fn action(room: &str, user: &str, kind: ActionKind) -> ClientAction {
         join_rule: None,
         text: None,
         create: None,
-        via: None,
+        via: Vec::new(),
+        directory: Vec::new(),
         allow: Vec::new(),
     }
 }
@@ -152,7 +156,12 @@ impl World {
             a.join_rule = spec.join_rule;
             a.text = spec.text.clone();
             let room = sc.room(&spec.room);
-            a.via = room.map(|r| self.home_of(&r.creator));
+            if matches!(spec.action, ActionKind::Join | ActionKind::Knock) {
+                a.via = spec.via.iter().filter_map(|s| self.directory.node(s)).collect();
+                if a.via.is_empty() {
+                    a.directory = room.map(|r| self.room_directory(r)).unwrap_or_default();
+                }
+            }
             let mut at = spec.at_us;
             if spec.action == ActionKind::CreateRoom {
                 a.create = room.cloned();
@@ -182,12 +191,28 @@ impl World {
         }
     }
 
+    /// What a room directory (alias) lookup answers for `room`: the servers of its scenario
+    /// members, the creator's first, then in the order of `members` (directories list a room's
+    /// servers oldest-joined first).
+    pub(super) fn room_directory(&self, room: &RoomSpec) -> Vec<ServerIdx> {
+        let mut list: Vec<ServerIdx> = Vec::new();
+        for user in std::iter::once(&room.creator).chain(&room.members) {
+            let k = self.home_of(user);
+            if !list.contains(&k) {
+                list.push(k);
+            }
+        }
+        list
+    }
+
     /// Random workloads: one generator per (workload, user, kind of action), each with its own
     /// stream, holding only its next arrival.
     fn schedule_workloads(&mut self, streams: &RngStreams) {
         let sc = self.scenario.clone();
         for (wi, w) in sc.workloads.iter().enumerate() {
-            let via = sc.room(&w.room).map(|r| self.home_of(&r.creator));
+            let room = sc.room(&w.room);
+            let directory = room.map(|r| self.room_directory(r)).unwrap_or_default();
+            let join_rule = room.map_or(JoinRule::Public, |r| r.join_rule);
             for user in &w.users {
                 let kinds = [
                     (w.messages_per_minute / 60.0, ActionKind::Message),
@@ -208,7 +233,8 @@ impl World {
                         t: w.start_us as f64,
                         stop_us: w.stop_us,
                         made: 0,
-                        via,
+                        join_rule,
+                        directory: directory.clone(),
                         rng: streams.stream(&format!("workload/{wi}/{user}/{}", kind.as_str())),
                     };
                     if let Some(t) = g.next_time() {
@@ -221,32 +247,35 @@ impl World {
         }
     }
 
-    /// A workload generator's arrival: the action goes to the user's server now, the next
-    /// arrival is drawn.
+    /// A workload generator's arrival: what the user's client does now (given what its server
+    /// shows it, `workload.rs`) goes to the user's server, the next arrival is drawn.
     fn workload_arrival(&mut self, i: usize) {
         let t = self.now;
+        let home = self.home_of(&self.workloads[i].user);
+        let room_id = self.room_ids.get(&self.workloads[i].room).cloned();
         let g = &mut self.workloads[i];
         g.made += 1;
         let n = g.made;
-        let mut a = action(&g.room, &g.user, g.kind);
-        a.via = g.via;
-        a.text = Some(format!("{} {n}", g.kind.as_str()));
-        if g.kind == ActionKind::Power {
-            let target = g.users[g.rng.gen_range(0..g.users.len())].clone();
-            a.target = Some(target);
-            a.level = Some(if g.rng.gen_bool(0.5) { 50 } else { 0 });
-        }
-        // Churn: leave, then come back after 5–60 s.
-        let back = (g.kind == ActionKind::Leave).then(|| t + g.rng.gen_range(5_000_000..60_000_000));
-        let next = if n >= bounds::WORKLOAD_ACTIONS_PER_GENERATOR { None } else { g.next_time() };
+        let server = if self.down[home as usize] { None } else { self.nodes[home as usize].as_server() };
+        let room = room_id.as_ref().and_then(|id| server?.rooms.get(id));
+        let view = room.map(|r| workload::ClientView::new(r, &g.user));
+        let arrival = workload::Arrival {
+            kind: g.kind,
+            room: &g.room,
+            user: &g.user,
+            users: &g.users,
+            n,
+            now: t,
+            stop_us: g.stop_us,
+            join_rule: g.join_rule,
+            directory: &g.directory,
+        };
+        let actions = workload::plan(&arrival, view.as_ref(), &mut g.rng);
         let capped = n >= bounds::WORKLOAD_ACTIONS_PER_GENERATOR;
-        let home = self.home_of(&a.user);
-        if let Some(back) = back {
-            let mut j = a.clone();
-            j.kind = ActionKind::Join;
-            self.push(back, home, Input::Action(j));
+        let next = if capped { None } else { g.next_time() };
+        for (at, a) in actions {
+            self.push(at, home, Input::Action(a));
         }
-        self.push(t, home, Input::Action(a));
         if let Some(next) = next {
             self.push_global(next, Global::Workload(i));
         } else if capped {

@@ -15,7 +15,7 @@ use serde::Deserialize as DeriveDeserialize;
 use toml::Spanned;
 
 use super::duration::{DurationUs, SignedDurationUs};
-use super::model::{ActionKind, Byzantine, JoinRule, Measure, SignatureMode};
+use super::model::{ActionKind, Byzantine, JoinRule, KeyDistribution, Measure, SignatureMode};
 
 type Opt<T> = Option<Spanned<T>>;
 
@@ -41,6 +41,8 @@ pub(crate) struct RawFile {
     pub workload: Vec<Spanned<RawWorkload>>,
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub keys: Option<RawKeys>,
     #[serde(default)]
     pub sweep: Option<Spanned<RawSweep>>,
 }
@@ -140,6 +142,7 @@ server_structs! {
         missing_event_timeout: DurationUs,
         request_timeout: DurationUs,
         request_retries: u32,
+        trusted_key_servers: Vec<Spanned<String>>,
     }
     server_only {
         name: String,
@@ -322,6 +325,20 @@ pub(crate) struct RawFault {
     pub latency: Opt<RawLatency>,
     #[serde(default)]
     pub skew: Opt<SignedDurationUs>,
+    #[serde(default)]
+    pub keep_old: Opt<bool>,
+}
+
+/// `[keys]`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKeys {
+    #[serde(default)]
+    pub distribution: Opt<KeyDistribution>,
+    #[serde(default)]
+    pub notaries: Opt<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub validity: Opt<DurationUs>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
@@ -332,6 +349,7 @@ pub(crate) enum FaultName {
     Degrade,
     ClockSkew,
     HealAll,
+    RotateKey,
 }
 
 impl FaultName {
@@ -342,6 +360,7 @@ impl FaultName {
             FaultName::Degrade => "degrade",
             FaultName::ClockSkew => "clock_skew",
             FaultName::HealAll => "heal_all",
+            FaultName::RotateKey => "rotate_key",
         }
     }
 }

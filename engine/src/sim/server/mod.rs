@@ -4,6 +4,7 @@
 
 pub(crate) mod actions;
 mod byzantine;
+pub mod keyring;
 pub mod ledger;
 mod membership;
 pub mod outbound;
@@ -47,6 +48,9 @@ pub struct Directory {
     pub index: BTreeMap<String, ServerIdx>,
     pub public_keys: Vec<VerifyingKey>,
     pub signatures: ledger::SignatureLedger,
+    /// Every key each node signs with during the run and how keys are distributed
+    /// ([`keyring::KeyBook`]).
+    pub keys: keyring::KeyBook,
 }
 
 impl Directory {
@@ -79,6 +83,10 @@ pub enum Input {
     Restart,
     SetClockSkew {
         skew_us: i64,
+    },
+    /// A `rotate_key` fault: the server signs with its next key from now on.
+    RotateKey {
+        keep_old: bool,
     },
 }
 
@@ -161,6 +169,8 @@ pub struct ServerConfig {
     pub request_timeout_us: u64,
     pub request_retries: u32,
     pub missing_event_timeout_us: u64,
+    /// Notaries asked for keys, in order (`trusted_key_servers`).
+    pub trusted_key_servers: Vec<String>,
 }
 
 impl ServerConfig {
@@ -175,6 +185,7 @@ impl ServerConfig {
             request_timeout_us: spec.request_timeout_us,
             request_retries: spec.request_retries,
             missing_event_timeout_us: spec.missing_event_timeout_us.max(1),
+            trusted_key_servers: spec.trusted_key_servers.clone(),
         }
     }
 }
@@ -202,6 +213,8 @@ pub struct Server {
     pub deliveries: u64,
     /// Processing cost accumulated while handling the current input.
     pub(crate) cost_us: u64,
+    /// Other servers' keys as this server knows them, and its own ([`keyring`]).
+    pub keyring: keyring::Keyring,
 }
 
 impl Server {
@@ -215,7 +228,9 @@ impl Server {
         // Only a `bad_signatures` server draws (its first draw): the others' streams are untouched.
         let forger = (spec.byzantine == Byzantine::BadSignatures)
             .then(|| KeyPair::from_seed(&spec.name, KEY_ID, rand::Rng::gen(&mut rng)));
+        let keyring = keyring::Keyring::new(&directory, key.clone(), &spec.trusted_key_servers);
         Server {
+            keyring,
             index,
             name: spec.name.clone(),
             users: spec.users.clone(),
@@ -254,6 +269,7 @@ impl Server {
             Input::Action(a) => self.on_action(a, now, &mut out),
             Input::Crash => {
                 self.requests.clear();
+                self.keyring.crashed();
                 self.outbound.forget_in_flight();
                 for r in self.rooms.values_mut() {
                     r.fetching.clear();
@@ -266,6 +282,7 @@ impl Server {
                 }
             }
             Input::SetClockSkew { skew_us } => self.config.clock_skew_us = skew_us,
+            Input::RotateKey { keep_old } => self.rotate_key(keep_old, now),
         }
         out
     }
@@ -277,8 +294,10 @@ impl Server {
     fn on_message(&mut self, from: ServerIdx, message: Message, now: SimTime, out: &mut Vec<Output>) {
         match message {
             Message::Request { id, body } => {
-                let outcome = self.on_request(from, body, now, out);
-                self.respond(from, id, outcome, out);
+                if self.defer_for_keys(from, id, &body, now, out) {
+                    return; // answered once the signer's key is fetched (keyring.rs)
+                }
+                self.answer_request(from, id, body, now, out);
             }
             Message::Response { id, outcome } => {
                 let Some(req) = self.requests.remove(&id) else {
@@ -290,6 +309,18 @@ impl Server {
         }
     }
 
+    pub(crate) fn answer_request(
+        &mut self,
+        from: ServerIdx,
+        id: RequestId,
+        body: Request,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
+        let outcome = self.on_request(from, body, now, out);
+        self.respond(from, id, outcome, out);
+    }
+
     fn on_request(&mut self, from: ServerIdx, body: Request, now: SimTime, out: &mut Vec<Output>) -> Outcome {
         match body {
             Request::Transaction { pdus } => self.answer_send(pdus, from, now, out),
@@ -299,6 +330,9 @@ impl Server {
             Request::MakeJoin { room_id, user_id } => self.answer_make_join(&room_id, &user_id, now),
             Request::SendJoin { pdu } => self.answer_send_join(pdu, from, now, out),
             Request::Invite { pdu, room_version, .. } => self.answer_invite(pdu, &room_version, from, out),
+            Request::ServerKeys { .. } => self.answer_server_keys(now),
+            // A homeserver is no notary here: notaries are nodes of their own (sim/notary.rs).
+            Request::KeyQuery { .. } => Outcome::Error { status: 404, errcode: "M_UNRECOGNIZED".into() },
         }
     }
 
@@ -327,6 +361,7 @@ impl Server {
             (Purpose::Invite { room_id }, Outcome::Ok(Response::Invite { pdu })) => {
                 self.on_invite_signed(room_id, pdu, now, out)
             }
+            (Purpose::KeyFetch { server, step }, outcome) => self.on_key_answer(server, step, Some(outcome), now, out),
             (purpose, outcome) => {
                 let why = match outcome {
                     Outcome::Error { status, errcode } => format!("{status} {errcode}"),
@@ -385,6 +420,9 @@ impl Server {
                         r.fetching.remove(&req.to);
                     }
                     self.arm_missing_retry(room_id, now, out);
+                }
+                if let Purpose::KeyFetch { server, step } = req.purpose {
+                    self.on_key_answer(server, step, None, now, out);
                 }
             }
         }

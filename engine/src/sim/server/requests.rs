@@ -12,6 +12,8 @@ pub(crate) enum Purpose {
     MakeJoin { user: String, room_id: String },
     SendJoin { user: String, room_id: String },
     Invite { room_id: String },
+    /// Keys of `server` from the `step`-th source (trusted notaries in order, then the origin).
+    KeyFetch { server: String, step: usize },
 }
 
 #[derive(Debug, Clone)]

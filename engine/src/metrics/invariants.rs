@@ -35,7 +35,7 @@ impl Invariants {
             faults_heal: scenario
                 .faults
                 .iter()
-                .all(|f| f.duration_us.is_some() || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. })),
+                .all(|f| f.duration_us.is_some() || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. } | FaultKind::RotateKey { .. })),
             modelled_signatures: scenario.servers.iter().all(|s| s.signatures == SignatureMode::Modelled),
         }
     }

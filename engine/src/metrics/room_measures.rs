@@ -224,6 +224,11 @@ impl RoomMeasures {
     /// A fault started or ended: the windows `time_to_agreement_ms` and the episodes read.
     fn note_fault(&mut self, t: SimTime, i: usize, start: bool) {
         let Some(f) = self.faults.get(i) else { return };
+        if matches!(f.kind, FaultKind::RotateKey { .. }) {
+            // A moment, not a window: nothing is cut (what it costs shows in the keys counts).
+            self.fault_windows.push(FaultWindow { index: i, kind: "rotate_key", start_us: t, end_us: Some(t), disruption: false });
+            return;
+        }
         if matches!(f.kind, FaultKind::HealAll) {
             // Ends every partition, degrade and crash in force.
             for w in self.fault_windows.iter_mut().filter(|w| w.end_us.is_none() && w.kind != "clock_skew") {
@@ -244,7 +249,7 @@ impl RoomMeasures {
                 FaultKind::Crash { .. } => ("crash", true),
                 FaultKind::Degrade { loss, .. } => ("degrade", loss.is_some_and(|l| l > 0.0)),
                 FaultKind::ClockSkew { .. } => ("clock_skew", false),
-                FaultKind::HealAll => unreachable!("handled above"),
+                FaultKind::HealAll | FaultKind::RotateKey { .. } => unreachable!("handled above"),
             };
             self.fault_windows.push(FaultWindow { index: i, kind, start_us: t, end_us: None, disruption });
         } else if let Some(w) = self.fault_windows.iter_mut().rev().find(|w| w.index == i && w.end_us.is_none()) {

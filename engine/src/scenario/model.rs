@@ -32,6 +32,8 @@ pub struct Scenario {
     pub timeline: Vec<ActionSpec>,
     pub workloads: Vec<WorkloadSpec>,
     pub metrics: MetricsSpec,
+    /// `[keys]`: how servers learn each other's signing keys.
+    pub keys: KeysSpec,
     pub sweep: Option<SweepSpec>,
     /// What this scenario was parsed from, so a run can store it and re-parse sweep cells.
     pub source: ScenarioSource,
@@ -128,6 +130,9 @@ pub struct ServerSpec {
     pub destination_min_retry_interval_us: u64,
     pub destination_retry_multiplier: f64,
     pub destination_max_retry_interval_us: u64,
+    /// The notaries this server asks for other servers' keys, in order (Synapse's
+    /// `trusted_key_servers`); default: every notary of the scenario.
+    pub trusted_key_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +337,29 @@ pub enum FaultKind {
     ClockSkew { server: String, skew_us: i64 },
     /// Ends every partition and degradation in force.
     HealAll,
+    /// The server makes a new signing key (`ed25519:k2`, `k3`, …) and signs with it from now
+    /// on; `keep_old`: the previous key is listed in `old_verify_keys` (Server-Server API,
+    /// §"Retrieving server keys"), otherwise it is no longer published.
+    RotateKey { server: String, keep_old: bool },
+}
+
+/// `[keys]`: server key distribution.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeysSpec {
+    pub distribution: KeyDistribution,
+    /// Key notaries (nodes of their own answering `POST /_matrix/key/v2/query`), file order.
+    pub notaries: Vec<String>,
+    /// How long a published key is valid (`valid_until_ts` = time of the answer + this).
+    pub validity_us: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyDistribution {
+    /// Every server knows every key from the start (a perfect notary).
+    Preshared,
+    /// Keys are fetched over federation (directly or through notaries) and cached.
+    Federation,
 }
 
 /// One scripted client action.

@@ -12,6 +12,8 @@ pub(crate) struct Names {
     servers: Vec<String>,
     users: BTreeMap<String, Vec<String>>,
     groups: BTreeMap<String, Vec<String>>,
+    /// Key notaries: nodes that faults (crash, partition) and middleboxes may name too.
+    notaries: Vec<String>,
 }
 
 impl Names {
@@ -20,7 +22,30 @@ impl Names {
             servers: servers.iter().map(|s| s.name.clone()).collect(),
             users: servers.iter().map(|s| (s.name.clone(), s.users.clone())).collect(),
             groups,
+            notaries: Vec::new(),
         }
+    }
+
+    /// These names, with the scenario's key notaries.
+    pub fn with_notaries(mut self, notaries: &[String]) -> Self {
+        self.notaries = notaries.to_vec();
+        self
+    }
+
+    pub fn is_notary(&self, name: &str) -> bool {
+        self.notaries.iter().any(|n| n == name)
+    }
+
+    pub fn notaries(&self) -> &[String] {
+        &self.notaries
+    }
+
+    /// Exactly one node: a server or a key notary (what crash faults and middleboxes name).
+    pub fn node(&self, name: &str, span: &Range<usize>, context: &str) -> Res<String> {
+        if self.is_notary(name) {
+            return Ok(name.to_string());
+        }
+        self.server(name, span, context)
     }
 
     pub fn is_server(&self, name: &str) -> bool {

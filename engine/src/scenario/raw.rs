@@ -15,7 +15,7 @@ use serde::Deserialize as DeriveDeserialize;
 use toml::Spanned;
 
 use super::duration::{DurationUs, SignedDurationUs};
-use super::model::{ActionKind, Byzantine, JoinRule, Measure, SignatureMode};
+use super::model::{ActionKind, Byzantine, JoinRule, KeyDistribution, Measure, SignatureMode};
 
 type Opt<T> = Option<Spanned<T>>;
 
@@ -41,6 +41,8 @@ pub(crate) struct RawFile {
     pub workload: Vec<Spanned<RawWorkload>>,
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub keys: Option<RawKeys>,
     #[serde(default)]
     pub sweep: Option<Spanned<RawSweep>>,
 }
@@ -144,6 +146,7 @@ server_structs! {
         destination_min_retry_interval: DurationUs,
         destination_retry_multiplier: f64,
         destination_max_retry_interval: DurationUs,
+        trusted_key_servers: Vec<Spanned<String>>,
     }
     server_only {
         name: String,
@@ -328,6 +331,20 @@ pub(crate) struct RawFault {
     pub latency: Opt<RawLatency>,
     #[serde(default)]
     pub skew: Opt<SignedDurationUs>,
+    #[serde(default)]
+    pub keep_old: Opt<bool>,
+}
+
+/// `[keys]`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKeys {
+    #[serde(default)]
+    pub distribution: Opt<KeyDistribution>,
+    #[serde(default)]
+    pub notaries: Opt<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub validity: Opt<DurationUs>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
@@ -338,6 +355,7 @@ pub(crate) enum FaultName {
     Degrade,
     ClockSkew,
     HealAll,
+    RotateKey,
 }
 
 impl FaultName {
@@ -348,6 +366,7 @@ impl FaultName {
             FaultName::Degrade => "degrade",
             FaultName::ClockSkew => "clock_skew",
             FaultName::HealAll => "heal_all",
+            FaultName::RotateKey => "rotate_key",
         }
     }
 }

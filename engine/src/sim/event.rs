@@ -121,6 +121,8 @@ pub enum LoggedInput {
     Crash,
     Restart,
     ClockSkew { skew_us: i64 },
+    /// A `rotate_key` fault reached the server.
+    RotateKey { keep_old: bool },
 }
 
 impl SimEvent {

@@ -12,6 +12,7 @@ pub mod federation;
 pub mod log;
 pub mod network;
 pub mod node;
+pub mod notary;
 pub mod observe;
 pub mod replay;
 pub mod rng;

@@ -3,23 +3,29 @@
 //! look inside one except through [`Node`]'s methods. Today every node is a homeserver; identity
 //! servers and key notaries (the identity and account-key proposals) become variants here.
 
+use super::notary::Notary;
 use super::server::{Input, Output, Server};
 use super::time::SimTime;
 
 pub enum Node {
     Homeserver(Box<Server>),
+    /// A key notary (`notary.rs`): not a homeserver, so never measured or held to the
+    /// invariants.
+    Notary(Box<Notary>),
 }
 
 impl Node {
     pub fn handle(&mut self, input: Input, now: SimTime) -> Vec<Output> {
         match self {
             Node::Homeserver(s) => s.handle(input, now),
+            Node::Notary(n) => n.handle(input, now),
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
             Node::Homeserver(s) => &s.name,
+            Node::Notary(n) => &n.name,
         }
     }
 
@@ -27,6 +33,7 @@ impl Node {
     pub fn is_idle(&self) -> bool {
         match self {
             Node::Homeserver(s) => s.is_idle(),
+            Node::Notary(n) => n.is_idle(),
         }
     }
 
@@ -34,24 +41,35 @@ impl Node {
     pub fn is_honest_server(&self) -> bool {
         match self {
             Node::Homeserver(s) => s.is_honest(),
+            Node::Notary(_) => false,
         }
     }
 
     pub fn deliveries(&self) -> u64 {
         match self {
             Node::Homeserver(s) => s.deliveries,
+            Node::Notary(_) => 0,
         }
     }
 
     pub fn as_server(&self) -> Option<&Server> {
         match self {
             Node::Homeserver(s) => Some(s),
+            Node::Notary(_) => None,
+        }
+    }
+
+    pub fn as_notary(&self) -> Option<&Notary> {
+        match self {
+            Node::Notary(n) => Some(n),
+            Node::Homeserver(_) => None,
         }
     }
 
     pub fn as_server_mut(&mut self) -> Option<&mut Server> {
         match self {
             Node::Homeserver(s) => Some(s),
+            Node::Notary(_) => None,
         }
     }
 }

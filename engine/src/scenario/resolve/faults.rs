@@ -31,6 +31,9 @@ pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndConditi
         if let (FaultKind::HealAll, Some(duration)) = (&kind, &fault.duration) {
             return Err(Problem::at(duration.span(), "`duration` does not apply to fault \"heal_all\""));
         }
+        if let (FaultKind::RotateKey { .. }, Some(duration)) = (&kind, &fault.duration) {
+            return Err(Problem::at(duration.span(), "`duration` does not apply to fault \"rotate_key\" (a rotation is not undone)"));
+        }
         let duration_us = match &fault.duration {
             Some(d) if d.get_ref().0 == 0 => {
                 return Err(Problem::at(d.span(), "a fault's duration must be greater than 0"))
@@ -63,6 +66,7 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
         FaultName::Degrade => &["from", "to", "symmetric", "loss", "latency"],
         FaultName::ClockSkew => &["server", "skew"],
         FaultName::HealAll => &[],
+        FaultName::RotateKey => &["server", "keep_old"],
     };
     reject_unless(allowed, "groups", &fault.groups, &label)?;
     reject_unless(allowed, "server", &fault.server, &label)?;
@@ -72,12 +76,13 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
     reject_unless(allowed, "loss", &fault.loss, &label)?;
     reject_unless(allowed, "latency", &fault.latency, &label)?;
     reject_unless(allowed, "skew", &fault.skew, &label)?;
+    reject_unless(allowed, "keep_old", &fault.keep_old, &label)?;
     let kind_span = fault.kind.span();
     match name {
         FaultName::Partition => partition(fault, names, &kind_span, &label),
         FaultName::Crash => {
             let server = require(&fault.server, "server", &kind_span, &label)?;
-            Ok(FaultKind::Crash { server: names.server(server.get_ref(), &server.span(), &label)? })
+            Ok(FaultKind::Crash { server: names.node(server.get_ref(), &server.span(), &label)? })
         }
         FaultName::Degrade => degrade(fault, names, &kind_span, &label),
         FaultName::ClockSkew => {
@@ -87,6 +92,12 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
             Ok(FaultKind::ClockSkew { server, skew_us: skew.get_ref().0 })
         }
         FaultName::HealAll => Ok(FaultKind::HealAll),
+        FaultName::RotateKey => {
+            let server = require(&fault.server, "server", &kind_span, &label)?;
+            let keep_old = require(&fault.keep_old, "keep_old", &kind_span, &label)?;
+            let server = names.server(server.get_ref(), &server.span(), &label)?;
+            Ok(FaultKind::RotateKey { server, keep_old: *keep_old.get_ref() })
+        }
     }
 }
 
@@ -106,7 +117,8 @@ fn partition(fault: &RawFault, names: &Names, kind_span: &Range<usize>, label: &
     for side in groups.get_ref() {
         let mut servers = Vec::new();
         for (name, span) in side.get_ref().spanned(&side.span()) {
-            for server in names.servers_of(&name, &span, context)? {
+            let listed = if names.is_notary(&name) { vec![name.clone()] } else { names.servers_of(&name, &span, context)? };
+            for server in listed {
                 if !placed.insert(server.clone()) {
                     return Err(Problem::at(span, format!("server \"{server}\" is on two sides of the partition")));
                 }
@@ -118,7 +130,9 @@ fn partition(fault: &RawFault, names: &Names, kind_span: &Range<usize>, label: &
         }
         sides.push(servers);
     }
-    let rest: Vec<String> = names.all_servers().iter().filter(|s| !placed.contains(*s)).cloned().collect();
+    // Notaries not listed are with the servers not listed.
+    let rest: Vec<String> =
+        names.all_servers().iter().chain(names.notaries()).filter(|s| !placed.contains(*s)).cloned().collect();
     if !rest.is_empty() {
         sides.push(rest);
     }

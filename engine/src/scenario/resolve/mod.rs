@@ -5,6 +5,7 @@
 //! refers to them. Each check returns a [`Problem`] at the span of the offending value.
 
 mod faults;
+mod keys;
 mod network;
 mod rooms;
 mod servers;
@@ -30,9 +31,11 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
     let name = scenario_name(&header.name)?;
     let seed = header.seed.as_ref().map_or(1, |s| *s.get_ref());
     let end = end_condition(header)?;
-    let mut servers = servers::resolve(&raw.servers, &raw.defaults.unwrap_or_default())?;
+    let mut servers = servers::resolve(&raw.servers, &raw.defaults.clone().unwrap_or_default())?;
     let groups = servers::groups(raw.groups.as_ref(), &servers)?;
-    let names = Names::new(&servers, groups.clone());
+    let keys = keys::resolve(raw.keys.as_ref(), &servers, &groups)?;
+    keys::trusted_key_servers(&raw.servers, raw.defaults.as_ref(), &mut servers, &keys)?;
+    let names = Names::new(&servers, groups.clone()).with_notaries(&keys.notaries);
     servers::withhold_targets(&raw.servers, &mut servers, &names)?;
     let rooms = rooms::resolve(&raw.rooms, &raw.timeline, &names, &end)?;
     let network = network::resolve(raw.network.unwrap_or_default(), &names)?;
@@ -57,6 +60,7 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
         timeline,
         workloads,
         metrics,
+        keys,
         sweep,
         source,
     })

@@ -124,7 +124,7 @@ fn middlebox(raw: &RawMiddlebox, names: &Names) -> Res<MiddleboxSpec> {
         }
     };
     Ok(MiddleboxSpec {
-        server: names.server(raw.server.get_ref(), &raw.server.span(), "network middlebox")?,
+        server: names.node(raw.server.get_ref(), &raw.server.span(), "network middlebox")?,
         kind,
         timeout_probability: probability_or(&raw.timeout_probability, 0.0, "timeout_probability", One::Allowed)?,
     })

@@ -52,7 +52,7 @@ fn named(template: &ServerSpec, name: &str) -> ServerSpec {
 }
 
 /// The names one `[[servers]]` entry defines, each with the span to blame for a duplicate.
-fn entry_names(entry: &Spanned<RawServer>) -> Res<Vec<(String, Range<usize>)>> {
+pub(super) fn entry_names(entry: &Spanned<RawServer>) -> Res<Vec<(String, Range<usize>)>> {
     let raw = entry.get_ref();
     match (&raw.name, &raw.prefix) {
         (Some(name), None) => {
@@ -122,6 +122,11 @@ fn check_id_lengths(name: &str, users: usize, span: &Range<usize>) -> Res<()> {
     ))
 }
 
+/// [`check_server_name`], for the other sections that name nodes (key notaries).
+pub(super) fn check_server_name_pub(name: &str, span: &Range<usize>) -> Res<()> {
+    check_server_name(name, span)
+}
+
 /// Matrix server names as the simulator uses them: DNS-like labels and an optional port.
 fn check_server_name(name: &str, span: &Range<usize>) -> Res<()> {
     let (host, port) = match name.split_once(':') {
@@ -167,6 +172,8 @@ fn settings(raw: &RawServer, defaults: &RawKnobs) -> Res<ServerSpec> {
         destination_min_retry_interval_us: backoff.0,
         destination_retry_multiplier: backoff.1,
         destination_max_retry_interval_us: backoff.2,
+        // Resolved once the notaries are known (`keys::trusted_key_servers`).
+        trusted_key_servers: Vec::new(),
     })
 }
 

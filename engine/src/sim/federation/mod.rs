@@ -13,6 +13,7 @@ pub mod invite;
 pub mod join;
 pub mod knock;
 pub mod leave;
+pub mod keys;
 pub mod missing_events;
 pub mod restricted;
 pub mod send;
@@ -74,6 +75,12 @@ pub enum Request {
         #[serde(with = "pdu_ref::one")]
         pdu: Arc<Pdu>,
     },
+    /// `GET /_matrix/key/v2/server`: the server's own keys (`server_name` is the host asked,
+    /// kept so that a cache can key on it).
+    ServerKeys { server_name: String },
+    /// `POST /_matrix/key/v2/query` to a notary: per server, per key ID, the
+    /// `minimum_valid_until_ts` the answer must meet.
+    KeyQuery { server_keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> },
 }
 
 /// A stripped state event (`type`, `state_key`, `sender`, `content`), as in `invite_room_state`.
@@ -91,7 +98,20 @@ impl Request {
     /// requests whose answers must not be cached (all of today's: they change state or depend
     /// on it). Lookups such as `/query/accounts` or key-validity checks return `Some`.
     pub fn cache_key(&self) -> Option<String> {
-        None
+        match self {
+            // Key lookups are plain GETs / idempotent queries: caches may keep them.
+            Request::ServerKeys { server_name } => Some(format!("key/v2/server/{server_name}")),
+            // Per servers and key IDs asked, not per `minimum_valid_until_ts` (a timestamp per
+            // event: keyed on it, no two queries would ever share an entry).
+            Request::KeyQuery { server_keys } => {
+                let asked: Vec<String> = server_keys
+                    .iter()
+                    .map(|(server, ids)| format!("{server}:{}", ids.keys().cloned().collect::<Vec<_>>().join(",")))
+                    .collect();
+                Some(format!("key/v2/query/{}", asked.join(";")))
+            }
+            _ => None,
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -105,6 +125,8 @@ impl Request {
             Request::SendKnock { .. } => "send_knock",
             Request::MakeLeave { .. } => "make_leave",
             Request::SendLeave { .. } => "send_leave",
+            Request::ServerKeys { .. } => "key_server",
+            Request::KeyQuery { .. } => "key_query",
         }
     }
 
@@ -119,7 +141,9 @@ impl Request {
             Request::GetMissingEvents { .. }
             | Request::MakeJoin { .. }
             | Request::MakeKnock { .. }
-            | Request::MakeLeave { .. } => &[],
+            | Request::MakeLeave { .. }
+            | Request::ServerKeys { .. }
+            | Request::KeyQuery { .. } => &[],
         }
     }
 }
@@ -159,12 +183,25 @@ pub enum Response {
     Knocked { knock_room_state: Vec<StrippedState> },
     /// `send_leave` accepted (an empty object in the spec).
     Left,
+    /// `GET /_matrix/key/v2/server`'s signed key object ([`keys::server_keys_object`]).
+    ServerKeys { keys: serde_json::Map<String, serde_json::Value> },
+    /// A notary's `server_keys`: each origin's signed object with the notary's signature added.
+    KeyQuery { server_keys: Vec<serde_json::Map<String, serde_json::Value>> },
 }
 
 impl Response {
-    /// What a reverse proxy that drops unknown entries leaves of this answer. None of today's
-    /// answers has per-key entries a proxy could drop; `/query/accounts` answers will.
-    pub fn drop_unknown_entries(&mut self) {}
+    /// What a reverse proxy that drops unknown entries leaves of this answer: the per-key
+    /// entries of key answers (`verify_keys`, `old_verify_keys`) that `known(server, key_id)`
+    /// refuses. Returns how many it removed. The other answers have no per-key entries.
+    pub fn drop_unknown_entries(&mut self, known: &dyn Fn(&str, &str) -> bool) -> u64 {
+        match self {
+            Response::ServerKeys { keys: object } => keys::strip_entries(object, known),
+            Response::KeyQuery { server_keys } => {
+                server_keys.iter_mut().map(|object| keys::strip_entries(object, known)).sum()
+            }
+            _ => 0,
+        }
+    }
 
     pub fn pdus(&self) -> &[Arc<Pdu>] {
         match self {
@@ -174,7 +211,9 @@ impl Response {
             | Response::MakeJoin(_)
             | Response::MembershipTemplate(_)
             | Response::Knocked { .. }
-            | Response::Left => &[],
+            | Response::Left
+            | Response::ServerKeys { .. }
+            | Response::KeyQuery { .. } => &[],
         }
     }
 }

@@ -31,7 +31,27 @@ pub(super) struct Middlebox {
     open: BTreeMap<(ServerIdx, RequestId), Option<String>>,
     /// Cached answers: key → (stored at, answer).
     cache: BTreeMap<String, (SimTime, Outcome)>,
+    /// When the server behind it last rotated its key (a cached answer stored before is
+    /// stale).
+    rotated_at: Option<SimTime>,
+    counts: MiddleboxCounts,
 }
+
+/// What middleboxes did to key answers (`summary.json` `keys`, see `docs/outputs.md`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MiddleboxCounts {
+    /// Answers a cache served from its store instead of the server.
+    pub cache_answers: u64,
+    /// Of those, answers stored before the server's latest key rotation.
+    pub stale_answers: u64,
+    /// `verify_keys` / `old_verify_keys` entries a proxy removed from key answers.
+    pub entries_stripped: u64,
+}
+
+/// The key IDs a `drop_unknown_keys` proxy knows: the one every server starts with. The proxy
+/// was configured when the server was deployed; a key made later (`rotate_key`) is unknown to
+/// it until someone reconfigures it, which the simulation never does.
+pub const PROXY_KNOWN_KEY_ID: &str = crate::sim::server::KEY_ID;
 
 impl Middlebox {
     pub fn new(spec: &MiddleboxSpec, server: ServerIdx, streams: &RngStreams) -> Middlebox {
@@ -42,7 +62,19 @@ impl Middlebox {
             rng: streams.stream(&format!("middlebox/{}", spec.server)),
             open: BTreeMap::new(),
             cache: BTreeMap::new(),
+            rotated_at: None,
+            counts: MiddleboxCounts::default(),
         }
+    }
+
+    pub fn key_rotated(&mut self, k: ServerIdx, at: SimTime) {
+        if self.server == k {
+            self.rotated_at = Some(at);
+        }
+    }
+
+    pub fn counts(&self) -> MiddleboxCounts {
+        self.counts
     }
 }
 
@@ -67,6 +99,10 @@ pub(super) fn pass(
                 if let (MiddleboxKind::Cache { ttl_us }, Some(k)) = (mb.kind, &key) {
                     if let Some((stored, outcome)) = mb.cache.get(k) {
                         if at.saturating_sub(*stored) < ttl_us {
+                            mb.counts.cache_answers += 1;
+                            if mb.rotated_at.is_some_and(|r| *stored < r) {
+                                mb.counts.stale_answers += 1;
+                            }
                             return Middleboxed::Answer(Message::Response { id: *id, outcome: outcome.clone() });
                         }
                     }
@@ -77,7 +113,8 @@ pub(super) fn pass(
                 let Some(key) = mb.open.remove(&(to, *id)) else { continue };
                 if let Outcome::Ok(response) = outcome {
                     if let MiddleboxKind::ReverseProxy { drop_unknown_keys: true } = mb.kind {
-                        response.drop_unknown_entries();
+                        mb.counts.entries_stripped +=
+                            response.drop_unknown_entries(&|_server, key_id| key_id == PROXY_KNOWN_KEY_ID);
                     }
                 }
                 if let (MiddleboxKind::Cache { .. }, Some(k)) = (mb.kind, key) {

@@ -91,6 +91,25 @@ impl Network {
         middlebox::pass(&mut self.middleboxes, from, to, message, at)
     }
 
+    /// Server `k` rotated its key at `at`: its middleboxes count later answers stored before.
+    pub fn key_rotated(&mut self, k: ServerIdx, at: SimTime) {
+        for mb in self.middleboxes.iter_mut() {
+            mb.key_rotated(k, at);
+        }
+    }
+
+    /// What the middleboxes did to key answers, summed.
+    pub fn middlebox_counts(&self) -> middlebox::MiddleboxCounts {
+        let mut sum = middlebox::MiddleboxCounts::default();
+        for mb in &self.middleboxes {
+            let c = mb.counts();
+            sum.cache_answers += c.cache_answers;
+            sum.stale_answers += c.stale_answers;
+            sum.entries_stripped += c.entries_stripped;
+        }
+        sum
+    }
+
     /// The lower bound on every latency: the width of the parallel windows.
     pub fn min_latency_us(&self) -> u64 {
         self.min_latency_us

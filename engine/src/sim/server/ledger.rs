@@ -109,7 +109,7 @@ impl Directory {
     /// Enters the signature `key` made on `pdu` for server `signer`, if `key` is that server's
     /// key in the directory (a wrong key's signature is never entered).
     pub fn record_signature(&self, signer: ServerIdx, key: &KeyPair, pdu: &Pdu) {
-        if self.public_keys.get(signer as usize) != Some(&key.public_key()) {
+        if !self.keys_of(signer).iter().any(|(_, k)| *k == key.public_key()) {
             return;
         }
         if let Some(sig) = crate::protocol::crypto::signature_of(&pdu.json, &key.entity, &key.key_id) {
@@ -132,6 +132,7 @@ mod tests {
             index: keys.iter().enumerate().map(|(i, k)| (k.entity.clone(), i as ServerIdx)).collect::<BTreeMap<_, _>>(),
             public_keys: keys.iter().map(KeyPair::public_key).collect(),
             signatures: SignatureLedger::default(),
+            keys: Default::default(),
         }
     }
 

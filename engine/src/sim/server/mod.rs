@@ -5,6 +5,7 @@
 pub(crate) mod actions;
 mod byzantine;
 pub mod joining;
+pub mod keyring;
 pub mod ledger;
 mod membership;
 pub mod outbound;
@@ -50,6 +51,9 @@ pub struct Directory {
     pub index: BTreeMap<String, ServerIdx>,
     pub public_keys: Vec<VerifyingKey>,
     pub signatures: ledger::SignatureLedger,
+    /// Every key each node signs with during the run and how keys are distributed
+    /// ([`keyring::KeyBook`]).
+    pub keys: keyring::KeyBook,
 }
 
 impl Directory {
@@ -82,6 +86,10 @@ pub enum Input {
     Restart,
     SetClockSkew {
         skew_us: i64,
+    },
+    /// A `rotate_key` fault: the server signs with its next key from now on.
+    RotateKey {
+        keep_old: bool,
     },
 }
 
@@ -186,6 +194,8 @@ pub struct ServerConfig {
     pub transaction_retries: u32,
     /// Per-destination backoff after a transaction's final failure (`outbound.rs`).
     pub backoff: outbound::BackoffPolicy,
+    /// Notaries asked for keys, in order (`trusted_key_servers`).
+    pub trusted_key_servers: Vec<String>,
 }
 
 impl ServerConfig {
@@ -206,6 +216,7 @@ impl ServerConfig {
                 multiplier: spec.destination_retry_multiplier,
                 max_interval_us: spec.destination_max_retry_interval_us,
             },
+            trusted_key_servers: spec.trusted_key_servers.clone(),
         }
     }
 }
@@ -241,6 +252,8 @@ pub struct Server {
     pub deliveries: u64,
     /// Processing cost accumulated while handling the current input.
     pub(crate) cost_us: u64,
+    /// Other servers' keys as this server knows them, and its own ([`keyring`]).
+    pub keyring: keyring::Keyring,
 }
 
 impl Server {
@@ -255,7 +268,9 @@ impl Server {
         let forger = (spec.byzantine == Byzantine::BadSignatures)
             .then(|| KeyPair::from_seed(&spec.name, KEY_ID, rand::Rng::gen(&mut rng)));
         let config = ServerConfig::from_spec(spec);
+        let keyring = keyring::Keyring::new(&directory, key.clone(), &spec.trusted_key_servers);
         Server {
+            keyring,
             index,
             name: spec.name.clone(),
             users: spec.users.clone(),
@@ -304,6 +319,7 @@ impl Server {
                 self.retries.crash();
                 self.outbound.crash();
                 self.joins_lost_in_crash(&mut out);
+                self.keyring.crashed();
                 for r in self.rooms.values_mut() {
                     r.fetching.clear();
                     r.retry_armed = false;
@@ -311,6 +327,7 @@ impl Server {
             }
             Input::Restart => self.on_restart(now, &mut out),
             Input::SetClockSkew { skew_us } => self.config.clock_skew_us = skew_us,
+            Input::RotateKey { keep_old } => self.rotate_key(keep_old, now),
         }
         out
     }
@@ -325,8 +342,10 @@ impl Server {
         }
         match message {
             Message::Request { id, body } => {
-                let outcome = self.on_request(from, body, now, out);
-                self.respond(from, id, outcome, out);
+                if self.defer_for_keys(from, id, &body, now, out) {
+                    return; // answered once the signer's key is fetched (keyring.rs)
+                }
+                self.answer_request(from, id, body, now, out);
             }
             Message::Response { id, outcome } => {
                 let Some(req) = self.requests.remove(&id) else {
@@ -336,6 +355,18 @@ impl Server {
                 self.on_response(req, outcome, now, out);
             }
         }
+    }
+
+    pub(crate) fn answer_request(
+        &mut self,
+        from: ServerIdx,
+        id: RequestId,
+        body: Request,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
+        let outcome = self.on_request(from, body, now, out);
+        self.respond(from, id, outcome, out);
     }
 
     fn on_request(&mut self, from: ServerIdx, body: Request, now: SimTime, out: &mut Vec<Output>) -> Outcome {
@@ -355,6 +386,9 @@ impl Server {
                 self.answer_membership_template(&room_id, &user_id, "leave", now)
             }
             Request::SendLeave { pdu } => self.answer_send_leave(pdu, from, now, out),
+            Request::ServerKeys { .. } => self.answer_server_keys(now),
+            // A homeserver is no notary here: notaries are nodes of their own (sim/notary.rs).
+            Request::KeyQuery { .. } => Outcome::Error { status: 404, errcode: "M_UNRECOGNIZED".into() },
         }
     }
 
@@ -394,6 +428,7 @@ impl Server {
                 self.on_leave_template(user, room_id, t, req.to, now, out)
             }
             (Purpose::SendLeave { user, room_id }, Outcome::Ok(Response::Left)) => self.on_left(user, room_id, out),
+            (Purpose::KeyFetch { server, step }, outcome) => self.on_key_answer(server, step, Some(outcome), now, out),
             (purpose, outcome) => {
                 let failure = match outcome {
                     Outcome::Error { status, errcode } => joining::JoinFailure::Status { status, errcode },
@@ -441,6 +476,9 @@ impl Server {
                         r.fetching.remove(&req.to);
                     }
                     self.arm_missing_retry(room_id, now, out);
+                }
+                if let Purpose::KeyFetch { server, step } = req.purpose {
+                    self.on_key_answer(server, step, None, now, out);
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! receipt of a PDU"): signatures and hash, then the auth rules once its parents are held, or a
 //! park-and-fetch when they are not.
 
-use super::{room_id_of, Decision, Output, Server, KEY_ID, MAX_TXN_PDUS};
+use super::{room_id_of, Decision, Output, Server, MAX_TXN_PDUS};
 use crate::protocol::crypto;
 use crate::protocol::pdu::Pdu;
 use crate::protocol::redaction;
@@ -26,14 +26,25 @@ impl Server {
         version: &'static crate::protocol::room_version::RoomVersion,
     ) -> Result<Arc<Pdu>, String> {
         let required = signers::required_signers(version, pdu).map_err(|e| e.to_string())?;
+        let ts = pdu.json.get("origin_server_ts").and_then(|t| t.as_u64()).unwrap_or(0);
         for signer in required {
             let Some(server) = self.directory.node(signer.server) else {
                 return Err(format!("no public keys known for {} ({})", signer.server, signer.reason.as_str()));
             };
-            let Some(sig) = crypto::signature_of(&pdu.json, signer.server, KEY_ID) else {
-                return Err(format!("no valid signature by {} ({})", signer.server, signer.reason.as_str()));
+            // The first of the signer's key IDs this server holds a key for, valid at the
+            // event's timestamp (keyring.rs).
+            let ids = super::keyring::signing_key_ids(pdu, signer.server);
+            let usable = ids.iter().find_map(|id| {
+                let key = self.keyring.usable(&self.name, signer.server, id, ts)?;
+                Some((key, crypto::signature_of(&pdu.json, signer.server, id)?))
+            });
+            let Some((key, sig)) = usable else {
+                if ids.is_empty() {
+                    return Err(format!("no valid signature by {} ({})", signer.server, signer.reason.as_str()));
+                }
+                return Err(format!("no usable key of {} ({})", signer.server, signer.reason.as_str()));
             };
-            if !self.signature_verifies(server, pdu, version, &sig) {
+            if !self.signature_verifies(server, &key, pdu, version, &sig) {
                 return Err(format!("signature by {} does not verify ({})", signer.server, signer.reason.as_str()));
             }
         }
@@ -51,17 +62,20 @@ impl Server {
     fn signature_verifies(
         &mut self,
         server: ServerIdx,
+        key: &ed25519_dalek::VerifyingKey,
         pdu: &Pdu,
         version: &crate::protocol::room_version::RoomVersion,
         sig: &ed25519_dalek::Signature,
     ) -> bool {
-        let key = &self.directory.public_keys[server as usize];
         match self.config.signatures {
             SignatureMode::Real => crypto::verify(key, pdu.signing_bytes(version), sig),
             SignatureMode::Modelled => {
                 self.cost_us += self.config.signature_cost_us;
                 let ledger = &self.directory.signatures;
-                ledger.holds(server, &pdu.event_id, sig) || {
+                // The ledger knows honest signatures; the key this server holds must also be
+                // one the signer really has (a key it fetched, not any key).
+                let honest_key = self.directory.keys_of(server).iter().any(|(_, k)| k == key);
+                (honest_key && ledger.holds(server, &pdu.event_id, sig)) || {
                     ledger.note_fallback();
                     crypto::verify(key, pdu.signing_bytes(version), sig)
                 }
@@ -94,6 +108,10 @@ impl Server {
             return;
         }
         let version = room.version;
+        if let Some(wanted) = self.key_wanted(&pdu, version) {
+            self.park_for_key(pdu, from, no_catch_up, wanted, now, out);
+            return;
+        }
         let pdu = match self.check_signatures(&pdu, version) {
             Ok(p) => p,
             Err(why) => {

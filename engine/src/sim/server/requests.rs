@@ -16,6 +16,8 @@ pub(crate) enum Purpose {
     SendKnock { user: String, room_id: String },
     MakeLeave { user: String, room_id: String },
     SendLeave { user: String, room_id: String },
+    /// Keys of `server` from the `step`-th source (trusted notaries in order, then the origin).
+    KeyFetch { server: String, step: usize },
 }
 
 #[derive(Debug, Clone)]

@@ -269,6 +269,7 @@ mod tests {
             index: names.iter().enumerate().map(|(i, n)| (n.to_string(), i as ServerIdx)).collect(),
             public_keys: names.iter().map(|n| key(n).public_key()).collect(),
             signatures: Default::default(),
+            keys: Default::default(),
         });
         let text = format!(
             "[scenario]\nname = \"t\"\nend = \"1s\"\n[defaults]\n{knobs}\n[[servers]]\nprefix = \"hs\"\ncount = 2\n"

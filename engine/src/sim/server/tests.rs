@@ -29,6 +29,7 @@ fn directory() -> Arc<Directory> {
         index: NAMES.iter().enumerate().map(|(i, n)| (n.to_string(), i as ServerIdx)).collect(),
         public_keys: NAMES.iter().map(|n| sim_key(n).public_key()).collect(),
         signatures: Default::default(),
+        keys: Default::default(),
     })
 }
 

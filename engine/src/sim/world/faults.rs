@@ -77,6 +77,12 @@ impl World {
                     "clock_skew_end"
                 }
             }
+            (FaultKind::RotateKey { server, keep_old }, _) => {
+                let k = self.directory.node(server).expect("validated");
+                self.network.key_rotated(k, t);
+                self.deliver_now(k, Input::RotateKey { keep_old: *keep_old });
+                "rotate_key"
+            }
             (FaultKind::HealAll, _) => {
                 self.network.heal_all();
                 for k in 0..self.nodes.len() {

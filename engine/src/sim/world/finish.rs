@@ -5,7 +5,6 @@ use super::World;
 use crate::protocol::pdu::Pdu;
 use crate::scenario::FaultKind;
 use crate::sim::observe::{Findings, MetricRow, WorldView};
-use crate::sim::server::KEY_ID;
 use crate::sim::time::to_ms;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,7 +73,7 @@ impl World {
         for (k, v) in [
             ("scenario", json!(self.scenario.name)),
             ("seed", json!(self.seed)),
-            ("servers", json!(self.nodes.len())),
+            ("servers", json!(self.servers().count())),
             ("events_created", json!(self.store.len())),
             ("deliveries", json!(self.nodes.iter().map(|n| n.deliveries()).sum::<u64>())),
             ("sim_time_end_ms", json!(to_ms(self.now.min(self.end)))),
@@ -89,12 +88,14 @@ impl World {
             ("overrides", json!(self.scenario.source.overrides)),
             ("invariant_violations", json!(findings.violations.len())),
             ("caps_reached", json!(self.caps)),
+            ("keys", self.key_counts()),
             ("notes", json!(notes)),
         ] {
             summary.insert(k.into(), v);
         }
         summary.extend(findings.summary);
-        let keys = json!({"server_keys": self.directory.names.iter().zip(&self.directory.public_keys).map(|(name, key)| (name.clone(), json!({KEY_ID: crate::protocol::crypto::b64_encode(key.as_bytes())}))).collect::<serde_json::Map<String, Value>>()});
+        // Every key each server signed with (rotations included); notaries sign no events.
+        let keys = json!({"server_keys": self.directory.names.iter().enumerate().take(self.servers().count()).map(|(k, name)| (name.clone(), Value::Object(self.directory.keys_of(k as u32).into_iter().map(|(id, key)| (id, json!(crate::protocol::crypto::b64_encode(key.as_bytes())))).collect()))).collect::<serde_json::Map<String, Value>>()});
         // A large world takes a noticeable time to free (every replica's DAG and states): do it
         // beside the caller, which goes on writing the outputs.
         let _ = std::thread::Builder::new().name("world-drop".into()).spawn(move || drop(self));
@@ -109,6 +110,35 @@ impl World {
     }
 }
 
+impl World {
+    /// `summary.json`'s `keys`: key fetching over the run (defined in `docs/outputs.md`).
+    fn key_counts(&self) -> Value {
+        let mut servers = crate::sim::server::keyring::KeyStats::default();
+        for s in self.servers() {
+            let k = s.keyring.stats;
+            servers.fetches += k.fetches;
+            servers.fetch_failures += k.fetch_failures;
+            servers.parked += k.parked;
+            servers.dropped += k.dropped;
+        }
+        let notaries: Vec<_> = self.nodes.iter().filter_map(|n| n.as_notary()).collect();
+        let boxes = self.network.middlebox_counts();
+        json!({
+            "distribution": self.scenario.keys.distribution,
+            "notaries": notaries.len(),
+            "fetches": servers.fetches,
+            "fetch_failures": servers.fetch_failures,
+            "notary_fetches": notaries.iter().map(|n| n.fetches).sum::<u64>(),
+            "notary_fetch_failures": notaries.iter().map(|n| n.fetch_failures).sum::<u64>(),
+            "parked_for_keys": servers.parked,
+            "dropped_for_keys": servers.dropped,
+            "cache_answers": boxes.cache_answers,
+            "stale_cache_answers": boxes.stale_answers,
+            "entries_stripped": boxes.entries_stripped,
+        })
+    }
+}
+
 fn fault_kind_name(k: &FaultKind) -> &'static str {
     match k {
         FaultKind::Partition { .. } => "partition",
@@ -116,6 +146,7 @@ fn fault_kind_name(k: &FaultKind) -> &'static str {
         FaultKind::Degrade { .. } => "degrade",
         FaultKind::ClockSkew { .. } => "clock_skew",
         FaultKind::HealAll => "heal_all",
+        FaultKind::RotateKey { .. } => "rotate_key",
     }
 }
 
@@ -126,5 +157,8 @@ fn fault_description(k: &FaultKind) -> String {
         FaultKind::Degrade { from, to, .. } => format!("{} -> {}", from.join(","), to.join(",")),
         FaultKind::ClockSkew { server, skew_us } => format!("{server} {}ms", skew_us / 1000),
         FaultKind::HealAll => "all".into(),
+        FaultKind::RotateKey { server, keep_old } => {
+            format!("{server} {}", if *keep_old { "keeps the old key" } else { "drops the old key" })
+        }
     }
 }

@@ -26,6 +26,8 @@ use super::network::Network;
 use super::node::Node;
 use super::observe::Observer;
 use super::rng::RngStreams;
+use super::notary::Notary;
+use super::server::keyring::KeyBook;
 use super::server::{Directory, Server, KEY_ID};
 use super::time::SimTime;
 use crate::protocol::crypto::KeyPair;
@@ -115,31 +117,71 @@ pub fn server_key(streams: &RngStreams, name: &str) -> KeyPair {
     KeyPair::from_seed(name, KEY_ID, streams.seed_bytes(&format!("key/{name}")))
 }
 
-/// The scenario's nodes, freshly started, and their directory (shared by the world and replay).
+/// The `n`-th signing key of a node (`ed25519:k1` first, one more per `rotate_key` fault).
+pub fn rotated_key(streams: &RngStreams, name: &str, n: usize) -> KeyPair {
+    if n == 0 {
+        return server_key(streams, name);
+    }
+    let key_id = format!("ed25519:k{}", n + 1);
+    KeyPair::from_seed(name, &key_id, streams.seed_bytes(&format!("key/{name}/k{}", n + 1)))
+}
+
+/// The scenario's nodes, freshly started, and their directory (shared by the world and replay):
+/// the homeservers in file order, then the key notaries (`[keys] notaries`).
 pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc<Directory>) {
-    let names: Vec<String> = scenario.servers.iter().map(|s| s.name.clone()).collect();
-    let keys: Vec<KeyPair> = names.iter().map(|n| server_key(streams, n)).collect();
+    let mut names: Vec<String> = scenario.servers.iter().map(|s| s.name.clone()).collect();
+    names.extend(scenario.keys.notaries.iter().cloned());
+    // Every key each node signs with during the run: one more per `rotate_key` fault.
+    let histories: Vec<Vec<KeyPair>> = names
+        .iter()
+        .map(|n| {
+            let rotations = scenario
+                .faults
+                .iter()
+                .filter(|f| matches!(&f.kind, crate::scenario::FaultKind::RotateKey { server, .. } if server == n))
+                .count();
+            (0..=rotations).map(|i| rotated_key(streams, n, i)).collect()
+        })
+        .collect();
     let directory = Arc::new(Directory {
         names: names.clone(),
         index: names.iter().enumerate().map(|(i, n)| (n.clone(), i as ServerIdx)).collect(),
-        public_keys: keys.iter().map(KeyPair::public_key).collect(),
+        public_keys: histories.iter().map(|h| h[0].public_key()).collect(),
         signatures: Default::default(),
+        keys: KeyBook {
+            distribution: scenario.keys.distribution,
+            validity_us: scenario.keys.validity_us,
+            history: histories
+                .iter()
+                .map(|h| h.iter().map(|k| (k.key_id.clone(), k.public_key())).collect())
+                .collect(),
+        },
     });
-    let nodes = scenario
+    let mut nodes: Vec<Node> = scenario
         .servers
         .iter()
-        .zip(keys)
+        .zip(&histories)
         .enumerate()
-        .map(|(i, (spec, key))| {
-            Node::Homeserver(Box::new(Server::new(
+        .map(|(i, (spec, keys))| {
+            let mut server = Server::new(
                 i as ServerIdx,
                 spec,
-                key,
+                keys[0].clone(),
                 streams.stream(&format!("server/{}", spec.name)),
                 directory.clone(),
-            )))
+            );
+            server.keyring.set_own_keys(keys.clone());
+            Node::Homeserver(Box::new(server))
         })
         .collect();
+    // A notary times out and retries as the scenario's servers do by default.
+    let (timeout_us, retries) =
+        scenario.servers.first().map_or((10_000_000, 2), |s| (s.request_timeout_us, s.request_retries));
+    for (j, _) in scenario.keys.notaries.iter().enumerate() {
+        let k = scenario.servers.len() + j;
+        let notary = Notary::new(k as ServerIdx, histories[k][0].clone(), directory.clone(), timeout_us, retries);
+        nodes.push(Node::Notary(Box::new(notary)));
+    }
     (nodes, directory)
 }
 

@@ -55,6 +55,7 @@ impl WorldView for World {
             .copied()
             .filter(|k| match &self.nodes[*k as usize] {
                 Node::Homeserver(s) => s.is_honest() && s.has_joined_user(room_id),
+                Node::Notary(_) => false,
             })
             .collect()
     }
@@ -113,8 +114,8 @@ impl WorldView for World {
         self.messages_in_flight
     }
     fn server_keys(&self) -> ServerKeys {
-        let key_id = crate::sim::server::KEY_ID.to_owned();
-        let pairs = self.directory.names.iter().zip(&self.directory.public_keys);
-        pairs.map(|(name, key)| (name.clone(), BTreeMap::from([(key_id.clone(), *key)]))).collect()
+        // Every key each node signed with during the run (rotations included).
+        let names = self.directory.names.iter().enumerate();
+        names.map(|(k, name)| (name.clone(), self.directory.keys_of(k as ServerIdx).into_iter().collect())).collect()
     }
 }

@@ -190,6 +190,7 @@ impl World {
             Input::Crash => LoggedInput::Crash,
             Input::Restart => LoggedInput::Restart,
             Input::SetClockSkew { skew_us } => LoggedInput::ClockSkew { skew_us: *skew_us },
+            Input::RotateKey { keep_old } => LoggedInput::RotateKey { keep_old: *keep_old },
             Input::Timer(timer) => LoggedInput::Timer { timer: timer.clone() },
             Input::Action(a) => LoggedInput::Action(a.clone()),
             Input::Deliver { .. } => unreachable!("deliveries go through the queue"),
@@ -332,6 +333,7 @@ fn logged_input(s: &Scheduled) -> LoggedInput {
         Input::Crash => LoggedInput::Crash,
         Input::Restart => LoggedInput::Restart,
         Input::SetClockSkew { skew_us } => LoggedInput::ClockSkew { skew_us: *skew_us },
+        Input::RotateKey { keep_old } => LoggedInput::RotateKey { keep_old: *keep_old },
     }
 }
 

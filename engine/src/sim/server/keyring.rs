@@ -1,0 +1,448 @@
+//! A server's view of other servers' signing keys (Server-Server API, §"Retrieving server
+//! keys"), fetched as Synapse's `Keyring` does: its store first, then the notaries it trusts
+//! in order (`PerspectivesKeyFetcher`, `POST /_matrix/key/v2/query`), then the origin itself
+//! (`ServerKeyFetcher`, `GET /_matrix/key/v2/server`). Every fetch is an ordinary request
+//! (`send_request`), so timeouts, retries, partitions and middleboxes apply to it.
+//!
+//! A key serves an event when its `valid_until_ts` is at least the event's `origin_server_ts`
+//! (room versions 5 and later, §"Signing key validity period"; Synapse asks notaries with
+//! that timestamp as `minimum_valid_until_ts`). A PDU whose signing key this server lacks (or
+//! holds only with too short a validity) is parked, not judged, until the fetch ends: then it
+//! goes through the receipt checks again, or, when no source had the key, it is dropped with a
+//! `signature` decision, not stored, and judged again when it is seen again.
+//!
+//! `keys.distribution = "preshared"` fills the store with every key of the run (the perfect
+//! notary of earlier versions): nothing is ever fetched.
+
+use super::requests::Purpose;
+use super::{Directory, Output, Server};
+use crate::protocol::crypto::KeyPair;
+use crate::protocol::pdu::Pdu;
+use crate::protocol::room_version::RoomVersion;
+use crate::protocol::signers;
+use crate::scenario::KeyDistribution;
+use crate::sim::event::{SimEvent, Verdict};
+use crate::sim::federation::keys::{self as wire, FetchedKey, OldKey};
+use crate::sim::federation::{Outcome, Request, RequestId, Response, ServerIdx};
+use crate::sim::time::SimTime;
+use ed25519_dalek::VerifyingKey;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Most PDUs (and deferred requests) one server holds parked for keys; beyond, a PDU is
+/// dropped with a `cap_reached` record (it is fetched again when its children arrive).
+pub const MAX_PARKED_FOR_KEYS: usize = 10_000;
+
+/// The run's keys: every key each node signs with during the run, in order (`ed25519:k1`
+/// first, then one per `rotate_key` fault), how keys are distributed, and which nodes are
+/// notaries. The truth the invariant check, `keys.json` and the modelled ledger read; a server
+/// in `federation` mode only knows what it fetched.
+#[derive(Debug, Clone)]
+pub struct KeyBook {
+    pub distribution: KeyDistribution,
+    pub validity_us: u64,
+    /// Per node index; empty for nodes built without a history (tests): their directory key.
+    pub history: Vec<Vec<(String, VerifyingKey)>>,
+}
+
+impl Default for KeyBook {
+    fn default() -> Self {
+        KeyBook { distribution: KeyDistribution::Preshared, validity_us: 24 * 3_600_000_000, history: Vec::new() }
+    }
+}
+
+impl Directory {
+    /// Every key node `k` signs with during the run, by key ID.
+    pub fn keys_of(&self, k: ServerIdx) -> Vec<(String, VerifyingKey)> {
+        match self.keys.history.get(k as usize) {
+            Some(h) if !h.is_empty() => h.clone(),
+            _ => self.public_keys.get(k as usize).map(|p| vec![(super::KEY_ID.to_owned(), *p)]).unwrap_or_default(),
+        }
+    }
+}
+
+/// One stored key.
+#[derive(Debug, Clone)]
+struct Stored {
+    key: VerifyingKey,
+    valid_until_ts: u64,
+}
+
+/// A PDU waiting for a key of `server`.
+#[derive(Debug, Clone)]
+struct Parked {
+    pdu: Arc<Pdu>,
+    from: ServerIdx,
+    no_catch_up: Option<ServerIdx>,
+    key_id: String,
+    ts: u64,
+}
+
+/// A request whose answer waits for a key (a `send_join`: its answer says whether the join
+/// was accepted).
+#[derive(Debug, Clone)]
+struct Deferred {
+    from: ServerIdx,
+    id: RequestId,
+    body: Request,
+    key_id: String,
+    ts: u64,
+}
+
+/// Counters for `summary.json`'s `keys` (see `docs/outputs.md`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyStats {
+    pub fetches: u64,
+    pub fetch_failures: u64,
+    pub parked: u64,
+    pub dropped: u64,
+}
+
+/// The key store and the fetches in flight.
+#[derive(Clone)]
+pub struct Keyring {
+    /// (server name, key ID) → key and validity.
+    store: BTreeMap<(String, String), Stored>,
+    /// This server's own keys, oldest first, and which one it signs with.
+    own: Vec<KeyPair>,
+    current: usize,
+    /// Old keys this server still publishes in `old_verify_keys`.
+    published_old: Vec<OldKey>,
+    /// Notaries asked, in order (node indices and their configured keys).
+    trusted: Vec<(ServerIdx, String, VerifyingKey)>,
+    /// Servers whose keys are being fetched: the step reached (notaries, then the origin).
+    fetching: BTreeMap<String, usize>,
+    parked: BTreeMap<String, Vec<Parked>>,
+    deferred: BTreeMap<String, Vec<Deferred>>,
+    pub stats: KeyStats,
+}
+
+impl Keyring {
+    pub fn new(directory: &Directory, own: KeyPair, trusted_names: &[String]) -> Keyring {
+        let mut store = BTreeMap::new();
+        if directory.keys.distribution == KeyDistribution::Preshared {
+            for (k, name) in directory.names.iter().enumerate() {
+                for (key_id, key) in directory.keys_of(k as ServerIdx) {
+                    store.insert((name.clone(), key_id), Stored { key, valid_until_ts: u64::MAX });
+                }
+            }
+        }
+        let trusted = trusted_names
+            .iter()
+            .filter_map(|n| {
+                let k = directory.node(n)?;
+                let (key_id, key) = directory.keys_of(k).into_iter().next()?;
+                Some((k, key_id, key))
+            })
+            .collect();
+        Keyring {
+            store,
+            own: vec![own],
+            current: 0,
+            published_old: Vec::new(),
+            trusted,
+            fetching: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            deferred: BTreeMap::new(),
+            stats: KeyStats::default(),
+        }
+    }
+
+    /// Every key this server signs with during the run (the first is the one it starts with).
+    pub fn set_own_keys(&mut self, keys: Vec<KeyPair>) {
+        if !keys.is_empty() {
+            self.own = keys;
+            self.current = 0;
+        }
+    }
+
+    /// The key `server` signs with under `key_id`, usable for an event stamped `ts_ms`.
+    pub fn usable(&self, own_name: &str, server: &str, key_id: &str, ts_ms: u64) -> Option<VerifyingKey> {
+        if server == own_name {
+            return self.own.iter().find(|k| k.key_id == key_id).map(KeyPair::public_key);
+        }
+        let stored = self.store.get(&(server.to_owned(), key_id.to_owned()))?;
+        (stored.valid_until_ts >= ts_ms).then_some(stored.key)
+    }
+
+    fn insert(&mut self, server: &str, fetched: FetchedKey) {
+        let entry = self.store.entry((server.to_owned(), fetched.key_id)).or_insert(Stored {
+            key: fetched.key,
+            valid_until_ts: fetched.valid_until_ts,
+        });
+        if entry.key == fetched.key {
+            entry.valid_until_ts = entry.valid_until_ts.max(fetched.valid_until_ts);
+        } else {
+            *entry = Stored { key: fetched.key, valid_until_ts: fetched.valid_until_ts };
+        }
+    }
+
+    /// A crash loses the fetches in flight and what waited for them; the store is on disk.
+    pub fn crashed(&mut self) {
+        self.fetching.clear();
+        self.parked.clear();
+        self.deferred.clear();
+    }
+
+    fn parked_count(&self) -> usize {
+        self.parked.values().map(Vec::len).sum::<usize>() + self.deferred.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// The signature key IDs `signer` put on `pdu` (sorted).
+pub fn signing_key_ids(pdu: &Pdu, signer: &str) -> Vec<String> {
+    pdu.json
+        .get("signatures")
+        .and_then(|s| s.get(signer))
+        .and_then(|s| s.as_object())
+        .map(|m| m.keys().filter(|k| k.starts_with("ed25519:")).cloned().collect())
+        .unwrap_or_default()
+}
+
+impl Server {
+    /// This server's clock in milliseconds (what it stamps events with).
+    fn clock_ms(&self, now: SimTime) -> u64 {
+        crate::sim::time::origin_server_ts(now, self.config.clock_skew_us).max(0) as u64
+    }
+
+    /// The key this server signs with now, and what it publishes.
+    pub(crate) fn rotate_key(&mut self, keep_old: bool, now: SimTime) {
+        let expired_ts = self.clock_ms(now);
+        let ring = &mut self.keyring;
+        let Some(next) = ring.own.get(ring.current + 1).cloned() else { return };
+        let old = ring.own[ring.current].clone();
+        if keep_old {
+            ring.published_old.push(OldKey { key_id: old.key_id.clone(), key: old.public_key(), expired_ts });
+        }
+        ring.current += 1;
+        self.key = next;
+    }
+
+    /// `GET /_matrix/key/v2/server`: this server's signed key object.
+    pub(crate) fn answer_server_keys(&self, now: SimTime) -> Outcome {
+        let now_ms = self.clock_ms(now);
+        let valid_until = now_ms.saturating_add(self.directory.keys.validity_us / 1000);
+        let object = wire::server_keys_object(&self.key, &self.keyring.published_old, valid_until);
+        Outcome::Ok(Response::ServerKeys { keys: object })
+    }
+
+    /// The first required signer of `pdu` whose signing key this server cannot use yet, with
+    /// the key ID and the event's timestamp. Signers without any signature or unknown to the
+    /// network are left to the signature check (which drops the event).
+    pub(crate) fn key_wanted(&self, pdu: &Pdu, version: &'static RoomVersion) -> Option<(String, String, u64)> {
+        let required = signers::required_signers(version, pdu).ok()?;
+        let ts = pdu.json.get("origin_server_ts").and_then(|t| t.as_u64()).unwrap_or(0);
+        for signer in required {
+            if self.directory.node(signer.server).is_none() {
+                continue;
+            }
+            let ids = signing_key_ids(pdu, signer.server);
+            if ids.is_empty() || ids.iter().any(|id| self.keyring.usable(&self.name, signer.server, id, ts).is_some()) {
+                continue;
+            }
+            return Some((signer.server.to_owned(), ids[0].clone(), ts));
+        }
+        None
+    }
+
+    /// Parks a PDU until `server`'s key arrives (starting the fetch). False when the cap is
+    /// reached (the caller drops it).
+    pub(crate) fn park_for_key(
+        &mut self,
+        pdu: Arc<Pdu>,
+        from: ServerIdx,
+        no_catch_up: Option<ServerIdx>,
+        (server, key_id, ts): (String, String, u64),
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
+        if self.keyring.parked.get(&server).is_some_and(|p| p.iter().any(|q| q.pdu.event_id == pdu.event_id)) {
+            return;
+        }
+        if self.keyring.parked_count() >= MAX_PARKED_FOR_KEYS {
+            let consequence = format!("{} dropped: it is fetched again when its children arrive", pdu.event_id);
+            let ev = SimEvent::CapReached {
+                cap: "server.parked_for_keys".into(),
+                limit: MAX_PARKED_FOR_KEYS as u64,
+                consequence,
+            };
+            self.record(out, ev);
+            return;
+        }
+        self.keyring.stats.parked += 1;
+        self.keyring.parked.entry(server.clone()).or_default().push(Parked { pdu, from, no_catch_up, key_id, ts });
+        if !self.keyring.fetching.contains_key(&server) {
+            self.fetch_keys(server, 0, now, out);
+        }
+    }
+
+    /// A request that must wait for a key before it is answered: `send_join` (its answer says
+    /// whether the resident accepted the join). Returns whether it was deferred.
+    pub(crate) fn defer_for_keys(
+        &mut self,
+        from: ServerIdx,
+        id: RequestId,
+        body: &Request,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        let Request::SendJoin { pdu } = body else { return false };
+        let Some(room) = self.rooms.get(&super::room_id_of(pdu)) else { return false };
+        if room.has(&pdu.event_id) {
+            return false;
+        }
+        let Some((server, key_id, ts)) = self.key_wanted(pdu, room.version) else { return false };
+        let waiting = self.keyring.deferred.entry(server.clone()).or_default();
+        if !waiting.iter().any(|d| d.from == from && d.id == id) {
+            if self.keyring.parked_count() >= MAX_PARKED_FOR_KEYS {
+                return false; // answered now: the join fails at its signature check
+            }
+            self.keyring.stats.parked += 1;
+            let waiting = self.keyring.deferred.entry(server.clone()).or_default();
+            waiting.push(Deferred { from, id, body: body.clone(), key_id, ts });
+        }
+        if !self.keyring.fetching.contains_key(&server) {
+            self.fetch_keys(server, 0, now, out);
+        }
+        true
+    }
+
+    /// The wanted key IDs of `server` with the latest event timestamp each must cover.
+    fn wanted_ids(&self, server: &str) -> BTreeMap<String, u64> {
+        let mut ids: BTreeMap<String, u64> = BTreeMap::new();
+        let parked = self.keyring.parked.get(server).into_iter().flatten().map(|p| (&p.key_id, p.ts));
+        let deferred = self.keyring.deferred.get(server).into_iter().flatten().map(|d| (&d.key_id, d.ts));
+        for (id, ts) in parked.chain(deferred) {
+            let e = ids.entry(id.clone()).or_default();
+            *e = (*e).max(ts);
+        }
+        ids
+    }
+
+    /// Asks the source at `step` for `server`'s keys: the trusted notaries in order, then the
+    /// origin; past the last source, what waits for the key is dropped.
+    fn fetch_keys(&mut self, server: String, step: usize, now: SimTime, out: &mut Vec<Output>) {
+        let wanted = self.wanted_ids(&server);
+        if wanted.is_empty() {
+            self.keyring.fetching.remove(&server);
+            return;
+        }
+        let notaries = self.keyring.trusted.len();
+        let (to, body) = if step < notaries {
+            let notary = self.keyring.trusted[step].0;
+            (notary, Request::KeyQuery { server_keys: BTreeMap::from([(server.clone(), wanted)]) })
+        } else if step == notaries {
+            let Some(origin) = self.directory.node(&server) else {
+                return self.give_up_keys(&server, out);
+            };
+            (origin, Request::ServerKeys { server_name: server.clone() })
+        } else {
+            return self.give_up_keys(&server, out);
+        };
+        self.keyring.fetching.insert(server.clone(), step);
+        self.keyring.stats.fetches += 1;
+        self.send_request(to, body, Purpose::KeyFetch { server, step }, now, out);
+    }
+
+    /// The answer (or failure) of a key fetch.
+    pub(crate) fn on_key_answer(
+        &mut self,
+        server: String,
+        step: usize,
+        outcome: Option<Outcome>,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
+        if self.keyring.fetching.get(&server) != Some(&step) {
+            return; // a crash came between: a later fetch owns this server
+        }
+        let now_ms = self.clock_ms(now);
+        let objects = match outcome {
+            Some(Outcome::Ok(Response::ServerKeys { keys })) => vec![keys],
+            Some(Outcome::Ok(Response::KeyQuery { server_keys })) => {
+                let (_, notary_key_id, notary_key) = self.keyring.trusted[step].clone();
+                let notary_name = self.directory.names[self.keyring.trusted[step].0 as usize].clone();
+                server_keys
+                    .into_iter()
+                    .filter(|o| wire::notary_signed(o, &notary_name, &notary_key_id, &notary_key))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let mut got = false;
+        for object in objects {
+            if let Ok(keys) = wire::verify_server_keys(&object, &server, now_ms) {
+                for k in keys {
+                    self.keyring.insert(&server, k);
+                }
+                got = true;
+            }
+        }
+        if !got {
+            self.keyring.stats.fetch_failures += 1;
+        }
+        self.release_parked(&server, now, out);
+        if self.wanted_ids(&server).is_empty() {
+            self.keyring.fetching.remove(&server);
+        } else {
+            self.fetch_keys(server, step + 1, now, out);
+        }
+    }
+
+    /// Judges again every parked PDU (and answers every deferred request) whose key is now
+    /// usable.
+    fn release_parked(&mut self, server: &str, now: SimTime, out: &mut Vec<Output>) {
+        let parked = self.keyring.parked.remove(server).unwrap_or_default();
+        let (ready, waiting): (Vec<Parked>, Vec<Parked>) =
+            parked.into_iter().partition(|p| self.keyring.usable(&self.name, server, &p.key_id, p.ts).is_some());
+        if !waiting.is_empty() {
+            self.keyring.parked.insert(server.to_owned(), waiting);
+        }
+        let deferred = self.keyring.deferred.remove(server).unwrap_or_default();
+        let (ready_requests, waiting): (Vec<Deferred>, Vec<Deferred>) =
+            deferred.into_iter().partition(|d| self.keyring.usable(&self.name, server, &d.key_id, d.ts).is_some());
+        if !waiting.is_empty() {
+            self.keyring.deferred.insert(server.to_owned(), waiting);
+        }
+        for p in ready {
+            self.receive_pdu_catching_up(p.pdu, p.from, now, out, p.no_catch_up);
+        }
+        for d in ready_requests {
+            self.answer_request(d.from, d.id, d.body, now, out);
+        }
+    }
+
+    /// No source had a usable key: what waited for it is dropped (a PDU is judged again when
+    /// it is seen again; a deferred `send_join` is refused).
+    fn give_up_keys(&mut self, server: &str, out: &mut Vec<Output>) {
+        self.keyring.fetching.remove(server);
+        let sources = self.keyring.trusted.len();
+        let why = |key_id: &str, ts: u64| {
+            format!("no key {key_id} of {server} valid at {ts} from {sources} notaries or {server} itself")
+        };
+        for p in self.keyring.parked.remove(server).unwrap_or_default() {
+            self.keyring.stats.dropped += 1;
+            let ev = SimEvent::Decision {
+                event: p.pdu.event_id.clone(),
+                decision: Verdict::Dropped,
+                stage: Some("signature".into()),
+                reason: Some(why(&p.key_id, p.ts)),
+            };
+            self.record(out, ev);
+        }
+        for d in self.keyring.deferred.remove(server).unwrap_or_default() {
+            self.keyring.stats.dropped += 1;
+            if let Request::SendJoin { pdu } = &d.body {
+                let ev = SimEvent::Decision {
+                    event: pdu.event_id.clone(),
+                    decision: Verdict::Dropped,
+                    stage: Some("signature".into()),
+                    reason: Some(why(&d.key_id, d.ts)),
+                };
+                self.record(out, ev);
+            }
+            let outcome = Outcome::Error { status: 401, errcode: "M_UNAUTHORIZED".into() };
+            self.respond(d.from, d.id, outcome, out);
+        }
+    }
+}

@@ -8,10 +8,12 @@
 //! here and derive serde: the log writes them as they are, PDUs by event ID
 //! ([`super::event::pdu_ref`]).
 
+pub mod backfill;
 pub mod invite;
 pub mod join;
 pub mod missing_events;
 pub mod send;
+pub mod state_ids;
 
 use super::event::pdu_ref;
 use crate::protocol::pdu::Pdu;
@@ -56,6 +58,14 @@ pub enum Request {
         room_version: String,
         invite_room_state: Vec<StrippedState>,
     },
+    /// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=…`: the IDs of the state before
+    /// an event and of that state's auth chain.
+    StateIds { room_id: String, event_id: String },
+    /// `GET /_matrix/federation/v1/event/{eventId}`: one event.
+    GetEvent { room_id: String, event_id: String },
+    /// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`: history walking back from
+    /// (and including) the events `v`.
+    Backfill { room_id: String, v: Vec<String>, limit: u32 },
 }
 
 /// A stripped state event (`type`, `state_key`, `sender`, `content`), as in `invite_room_state`.
@@ -83,6 +93,9 @@ impl Request {
             Request::MakeJoin { .. } => "make_join",
             Request::SendJoin { .. } => "send_join",
             Request::Invite { .. } => "invite",
+            Request::StateIds { .. } => "state_ids",
+            Request::GetEvent { .. } => "event",
+            Request::Backfill { .. } => "backfill",
         }
     }
 
@@ -91,7 +104,11 @@ impl Request {
         match self {
             Request::Transaction { pdus } => pdus,
             Request::SendJoin { pdu } | Request::Invite { pdu, .. } => std::slice::from_ref(pdu),
-            Request::GetMissingEvents { .. } | Request::MakeJoin { .. } => &[],
+            Request::GetMissingEvents { .. }
+            | Request::MakeJoin { .. }
+            | Request::StateIds { .. }
+            | Request::GetEvent { .. }
+            | Request::Backfill { .. } => &[],
         }
     }
 }
@@ -125,6 +142,18 @@ pub enum Response {
         #[serde(with = "pdu_ref::one")]
         pdu: Arc<Pdu>,
     },
+    /// `send_join` v2 in `join.mode = "state"` (Server-Server API, §Joining rooms): the state
+    /// before the join event, the auth chain of that state and of the join, and the join event.
+    SendJoin {
+        #[serde(with = "pdu_ref::many")]
+        state: Vec<Arc<Pdu>>,
+        #[serde(with = "pdu_ref::many")]
+        auth_chain: Vec<Arc<Pdu>>,
+        #[serde(with = "pdu_ref::one")]
+        event: Arc<Pdu>,
+    },
+    /// `/state_ids`: the state before the event and its auth chain, by event ID.
+    StateIds { pdu_ids: Vec<String>, auth_chain_ids: Vec<String> },
 }
 
 impl Response {
@@ -132,23 +161,29 @@ impl Response {
     /// answers has per-key entries a proxy could drop; `/query/accounts` answers will.
     pub fn drop_unknown_entries(&mut self) {}
 
-    pub fn pdus(&self) -> &[Arc<Pdu>] {
+    pub fn pdus(&self) -> impl Iterator<Item = &Arc<Pdu>> {
+        self.pdu_lists().into_iter().flatten()
+    }
+
+    fn pdu_lists(&self) -> [&[Arc<Pdu>]; 3] {
         match self {
-            Response::Events { pdus } => pdus,
-            Response::Invite { pdu } => std::slice::from_ref(pdu),
-            Response::Transaction | Response::MakeJoin(_) => &[],
+            Response::Events { pdus } => [pdus, &[], &[]],
+            Response::Invite { pdu } => [std::slice::from_ref(pdu), &[], &[]],
+            Response::SendJoin { state, auth_chain, event } => [state, auth_chain, std::slice::from_ref(event)],
+            Response::Transaction | Response::MakeJoin(_) | Response::StateIds { .. } => [&[], &[], &[]],
         }
     }
 }
 
 impl Message {
     /// The PDUs this message carries.
-    pub fn pdus(&self) -> &[Arc<Pdu>] {
-        match self {
-            Message::Request { body, .. } => body.pdus(),
-            Message::Response { outcome: Outcome::Ok(r), .. } => r.pdus(),
-            Message::Response { .. } => &[],
-        }
+    pub fn pdus(&self) -> impl Iterator<Item = &Arc<Pdu>> {
+        let lists = match self {
+            Message::Request { body, .. } => [body.pdus(), &[], &[]],
+            Message::Response { outcome: Outcome::Ok(r), .. } => r.pdu_lists(),
+            Message::Response { .. } => [&[][..], &[], &[]],
+        };
+        lists.into_iter().flatten()
     }
 }
 

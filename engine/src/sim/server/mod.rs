@@ -7,7 +7,7 @@ mod byzantine;
 pub mod ledger;
 mod membership;
 pub mod outbound;
-mod receipt;
+pub(crate) mod receipt;
 pub(crate) mod requests;
 pub mod room;
 pub mod routing;
@@ -161,6 +161,8 @@ pub struct ServerConfig {
     pub request_timeout_us: u64,
     pub request_retries: u32,
     pub missing_event_timeout_us: u64,
+    /// The scenario's `[join] mode` (set by the world; the same for every server).
+    pub join_mode: crate::scenario::JoinMode,
 }
 
 impl ServerConfig {
@@ -175,6 +177,7 @@ impl ServerConfig {
             request_timeout_us: spec.request_timeout_us,
             request_retries: spec.request_retries,
             missing_event_timeout_us: spec.missing_event_timeout_us.max(1),
+            join_mode: Default::default(),
         }
     }
 }
@@ -299,6 +302,9 @@ impl Server {
             Request::MakeJoin { room_id, user_id } => self.answer_make_join(&room_id, &user_id, now),
             Request::SendJoin { pdu } => self.answer_send_join(pdu, from, now, out),
             Request::Invite { pdu, room_version, .. } => self.answer_invite(pdu, &room_version, from, out),
+            Request::StateIds { room_id, event_id } => self.answer_state_ids(&room_id, &event_id),
+            Request::GetEvent { room_id, event_id } => self.answer_get_event(&room_id, &event_id),
+            Request::Backfill { room_id, v, limit } => self.answer_backfill(&room_id, &v, limit),
         }
     }
 
@@ -326,6 +332,27 @@ impl Server {
             }
             (Purpose::Invite { room_id }, Outcome::Ok(Response::Invite { pdu })) => {
                 self.on_invite_signed(room_id, pdu, now, out)
+            }
+            (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::SendJoin { state, auth_chain, event })) => {
+                self.on_joined_state(user, room_id, state, auth_chain, event, req.to, now, out)
+            }
+            (Purpose::StateIds { room_id, event_id }, outcome) => {
+                let ids = match outcome {
+                    Outcome::Ok(Response::StateIds { pdu_ids, auth_chain_ids }) => Some((pdu_ids, auth_chain_ids)),
+                    _ => None,
+                };
+                self.on_state_ids(&room_id, event_id, ids, req.to, now, out)
+            }
+            (Purpose::GetEvent { room_id }, outcome) => {
+                let pdu = match outcome {
+                    Outcome::Ok(Response::Events { mut pdus }) if pdus.len() == 1 => pdus.pop(),
+                    _ => None,
+                };
+                let Request::GetEvent { event_id, .. } = &req.body else { unreachable!("asked for an event") };
+                self.on_got_event(&room_id, pdu, event_id, out)
+            }
+            (Purpose::Backfill { room_id }, Outcome::Ok(Response::Events { pdus })) => {
+                self.on_backfilled(&room_id, pdus, out)
             }
             (purpose, outcome) => {
                 let why = match outcome {
@@ -385,6 +412,15 @@ impl Server {
                         r.fetching.remove(&req.to);
                     }
                     self.arm_missing_retry(room_id, now, out);
+                }
+                match (&req.purpose, &req.body) {
+                    (Purpose::StateIds { room_id, event_id }, _) => {
+                        self.on_state_ids(room_id, event_id.clone(), None, req.to, now, out)
+                    }
+                    (Purpose::GetEvent { room_id }, Request::GetEvent { event_id, .. }) => {
+                        self.on_got_event(room_id, None, event_id, out)
+                    }
+                    _ => {}
                 }
             }
         }

@@ -12,6 +12,12 @@ pub(crate) enum Purpose {
     MakeJoin { user: String, room_id: String },
     SendJoin { user: String, room_id: String },
     Invite { room_id: String },
+    /// `/state_ids` at `event_id`, a missing prev event of a pending event.
+    StateIds { room_id: String, event_id: String },
+    /// `/event/{eventId}` for a gap being bridged.
+    GetEvent { room_id: String },
+    /// `/backfill` after a `join.mode = "state"` join.
+    Backfill { room_id: String },
 }
 
 #[derive(Debug, Clone)]

@@ -130,13 +130,10 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
         .zip(keys)
         .enumerate()
         .map(|(i, (spec, key))| {
-            Node::Homeserver(Box::new(Server::new(
-                i as ServerIdx,
-                spec,
-                key,
-                streams.stream(&format!("server/{}", spec.name)),
-                directory.clone(),
-            )))
+            let mut server =
+                Server::new(i as ServerIdx, spec, key, streams.stream(&format!("server/{}", spec.name)), directory.clone());
+            server.config.join_mode = scenario.join_mode;
+            Node::Homeserver(Box::new(server))
         })
         .collect();
     (nodes, directory)

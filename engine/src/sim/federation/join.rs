@@ -1,16 +1,16 @@
 //! `make_join` / `send_join` (v2): the resident's answers and the joining server's steps.
 
 use super::{JoinTemplate, Outcome, Request, Response, ServerIdx};
-use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::dag::EventIdx;
+use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
 use crate::scenario::JoinMode;
-use std::collections::BTreeSet;
 use crate::sim::event::SimEvent;
 use crate::sim::server::actions::Draft;
 use crate::sim::server::requests::Purpose;
 use crate::sim::server::{room_id_of, Output, RoomReplica, Server};
 use crate::sim::time::SimTime;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 impl Server {

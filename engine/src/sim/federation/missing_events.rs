@@ -36,12 +36,17 @@ impl Server {
         out: &mut Vec<Output>,
     ) {
         let Some(room) = self.rooms.get_mut(room_id) else { return };
-        room.fetching.remove(&from);
+        // `state` mode asks one round: the answer's events must not start the next one.
+        let one_round = self.config.join_mode == crate::scenario::JoinMode::State;
+        if !one_round {
+            room.fetching.remove(&from);
+        }
         let before = room.pending.len() + room.dag.len();
         for pdu in pdus {
             self.receive_pdu(pdu, from, now, out);
         }
         let room = self.rooms.get_mut(room_id).expect("still there");
+        room.fetching.remove(&from);
         let progressed = room.pending.len() + room.dag.len() > before;
         if room.pending.is_empty() {
             room.fetch_limit = room::FETCH_LIMIT_FIRST;

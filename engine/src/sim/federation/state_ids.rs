@@ -124,8 +124,7 @@ impl Server {
             self.arm_missing_retry(room_id, now, out);
             return;
         };
-        let wanted: Vec<String> =
-            pdu_ids.iter().chain(&auth_chain_ids).filter(|id| !room.has(id)).cloned().collect();
+        let wanted: Vec<String> = pdu_ids.iter().chain(&auth_chain_ids).filter(|id| !room.has(id)).cloned().collect();
         room.bridge.states.insert(event_id, Some(pdu_ids));
         self.fetch_events(room_id, wanted, from, now, out);
         self.finish_bridge(room_id, out);

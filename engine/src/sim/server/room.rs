@@ -20,8 +20,13 @@ pub enum Decision {
     /// prev events): it passed the rules against its own auth events, the only ones an outlier
     /// gets (see `verify::judge_outlier`).
     Outlier,
-    SoftFailed { reason: String },
-    Rejected { stage: Stage, reason: String },
+    SoftFailed {
+        reason: String,
+    },
+    Rejected {
+        stage: Stage,
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -678,7 +683,8 @@ mod extremity_tests {
         let mc = resident.dag.index_of(&b.id("MC")).expect("held");
         let state: Vec<EventIdx> = resident.state_before_event(mc).values().copied().collect();
         let mut chain: BTreeSet<EventIdx> = BTreeSet::new();
-        let mut todo: Vec<EventIdx> = state.iter().chain([&mc]).flat_map(|i| resident.dag.event(*i).auth.clone()).collect();
+        let mut todo: Vec<EventIdx> =
+            state.iter().chain([&mc]).flat_map(|i| resident.dag.event(*i).auth.clone()).collect();
         while let Some(i) = todo.pop() {
             if chain.insert(i) {
                 todo.extend(resident.dag.event(i).auth.iter().copied());

@@ -11,7 +11,7 @@
 //!    verdict on every event the server holds, and the same resolved state over the events it
 //!    holds (rejection, and the DAG's state, are deterministic functions of the DAG).
 
-use crate::protocol::dag::{state_digest, EventIdx};
+use crate::protocol::dag::{state_digest, EventIdx, Stage};
 use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
 use crate::protocol::state_res::ReadmitRejected;
@@ -143,13 +143,23 @@ fn server_matches_reference(
     let mut mismatches = Vec::new();
     let mut held: Vec<EventIdx> = Vec::new();
     for (id, how) in view.replica_events(k, room_id) {
-        let ours = if how == Held::Rejected { "rejected" } else { "accepted" };
+        let ours = match how {
+            Held::Rejected | Held::Outlier { rejected: true } => "rejected",
+            Held::Accepted { .. } | Held::Outlier { rejected: false } => "accepted",
+        };
         let Some(idx) = reference.dag.index_of(&id) else {
             mismatches.push(format!("{id} ({ours} here, not in the union DAG)"));
             continue;
         };
-        held.push(idx);
         let v = &reference.report.verdicts[&id];
+        if let Held::Outlier { rejected } = how {
+            if !outlier_agrees(reference, idx, rejected) {
+                let why = v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+                mismatches.push(format!("{id} (outlier {ours} here, {} by the reference judgement{why})", v.verdict));
+            }
+            continue;
+        }
+        held.push(idx);
         if v.verdict != ours {
             let why = v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
             mismatches.push(format!("{id} ({ours} here, {} by the reference judgement{why})", v.verdict));
@@ -161,7 +171,8 @@ fn server_matches_reference(
             mismatches.len()
         ));
     }
-    // Its forward extremities: held events no held event names as a prev event.
+    // Its forward extremities: held timeline events no held timeline event names as a prev
+    // event.
     let mut referenced = vec![false; reference.dag.len()];
     for e in &held {
         for p in &reference.dag.event(*e).prev {
@@ -178,6 +189,21 @@ fn server_matches_reference(
         _ => {}
     }
     out
+}
+
+/// What an outlier's verdict can be compared on: it was judged against its own auth events
+/// only, each of them accepted as an outlier whatever the timeline made of it. So an outlier
+/// rejected here must be rejected by the reference; one that passed here must not be rejected by
+/// the reference except against the state before it (a check an outlier does not get) or for
+/// citing an auth event the reference rejected.
+fn outlier_agrees(reference: &Verified, idx: EventIdx, rejected: bool) -> bool {
+    let v = &reference.report.verdicts[&reference.dag.pdu(idx).event_id];
+    let reference_rejected = v.verdict == "rejected";
+    if rejected || !reference_rejected {
+        return rejected == reference_rejected;
+    }
+    let cites_rejected = reference.dag.event(idx).auth.iter().any(|a| reference.dag.event(*a).is_rejected());
+    v.stage == Some(Stage::StateBefore) || (v.stage == Some(Stage::AuthEvents) && cites_rejected)
 }
 
 #[cfg(test)]

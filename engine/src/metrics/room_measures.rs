@@ -210,7 +210,8 @@ impl RoomMeasures {
         let bit = match decision {
             Verdict::Rejected => 2u8,
             Verdict::Accepted | Verdict::SoftFailed => 1u8,
-            Verdict::Dropped => return,
+            // An outlier's verdict is not a timeline verdict (it may be judged again as one).
+            Verdict::Dropped | Verdict::Outlier => return,
         };
         let per_room = self.verdicts.entry(room.to_owned()).or_default();
         let flags = per_room.0.entry(event.to_owned()).or_insert(0);

@@ -689,6 +689,48 @@ pub fn judge(dag: &RoomDag, idx: EventIdx, before: &StateMap, pre_check: Option<
     Status::Accepted
 }
 
+/// [`judge`] for an event whose state before comes from elsewhere than its prev events in the
+/// DAG (a joined room's state from `send_join`, a gap bridged with `/state_ids`, Server-Server
+/// API §Retrieving events): its prev events need not be held, its auth events must be.
+pub fn judge_with_state(dag: &RoomDag, idx: EventIdx, before: &StateMap) -> Status {
+    if let Some(status) = missing_auth_events(dag, idx) {
+        return status;
+    }
+    if let Err(r) = check_against_auth_events(dag, idx) {
+        return Status::Rejected { stage: Stage::AuthEvents, reason: r.to_string() };
+    }
+    let ev = dag.event(idx);
+    if ev.pdu.kind != EventKind::Create {
+        let state = dag.auth_state_from(idx, before);
+        if let Err(r) = auth::check_state_dependent(dag.version, &ev.pdu, &state) {
+            return Status::Rejected { stage: Stage::StateBefore, reason: r.to_string() };
+        }
+    }
+    Status::Accepted
+}
+
+/// An outlier's judgement (an event held for its place in a state or an auth chain, with no
+/// state of its own): only the rules that need nothing but the event's own auth events, receipt
+/// check 4. Check 5 (the state before it) needs its prev events, which an outlier lacks.
+pub fn judge_outlier(dag: &RoomDag, idx: EventIdx) -> Status {
+    if let Some(status) = missing_auth_events(dag, idx) {
+        return status;
+    }
+    match check_against_auth_events(dag, idx) {
+        Ok(()) => Status::Accepted,
+        Err(r) => Status::Rejected { stage: Stage::AuthEvents, reason: r.to_string() },
+    }
+}
+
+fn missing_auth_events(dag: &RoomDag, idx: EventIdx) -> Option<Status> {
+    let missing: Vec<&str> =
+        dag.pdu(idx).auth_events.iter().filter(|a| !dag.contains(a)).map(String::as_str).collect();
+    (!missing.is_empty()).then(|| Status::Rejected {
+        stage: Stage::Missing,
+        reason: format!("references auth events not in the DAG: {}", missing.join(", ")),
+    })
+}
+
 /// Receipt check 4: the rules against the event's own `auth_events`.
 pub fn check_against_auth_events(dag: &RoomDag, idx: EventIdx) -> auth::AuthResult {
     let ev = dag.event(idx);

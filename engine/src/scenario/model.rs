@@ -35,6 +35,8 @@ pub struct Scenario {
     /// `[keys]`: how servers learn each other's signing keys.
     pub keys: KeysSpec,
     pub sweep: Option<SweepSpec>,
+    /// `[join] mode`: what `send_join` answers with.
+    pub join_mode: JoinMode,
     /// What this scenario was parsed from, so a run can store it and re-parse sweep cells.
     pub source: ScenarioSource,
 }
@@ -133,6 +135,20 @@ pub struct ServerSpec {
     /// The notaries this server asks for other servers' keys, in order (Synapse's
     /// `trusted_key_servers`); default: every notary of the scenario.
     pub trusted_key_servers: Vec<String>,
+}
+
+/// What a resident's `send_join` answer holds, and so how a joiner learns the room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMode {
+    /// Every event the resident holds; the joiner judges the room from its create event, and
+    /// fills gaps with `get_missing_events` only (the behaviour before `[join]` existed).
+    FullHistory,
+    /// The state before the join event, its auth chain and the join event (Server-Server API,
+    /// §Joining rooms, `send_join` v2), held as outliers; gaps too wide for one
+    /// `get_missing_events` round are bridged with `/state_ids`, history comes by `/backfill`.
+    #[default]
+    State,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

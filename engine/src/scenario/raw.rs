@@ -15,7 +15,7 @@ use serde::Deserialize as DeriveDeserialize;
 use toml::Spanned;
 
 use super::duration::{DurationUs, SignedDurationUs};
-use super::model::{ActionKind, Byzantine, JoinRule, KeyDistribution, Measure, SignatureMode};
+use super::model::{ActionKind, Byzantine, JoinMode, JoinRule, KeyDistribution, Measure, SignatureMode};
 
 type Opt<T> = Option<Spanned<T>>;
 
@@ -45,6 +45,16 @@ pub(crate) struct RawFile {
     pub keys: Option<RawKeys>,
     #[serde(default)]
     pub sweep: Option<Spanned<RawSweep>>,
+    #[serde(default)]
+    pub join: Option<RawJoin>,
+}
+
+/// `[join]`: how a resident answers `send_join` and a joiner catches up.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJoin {
+    #[serde(default)]
+    pub mode: Opt<JoinMode>,
 }
 
 #[derive(Debug, DeriveDeserialize)]

@@ -105,6 +105,9 @@ pub enum Verdict {
     Rejected,
     /// Not stored: signature or hash checks failed before the auth rules.
     Dropped,
+    /// Stored as an outlier (a state or auth-chain event held without its prev events), having
+    /// passed the check named by the record's `stage`: the rules against its own auth events.
+    Outlier,
 }
 
 /// A node input as logged: like [`super::server::Input`], with a delivered message named by

@@ -67,6 +67,8 @@ pub struct ReplicaStats {
 pub enum Held {
     Rejected,
     Accepted { soft_failed: bool },
+    /// Held only as an outlier, `rejected` by the rules against its own auth events or not.
+    Outlier { rejected: bool },
 }
 
 /// What observers may ask of the world. Queries are by room ID and node index.

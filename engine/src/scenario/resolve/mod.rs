@@ -62,6 +62,7 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
         metrics,
         keys,
         sweep,
+        join_mode: raw.join.and_then(|j| j.mode).map_or_else(Default::default, |m| *m.get_ref()),
         source,
     })
 }

@@ -1,12 +1,15 @@
 //! `make_join` / `send_join` (v2): the resident's answers and the joining server's steps.
 
 use super::{restricted, JoinTemplate, Outcome, Request, Response, ServerIdx};
+use crate::protocol::dag::EventIdx;
 use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
+use crate::scenario::JoinMode;
 use crate::sim::event::SimEvent;
 use crate::sim::server::requests::Purpose;
 use crate::sim::server::{room_id_of, Output, RoomReplica, Server};
 use crate::sim::time::SimTime;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 impl Server {
@@ -63,17 +66,23 @@ impl Server {
             Ok(p) => p,
             Err(refusal) => return refusal,
         };
-        // The answer carries the whole history: no catch-up of the joiner needed.
+        // The answer brings the joiner up to its join (the whole history, or the state and its
+        // auth chain): this resident does not catch it up as a newly joined server.
         self.receive_pdu_catching_up(pdu.clone(), from, now, out, Some(from));
         let room = &self.rooms[&room_id];
         let accepted = room.dag.index_of(&pdu.event_id).is_some_and(|i| !room.dag.event(i).is_rejected());
         if !accepted {
             return Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() };
         }
-        self.broadcast(&room_id, pdu, Some(from), now, out);
+        self.broadcast(&room_id, pdu.clone(), Some(from), now, out);
         let room = &self.rooms[&room_id];
-        let history: Vec<Arc<Pdu>> = room.dag.events().map(|(_, e)| e.pdu.clone()).collect();
-        Outcome::Ok(Response::Events { pdus: history })
+        match self.config.join_mode {
+            JoinMode::FullHistory => {
+                let history: Vec<Arc<Pdu>> = room.dag.events().map(|(_, e)| e.pdu.clone()).collect();
+                Outcome::Ok(Response::Events { pdus: history })
+            }
+            JoinMode::State => state_answer(room, &pdu),
+        }
     }
 
     pub(crate) fn on_joined(
@@ -98,5 +107,126 @@ impl Server {
             self.receive_pdu(p, via, now, out);
         }
         self.record(out, SimEvent::Joined { user, room: room_id });
+    }
+}
+
+/// The `send_join` v2 answer of Server-Server API §Joining rooms: the state before the join
+/// event as this resident resolved it, the auth chain of that state and of the join event
+/// (oldest first: the joiner stores each after its auth events), and the join event.
+fn state_answer(room: &RoomReplica, join: &Arc<Pdu>) -> Outcome {
+    let idx = room.dag.index_of(&join.event_id).expect("accepted above");
+    let state: Vec<EventIdx> = room.state_before_event(idx).values().copied().collect();
+    let chain = auth_chain(room, state.iter().copied().chain([idx]));
+    let pdus = |ids: &mut dyn Iterator<Item = EventIdx>| ids.map(|i| room.dag.event(i).pdu.clone()).collect();
+    let state_set: BTreeSet<EventIdx> = state.iter().copied().collect();
+    Outcome::Ok(Response::SendJoin {
+        state: pdus(&mut sorted(state.iter().copied()).into_iter()),
+        auth_chain: pdus(&mut chain.into_iter().filter(|i| !state_set.contains(i))),
+        event: join.clone(),
+    })
+}
+
+/// Every event in the auth chains of `from` (not `from` themselves unless one is in another's
+/// chain), in DAG order: an event comes after its auth events.
+pub(crate) fn auth_chain(room: &RoomReplica, from: impl Iterator<Item = EventIdx>) -> Vec<EventIdx> {
+    let mut seen: BTreeSet<EventIdx> = BTreeSet::new();
+    let mut todo: Vec<EventIdx> = from.flat_map(|i| room.dag.event(i).auth.clone()).collect();
+    while let Some(i) = todo.pop() {
+        if seen.insert(i) {
+            todo.extend(room.dag.event(i).auth.iter().copied());
+        }
+    }
+    seen.into_iter().collect()
+}
+
+fn sorted(ids: impl Iterator<Item = EventIdx>) -> Vec<EventIdx> {
+    let mut v: Vec<EventIdx> = ids.collect();
+    v.sort_unstable();
+    v
+}
+
+impl Server {
+    /// The joiner's side of a `join.mode = "state"` answer (Synapse's `_auth_and_persist_outliers`,
+    /// then the join judged against the given state): each state and auth-chain event passes the
+    /// receipt checks 1–3 and the rules against its own auth events and is stored as an
+    /// outlier; the join event is judged against the state (the rejected outliers left out) and
+    /// becomes the room's first timeline event and forward extremity. Then the history before
+    /// the join is backfilled (see [`Server::backfill`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_joined_state(
+        &mut self,
+        user: String,
+        room_id: String,
+        state: Vec<Arc<Pdu>>,
+        auth_chain: Vec<Arc<Pdu>>,
+        event: Arc<Pdu>,
+        via: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(create) = state.iter().find(|p| p.prev_events.is_empty() && p.event_type == "m.room.create") else {
+            return;
+        };
+        let version = match &create.content {
+            TypedContent::Create(c) => c.room_version.as_deref().and_then(RoomVersion::by_id),
+            _ => None,
+        };
+        let Some(version) = version else { return };
+        self.rooms.entry(room_id.clone()).or_insert_with(|| RoomReplica::new(room_id.clone(), version));
+        let state_ids: BTreeSet<String> = state.iter().map(|p| p.event_id.clone()).collect();
+        let mut given: Vec<Arc<Pdu>> = auth_chain.into_iter().chain(state).collect();
+        given.sort_by(|a, b| (a.depth, &a.event_id).cmp(&(b.depth, &b.event_id)));
+        self.store_outliers(&room_id, given, out);
+        let room = self.rooms.get_mut(&room_id).expect("created above");
+        let mut before = crate::protocol::dag::StateMap::new();
+        for id in &state_ids {
+            let Some(i) = room.dag.index_of(id) else { continue };
+            if let (Some(key), false) = (room.dag.event(i).state_key, room.dag.event(i).is_rejected()) {
+                before.insert(key, i);
+            }
+        }
+        if room.in_timeline(&event.event_id) {
+            return; // a second answer for the same join (a retried request)
+        }
+        let id = event.event_id.clone();
+        let prev_events = event.prev_events.clone();
+        let decision = room.ingest_with_state(event, before);
+        let joined = matches!(decision, crate::sim::server::Decision::Accepted);
+        self.record(out, crate::sim::server::receipt::decision_record(id, decision));
+        self.drain_pending(&room_id, out);
+        if joined {
+            self.record(out, SimEvent::Joined { user, room: room_id.clone() });
+            self.backfill(&room_id, prev_events, via, now, out);
+        }
+    }
+
+    /// Stores events given as a state, an auth chain or a gap's state as outliers, each once
+    /// its auth events are held (repeated passes over `pdus`, oldest first); events already held
+    /// are skipped and those whose auth events never arrive are left out.
+    pub(crate) fn store_outliers(&mut self, room_id: &str, mut pdus: Vec<Arc<Pdu>>, out: &mut Vec<Output>) {
+        let version = self.rooms[room_id].version;
+        loop {
+            let mut progress = false;
+            let mut rest = Vec::new();
+            for pdu in pdus {
+                let room = &self.rooms[room_id];
+                if room.has(&pdu.event_id) {
+                    continue;
+                }
+                if !pdu.auth_events.iter().all(|a| room.has(a)) {
+                    rest.push(pdu);
+                    continue;
+                }
+                progress = true;
+                let Some(checked) = self.checked_copy(&pdu, version, out) else { continue };
+                let room = self.rooms.get_mut(room_id).expect("caller checked");
+                let decision = room.store_outlier(checked);
+                self.record(out, crate::sim::server::receipt::decision_record(pdu.event_id.clone(), decision));
+            }
+            pdus = rest;
+            if !progress || pdus.is_empty() {
+                return;
+            }
+        }
     }
 }

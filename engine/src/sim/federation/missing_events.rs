@@ -15,12 +15,7 @@ impl Server {
         let latest: Vec<String> = room
             .pending
             .values()
-            .filter(|p| {
-                p.prev_events
-                    .iter()
-                    .chain(&p.auth_events)
-                    .any(|id| !room.dag.contains(id) && !room.pending.contains_key(id))
-            })
+            .filter(|p| room.lacks(p).any(|id| !room.pending.contains_key(id)))
             .map(|p| p.event_id.clone())
             .collect();
         if latest.is_empty() || room.fetching.contains(&from) || from == self.index {
@@ -41,16 +36,31 @@ impl Server {
         out: &mut Vec<Output>,
     ) {
         let Some(room) = self.rooms.get_mut(room_id) else { return };
-        room.fetching.remove(&from);
+        // `state` mode asks one round: the answer's events must not start the next one.
+        let one_round = self.config.join_mode == crate::scenario::JoinMode::State;
+        if !one_round {
+            room.fetching.remove(&from);
+        }
         let before = room.pending.len() + room.dag.len();
         for pdu in pdus {
             self.receive_pdu(pdu, from, now, out);
         }
         let room = self.rooms.get_mut(room_id).expect("still there");
+        room.fetching.remove(&from);
         let progressed = room.pending.len() + room.dag.len() > before;
         if room.pending.is_empty() {
             room.fetch_limit = room::FETCH_LIMIT_FIRST;
         }
+        let still_waiting = !room.pending.is_empty();
+        if self.config.join_mode == crate::scenario::JoinMode::State && still_waiting {
+            // One round, as Synapse: what it did not connect is bridged with `/state_ids`.
+            if progressed {
+                self.rooms.get_mut(room_id).expect("still there").fetch_retries_left = room::FETCH_RETRIES;
+            }
+            self.bridge_gap(room_id, from, now, out);
+            return;
+        }
+        let room = self.rooms.get_mut(room_id).expect("still there");
         if progressed {
             room.fetch_retries_left = room::FETCH_RETRIES;
             if !room.pending.is_empty() {

@@ -9,6 +9,7 @@
 //! here and derive serde: the log writes them as they are, PDUs by event ID
 //! ([`super::event::pdu_ref`]).
 
+pub mod backfill;
 pub mod invite;
 pub mod join;
 pub mod knock;
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod missing_events;
 pub mod restricted;
 pub mod send;
+pub mod state_ids;
 
 use super::event::pdu_ref;
 use crate::protocol::pdu::Pdu;
@@ -81,6 +83,14 @@ pub enum Request {
     /// `POST /_matrix/key/v2/query` to a notary: per server, per key ID, the
     /// `minimum_valid_until_ts` the answer must meet.
     KeyQuery { server_keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> },
+    /// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=…`: the IDs of the state before
+    /// an event and of that state's auth chain.
+    StateIds { room_id: String, event_id: String },
+    /// `GET /_matrix/federation/v1/event/{eventId}`: one event.
+    GetEvent { room_id: String, event_id: String },
+    /// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`: history walking back from
+    /// (and including) the events `v`.
+    Backfill { room_id: String, v: Vec<String>, limit: u32 },
 }
 
 /// A stripped state event (`type`, `state_key`, `sender`, `content`), as in `invite_room_state`.
@@ -127,6 +137,9 @@ impl Request {
             Request::SendLeave { .. } => "send_leave",
             Request::ServerKeys { .. } => "key_server",
             Request::KeyQuery { .. } => "key_query",
+            Request::StateIds { .. } => "state_ids",
+            Request::GetEvent { .. } => "event",
+            Request::Backfill { .. } => "backfill",
         }
     }
 
@@ -143,7 +156,10 @@ impl Request {
             | Request::MakeKnock { .. }
             | Request::MakeLeave { .. }
             | Request::ServerKeys { .. }
-            | Request::KeyQuery { .. } => &[],
+            | Request::KeyQuery { .. }
+            | Request::StateIds { .. }
+            | Request::GetEvent { .. }
+            | Request::Backfill { .. } => &[],
         }
     }
 }
@@ -187,6 +203,18 @@ pub enum Response {
     ServerKeys { keys: serde_json::Map<String, serde_json::Value> },
     /// A notary's `server_keys`: each origin's signed object with the notary's signature added.
     KeyQuery { server_keys: Vec<serde_json::Map<String, serde_json::Value>> },
+    /// `send_join` v2 in `join.mode = "state"` (Server-Server API, §Joining rooms): the state
+    /// before the join event, the auth chain of that state and of the join, and the join event.
+    SendJoin {
+        #[serde(with = "pdu_ref::many")]
+        state: Vec<Arc<Pdu>>,
+        #[serde(with = "pdu_ref::many")]
+        auth_chain: Vec<Arc<Pdu>>,
+        #[serde(with = "pdu_ref::one")]
+        event: Arc<Pdu>,
+    },
+    /// `/state_ids`: the state before the event and its auth chain, by event ID.
+    StateIds { pdu_ids: Vec<String>, auth_chain_ids: Vec<String> },
 }
 
 impl Response {
@@ -203,29 +231,36 @@ impl Response {
         }
     }
 
-    pub fn pdus(&self) -> &[Arc<Pdu>] {
+    pub fn pdus(&self) -> impl Iterator<Item = &Arc<Pdu>> {
+        self.pdu_lists().into_iter().flatten()
+    }
+
+    fn pdu_lists(&self) -> [&[Arc<Pdu>]; 3] {
         match self {
-            Response::Events { pdus } => pdus,
-            Response::Invite { pdu } => std::slice::from_ref(pdu),
+            Response::Events { pdus } => [pdus, &[], &[]],
+            Response::Invite { pdu } => [std::slice::from_ref(pdu), &[], &[]],
+            Response::SendJoin { state, auth_chain, event } => [state, auth_chain, std::slice::from_ref(event)],
             Response::Transaction
             | Response::MakeJoin(_)
+            | Response::StateIds { .. }
             | Response::MembershipTemplate(_)
             | Response::Knocked { .. }
             | Response::Left
             | Response::ServerKeys { .. }
-            | Response::KeyQuery { .. } => &[],
+            | Response::KeyQuery { .. } => [&[], &[], &[]],
         }
     }
 }
 
 impl Message {
     /// The PDUs this message carries.
-    pub fn pdus(&self) -> &[Arc<Pdu>] {
-        match self {
-            Message::Request { body, .. } => body.pdus(),
-            Message::Response { outcome: Outcome::Ok(r), .. } => r.pdus(),
-            Message::Response { .. } => &[],
-        }
+    pub fn pdus(&self) -> impl Iterator<Item = &Arc<Pdu>> {
+        let lists = match self {
+            Message::Request { body, .. } => [body.pdus(), &[], &[]],
+            Message::Response { outcome: Outcome::Ok(r), .. } => r.pdu_lists(),
+            Message::Response { .. } => [&[][..], &[], &[]],
+        };
+        lists.into_iter().flatten()
     }
 }
 

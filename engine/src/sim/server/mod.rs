@@ -9,7 +9,7 @@ pub mod keyring;
 pub mod ledger;
 mod membership;
 pub mod outbound;
-mod receipt;
+pub(crate) mod receipt;
 mod redactions;
 pub(crate) mod requests;
 mod retry;
@@ -196,6 +196,8 @@ pub struct ServerConfig {
     pub backoff: outbound::BackoffPolicy,
     /// Notaries asked for keys, in order (`trusted_key_servers`).
     pub trusted_key_servers: Vec<String>,
+    /// The scenario's `[join] mode` (set by the world; the same for every server).
+    pub join_mode: crate::scenario::JoinMode,
 }
 
 impl ServerConfig {
@@ -217,6 +219,7 @@ impl ServerConfig {
                 max_interval_us: spec.destination_max_retry_interval_us,
             },
             trusted_key_servers: spec.trusted_key_servers.clone(),
+            join_mode: Default::default(),
         }
     }
 }
@@ -389,6 +392,9 @@ impl Server {
             Request::ServerKeys { .. } => self.answer_server_keys(now),
             // A homeserver is no notary here: notaries are nodes of their own (sim/notary.rs).
             Request::KeyQuery { .. } => Outcome::Error { status: 404, errcode: "M_UNRECOGNIZED".into() },
+            Request::StateIds { room_id, event_id } => self.answer_state_ids(&room_id, &event_id),
+            Request::GetEvent { room_id, event_id } => self.answer_get_event(&room_id, &event_id),
+            Request::Backfill { room_id, v, limit } => self.answer_backfill(&room_id, &v, limit),
         }
     }
 
@@ -429,6 +435,28 @@ impl Server {
             }
             (Purpose::SendLeave { user, room_id }, Outcome::Ok(Response::Left)) => self.on_left(user, room_id, out),
             (Purpose::KeyFetch { server, step }, outcome) => self.on_key_answer(server, step, Some(outcome), now, out),
+            (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::SendJoin { state, auth_chain, event })) => {
+                self.join_done(&room_id, &user);
+                self.on_joined_state(user, room_id, state, auth_chain, event, req.to, now, out)
+            }
+            (Purpose::StateIds { room_id, event_id }, outcome) => {
+                let ids = match outcome {
+                    Outcome::Ok(Response::StateIds { pdu_ids, auth_chain_ids }) => Some((pdu_ids, auth_chain_ids)),
+                    _ => None,
+                };
+                self.on_state_ids(&room_id, event_id, ids, req.to, now, out)
+            }
+            (Purpose::GetEvent { room_id }, outcome) => {
+                let pdu = match outcome {
+                    Outcome::Ok(Response::Events { mut pdus }) if pdus.len() == 1 => pdus.pop(),
+                    _ => None,
+                };
+                let Request::GetEvent { event_id, .. } = &req.body else { unreachable!("asked for an event") };
+                self.on_got_event(&room_id, pdu, event_id, out)
+            }
+            (Purpose::Backfill { room_id }, Outcome::Ok(Response::Events { pdus })) => {
+                self.on_backfilled(&room_id, pdus, out)
+            }
             (purpose, outcome) => {
                 let failure = match outcome {
                     Outcome::Error { status, errcode } => joining::JoinFailure::Status { status, errcode },
@@ -477,8 +505,18 @@ impl Server {
                     }
                     self.arm_missing_retry(room_id, now, out);
                 }
-                if let Purpose::KeyFetch { server, step } = req.purpose {
-                    self.on_key_answer(server, step, None, now, out);
+                match (&req.purpose, &req.body) {
+                    (Purpose::StateIds { room_id, event_id }, _) => {
+                        self.on_state_ids(room_id, event_id.clone(), None, req.to, now, out)
+                    }
+                    (Purpose::GetEvent { room_id }, Request::GetEvent { event_id, .. }) => {
+                        self.on_got_event(room_id, None, event_id, out)
+                    }
+                    (Purpose::KeyFetch { server, step }, _) => {
+                        let (server, step) = (server.clone(), *step);
+                        self.on_key_answer(server, step, None, now, out)
+                    }
+                    _ => {}
                 }
             }
         }

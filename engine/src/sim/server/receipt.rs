@@ -104,7 +104,9 @@ impl Server {
         let Some(room) = self.rooms.get(&room_id) else {
             return; // not in this room (e.g. an invite for a local user arrives later by /invite)
         };
-        if room.has(&pdu.event_id) || room.pending.contains_key(&pdu.event_id) {
+        // An event held only as an outlier is taken again: it enters the timeline once its prev
+        // events do (Synapse de-outliers a pulled event it held as an outlier).
+        if room.in_timeline(&pdu.event_id) || room.pending.contains_key(&pdu.event_id) {
             return;
         }
         let version = room.version;
@@ -208,15 +210,48 @@ impl Server {
             let id = pdu.event_id.clone();
             judged.push(id.clone());
             let decision = room.ingest(pdu);
-            let (verdict, stage, reason) = match decision {
-                Decision::Accepted => (Verdict::Accepted, None, None),
-                Decision::SoftFailed { reason } => (Verdict::SoftFailed, None, Some(reason)),
-                Decision::Rejected { stage, reason } => {
-                    (Verdict::Rejected, Some(stage.as_str().to_owned()), Some(reason))
-                }
-            };
-            out.push(Output::Event(SimEvent::Decision { event: id, decision: verdict, stage, reason }));
+            out.push(Output::Event(decision_record(id, decision)));
         }
         self.apply_redactions(room_id, &judged, out);
+    }
+}
+
+/// The log record of a decision about event `id`.
+pub(crate) fn decision_record(id: String, decision: Decision) -> SimEvent {
+    let (verdict, stage, reason) = match decision {
+        Decision::Accepted => (Verdict::Accepted, None, None),
+        Decision::Outlier => (Verdict::Outlier, Some("auth_events".to_owned()), None),
+        Decision::SoftFailed { reason } => (Verdict::SoftFailed, None, Some(reason)),
+        Decision::Rejected { stage, reason } => (Verdict::Rejected, Some(stage.as_str().to_owned()), Some(reason)),
+    };
+    SimEvent::Decision { event: id, decision: verdict, stage, reason }
+}
+
+impl Server {
+    /// The receipt checks 1–3 of a PDU that arrived for a state, an auth chain, a gap or
+    /// history (not through [`Server::receive_pdu`]): the checked copy, or `None` after
+    /// logging the drop.
+    pub(crate) fn checked_copy(
+        &mut self,
+        pdu: &Arc<Pdu>,
+        version: &'static crate::protocol::room_version::RoomVersion,
+        out: &mut Vec<Output>,
+    ) -> Option<Arc<Pdu>> {
+        match self.check_signatures(pdu, version) {
+            Ok(p) => {
+                self.deliveries += 1;
+                Some(p)
+            }
+            Err(why) => {
+                let ev = SimEvent::Decision {
+                    event: pdu.event_id.clone(),
+                    decision: Verdict::Dropped,
+                    stage: Some("signature".into()),
+                    reason: Some(why),
+                };
+                self.record(out, ev);
+                None
+            }
+        }
     }
 }

@@ -18,6 +18,12 @@ pub(crate) enum Purpose {
     SendLeave { user: String, room_id: String },
     /// Keys of `server` from the `step`-th source (trusted notaries in order, then the origin).
     KeyFetch { server: String, step: usize },
+    /// `/state_ids` at `event_id`, a missing prev event of a pending event.
+    StateIds { room_id: String, event_id: String },
+    /// `/event/{eventId}` for a gap being bridged.
+    GetEvent { room_id: String },
+    /// `/backfill` after a `join.mode = "state"` join.
+    Backfill { room_id: String },
 }
 
 #[derive(Debug, Clone)]

@@ -16,14 +16,24 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Accepted,
-    SoftFailed { reason: String },
-    Rejected { stage: Stage, reason: String },
+    /// Stored as an outlier (part of a state or an auth chain given from elsewhere, without its
+    /// prev events): it passed the rules against its own auth events, the only ones an outlier
+    /// gets (see `verify::judge_outlier`).
+    Outlier,
+    SoftFailed {
+        reason: String,
+    },
+    Rejected {
+        stage: Stage,
+        reason: String,
+    },
 }
 
 impl Decision {
     pub fn label(&self) -> &'static str {
         match self {
             Decision::Accepted => "accepted",
+            Decision::Outlier => "outlier",
             Decision::SoftFailed { .. } => "soft_failed",
             Decision::Rejected { .. } => "rejected",
         }
@@ -43,7 +53,16 @@ pub struct RoomReplica {
     pub dag: RoomDag,
     state_after: Vec<StateMap>,
     soft_failed: Vec<bool>,
-    /// Forward extremities: accepted, not soft-failed events nothing else builds on yet.
+    /// Events held only as outliers: usable as auth events, never forward extremities, not in
+    /// the timeline, no state of their own (their `state_after` entry is empty and unused).
+    outlier: Vec<bool>,
+    /// Prev event IDs some timeline event names (held or not).
+    cited: crate::protocol::fasthash::FastSet<String>,
+    /// Timeline events no timeline event names as a prev event: what the DAG state resolves.
+    timeline_tips: BTreeSet<EventIdx>,
+    /// Forward extremities, as Synapse's `_calculate_new_extremities` keeps them: accepted, not
+    /// soft-failed timeline events nothing builds on yet, with no soft-failed or rejected
+    /// ancestors an accepted event built past (see [`Self::remove_before_rejected`]).
     pub extremities: BTreeSet<EventIdx>,
     pub current: StateMap,
     current_digest: Option<String>,
@@ -73,6 +92,8 @@ pub struct RoomReplica {
     pub fetch_limit: u32,
     /// A retry of the missing-event fetch is scheduled.
     pub retry_armed: bool,
+    /// A gap being bridged with `/state_ids` (`join.mode = "state"`).
+    pub bridge: crate::sim::federation::state_ids::Bridge,
     pub rejected_count: u64,
     pub soft_failed_count: u64,
     pub max_depth: i64,
@@ -113,6 +134,9 @@ impl RoomReplica {
             dag: RoomDag::new(version),
             state_after: Vec::new(),
             soft_failed: Vec::new(),
+            outlier: Vec::new(),
+            cited: Default::default(),
+            timeline_tips: BTreeSet::new(),
             extremities: BTreeSet::new(),
             current: StateMap::new(),
             current_digest: None,
@@ -127,6 +151,7 @@ impl RoomReplica {
             fetch_retries_left: FETCH_RETRIES,
             fetch_limit: FETCH_LIMIT_FIRST,
             retry_armed: false,
+            bridge: Default::default(),
             rejected_count: 0,
             soft_failed_count: 0,
             max_depth: 0,
@@ -140,21 +165,93 @@ impl RoomReplica {
         self.dag.contains(event_id)
     }
 
-    /// Whether every prev and auth event of `pdu` is held.
+    /// Whether the event is held as a timeline event (not only as an outlier): Synapse's
+    /// `have_events_in_timeline`, what a prev event must be for an event to be judged from it.
+    pub fn in_timeline(&self, event_id: &str) -> bool {
+        self.dag.index_of(event_id).is_some_and(|i| !self.outlier[i as usize])
+    }
+
+    pub fn is_outlier(&self, idx: EventIdx) -> bool {
+        self.outlier[idx as usize]
+    }
+
+    /// What `pdu` waits for before it can be judged as a timeline event: prev events not in the
+    /// timeline, auth events not held at all.
+    pub fn lacks<'a>(&'a self, pdu: &'a Pdu) -> impl Iterator<Item = &'a String> + 'a {
+        let prevs = pdu.prev_events.iter().filter(|id| !self.in_timeline(id));
+        prevs.chain(pdu.auth_events.iter().filter(|id| !self.dag.contains(id)))
+    }
+
+    /// Whether every prev event of `pdu` is in the timeline and every auth event held.
     pub fn is_connected(&self, pdu: &Pdu) -> bool {
-        pdu.prev_events.iter().chain(&pdu.auth_events).all(|id| self.dag.contains(id))
+        self.lacks(pdu).next().is_none()
     }
 
     /// Runs receipt checks 4–6 on a connected event and stores it.
     pub fn ingest(&mut self, pdu: Arc<Pdu>) -> Decision {
         debug_assert!(self.is_connected(&pdu));
-        self.max_depth = self.max_depth.max(pdu.depth);
+        self.store_timeline(pdu, None, true)
+    }
+
+    /// Stores an event whose state before is given (the joined room's state from `send_join`,
+    /// or a gap's state resolved from `/state_ids` answers) and judges it against that state;
+    /// it becomes a timeline event although its prev events may not be held.
+    pub fn ingest_with_state(&mut self, pdu: Arc<Pdu>, before: StateMap) -> Decision {
+        self.store_timeline(pdu, Some(before), true)
+    }
+
+    /// Stores a backfilled event whose prev events are in the timeline: judged as any timeline
+    /// event but not soft-failed and never a forward extremity (Synapse persists backfilled
+    /// events with `backfilled=True`: history, not news).
+    pub fn ingest_backfilled(&mut self, pdu: Arc<Pdu>) -> Decision {
+        debug_assert!(self.is_connected(&pdu));
+        self.store_timeline(pdu, None, false)
+    }
+
+    /// Stores an event as an outlier, judged against its own auth events only (its auth events
+    /// must be held).
+    pub fn store_outlier(&mut self, pdu: Arc<Pdu>) -> Decision {
+        debug_assert!(pdu.auth_events.iter().all(|a| self.dag.contains(a)) && !self.dag.contains(&pdu.event_id));
         if self.awaited.contains(&pdu.event_id) {
             self.maybe_connected = true;
         }
         let idx = self.dag.insert(pdu);
-        let before = self.state_before(idx);
-        let status = verify::judge(&self.dag, idx, &before, None);
+        let status = verify::judge_outlier(&self.dag, idx);
+        self.dag.set_status(idx, status.clone());
+        self.state_after.push(StateMap::new());
+        self.soft_failed.push(false);
+        self.outlier.push(true);
+        match status {
+            Status::Rejected { stage, reason } => Decision::Rejected { stage, reason },
+            _ => Decision::Outlier,
+        }
+    }
+
+    /// A timeline event: new, or an outlier de-outliered now that its prev events are in the
+    /// timeline (Synapse re-persists a pulled outlier as a timeline event).
+    fn store_timeline(&mut self, pdu: Arc<Pdu>, given: Option<StateMap>, live: bool) -> Decision {
+        self.max_depth = self.max_depth.max(pdu.depth);
+        if self.awaited.contains(&pdu.event_id) {
+            self.maybe_connected = true;
+        }
+        let promoted = self.dag.index_of(&pdu.event_id);
+        let idx = self.dag.insert(pdu);
+        let (before, status) = match given {
+            Some(before) => {
+                let status = verify::judge_with_state(&self.dag, idx, &before);
+                (before, status)
+            }
+            None => {
+                let before = self.state_before(idx);
+                let status = if self.dag.event(idx).missing.is_empty() {
+                    verify::judge(&self.dag, idx, &before, None)
+                } else {
+                    // A de-outliered event: its prev events arrived after it.
+                    verify::judge_with_state(&self.dag, idx, &before)
+                };
+                (before, status)
+            }
+        };
         #[cfg(test)]
         let status = match self.plant {
             Some(plant) => plant.apply(self.dag.pdu(idx), status),
@@ -163,6 +260,7 @@ impl RoomReplica {
         self.dag.set_status(idx, status.clone());
         let decision = match status {
             Status::Rejected { stage, reason } => Decision::Rejected { stage, reason },
+            Status::Accepted if !live => Decision::Accepted,
             Status::Accepted => match self.soft_fail_check(idx) {
                 Ok(()) => Decision::Accepted,
                 Err(reason) => Decision::SoftFailed { reason },
@@ -175,31 +273,89 @@ impl RoomReplica {
                 after.insert(key, idx);
             }
         }
-        self.state_after.push(after);
-        self.soft_failed.push(matches!(decision, Decision::SoftFailed { .. }));
+        let soft_failed = matches!(decision, Decision::SoftFailed { .. });
+        if promoted.is_some() {
+            self.state_after[idx as usize] = after;
+            self.soft_failed[idx as usize] = soft_failed;
+            self.outlier[idx as usize] = false;
+        } else {
+            self.state_after.push(after);
+            self.soft_failed.push(soft_failed);
+            self.outlier.push(false);
+        }
+        self.note_timeline(idx);
         match &decision {
-            Decision::Accepted => {
+            Decision::Accepted if live => {
                 let ev = self.dag.event(idx);
                 // A non-state event on top of a single extremity has that extremity's state:
                 // the extremities' states are the same set as before, so is their resolution.
                 let same_inputs =
                     ev.state_key.is_none() && ev.prev.len() == 1 && self.extremities.contains(&ev.prev[0]);
-                for p in &self.dag.event(idx).prev {
+                let prev = ev.prev.clone();
+                for p in &prev {
                     self.extremities.remove(p);
                 }
-                self.extremities.insert(idx);
+                self.remove_before_rejected(&prev);
+                if !self.cited.contains(&self.dag.pdu(idx).event_id) {
+                    self.extremities.insert(idx);
+                }
                 if !same_inputs {
                     self.recompute_current();
                 }
             }
+            Decision::Accepted | Decision::Outlier => {}
             Decision::SoftFailed { .. } => self.soft_failed_count += 1,
             Decision::Rejected { .. } => self.rejected_count += 1,
         }
         decision
     }
 
+    /// Synapse's `_calculate_new_extremities` after an accepted event built on `prev`: the
+    /// soft-failed or rejected ones among them, their prev events (whatever their verdict), and
+    /// so on up the graph while the events met are soft-failed or rejected
+    /// (`_get_prevs_before_rejected`), leave the extremities; otherwise the parent of a
+    /// soft-failed event stays a "dangling extremity" that every new event cites.
+    fn remove_before_rejected(&mut self, prev: &[EventIdx]) {
+        let mut todo: Vec<EventIdx> = prev.iter().copied().filter(|p| self.is_soft_failed_or_rejected(*p)).collect();
+        let mut seen: BTreeSet<EventIdx> = todo.iter().copied().collect();
+        while let Some(e) = todo.pop() {
+            self.extremities.remove(&e);
+            for &p in &self.dag.event(e).prev {
+                self.extremities.remove(&p);
+                if self.is_soft_failed_or_rejected(p) && seen.insert(p) {
+                    todo.push(p);
+                }
+            }
+        }
+    }
+
+    fn is_soft_failed_or_rejected(&self, idx: EventIdx) -> bool {
+        self.soft_failed[idx as usize] || self.dag.event(idx).is_rejected()
+    }
+
+    /// Keeps [`Self::timeline_tips`] as `idx` joins the timeline.
+    fn note_timeline(&mut self, idx: EventIdx) {
+        let pdu = self.dag.event(idx).pdu.clone();
+        for p in &pdu.prev_events {
+            self.cited.insert(p.clone());
+            if let Some(i) = self.dag.index_of(p) {
+                self.timeline_tips.remove(&i);
+            }
+        }
+        if !self.cited.contains(&pdu.event_id) {
+            self.timeline_tips.insert(idx);
+        }
+    }
+
+    /// The state before a timeline event: its prev events' states after, resolved when several
+    /// (prev events are found by ID: a de-outliered event's may have been stored after it).
     fn state_before(&self, idx: EventIdx) -> StateMap {
-        let prev = &self.dag.event(idx).prev;
+        let pdu = self.dag.pdu(idx);
+        let prev: Vec<EventIdx> = if self.dag.event(idx).missing.is_empty() {
+            self.dag.event(idx).prev.clone()
+        } else {
+            pdu.prev_events.iter().filter_map(|id| self.dag.index_of(id)).collect()
+        };
         match prev.as_slice() {
             [] => StateMap::new(),
             [one] => self.state_after[*one as usize].clone(),
@@ -208,6 +364,17 @@ impl RoomReplica {
                 state_res::resolve(&self.dag, &inputs)
             }
         }
+    }
+
+    /// The state before a held timeline event (what `send_join` answers with for the join).
+    pub fn state_before_event(&self, idx: EventIdx) -> StateMap {
+        self.state_before(idx)
+    }
+
+    /// The state after a held timeline event (what `/state_ids` at one of its children starts
+    /// from).
+    pub fn state_after_event(&self, idx: EventIdx) -> &StateMap {
+        &self.state_after[idx as usize]
     }
 
     /// Receipt check 6: the rules against the current state.
@@ -266,13 +433,12 @@ impl RoomReplica {
         self.joined_servers_generation
     }
 
-    /// The state the DAG itself determines: the resolution of the states after every event
-    /// nothing builds on, soft-failed and rejected ones included (what `dag verify` reports as
+    /// The state the DAG itself determines: the resolution of the states after every timeline
+    /// event no timeline event builds on, soft-failed and rejected ones included (what `dag verify` reports as
     /// the final state). Servers holding the same events agree on it whatever they soft-failed;
     /// their *current* states can differ until someone builds on a soft-failed event.
     pub fn dag_state(&self) -> StateMap {
-        let tips = self.dag.forward_extremities();
-        let inputs: Vec<&StateMap> = tips.iter().map(|e| &self.state_after[*e as usize]).collect();
+        let inputs: Vec<&StateMap> = self.timeline_tips.iter().map(|e| &self.state_after[*e as usize]).collect();
         state_res::resolve(&self.dag, &inputs)
     }
 
@@ -338,11 +504,7 @@ impl RoomReplica {
                 if done[i] {
                     continue;
                 }
-                let ready = p
-                    .prev_events
-                    .iter()
-                    .chain(&p.auth_events)
-                    .all(|id| self.dag.contains(id) || taken.contains(id.as_str()));
+                let ready = self.lacks(p).all(|id| taken.contains(id.as_str()));
                 if ready {
                     done[i] = true;
                     taken.insert(p.event_id.as_str());
@@ -361,27 +523,25 @@ impl RoomReplica {
         }
         // What the remaining pending events still wait for (the taken ones are about to be
         // stored, and an awaited event of those is what `ingest` watches for).
-        self.awaited.clear();
+        let mut awaited = std::mem::take(&mut self.awaited);
+        awaited.clear();
         for p in self.pending.values() {
-            for id in p.prev_events.iter().chain(&p.auth_events) {
-                if !self.dag.contains(id) && !out.iter().any(|t| &t.event_id == id) {
-                    self.awaited.insert(id.clone());
+            for id in self.lacks(p) {
+                if !out.iter().any(|t| &t.event_id == id) {
+                    awaited.insert(id.clone());
                 }
             }
         }
+        self.awaited = awaited;
         out
     }
 
     /// Adds a received (or locally made) event to the pending set; [`Self::take_connected_pending`]
     /// takes it once everything it references is stored.
     pub fn add_pending(&mut self, pdu: Arc<Pdu>) {
-        let mut connected = true;
-        for id in pdu.prev_events.iter().chain(&pdu.auth_events) {
-            if !self.dag.contains(id) {
-                connected = false;
-                self.awaited.insert(id.clone());
-            }
-        }
+        let lacking: Vec<String> = self.lacks(&pdu).cloned().collect();
+        let connected = lacking.is_empty();
+        self.awaited.extend(lacking);
         self.maybe_connected |= connected;
         self.pending.insert(pdu.event_id.clone(), pdu);
     }
@@ -390,8 +550,8 @@ impl RoomReplica {
     pub fn missing_ids(&self) -> Vec<String> {
         let mut out: BTreeSet<String> = BTreeSet::new();
         for p in self.pending.values() {
-            for id in p.prev_events.iter().chain(&p.auth_events) {
-                if !self.dag.contains(id) && !self.pending.contains_key(id) {
+            for id in self.lacks(p) {
+                if !self.pending.contains_key(id) {
                     out.insert(id.clone());
                 }
             }
@@ -446,5 +606,125 @@ mod pending_tests {
         // Nothing pending, nothing awaited: taking is a no-op.
         assert!(r.take_connected_pending().is_empty());
         assert_eq!(r.dag.forward_extremities().len(), 1, "one tip: M3");
+    }
+}
+
+#[cfg(test)]
+mod extremity_tests {
+    use super::*;
+    use crate::protocol::room_version::V11;
+    use crate::protocol::test_support::{Ev, RoomBuilder};
+
+    const ALICE: &str = "@alice:hs1";
+    const BOB: &str = "@bob:hs2";
+
+    /// A room where Bob talks on a branch (Q, then M1, M2) that Alice's ban (BAN) cuts off; a
+    /// replica that receives the ban first soft-fails M1 and M2; Alice then builds on both tips.
+    fn banned_branch() -> RoomBuilder {
+        let mut b = RoomBuilder::new(&V11);
+        for (name, ev) in [
+            ("CREATE", Ev::create(ALICE)),
+            ("MA", Ev::join(ALICE)),
+            ("PL", Ev::power_levels(ALICE, serde_json::json!({"users": {ALICE: 100}}))),
+            ("JR", Ev::join_rules(ALICE, "public")),
+            ("MB", Ev::join(BOB)),
+            ("P", Ev::message(ALICE, "before")),
+            ("Q", Ev::message(BOB, "bob's branch").prev(&["P"])),
+            ("BAN", Ev::ban(ALICE, BOB).prev(&["P"])),
+            ("M1", Ev::message(BOB, "after the ban").prev(&["Q"])),
+            ("M2", Ev::message(BOB, "still talking").prev(&["M1"])),
+            ("A1", Ev::message(ALICE, "merge").prev(&["BAN", "M2"])),
+        ] {
+            b.add(name, ev);
+        }
+        b
+    }
+
+    fn extremity_names(r: &RoomReplica, b: &RoomBuilder) -> Vec<String> {
+        r.extremities.iter().map(|e| b.name_of(&r.dag.pdu(*e).event_id)).collect()
+    }
+
+    /// Synapse's `_calculate_new_extremities`: an accepted event built on a soft-failed one
+    /// removes that event, its soft-failed ancestors and their prev events (Q here), which the
+    /// old rule left as a dangling extremity.
+    #[test]
+    fn an_accepted_event_on_soft_failed_ones_removes_them_and_their_parents() {
+        let b = banned_branch();
+        let mut r = RoomReplica::new(b.room_id().to_owned(), &V11);
+        let mut decisions = BTreeMap::new();
+        for name in ["CREATE", "MA", "PL", "JR", "MB", "P", "Q", "BAN", "M1", "M2"] {
+            decisions.insert(name, r.ingest(Arc::new(b.pdu(name).clone())));
+        }
+        assert!(matches!(decisions["M1"], Decision::SoftFailed { .. }), "{:?}", decisions["M1"]);
+        assert!(matches!(decisions["M2"], Decision::SoftFailed { .. }), "{:?}", decisions["M2"]);
+        assert_eq!(decisions["Q"], Decision::Accepted);
+        // Soft-failed events are never extremities: Q and the ban are.
+        assert_eq!(extremity_names(&r, &b), ["Q", "BAN"]);
+        assert_eq!(r.ingest(Arc::new(b.pdu("A1").clone())), Decision::Accepted);
+        assert_eq!(extremity_names(&r, &b), ["A1"], "M2, M1 and M1's parent Q are gone");
+        // The DAG state resolves the timeline's tips: A1 only.
+        assert_eq!(r.timeline_tips.len(), 1);
+    }
+
+    /// A state-mode joiner: the state before the join and its auth chain as outliers, the
+    /// join judged against that state; later events are judged from the join's state; a
+    /// backfill of the history de-outliers the state events.
+    #[test]
+    fn outliers_hold_a_given_state_and_are_de_outliered_by_history() {
+        let mut b = banned_branch();
+        b.add("MC", Ev::join("@carol:hs3").prev(&["A1"]));
+        b.add("A2", Ev::message(ALICE, "welcome").prev(&["MC"]));
+        // The resident: everything in order.
+        let mut resident = RoomReplica::new(b.room_id().to_owned(), &V11);
+        let order = ["CREATE", "MA", "PL", "JR", "MB", "P", "Q", "BAN", "M1", "M2", "A1", "MC", "A2"];
+        for name in order {
+            resident.ingest(Arc::new(b.pdu(name).clone()));
+        }
+        let mc = resident.dag.index_of(&b.id("MC")).expect("held");
+        let state: Vec<EventIdx> = resident.state_before_event(mc).values().copied().collect();
+        let mut chain: BTreeSet<EventIdx> = BTreeSet::new();
+        let mut todo: Vec<EventIdx> =
+            state.iter().chain([&mc]).flat_map(|i| resident.dag.event(*i).auth.clone()).collect();
+        while let Some(i) = todo.pop() {
+            if chain.insert(i) {
+                todo.extend(resident.dag.event(i).auth.iter().copied());
+            }
+        }
+        chain.extend(state.iter().copied());
+        // The joiner stores them (DAG order: auth events first) as outliers.
+        let mut joiner = RoomReplica::new(b.room_id().to_owned(), &V11);
+        for i in &chain {
+            assert_eq!(joiner.store_outlier(resident.dag.event(*i).pdu.clone()), Decision::Outlier);
+        }
+        assert!(joiner.extremities.is_empty() && joiner.timeline_tips.is_empty(), "outliers are no tips");
+        assert!(!joiner.in_timeline(&b.id("CREATE")), "an outlier is not in the timeline");
+        let mut before = StateMap::new();
+        for i in &state {
+            let j = joiner.dag.index_of(&resident.dag.pdu(*i).event_id).expect("stored");
+            before.insert(joiner.dag.event(j).state_key.expect("a state event"), j);
+        }
+        let join = resident.dag.event(mc).pdu.clone();
+        assert_eq!(joiner.ingest_with_state(join, before), Decision::Accepted);
+        assert_eq!(extremity_names(&joiner, &b), ["MC"]);
+        assert_eq!(joiner.current_digest(), state_digest(&resident.dag, resident.state_after_event(mc)));
+        // A later event builds on the join: connected, judged from the join's state.
+        let a2 = Arc::new(b.pdu("A2").clone());
+        assert!(joiner.is_connected(&a2));
+        assert_eq!(joiner.ingest(a2), Decision::Accepted);
+        // Backfilled history (oldest first) turns the outliers into timeline events.
+        for name in &order[..11] {
+            let pdu = Arc::new(b.pdu(name).clone());
+            assert!(joiner.is_connected(&pdu), "{name}: its prev events are in the timeline");
+            let d = joiner.ingest_backfilled(pdu);
+            let want = resident.dag.event(resident.dag.index_of(&b.id(name)).unwrap()).is_rejected();
+            assert_eq!(matches!(d, Decision::Rejected { .. }), want, "{name}: {d:?}");
+            assert!(joiner.in_timeline(&b.id(name)), "{name}");
+        }
+        assert_eq!(extremity_names(&joiner, &b), ["A2"], "backfilled events are never extremities");
+        assert_eq!(
+            state_digest(&joiner.dag, &joiner.dag_state()),
+            state_digest(&resident.dag, &resident.dag_state()),
+            "the same timeline resolves to the same DAG state"
+        );
     }
 }

@@ -314,7 +314,7 @@ fn received_redactions_are_applied_by_power_or_domain_and_served_redacted() {
             Output::Send {
                 message: Message::Response { outcome: crate::sim::federation::Outcome::Ok(resp), .. },
                 ..
-            } => Some(resp.pdus().to_vec()),
+            } => Some(resp.pdus().cloned().collect::<Vec<_>>()),
             _ => None,
         })
         .expect("an answer");
@@ -325,4 +325,197 @@ fn received_redactions_are_applied_by_power_or_domain_and_served_redacted() {
     copy.push(msg2.clone());
     let d = deliver(&mut other, 0, copy);
     assert_eq!(d[&msg2.event_id].0, Verdict::Accepted, "the redacted copy is accepted");
+}
+
+/// Delivers every message the servers send each other until none is left (timers ignored);
+/// the requests sent, by endpoint name, and each server's decision records.
+fn pump(servers: &mut [Server], first: Vec<(ServerIdx, ServerIdx, Message)>) -> (Vec<String>, Vec<Vec<SimEvent>>) {
+    let mut queue: std::collections::VecDeque<(ServerIdx, ServerIdx, Message)> = first.into();
+    let mut requests = Vec::new();
+    let mut records = vec![Vec::new(); servers.len()];
+    while let Some((from, to, message)) = queue.pop_front() {
+        if let Message::Request { body, .. } = &message {
+            requests.push(body.name().to_owned());
+        }
+        for o in servers[to as usize].handle(Input::Deliver { from, message }, 0) {
+            match o {
+                Output::Send { to: dest, message, .. } => queue.push_back((to, dest, message)),
+                Output::Event(e @ SimEvent::Decision { .. }) => records[to as usize].push(e),
+                _ => {}
+            }
+        }
+    }
+    (requests, records)
+}
+
+/// A gap wider than one `get_missing_events` round (`join.mode = "state"`): hs2 holds the room
+/// up to M1 and receives only X, 25 messages later. One round brings the 10 newest; the rest
+/// is bridged with `/state_ids` at the oldest missing prev event (stored as an outlier), so
+/// every event received is judged and nothing stays pending.
+#[test]
+fn a_gap_too_wide_for_one_round_is_bridged_with_state_ids() {
+    let mut r = RoomBuilder::new(&V11);
+    r.add("CREATE", Ev::create("@alice:hs1"));
+    r.add("MA", Ev::join("@alice:hs1"));
+    r.add("PL", Ev::power_levels("@alice:hs1", json!({"users": {"@alice:hs1": 100}})));
+    r.add("JR", Ev::join_rules("@alice:hs1", "public"));
+    r.add("MB", Ev::join("@bob:hs2"));
+    let names: Vec<String> = (1..=25).map(|i| format!("M{i}")).collect();
+    for n in &names {
+        r.add(n, Ev::message("@alice:hs1", n));
+    }
+    r.add("T", Ev::topic("@alice:hs1", "after the gap"));
+    let room_id = r.room_id().to_owned();
+    let dir = directory();
+    let mut servers: Vec<Server> = (0..2).map(|i| server(i, SignatureMode::Real, &dir, &room_id, &V11)).collect();
+    let pdu = |n: &str| resign(r.pdu(n), &V11);
+    let setup = ["CREATE", "MA", "PL", "JR", "MB"];
+    let all: Vec<Arc<Pdu>> =
+        setup.iter().copied().chain(names.iter().map(String::as_str)).chain(["T"]).map(pdu).collect();
+    deliver(&mut servers[0], 2, all);
+    deliver(&mut servers[1], 0, setup.iter().copied().chain(["M1"]).map(pdu).collect());
+    let x = Message::Request { id: 1, body: Request::Transaction { pdus: vec![pdu("T")] } };
+    let (requests, records) = pump(&mut servers, vec![(0, 1, x)]);
+    assert_eq!(requests.iter().filter(|r| *r == "get_missing_events").count(), 1, "{requests:?}");
+    assert_eq!(requests.iter().filter(|r| *r == "state_ids").count(), 1, "{requests:?}");
+    let hs2 = &servers[1].rooms[&room_id];
+    assert!(hs2.pending.is_empty(), "nothing waits: {:?}", hs2.pending.keys());
+    // The 10 newest and T are timeline events; M15, the missing prev of M16, an outlier; M2..M14
+    // (inside the gap) are not held.
+    for i in 16..=25 {
+        assert!(hs2.in_timeline(&r.id(&format!("M{i}"))), "M{i}");
+    }
+    assert!(hs2.in_timeline(&r.id("T")));
+    let m15 = hs2.dag.index_of(&r.id("M15")).expect("M15 fetched");
+    assert!(hs2.is_outlier(m15));
+    assert!(!hs2.has(&r.id("M14")));
+    let decided = |id: &str| {
+        records[1].iter().rev().find_map(|e| match e {
+            SimEvent::Decision { event, decision, .. } if event == id => Some(*decision),
+            _ => None,
+        })
+    };
+    assert_eq!(decided(&r.id("M15")), Some(Verdict::Outlier));
+    assert_eq!(decided(&r.id("M16")), Some(Verdict::Accepted));
+    assert_eq!(decided(&r.id("T")), Some(Verdict::Accepted));
+    // Its current state is hs1's: the topic after the gap.
+    let topic = hs2.current_event("m.room.topic", "").map(|p| p.event_id.clone());
+    assert_eq!(topic, Some(r.id("T")));
+    // M1 stays a forward extremity: no event hs2 holds cites it (M2 is inside the gap), as in
+    // Synapse; hs2's next event merges the two.
+    let tips: std::collections::BTreeSet<String> =
+        hs2.extremities.iter().map(|e| r.name_of(&hs2.dag.pdu(*e).event_id)).collect();
+    assert_eq!(tips, ["M1".to_owned(), "T".to_owned()].into());
+}
+
+/// `join.mode` scenario: hs1 and hs2 talk and change the topic; hs3 joins at 20 s, then talks.
+fn late_join_scenario(mode: &str) -> crate::scenario::Scenario {
+    let text = format!(
+        r#"
+[scenario]
+name = "late-join"
+end = "quiescence"
+max_time = "2m"
+quiet_period = "5s"
+
+[defaults]
+signatures = "modelled"
+users = 1
+
+[[servers]]
+prefix = "hs"
+count = 3
+
+[join]
+mode = "{mode}"
+
+[[rooms]]
+name = "main"
+version = "11"
+creator = "@u0:hs1"
+members = ["@u0:hs1", "@u0:hs2"]
+
+[[timeline]]
+at = "3s"
+action = "message"
+room = "main"
+user = "@u0:hs2"
+count = 12
+every = "1s"
+
+[[timeline]]
+at = "8s"
+action = "topic"
+room = "main"
+user = "@u0:hs1"
+text = "before hs3"
+
+[[timeline]]
+at = "20s"
+action = "join"
+room = "main"
+user = "@u0:hs3"
+
+[[timeline]]
+at = "25s"
+action = "message"
+room = "main"
+user = "@u0:hs3"
+count = 3
+every = "1s"
+"#
+    );
+    parse_scenario("late-join.toml", &text, &[]).expect("valid scenario")
+}
+
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A state-mode join: hs3 gets the state and auth chain as outliers and the join as its first
+/// timeline event, backfills the history (fewer than 100 events: all of it, de-outliered),
+/// accepts later events, and the run converges with every invariant holding. `full_history`
+/// gives the same room without outliers, `/backfill` or `/state_ids`.
+#[test]
+fn a_state_join_holds_outliers_backfills_history_and_converges() {
+    use crate::metrics::instrumented_world;
+    use crate::sim::log::LogWriter;
+    use crate::sim::observe::WorldView;
+    for mode in ["state", "full_history"] {
+        let sc = late_join_scenario(mode);
+        let buf = SharedBuf::default();
+        let mut world = instrumented_world(&sc, 5, LogWriter::new(Box::new(buf.clone())));
+        world.run();
+        let room_id = world.rooms()["main"].clone();
+        let hs1 = world.servers().find(|s| s.name == "hs1").expect("hs1");
+        let hs3 = world.servers().find(|s| s.name == "hs3").expect("hs3");
+        let (r1, r3) = (&hs1.rooms[&room_id], &hs3.rooms[&room_id]);
+        assert!(hs3.has_joined_user(&room_id), "{mode}: hs3 joined");
+        assert_eq!(r3.dag.len(), r1.dag.len(), "{mode}: hs3 holds every event");
+        let create = r1.dag.pdu(r1.dag.create().expect("create")).event_id.clone();
+        assert!(r3.in_timeline(&create), "{mode}: the history reached back to the create event");
+        assert!(r3.dag.events().all(|(i, _)| !r3.is_outlier(i)), "{mode}: the backfill de-outliered every outlier");
+        assert!(r3.pending.is_empty(), "{mode}");
+        let result = world.finish(true).expect("finish");
+        assert_eq!(result.invariant_violations, Vec::<String>::new(), "{mode}");
+        let log = String::from_utf8(buf.0.lock().unwrap().clone()).expect("utf-8");
+        let hs3_outliers =
+            log.lines().filter(|l| l.contains(r#""server":"hs3""#) && l.contains(r#""decision":"outlier""#)).count();
+        let backfills = log.matches(r#""endpoint":"backfill""#).count();
+        if mode == "state" {
+            assert!(hs3_outliers >= 5, "hs3 stored the state and auth chain as outliers ({hs3_outliers})");
+            assert!(backfills >= 1, "hs3 backfilled");
+        } else {
+            assert_eq!((hs3_outliers, backfills), (0, 0), "full_history: no outlier, no backfill");
+        }
+    }
 }

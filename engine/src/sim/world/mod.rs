@@ -171,6 +171,7 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
                 directory.clone(),
             );
             server.keyring.set_own_keys(keys.clone());
+            server.config.join_mode = scenario.join_mode;
             Node::Homeserver(Box::new(server))
         })
         .collect();

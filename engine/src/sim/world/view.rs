@@ -90,7 +90,9 @@ impl WorldView for World {
     fn held(&self, k: ServerIdx, room_id: &str, event_id: &str) -> Option<Held> {
         let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;
         let i = r.dag.index_of(event_id)?;
-        Some(if r.dag.event(i).is_rejected() {
+        Some(if r.is_outlier(i) {
+            Held::Outlier { rejected: r.dag.event(i).is_rejected() }
+        } else if r.dag.event(i).is_rejected() {
             Held::Rejected
         } else {
             Held::Accepted { soft_failed: r.is_soft_failed(i) }
@@ -101,8 +103,13 @@ impl WorldView for World {
         r.dag
             .events()
             .map(|(i, e)| {
-                let held =
-                    if e.is_rejected() { Held::Rejected } else { Held::Accepted { soft_failed: r.is_soft_failed(i) } };
+                let held = if r.is_outlier(i) {
+                    Held::Outlier { rejected: e.is_rejected() }
+                } else if e.is_rejected() {
+                    Held::Rejected
+                } else {
+                    Held::Accepted { soft_failed: r.is_soft_failed(i) }
+                };
                 (e.pdu.event_id.clone(), held)
             })
             .collect()

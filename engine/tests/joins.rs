@@ -105,11 +105,9 @@ fn churn_leaves_only_when_joined_and_state_changes_respect_power() {
         .filter(|a| matches!(*a, "topic" | "name" | "join_rule" | "power"))
         .collect();
     assert!(state_kinds.len() > 1, "state changes of more than one kind: {state_kinds:?}");
-    // Only users whose power allows state changes make them: the creator and @u0:hs3 (100),
-    // @u0:hs2 (50: topic, name, join rules; power levels need 100).
-    for a in actions.iter().filter(|r| matches!(r["action"].as_str(), Some("topic" | "name" | "join_rule"))) {
-        assert!(matches!(a["user"].as_str(), Some("@u0:hs1" | "@u0:hs2" | "@u0:hs3")), "{a}");
-    }
+    // Power levels need 100: only the creator and @u0:hs3 have it (the workload sets 0 or 50).
+    // Topic, name and join rules need 50, which power changes hand out: the no-refusal check
+    // above is what shows those respected the sender's power.
     for a in actions.iter().filter(|r| r["action"] == "power") {
         assert!(matches!(a["user"].as_str(), Some("@u0:hs1" | "@u0:hs3")), "{a}");
     }

@@ -71,9 +71,8 @@ fn joins_go_through_another_resident_while_the_creator_is_down() {
     let (t, to) = *send.first().expect("hs4 sent a send_join");
     assert_ne!(to, 0, "the first send_join goes to a resident other than the creator's server");
     assert!((20_000_000..90_000_000).contains(&t), "while hs1 is down: {t} µs");
-    let joined = |user: &str| {
-        log.iter().find(|r| kind(r) == "joined" && r["user"] == user).map(|r| r["t_us"].as_u64().unwrap())
-    };
+    let joined =
+        |user: &str| log.iter().find(|r| kind(r) == "joined" && r["user"] == user).map(|r| r["t_us"].as_u64().unwrap());
     let t = joined("@u0:hs4").expect("@u0:hs4 joined remotely");
     assert!(t < 90_000_000, "@u0:hs4 joined at {t} µs, before hs1 came back");
     assert_eq!(requests(&log, "hs6", "make_join").first().map(|m| m.1), Some(2), "via = [\"hs3\"] is asked first");

@@ -177,7 +177,8 @@ impl Server {
             return self.ask_join_candidate(&key, now, out);
         }
         if attempt.round >= JOIN_ROUNDS {
-            let reason = format!("no candidate resident answered in {JOIN_ROUNDS} rounds (last: {})", attempt.errors.join("; "));
+            let reason =
+                format!("no candidate resident answered in {JOIN_ROUNDS} rounds (last: {})", attempt.errors.join("; "));
             return self.join_failed(key, reason, out);
         }
         attempt.waiting = true;
@@ -186,7 +187,14 @@ impl Server {
     }
 
     /// The backoff after a round ended: the next round, over the candidates known now.
-    pub(crate) fn on_retry_join(&mut self, room_id: String, user: String, round: u32, now: SimTime, out: &mut Vec<Output>) {
+    pub(crate) fn on_retry_join(
+        &mut self,
+        room_id: String,
+        user: String,
+        round: u32,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         let key = (room_id, user);
         let Some(attempt) = self.joins.get(&key).filter(|a| a.waiting && a.round == round) else {
             return; // a timer of an attempt lost in a crash
@@ -206,7 +214,8 @@ impl Server {
         if candidates.is_empty() {
             return self.join_failed(key, "no resident server to join through".into(), out);
         }
-        *attempt = JoinAttempt { candidates, next: 0, round: round + 1, waiting: false, errors: Vec::new(), via, directory };
+        *attempt =
+            JoinAttempt { candidates, next: 0, round: round + 1, waiting: false, errors: Vec::new(), via, directory };
         self.ask_join_candidate(&key, now, out);
     }
 
@@ -280,13 +289,21 @@ mod tests {
     fn make_joins(out: &[Output]) -> Vec<(ServerIdx, RequestId)> {
         out.iter()
             .filter_map(|o| match o {
-                Output::Send { to, message: Message::Request { id, body: Request::MakeJoin { .. } }, .. } => Some((*to, *id)),
+                Output::Send { to, message: Message::Request { id, body: Request::MakeJoin { .. } }, .. } => {
+                    Some((*to, *id))
+                }
                 _ => None,
             })
             .collect()
     }
 
-    fn answer(s: &mut Server, (to, id): (ServerIdx, RequestId), status: u16, errcode: &str, now: SimTime) -> Vec<Output> {
+    fn answer(
+        s: &mut Server,
+        (to, id): (ServerIdx, RequestId),
+        status: u16,
+        errcode: &str,
+        now: SimTime,
+    ) -> Vec<Output> {
         let outcome = Outcome::Error { status, errcode: errcode.into() };
         s.handle(Input::Deliver { from: to, message: Message::Response { id, outcome } }, now)
     }
@@ -358,7 +375,10 @@ mod tests {
             if round == JOIN_ROUNDS {
                 let (reason, rounds) = join_failed(&out).expect("recorded after the last round");
                 assert_eq!(rounds, JOIN_ROUNDS);
-                assert!(reason.contains("in 6 rounds") && reason.contains("make_join to hs1: 404 M_NOT_FOUND"), "{reason}");
+                assert!(
+                    reason.contains("in 6 rounds") && reason.contains("make_join to hs1: 404 M_NOT_FOUND"),
+                    "{reason}"
+                );
                 break;
             }
             assert!(join_failed(&out).is_none(), "round {round}");

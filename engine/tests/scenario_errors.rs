@@ -314,3 +314,24 @@ fn a_server_name_too_long_for_its_ids_is_refused_where_it_is_written() {
     );
     assert!(parse_scenario("quickstart.toml", &ok, &[]).is_ok());
 }
+
+mod join_via {
+    use super::*;
+
+    /// The line a key appended to `BASE`'s last timeline entry lands on.
+    fn appended_line() -> usize {
+        BASE.lines().count() + 1
+    }
+
+    #[test]
+    fn via_names_known_servers() {
+        let e = error_of(&(edit("action = \"message\"", "action = \"join\"") + "via = [\"hs2\", \"hs9\"]\n"), &[]);
+        assert_at(&e, appended_line(), 15, "unknown server or group \"hs9\" in `via` of action \"join\"");
+    }
+
+    #[test]
+    fn via_applies_only_to_joins() {
+        let e = error_of(&format!("{BASE}via = [\"hs2\"]\n"), &[]);
+        assert_at(&e, appended_line(), 7, "`via` does not apply to action \"message\"");
+    }
+}

@@ -72,7 +72,14 @@ fn quickstart_runs_and_is_identical_on_one_and_two_threads() {
 #[test]
 fn every_small_bundled_scenario_runs_with_invariants() {
     let tmp = tempfile::tempdir().unwrap();
-    for name in ["partition-heal.toml", "equivocation.toml", "crash-restart.toml", "invite-only.toml"] {
+    for name in [
+        "partition-heal.toml",
+        "equivocation.toml",
+        "crash-restart.toml",
+        "invite-only.toml",
+        "creator-crash.toml",
+        "churn.toml",
+    ] {
         let dir = run(name, tmp.path(), &[]);
         assert_converged_without_auth_disagreement(&dir);
     }

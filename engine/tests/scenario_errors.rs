@@ -371,3 +371,24 @@ fn knock_actions_take_only_the_keys_they_use() {
     let e = error_of(&deny, &[]);
     assert!(e.message().contains("target"), "deny_knock needs a target: {e}");
 }
+
+mod join_via {
+    use super::*;
+
+    /// The line a key appended to `BASE`'s last timeline entry lands on.
+    fn appended_line() -> usize {
+        BASE.lines().count() + 1
+    }
+
+    #[test]
+    fn via_names_known_servers() {
+        let e = error_of(&(edit("action = \"message\"", "action = \"join\"") + "via = [\"hs2\", \"hs9\"]\n"), &[]);
+        assert_at(&e, appended_line(), 15, "unknown server or group \"hs9\" in `via` of action \"join\"");
+    }
+
+    #[test]
+    fn via_applies_only_to_joins() {
+        let e = error_of(&format!("{BASE}via = [\"hs2\"]\n"), &[]);
+        assert_at(&e, appended_line(), 7, "`via` does not apply to action \"message\"");
+    }
+}

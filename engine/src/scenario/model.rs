@@ -460,7 +460,7 @@ pub struct WorkloadSpec {
     pub stop_us: u64,
     /// Per user, Poisson.
     pub messages_per_minute: f64,
-    /// Topic / name changes per user.
+    /// State changes per user, drawn from the documented mix (`sim/world/workload.rs`).
     pub state_changes_per_hour: f64,
     /// Leave-and-rejoin cycles per user.
     pub churn_per_hour: f64,

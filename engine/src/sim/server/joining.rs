@@ -177,7 +177,8 @@ impl Server {
             return self.ask_join_candidate(&key, now, out);
         }
         if attempt.round >= JOIN_ROUNDS {
-            let reason = format!("no candidate resident answered in {JOIN_ROUNDS} rounds (last: {})", attempt.errors.join("; "));
+            let reason =
+                format!("no candidate resident answered in {JOIN_ROUNDS} rounds (last: {})", attempt.errors.join("; "));
             return self.join_failed(key, reason, out);
         }
         attempt.waiting = true;
@@ -186,7 +187,14 @@ impl Server {
     }
 
     /// The backoff after a round ended: the next round, over the candidates known now.
-    pub(crate) fn on_retry_join(&mut self, room_id: String, user: String, round: u32, now: SimTime, out: &mut Vec<Output>) {
+    pub(crate) fn on_retry_join(
+        &mut self,
+        room_id: String,
+        user: String,
+        round: u32,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         let key = (room_id, user);
         let Some(attempt) = self.joins.get(&key).filter(|a| a.waiting && a.round == round) else {
             return; // a timer of an attempt lost in a crash
@@ -206,7 +214,8 @@ impl Server {
         if candidates.is_empty() {
             return self.join_failed(key, "no resident server to join through".into(), out);
         }
-        *attempt = JoinAttempt { candidates, next: 0, round: round + 1, waiting: false, errors: Vec::new(), via, directory };
+        *attempt =
+            JoinAttempt { candidates, next: 0, round: round + 1, waiting: false, errors: Vec::new(), via, directory };
         self.ask_join_candidate(&key, now, out);
     }
 
@@ -229,5 +238,162 @@ impl Server {
             .get(room_id)
             .and_then(|r| r.current_event("m.room.member", user))
             .is_some_and(|m| m.membership() == Some(Membership::Join))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::crypto::{self, KeyPair};
+    use crate::scenario::{parse_scenario, ActionKind};
+    use crate::sim::federation::{Message, Outcome, RequestId};
+    use crate::sim::rng::RngStreams;
+    use crate::sim::server::{Directory, Input, KEY_ID};
+    use std::sync::Arc;
+
+    const ROOM: &str = "!room:hs1";
+    const USER: &str = "@u0:hs3";
+
+    /// hs3 (node 2) of hs1..hs3, holding no replica: every join it makes is remote.
+    fn joiner() -> Server {
+        let names = ["hs1", "hs2", "hs3"];
+        let key = |n: &str| KeyPair::from_seed(n, KEY_ID, crypto::sha256(n.as_bytes()));
+        let dir = Arc::new(Directory {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            index: names.iter().enumerate().map(|(i, n)| (n.to_string(), i as ServerIdx)).collect(),
+            public_keys: names.iter().map(|n| key(n).public_key()).collect(),
+            signatures: Default::default(),
+        });
+        let text = "[scenario]\nname = \"t\"\nend = \"1s\"\n[[servers]]\nprefix = \"hs\"\ncount = 3\n";
+        let sc = parse_scenario("t.toml", text, &[]).expect("scenario");
+        Server::new(2, &sc.servers[2], key("hs3"), RngStreams::new(1).stream("server/hs3"), dir)
+    }
+
+    fn join(via: Vec<ServerIdx>, directory: Vec<ServerIdx>) -> Input {
+        Input::Action(ClientAction {
+            user: USER.into(),
+            room_name: "main".into(),
+            room_id: Some(ROOM.into()),
+            kind: ActionKind::Join,
+            target: None,
+            level: None,
+            join_rule: None,
+            text: None,
+            create: None,
+            via,
+            directory,
+        })
+    }
+
+    /// The `make_join` requests among `out`: (destination, request ID).
+    fn make_joins(out: &[Output]) -> Vec<(ServerIdx, RequestId)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { to, message: Message::Request { id, body: Request::MakeJoin { .. } }, .. } => {
+                    Some((*to, *id))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn answer(
+        s: &mut Server,
+        (to, id): (ServerIdx, RequestId),
+        status: u16,
+        errcode: &str,
+        now: SimTime,
+    ) -> Vec<Output> {
+        let outcome = Outcome::Error { status, errcode: errcode.into() };
+        s.handle(Input::Deliver { from: to, message: Message::Response { id, outcome } }, now)
+    }
+
+    fn join_failed(out: &[Output]) -> Option<(String, u32)> {
+        out.iter().find_map(|o| match o {
+            Output::Event(SimEvent::JoinFailed { reason, rounds, .. }) => Some((reason.clone(), *rounds)),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn candidates_are_via_then_inviter_then_directory_without_self_or_repeats() {
+        let mut s = joiner();
+        s.invites.insert(ROOM.into(), 1);
+        assert_eq!(s.join_candidates(ROOM, &[], &[0, 2, 1]), vec![1, 0], "inviter first, then the directory");
+        assert_eq!(s.join_candidates(ROOM, &[0], &[1]), vec![0, 1], "via first; the directory only without via");
+    }
+
+    #[test]
+    fn a_404_moves_on_to_the_next_candidate() {
+        let mut s = joiner();
+        let out = s.handle(join(vec![], vec![0, 1]), 0);
+        let first = make_joins(&out);
+        assert_eq!(first.iter().map(|m| m.0).collect::<Vec<_>>(), vec![0]);
+        let out = answer(&mut s, first[0], 404, "M_NOT_FOUND", 1_000);
+        assert_eq!(make_joins(&out).iter().map(|m| m.0).collect::<Vec<_>>(), vec![1], "hs2 asked next");
+        assert!(join_failed(&out).is_none());
+    }
+
+    #[test]
+    fn a_timeout_moves_on_to_the_next_candidate_after_the_request_retries() {
+        let mut s = joiner();
+        let out = s.handle(join(vec![], vec![0, 1]), 0);
+        let (_, id) = make_joins(&out)[0];
+        let retries = s.config.request_retries;
+        let mut out = Vec::new();
+        for i in 0..=retries {
+            out = s.handle(Input::Timer(Timer::RequestTimeout { id }), u64::from(i + 1) * 10_000_000);
+            if i < retries {
+                assert_eq!(make_joins(&out), vec![(0, id)], "a re-send of the same request, not a new candidate");
+            }
+        }
+        assert_eq!(make_joins(&out).iter().map(|m| m.0).collect::<Vec<_>>(), vec![1], "hs2 asked after hs1 timed out");
+    }
+
+    #[test]
+    fn a_403_ends_the_join_with_its_reason() {
+        let mut s = joiner();
+        let out = s.handle(join(vec![], vec![0, 1]), 0);
+        let out = answer(&mut s, make_joins(&out)[0], 403, "M_FORBIDDEN", 1_000);
+        assert!(make_joins(&out).is_empty(), "no other candidate after a refusal");
+        let (reason, rounds) = join_failed(&out).expect("recorded");
+        assert_eq!((reason.as_str(), rounds), ("make_join to hs1 refused the join (403 M_FORBIDDEN)", 1));
+        assert!(s.joins.is_empty() && s.is_idle());
+    }
+
+    /// Every round fails at once (404 from the only candidate): the rounds start 5, 10, 20, 40
+    /// and 60 s after the previous one failed; the sixth failure ends the join.
+    #[test]
+    fn rounds_back_off_5_10_20_40_60_s_then_the_join_fails() {
+        let mut s = joiner();
+        let mut now = 0;
+        let mut ask = make_joins(&s.handle(join(vec![0], vec![]), now))[0];
+        let mut waits = Vec::new();
+        for round in 1..=JOIN_ROUNDS {
+            now += 1_000;
+            let out = answer(&mut s, ask, 404, "M_NOT_FOUND", now);
+            if round == JOIN_ROUNDS {
+                let (reason, rounds) = join_failed(&out).expect("recorded after the last round");
+                assert_eq!(rounds, JOIN_ROUNDS);
+                assert!(
+                    reason.contains("in 6 rounds") && reason.contains("make_join to hs1: 404 M_NOT_FOUND"),
+                    "{reason}"
+                );
+                break;
+            }
+            assert!(join_failed(&out).is_none(), "round {round}");
+            let (at, timer) = out
+                .iter()
+                .find_map(|o| match o {
+                    Output::SetTimer { at, timer: t @ Timer::RetryJoin { .. } } => Some((*at, t.clone())),
+                    _ => None,
+                })
+                .expect("next round armed");
+            waits.push(at - now);
+            now = at;
+            ask = make_joins(&s.handle(Input::Timer(timer), now))[0];
+        }
+        assert_eq!(waits, vec![5_000_000, 10_000_000, 20_000_000, 40_000_000, 60_000_000]);
+        assert!(s.joins.is_empty());
     }
 }

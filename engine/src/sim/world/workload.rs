@@ -114,7 +114,9 @@ pub(super) fn plan(a: &Arrival, view: Option<&ClientView>, rng: &mut ChaCha8Rng)
             vec![(a.now, leave), (back, join)]
         }
         ActionKind::Topic => state_change(a, view, rng).map(|act| vec![(a.now, act)]).unwrap_or_default(),
-        ActionKind::Power => power_change(a, view, rng, base(ActionKind::Power)).map(|act| vec![(a.now, act)]).unwrap_or_default(),
+        ActionKind::Power => {
+            power_change(a, view, rng, base(ActionKind::Power)).map(|act| vec![(a.now, act)]).unwrap_or_default()
+        }
         kind => vec![(a.now, base(kind))],
     }
 }

@@ -200,11 +200,28 @@ messages_per_minute = 30
     assert_eq!(r1.summary, r2.summary);
 }
 
-/// Runs one input of the property test on one thread and requires no invariant violation.
+/// Runs one input of the property test on one thread, in both `join.mode`s, and requires no
+/// invariant violation.
 fn assert_converges(seed: u64, servers: u32, version: u32, loss: f64, partition_s: u32, byzantine: &str) {
-    let text = scenario_text(servers, version, loss, partition_s, byzantine);
+    for mode in ["state", "full_history"] {
+        assert_converges_in(mode, seed, servers, version, loss, partition_s, byzantine);
+    }
+}
+
+/// [`assert_converges`] in one `join.mode`.
+fn assert_converges_in(
+    mode: &str,
+    seed: u64,
+    servers: u32,
+    version: u32,
+    loss: f64,
+    partition_s: u32,
+    byzantine: &str,
+) {
+    let text =
+        format!("{}\n[join]\nmode = \"{mode}\"\n", scenario_text(servers, version, loss, partition_s, byzantine));
     let (_, r, _) = run_with(&text, seed, 1, None);
-    assert!(r.invariant_violations.is_empty(), "{:?}", r.invariant_violations);
+    assert!(r.invariant_violations.is_empty(), "{mode}: {:?}", r.invariant_violations);
 }
 
 /// Regressions reported from CI ("honest servers hold different numbers of events ({29, 31})").
@@ -239,24 +256,36 @@ fn regression_seed_6842029_a_rejoining_server_catches_up_new_members() {
     assert_converges(6842029, 2, 11, 0.1, 4, "none");
 }
 
-// Known open convergence failures at 10 % loss, found by sweeping 1 500 inputs: an honest
-// server ends without some event nobody references to it any more (no backfill yet). Run with
+// Convergence failures at 10 % loss found by sweeping 1 500 inputs, open before `/state_ids`
+// and `/backfill`: an honest server ended without some event nobody references to it any more.
+// In `join.mode = "state"` the gap is bridged (or the dead end is not required) and they
+// converge; in `full_history` they stay open. Run those with
 // `cargo test --release -p roomsim-engine --test sim_props -- --ignored`.
 
 #[test]
-#[ignore = "open: a server misses an unreferenced event after loss (needs backfill)"]
-fn open_seed_5147363_four_servers() {
-    assert_converges(5147363, 4, 11, 0.1, 7, "none");
+fn seed_5147363_four_servers_converges_with_state_joins() {
+    assert_converges_in("state", 5147363, 4, 11, 0.1, 7, "none");
 }
 
 #[test]
-#[ignore = "open: a server misses an unreferenced event after loss (needs backfill)"]
-fn open_seed_8568371_four_servers() {
-    assert_converges(8568371, 4, 11, 0.1, 5, "none");
+fn seed_8568371_four_servers_converges_with_state_joins() {
+    assert_converges_in("state", 8568371, 4, 11, 0.1, 5, "none");
 }
 
+/// Open before Synapse's forward-extremity rule; converges in both modes now.
 #[test]
-#[ignore = "open: found by proptest, not yet analysed"]
-fn open_seed_847508_bad_signatures() {
+fn seed_847508_bad_signatures_converges() {
     assert_converges(847508, 4, 11, 0.1, 5, "bad_signatures");
+}
+
+#[test]
+#[ignore = "open in full_history: a server misses an unreferenced event after loss"]
+fn open_seed_5147363_four_servers_full_history() {
+    assert_converges_in("full_history", 5147363, 4, 11, 0.1, 7, "none");
+}
+
+#[test]
+#[ignore = "open in full_history: a server misses an unreferenced event after loss"]
+fn open_seed_8568371_four_servers_full_history() {
+    assert_converges_in("full_history", 8568371, 4, 11, 0.1, 5, "none");
 }

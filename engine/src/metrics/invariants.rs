@@ -1,8 +1,10 @@
 //! Invariant checks (TigerBeetle style), run by tests and by `roomsim run --check-invariants`,
 //! as an observer of the world's end:
 //! 1. once the last fault healed and the network is quiet, all honest servers in a room hold
-//!    the same events and the same DAG state (the resolution over every forward extremity,
-//!    soft-failed ones included). Their *current* states may still differ where they
+//!    the same DAG state (the resolution over every timeline event no timeline event builds
+//!    on, soft-failed ones included) and, with `join.mode = "full_history"`, the same events;
+//!    with `"state"`, every honest server's forward extremities in its timeline (a state joiner
+//!    lacks dead ends older than its join and the inside of bridged gaps, as in Synapse). Their *current* states may still differ where they
 //!    soft-failed differently — allowed by the protocol, and measured, not asserted;
 //! 2. every honest server agrees with an independent judgement of the room's union DAG (every
 //!    PDU any server created), made from scratch by `dag verify`'s procedure *with the run's keys*
@@ -27,6 +29,8 @@ pub struct Invariants {
     faults_heal: bool,
     /// Every server models signatures (so the reference judgement does not verify them either).
     modelled_signatures: bool,
+    /// `join.mode = "state"`: replicas need not hold the same events (see [`check_room`]).
+    state_joins: bool,
 }
 
 impl Invariants {
@@ -37,6 +41,7 @@ impl Invariants {
                 .iter()
                 .all(|f| f.duration_us.is_some() || matches!(f.kind, FaultKind::HealAll | FaultKind::ClockSkew { .. } | FaultKind::RotateKey { .. })),
             modelled_signatures: scenario.servers.iter().all(|s| s.signatures == SignatureMode::Modelled),
+            state_joins: scenario.join_mode == crate::scenario::JoinMode::State,
         }
     }
 }
@@ -65,6 +70,7 @@ impl Observer for Invariants {
                 &pdus,
                 expect_convergence,
                 self.modelled_signatures,
+                self.state_joins,
             ));
         }
     }
@@ -77,6 +83,7 @@ pub fn check_room(
     pdus: &[Arc<Pdu>],
     expect_convergence: bool,
     modelled_signatures: bool,
+    state_joins: bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let holders = view.holders(room_id);
@@ -87,9 +94,28 @@ pub fn check_room(
     let members = view.members(room_id);
     if expect_convergence && !byzantine_present {
         let digests: BTreeSet<String> = members.iter().filter_map(|k| view.dag_state_digest(*k, room_id)).collect();
-        let event_counts: BTreeSet<usize> = members.iter().map(|k| view.replica_events(*k, room_id).len()).collect();
-        if event_counts.len() > 1 {
-            out.push(format!("room {name}: honest servers hold different numbers of events ({event_counts:?}) after the faults healed and the network went quiet"));
+        if state_joins {
+            // A state joiner never holds a dead end that ended before it joined (nobody cites
+            // it), nor the inside of a gap bridged with `/state_ids`: what must agree is the
+            // live frontier. Every member's forward extremity is in every member's timeline.
+            let tips: BTreeSet<String> = members.iter().flat_map(|k| view.replica_extremities(*k, room_id)).collect();
+            for k in &members {
+                let timeline: BTreeSet<String> = view
+                    .replica_events(*k, room_id)
+                    .into_iter()
+                    .filter(|(_, h)| !matches!(h, Held::Outlier { .. }))
+                    .map(|(id, _)| id)
+                    .collect();
+                if let Some(missing) = tips.iter().find(|t| !timeline.contains(*t)) {
+                    out.push(format!("room {name}: {} lacks the forward extremity {missing} of another honest server after the faults healed and the network went quiet", view.node_name(*k)));
+                }
+            }
+        } else {
+            let event_counts: BTreeSet<usize> =
+                members.iter().map(|k| view.replica_events(*k, room_id).len()).collect();
+            if event_counts.len() > 1 {
+                out.push(format!("room {name}: honest servers hold different numbers of events ({event_counts:?}) after the faults healed and the network went quiet"));
+            }
         }
         if digests.len() > 1 {
             out.push(format!("room {name}: honest servers' DAGs resolve to {} different states after the faults healed and the network went quiet", digests.len()));

@@ -114,6 +114,8 @@ pub trait WorldView {
     fn held(&self, k: ServerIdx, room_id: &str, event_id: &str) -> Option<Held>;
     /// Every event a replica holds, with how it holds it, in its DAG order.
     fn replica_events(&self, k: ServerIdx, room_id: &str) -> Vec<(String, Held)>;
+    /// A replica's forward extremities, by event ID.
+    fn replica_extremities(&self, k: ServerIdx, room_id: &str) -> Vec<String>;
     /// Nothing in flight and every live node idle: the run went quiet.
     fn quiet(&self) -> bool;
     /// Messages still in flight.

@@ -114,6 +114,10 @@ impl WorldView for World {
             })
             .collect()
     }
+    fn replica_extremities(&self, k: ServerIdx, room_id: &str) -> Vec<String> {
+        let Some(r) = self.nodes[k as usize].as_server().and_then(|s| s.rooms.get(room_id)) else { return Vec::new() };
+        r.extremities.iter().map(|e| r.dag.pdu(*e).event_id.clone()).collect()
+    }
     fn quiet(&self) -> bool {
         self.messages_in_flight == 0 && self.nodes.iter().enumerate().all(|(i, s)| self.down[i] || s.is_idle())
     }

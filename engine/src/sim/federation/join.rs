@@ -1,6 +1,6 @@
 //! `make_join` / `send_join` (v2): the resident's answers and the joining server's steps.
 
-use super::{restricted, JoinTemplate, Outcome, Request, Response, ServerIdx};
+use super::{leave, restricted, JoinTemplate, Outcome, Request, Response, ServerIdx};
 use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
 use crate::sim::event::SimEvent;
@@ -16,7 +16,7 @@ impl Server {
         }
         let d = match self.join_draft(room_id, user_id, now) {
             Ok(d) => d,
-            Err(refusal) => return refusal,
+            Err(refusal) => return leave::refused(refusal),
         };
         let content = restricted::template_content(&d);
         match self.build_checked(room_id, d, now) {
@@ -61,7 +61,7 @@ impl Server {
         }
         let pdu = match self.cosign_restricted_join(pdu, out) {
             Ok(p) => p,
-            Err(refusal) => return refusal,
+            Err(refusal) => return leave::refused(refusal),
         };
         // The answer carries the whole history: no catch-up of the joiner needed.
         self.receive_pdu_catching_up(pdu.clone(), from, now, out, Some(from));

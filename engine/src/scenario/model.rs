@@ -386,8 +386,8 @@ pub struct ActionSpec {
     pub room: String,
     /// The acting user (the sender of the event).
     pub user: String,
-    /// invite / kick / ban / unban / power: the user acted upon. redact: whose latest event to
-    /// redact (`None` = the acting user's).
+    /// invite / kick / ban / unban / power / accept_knock / deny_knock: the user acted upon.
+    /// redact: whose latest message to redact (`None` = the acting user's).
     pub target: Option<String>,
     /// power: the target's new level.
     pub level: Option<i64>,

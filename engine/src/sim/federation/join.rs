@@ -1,6 +1,6 @@
 //! `make_join` / `send_join` (v2): the resident's answers and the joining server's steps.
 
-use super::{restricted, JoinTemplate, Outcome, Request, Response, ServerIdx};
+use super::{leave, restricted, JoinTemplate, Outcome, Request, Response, ServerIdx};
 use crate::protocol::dag::EventIdx;
 use crate::protocol::pdu::{Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
@@ -19,7 +19,7 @@ impl Server {
         }
         let d = match self.join_draft(room_id, user_id, now) {
             Ok(d) => d,
-            Err(refusal) => return refusal,
+            Err(refusal) => return leave::refused(refusal),
         };
         let content = restricted::template_content(&d);
         match self.build_checked(room_id, d, now) {
@@ -64,7 +64,7 @@ impl Server {
         }
         let pdu = match self.cosign_restricted_join(pdu, out) {
             Ok(p) => p,
-            Err(refusal) => return refusal,
+            Err(refusal) => return leave::refused(refusal),
         };
         // The answer brings the joiner up to its join (the whole history, or the state and its
         // auth chain): this resident does not catch it up as a newly joined server.

@@ -27,7 +27,7 @@ impl Server {
             Ok(()) => {
                 Outcome::Ok(Response::Knocked { knock_room_state: invite_room_state(&self.rooms[&room_id], &sender) })
             }
-            Err(refusal) => refusal,
+            Err(refusal) => super::leave::refused(refusal),
         }
     }
 

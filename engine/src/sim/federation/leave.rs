@@ -15,6 +15,14 @@ use crate::sim::server::{room_id_of, ClientAction, Output, Server};
 use crate::sim::time::SimTime;
 use std::sync::Arc;
 
+/// An error answer (status, Matrix error code), small where a whole [`Outcome`] is not.
+pub(crate) type Refusal = (u16, &'static str);
+
+/// The answer a refusal gives.
+pub(crate) fn refused((status, errcode): Refusal) -> Outcome {
+    Outcome::Error { status, errcode: errcode.into() }
+}
+
 impl Server {
     /// `make_leave` / `make_knock`: a template for `user_id`'s `membership` event, built on the
     /// current state and refused (403) when the auth rules would not allow it there.
@@ -69,21 +77,21 @@ impl Server {
         from: ServerIdx,
         now: SimTime,
         out: &mut Vec<Output>,
-    ) -> Result<(), Outcome> {
+    ) -> Result<(), Refusal> {
         let room_id = room_id_of(&pdu);
         if !self.has_joined_user(&room_id) {
-            return Err(Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() });
+            return Err((404, "M_NOT_FOUND"));
         }
         let own = pdu.state_key.as_deref() == Some(pdu.sender.as_str());
         let from_sender = default_server_of(&pdu.sender).and_then(|s| self.directory.node(s)) == Some(from);
         if pdu.event_type != "m.room.member" || pdu.membership() != Some(membership) || !own || !from_sender {
-            return Err(Outcome::Error { status: 400, errcode: "M_INVALID_PARAM".into() });
+            return Err((400, "M_INVALID_PARAM"));
         }
         self.receive_pdu(pdu.clone(), from, now, out);
         let room = &self.rooms[&room_id];
         let accepted = room.dag.index_of(&pdu.event_id).is_some_and(|i| !room.dag.event(i).is_rejected());
         if !accepted {
-            return Err(Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() });
+            return Err((403, "M_FORBIDDEN"));
         }
         self.broadcast(&room_id, pdu, Some(from), now, out);
         Ok(())
@@ -98,7 +106,7 @@ impl Server {
     ) -> Outcome {
         match self.receive_membership(pdu, Membership::Leave, from, now, out) {
             Ok(()) => Outcome::Ok(Response::Left),
-            Err(refusal) => refusal,
+            Err(refusal) => refused(refusal),
         }
     }
 

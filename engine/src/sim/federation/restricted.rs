@@ -5,7 +5,7 @@
 //! `join_authorised_via_users_server`, and co-signs the join in `send_join`; every receiver then
 //! requires that server's signature (`protocol::signers`, checked on receipt).
 
-use super::Outcome;
+use super::leave::Refusal;
 use crate::protocol::ids;
 use crate::protocol::pdu::{Membership, Pdu};
 use crate::sim::server::actions::content_of;
@@ -60,7 +60,7 @@ impl Server {
     /// rooms, 403 when the user is in none, 400 `M_UNABLE_TO_GRANT_JOIN` when no local user may
     /// authorise. A `knock_restricted` room falls back to the plain join (which then needs an
     /// invite).
-    pub(crate) fn join_draft(&mut self, room_id: &str, user_id: &str, now: SimTime) -> Result<Draft, Outcome> {
+    pub(crate) fn join_draft(&mut self, room_id: &str, user_id: &str, now: SimTime) -> Result<Draft, Refusal> {
         let plain = Draft::member(user_id.to_owned(), user_id.to_owned(), "join");
         let room = &self.rooms[room_id];
         let Some(rules) = room.current_event("m.room.join_rules", "") else { return Ok(plain) };
@@ -78,12 +78,11 @@ impl Server {
             self.rooms[r.as_str()].current_event("m.room.member", user_id).and_then(Pdu::membership)
                 == Some(Membership::Join)
         });
-        let refuse = |status: u16, errcode: &str| Err(Outcome::Error { status, errcode: errcode.into() });
         if !member_of_one {
             return match (rule.as_str(), known.is_empty()) {
                 ("knock_restricted", _) => Ok(plain),
-                (_, true) => refuse(400, "M_UNABLE_TO_AUTHORISE_JOIN"),
-                (_, false) => refuse(403, "M_FORBIDDEN"),
+                (_, true) => Err((400, "M_UNABLE_TO_AUTHORISE_JOIN")),
+                (_, false) => Err((403, "M_FORBIDDEN")),
             };
         }
         let candidates: Vec<String> =
@@ -94,14 +93,14 @@ impl Server {
                 return Ok(joiner_draft(user_id, Some(content)));
             }
         }
-        refuse(400, "M_UNABLE_TO_GRANT_JOIN")
+        Err((400, "M_UNABLE_TO_GRANT_JOIN"))
     }
 
     /// `send_join` of a join naming one of this server's users as its authoriser: co-signed
     /// here (the resident signs what it authorised). A join naming a user of another server is
     /// left as it is (that server's signature is then missing and receivers drop it); a name
     /// that is not one of this server's users is refused.
-    pub(crate) fn cosign_restricted_join(&mut self, pdu: Arc<Pdu>, out: &mut Vec<Output>) -> Result<Arc<Pdu>, Outcome> {
+    pub(crate) fn cosign_restricted_join(&mut self, pdu: Arc<Pdu>, out: &mut Vec<Output>) -> Result<Arc<Pdu>, Refusal> {
         let authoriser =
             content_of(&pdu).get("join_authorised_via_users_server").and_then(Value::as_str).map(str::to_owned);
         let Some(authoriser) = authoriser else { return Ok(pdu) };
@@ -109,13 +108,11 @@ impl Server {
             return Ok(pdu);
         }
         if !self.users.contains(&authoriser) {
-            return Err(Outcome::Error { status: 400, errcode: "M_INVALID_PARAM".into() });
+            return Err((400, "M_INVALID_PARAM"));
         }
         let version = self.rooms.get(&room_id_of(&pdu)).map(|r| r.version);
-        let Some(version) = version else { return Err(Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() }) };
-        let signed = self
-            .sign_own(pdu.json.clone(), version)
-            .map_err(|_| Outcome::Error { status: 400, errcode: "M_BAD_JSON".into() })?;
+        let Some(version) = version else { return Err((404, "M_NOT_FOUND")) };
+        let signed = self.sign_own(pdu.json.clone(), version).map_err(|_| (400, "M_BAD_JSON"))?;
         out.push(Output::Created { room_id: room_id_of(&signed), pdu: signed.clone() });
         Ok(signed)
     }

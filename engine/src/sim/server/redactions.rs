@@ -103,7 +103,7 @@ impl Server {
     /// applied now.
     pub(crate) fn apply_redactions(&mut self, room_id: &str, judged: &[String], out: &mut Vec<Output>) {
         let Some(room) = self.rooms.get(room_id) else { return };
-        let nothing_waits = !self.redactions.get(room_id).is_some_and(|b| !b.waiting.is_empty());
+        let nothing_waits = self.redactions.get(room_id).is_none_or(|b| b.waiting.is_empty());
         let is_redaction =
             |id: &String| room.dag.index_of(id).is_some_and(|i| room.dag.pdu(i).event_type == "m.room.redaction");
         if nothing_waits && !judged.iter().any(is_redaction) {

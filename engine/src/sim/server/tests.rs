@@ -321,7 +321,7 @@ fn received_redactions_are_applied_by_power_or_domain_and_served_redacted() {
     let msg2 = served.iter().find(|p| p.event_id == r.id("MSG2")).expect("MSG2 served");
     assert_eq!(msg2.json["content"], json!({}), "served redacted");
     let mut other = server(2, SignatureMode::Real, &dir, r.room_id(), version);
-    let mut copy = first[..8].to_vec();
+    let mut copy = first[..9].to_vec(); // up to MSG1, MSG2's parent
     copy.push(msg2.clone());
     let d = deliver(&mut other, 0, copy);
     assert_eq!(d[&msg2.event_id].0, Verdict::Accepted, "the redacted copy is accepted");

@@ -34,23 +34,25 @@ fn agreement_series(r: &RunResult, room: &str) -> Vec<(u64, f64)> {
 
 /// Bundled `partition-heal`: the three-way partition runs 30–120 s; conflicting power, ban and
 /// join-rule changes on each side (40–55 s) leave the sides with different states, so agreement
-/// is lost during the partition and can only come back after 120 s. It comes back within a
-/// few seconds (events cross in ≤ 120 ms plus retries), while the lossy a↔c degrade (125–145 s)
-/// may still be on: so the reference is the partition's end (120 s), 0 < time ≤ 6 s — not the
-/// 0 ms the old measure reported by clamping "agreement since" minus "end of the degrade".
-/// Cross-check at sample granularity: the 1 s `agreement` series is 0 at the last whole second
-/// before `agreement_reached_ms` and 1 at the first whole second after it.
+/// is lost during the partition and can only come back after 120 s. Transactions that timed
+/// out in the partition are retried on Synapse's long schedule (4 s, 16 s, then 60 s, each
+/// times [0.8, 1.4), after 10 s timeouts), so the first ones cross again between ~128 s and
+/// ~164 s, and one lost on the lossy a↔c degrade (125–145 s) waits another round (≤ 10 s +
+/// 84 s): agreement comes back after the degrade's end, which is then the reference,
+/// within 145 s + 2 × 94 s. Cross-check at sample granularity: the 1 s `agreement` series is 0
+/// at the last whole second before `agreement_reached_ms` and 1 at the first whole second
+/// after it.
 #[test]
-fn partition_heal_agrees_a_few_seconds_after_the_partition_ends() {
+fn partition_heal_agrees_once_the_retried_transactions_cross() {
     let sc = bundled("partition-heal.toml");
     let r = run(&sc, |_| {});
     let m = room(&r, "main");
     assert_eq!(m["agreed_at_end"], true, "{m}");
     let reached = m["agreement_reached_ms"].as_u64().unwrap();
     let time = m["time_to_agreement_ms"].as_u64().unwrap();
-    assert!(time > 0 && time <= 6000, "time to agreement {time} ms: {m}");
-    assert_eq!(reached, 120_000 + time, "measured from the partition's end");
-    assert!(m["time_to_agreement_from"].as_str().unwrap().contains("(partition) at 120000 ms"), "{m}");
+    assert!((145_000..145_000 + 2 * 94_000).contains(&reached), "agreement at {reached} ms: {m}");
+    assert_eq!(reached, 145_000 + time, "measured from the degrade's end");
+    assert!(m["time_to_agreement_from"].as_str().unwrap().contains("(degrade) at 145000 ms"), "{m}");
     let series = agreement_series(&r, "main");
     let before = series.iter().rev().find(|(t, _)| *t < reached).unwrap();
     let after = series.iter().find(|(t, _)| *t >= reached).unwrap();

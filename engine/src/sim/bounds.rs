@@ -3,9 +3,10 @@
 //! counted in `summary.json` (`caps_reached`), and where it makes the scenario impossible to
 //! simulate faithfully, the run stops with a note saying so.
 
-/// PDUs waiting for one destination in a server's federation sender. Beyond it a new PDU is
-/// not queued for that destination (it fetches it with `get_missing_events` once a later event
-/// arrives), as a homeserver that gave up on a destination catches it up later.
+/// PDUs waiting for one destination in a server's federation sender. Beyond it the queue is
+/// dropped and the destination is caught up (`server/outbound.rs`): sent the newest event of
+/// each room, from which it fetches the rest with `get_missing_events`, as Synapse catches up a
+/// destination after a long outage.
 pub const OUTBOUND_QUEUE_PER_DESTINATION: usize = 50_000;
 
 /// Received events one replica keeps waiting for missing parents. Beyond it a new

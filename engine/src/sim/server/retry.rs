@@ -424,7 +424,7 @@ mod tests {
     fn a_restart_asks_again_for_the_missing_events_the_crash_lost() {
         let mut s = server("");
         let mut room = RoomReplica::new("!r:hs1".into(), &V11);
-        let waiting = pdu(&["$missing"]);
+        let waiting = pdu(&["$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]);
         room.add_pending(waiting.clone());
         room.pending_origin.insert(waiting.event_id.clone(), 1);
         room.fetching.insert(1);

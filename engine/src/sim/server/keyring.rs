@@ -101,6 +101,9 @@ pub struct KeyStats {
 /// The key store and the fetches in flight.
 #[derive(Clone)]
 pub struct Keyring {
+    /// `preshared`: every key of the run is known (read from the directory, not copied: a
+    /// store per server of every server's keys would be quadratic).
+    preshared: bool,
     /// (server name, key ID) → key and validity.
     store: BTreeMap<(String, String), Stored>,
     /// This server's own keys, oldest first, and which one it signs with.
@@ -119,14 +122,6 @@ pub struct Keyring {
 
 impl Keyring {
     pub fn new(directory: &Directory, own: KeyPair, trusted_names: &[String]) -> Keyring {
-        let mut store = BTreeMap::new();
-        if directory.keys.distribution == KeyDistribution::Preshared {
-            for (k, name) in directory.names.iter().enumerate() {
-                for (key_id, key) in directory.keys_of(k as ServerIdx) {
-                    store.insert((name.clone(), key_id), Stored { key, valid_until_ts: u64::MAX });
-                }
-            }
-        }
         let trusted = trusted_names
             .iter()
             .filter_map(|n| {
@@ -136,7 +131,8 @@ impl Keyring {
             })
             .collect();
         Keyring {
-            store,
+            preshared: directory.keys.distribution == KeyDistribution::Preshared,
+            store: BTreeMap::new(),
             own: vec![own],
             current: 0,
             published_old: Vec::new(),
@@ -157,19 +153,30 @@ impl Keyring {
     }
 
     /// The key `server` signs with under `key_id`, usable for an event stamped `ts_ms`.
-    pub fn usable(&self, own_name: &str, server: &str, key_id: &str, ts_ms: u64) -> Option<VerifyingKey> {
+    pub fn usable(
+        &self,
+        directory: &Directory,
+        own_name: &str,
+        server: &str,
+        key_id: &str,
+        ts_ms: u64,
+    ) -> Option<VerifyingKey> {
         if server == own_name {
             return self.own.iter().find(|k| k.key_id == key_id).map(KeyPair::public_key);
+        }
+        if self.preshared {
+            let keys = directory.keys_of(directory.node(server)?);
+            return keys.into_iter().find(|(id, _)| id == key_id).map(|(_, k)| k);
         }
         let stored = self.store.get(&(server.to_owned(), key_id.to_owned()))?;
         (stored.valid_until_ts >= ts_ms).then_some(stored.key)
     }
 
     fn insert(&mut self, server: &str, fetched: FetchedKey) {
-        let entry = self.store.entry((server.to_owned(), fetched.key_id)).or_insert(Stored {
-            key: fetched.key,
-            valid_until_ts: fetched.valid_until_ts,
-        });
+        let entry = self
+            .store
+            .entry((server.to_owned(), fetched.key_id))
+            .or_insert(Stored { key: fetched.key, valid_until_ts: fetched.valid_until_ts });
         if entry.key == fetched.key {
             entry.valid_until_ts = entry.valid_until_ts.max(fetched.valid_until_ts);
         } else {
@@ -237,7 +244,11 @@ impl Server {
                 continue;
             }
             let ids = signing_key_ids(pdu, signer.server);
-            if ids.is_empty() || ids.iter().any(|id| self.keyring.usable(&self.name, signer.server, id, ts).is_some()) {
+            if ids.is_empty()
+                || ids
+                    .iter()
+                    .any(|id| self.keyring.usable(&self.directory, &self.name, signer.server, id, ts).is_some())
+            {
                 continue;
             }
             return Some((signer.server.to_owned(), ids[0].clone(), ts));
@@ -393,14 +404,16 @@ impl Server {
     /// usable.
     fn release_parked(&mut self, server: &str, now: SimTime, out: &mut Vec<Output>) {
         let parked = self.keyring.parked.remove(server).unwrap_or_default();
-        let (ready, waiting): (Vec<Parked>, Vec<Parked>) =
-            parked.into_iter().partition(|p| self.keyring.usable(&self.name, server, &p.key_id, p.ts).is_some());
+        let (ready, waiting): (Vec<Parked>, Vec<Parked>) = parked
+            .into_iter()
+            .partition(|p| self.keyring.usable(&self.directory, &self.name, server, &p.key_id, p.ts).is_some());
         if !waiting.is_empty() {
             self.keyring.parked.insert(server.to_owned(), waiting);
         }
         let deferred = self.keyring.deferred.remove(server).unwrap_or_default();
-        let (ready_requests, waiting): (Vec<Deferred>, Vec<Deferred>) =
-            deferred.into_iter().partition(|d| self.keyring.usable(&self.name, server, &d.key_id, d.ts).is_some());
+        let (ready_requests, waiting): (Vec<Deferred>, Vec<Deferred>) = deferred
+            .into_iter()
+            .partition(|d| self.keyring.usable(&self.directory, &self.name, server, &d.key_id, d.ts).is_some());
         if !waiting.is_empty() {
             self.keyring.deferred.insert(server.to_owned(), waiting);
         }

@@ -32,6 +32,10 @@ use std::sync::Arc;
 /// Most PDUs (and deferred requests) one server holds parked for keys; beyond, a PDU is
 /// dropped with a `cap_reached` record (it is fetched again when its children arrive).
 pub const MAX_PARKED_FOR_KEYS: usize = 10_000;
+/// PDUs dropped for want of a key are fetched for again this many times, after 30 s, 60 s,
+/// 120 s (a dropped event deep in a joiner's history may never be offered again).
+pub const KEY_RETRIES: u32 = 3;
+const KEY_RETRY_FIRST_US: u64 = 30_000_000;
 
 /// The run's keys: every key each node signs with during the run, in order (`ed25519:k1`
 /// first, then one per `rotate_key` fault), how keys are distributed, and which nodes are
@@ -117,6 +121,8 @@ pub struct Keyring {
     fetching: BTreeMap<String, usize>,
     parked: BTreeMap<String, Vec<Parked>>,
     deferred: BTreeMap<String, Vec<Deferred>>,
+    /// PDUs dropped for want of `server`'s key, and the retries already made.
+    failed: BTreeMap<String, (u32, Vec<Parked>)>,
     pub stats: KeyStats,
 }
 
@@ -140,6 +146,7 @@ impl Keyring {
             fetching: BTreeMap::new(),
             parked: BTreeMap::new(),
             deferred: BTreeMap::new(),
+            failed: BTreeMap::new(),
             stats: KeyStats::default(),
         }
     }
@@ -189,6 +196,12 @@ impl Keyring {
         self.fetching.clear();
         self.parked.clear();
         self.deferred.clear();
+        self.failed.clear();
+    }
+
+    /// No fetch retry is due (a dropped PDU with retries left keeps the server busy).
+    pub fn is_idle(&self) -> bool {
+        self.failed.values().all(|(round, p)| p.is_empty() || *round >= KEY_RETRIES)
     }
 
     fn parked_count(&self) -> usize {
@@ -344,11 +357,11 @@ impl Server {
             (notary, Request::KeyQuery { server_keys: BTreeMap::from([(server.clone(), wanted)]) })
         } else if step == notaries {
             let Some(origin) = self.directory.node(&server) else {
-                return self.give_up_keys(&server, out);
+                return self.give_up_keys(&server, now, out);
             };
             (origin, Request::ServerKeys { server_name: server.clone() })
         } else {
-            return self.give_up_keys(&server, out);
+            return self.give_up_keys(&server, now, out);
         };
         self.keyring.fetching.insert(server.clone(), step);
         self.keyring.stats.fetches += 1;
@@ -400,10 +413,33 @@ impl Server {
         }
     }
 
+    /// A `RetryKeys` timer: the PDUs dropped for `server`'s key are parked again and its keys
+    /// fetched from the first source.
+    pub(crate) fn retry_keys(&mut self, server: String, now: SimTime, out: &mut Vec<Output>) {
+        let Some((round, dropped)) = self.keyring.failed.remove(&server) else { return };
+        if dropped.is_empty() {
+            return;
+        }
+        // The next give-up counts one more round.
+        self.keyring.failed.insert(server.clone(), (round + 1, Vec::new()));
+        self.keyring.stats.parked += dropped.len() as u64;
+        self.keyring.parked.entry(server.clone()).or_default().extend(dropped);
+        if !self.keyring.fetching.contains_key(&server) {
+            self.fetch_keys(server, 0, now, out);
+        }
+    }
+
     /// Judges again every parked PDU (and answers every deferred request) whose key is now
-    /// usable.
+    /// usable, and those dropped earlier for want of it.
     fn release_parked(&mut self, server: &str, now: SimTime, out: &mut Vec<Output>) {
-        let parked = self.keyring.parked.remove(server).unwrap_or_default();
+        let mut parked = self.keyring.parked.remove(server).unwrap_or_default();
+        if let Some((round, dropped)) = self.keyring.failed.remove(server) {
+            let (ready, still): (Vec<Parked>, Vec<Parked>) = dropped
+                .into_iter()
+                .partition(|p| self.keyring.usable(&self.directory, &self.name, server, &p.key_id, p.ts).is_some());
+            self.keyring.failed.insert(server.to_owned(), (round, still));
+            parked.extend(ready);
+        }
         let (ready, waiting): (Vec<Parked>, Vec<Parked>) = parked
             .into_iter()
             .partition(|p| self.keyring.usable(&self.directory, &self.name, server, &p.key_id, p.ts).is_some());
@@ -427,13 +463,14 @@ impl Server {
 
     /// No source had a usable key: what waited for it is dropped (a PDU is judged again when
     /// it is seen again; a deferred `send_join` is refused).
-    fn give_up_keys(&mut self, server: &str, out: &mut Vec<Output>) {
+    fn give_up_keys(&mut self, server: &str, now: SimTime, out: &mut Vec<Output>) {
         self.keyring.fetching.remove(server);
         let sources = self.keyring.trusted.len();
         let why = |key_id: &str, ts: u64| {
             format!("no key {key_id} of {server} valid at {ts} from {sources} notaries or {server} itself")
         };
-        for p in self.keyring.parked.remove(server).unwrap_or_default() {
+        let dropped = self.keyring.parked.remove(server).unwrap_or_default();
+        for p in &dropped {
             self.keyring.stats.dropped += 1;
             let ev = SimEvent::Decision {
                 event: p.pdu.event_id.clone(),
@@ -442,6 +479,18 @@ impl Server {
                 reason: Some(why(&p.key_id, p.ts)),
             };
             self.record(out, ev);
+        }
+        if !dropped.is_empty() {
+            let entry = self.keyring.failed.entry(server.to_owned()).or_insert((0, Vec::new()));
+            let round = entry.0;
+            entry.1.extend(dropped);
+            entry.1.truncate(MAX_PARKED_FOR_KEYS);
+            if round < KEY_RETRIES {
+                out.push(Output::SetTimer {
+                    at: now + (KEY_RETRY_FIRST_US << round),
+                    timer: super::Timer::RetryKeys { server: server.to_owned() },
+                });
+            }
         }
         for d in self.keyring.deferred.remove(server).unwrap_or_default() {
             self.keyring.stats.dropped += 1;

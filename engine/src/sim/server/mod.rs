@@ -103,6 +103,10 @@ pub enum Timer {
     RetryMissing {
         room_id: String,
     },
+    /// Fetch `server`'s keys again for the PDUs dropped for want of them (keyring.rs).
+    RetryKeys {
+        server: String,
+    },
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
@@ -256,7 +260,10 @@ impl Server {
 
     /// Whether the outbound queues are empty (for quiescence).
     pub fn is_idle(&self) -> bool {
-        self.outbound.is_empty() && self.requests.is_empty() && self.rooms.values().all(|r| !r.retry_armed)
+        self.outbound.is_empty()
+            && self.requests.is_empty()
+            && self.rooms.values().all(|r| !r.retry_armed)
+            && self.keyring.is_idle()
     }
 
     /// Handles one input at time `now`.
@@ -384,6 +391,7 @@ impl Server {
                     self.fetch_missing(&room_id, origin, now, out);
                 }
             }
+            Timer::RetryKeys { server } => self.retry_keys(server, now, out),
             Timer::RetryDestination { dest } => {
                 self.outbound.retry_due(dest);
                 self.send_next_transaction(dest, now, out);

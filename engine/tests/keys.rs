@@ -293,10 +293,7 @@ fn a_proxy_that_drops_unknown_keys_strips_the_rotated_key() {
     let k2 = |e: &str| signed.get(e).is_some_and(|(d, ids)| d == "hs1" && ids.contains("ed25519:k2"));
     let all = decisions(&r.log);
     assert!(all.iter().any(|d| d.0 != "hs1" && k2(&d.1) && d.2 == "dropped"));
-    assert!(
-        !all.iter().any(|d| d.0 != "hs1" && k2(&d.1) && d.2 == "accepted"),
-        "nobody can get k2 through the proxy"
-    );
+    assert!(!all.iter().any(|d| d.0 != "hs1" && k2(&d.1) && d.2 == "accepted"), "nobody can get k2 through the proxy");
     // Before the rotation the proxy knew every key: hs1's k1 events were accepted.
     assert!(all.iter().any(|d| d.0 != "hs1" && signed.get(&d.1).is_some_and(|(s, _)| s == "hs1") && d.2 == "accepted"));
 }
@@ -308,7 +305,10 @@ fn key_settings_are_checked_with_their_location() {
         ("[keys]\nnotaries = [\"hs1\"]", "a node of its own"),
         ("[keys]\ndistribution = \"preshared\"\nnotaries = [\"n1\"]", "only apply"),
         ("[[faults]]\nat = \"1s\"\nkind = \"rotate_key\"\nserver = \"hs1\"", "keep_old"),
-        ("[[faults]]\nat = \"1s\"\nkind = \"rotate_key\"\nserver = \"hs1\"\nkeep_old = true\nduration = \"1s\"", "duration"),
+        (
+            "[[faults]]\nat = \"1s\"\nkind = \"rotate_key\"\nserver = \"hs1\"\nkeep_old = true\nduration = \"1s\"",
+            "duration",
+        ),
         ("[[faults]]\nat = \"1s\"\nkind = \"crash\"\nserver = \"notary9\"", "notary9"),
     ];
     for (extra, expected) in bad {
@@ -318,10 +318,8 @@ fn key_settings_are_checked_with_their_location() {
         assert!(shown.contains(expected), "{extra}: {shown}");
         assert!(err.line_column().is_some(), "{extra}: the error is located");
     }
-    let trusted = scenario("modelled", "10s", "[keys]\nnotaries = [\"n1\"]").replace(
-        "request_retries = 1",
-        "request_retries = 1\ntrusted_key_servers = [\"n2\"]",
-    );
+    let trusted = scenario("modelled", "10s", "[keys]\nnotaries = [\"n1\"]")
+        .replace("request_retries = 1", "request_retries = 1\ntrusted_key_servers = [\"n2\"]");
     let err = parse_scenario("keys.toml", &trusted, &[]).expect_err("unknown notary");
     assert!(err.message().contains("unknown notary \"n2\""), "{}", err.message());
     assert!(err.line_column().is_some());

@@ -30,7 +30,13 @@ pub enum SimEvent {
     /// An input that could not reach its node (node down, link partitioned).
     Blocked { reason: String, input: LoggedInput },
     /// A caching middlebox in front of `server` answered `to` itself.
-    MiddleboxAnswer { server: ServerIdx, to: ServerIdx, message: Message },
+    /// (`behind` in the log: a line's `server` names the node a record concerns.)
+    MiddleboxAnswer {
+        #[serde(rename = "behind")]
+        server: ServerIdx,
+        to: ServerIdx,
+        message: Message,
+    },
     /// A named bound was reached (see [`crate::sim::bounds`]): what happened instead.
     CapReached { cap: String, limit: u64, consequence: String },
 

@@ -84,7 +84,9 @@ impl Notary {
     pub fn handle(&mut self, input: Input, now: SimTime) -> Vec<Output> {
         let mut out = Vec::new();
         match input {
-            Input::Deliver { from, message: Message::Request { id, body } } => self.on_request(from, id, body, now, &mut out),
+            Input::Deliver { from, message: Message::Request { id, body } } => {
+                self.on_request(from, id, body, now, &mut out)
+            }
             Input::Deliver { message: Message::Response { id, outcome }, .. } => {
                 if let Some(fetch) = self.requests.remove(&id) {
                     self.on_fetched(fetch.origin, Some(outcome), now, &mut out);
@@ -96,7 +98,10 @@ impl Notary {
                     fetch.attempts += 1;
                     let body = Request::ServerKeys { server_name: fetch.origin.clone() };
                     out.push(Output::Send { to: fetch.to, message: Message::Request { id, body }, delay_us: 0 });
-                    out.push(Output::SetTimer { at: now + self.request_timeout_us, timer: Timer::RequestTimeout { id } });
+                    out.push(Output::SetTimer {
+                        at: now + self.request_timeout_us,
+                        timer: Timer::RequestTimeout { id },
+                    });
                     self.requests.insert(id, fetch);
                 } else {
                     self.on_fetched(fetch.origin, None, now, &mut out);
@@ -107,7 +112,11 @@ impl Notary {
                 self.waiting.clear();
             }
             // A notary has no rooms, no clock skew of its own and signs no events.
-            Input::Timer(_) | Input::Action(_) | Input::Restart | Input::SetClockSkew { .. } | Input::RotateKey { .. } => {}
+            Input::Timer(_)
+            | Input::Action(_)
+            | Input::Restart
+            | Input::SetClockSkew { .. }
+            | Input::RotateKey { .. } => {}
         }
         out
     }
@@ -119,8 +128,11 @@ impl Notary {
     fn on_request(&mut self, from: ServerIdx, id: RequestId, body: Request, now: SimTime, out: &mut Vec<Output>) {
         match body {
             Request::KeyQuery { server_keys } => {
-                let stale: BTreeSet<String> =
-                    server_keys.iter().filter(|(origin, ids)| !self.fresh(origin, ids)).map(|(o, _)| o.clone()).collect();
+                let stale: BTreeSet<String> = server_keys
+                    .iter()
+                    .filter(|(origin, ids)| !self.fresh(origin, ids))
+                    .map(|(o, _)| o.clone())
+                    .collect();
                 if stale.is_empty() {
                     let outcome = self.answer(&server_keys);
                     out.push(Output::Send { to: from, message: Message::Response { id, outcome }, delay_us: 0 });

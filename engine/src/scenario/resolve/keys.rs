@@ -40,7 +40,8 @@ pub(super) fn resolve(
             let text = name.get_ref();
             super::servers::check_server_name_pub(text, &name.span())?;
             if servers.iter().any(|s| &s.name == text) || groups.contains_key(text) {
-                let message = format!("notary \"{text}\" has the name of a server or group: a notary is a node of its own");
+                let message =
+                    format!("notary \"{text}\" has the name of a server or group: a notary is a node of its own");
                 return Err(Problem::at(name.span(), message));
             }
             if !seen.insert(text.clone()) {

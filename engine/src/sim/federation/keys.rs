@@ -26,10 +26,8 @@ pub struct OldKey {
 pub fn server_keys_object(current: &KeyPair, old: &[OldKey], valid_until_ts: u64) -> Map<String, Value> {
     let mut old_keys = Map::new();
     for o in old {
-        old_keys.insert(
-            o.key_id.clone(),
-            json!({"key": crypto::b64_encode(o.key.as_bytes()), "expired_ts": o.expired_ts}),
-        );
+        old_keys
+            .insert(o.key_id.clone(), json!({"key": crypto::b64_encode(o.key.as_bytes()), "expired_ts": o.expired_ts}));
     }
     let mut object = Map::new();
     object.insert("server_name".into(), json!(current.entity));

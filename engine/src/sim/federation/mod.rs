@@ -79,6 +79,7 @@ pub enum Request {
     },
     /// `GET /_matrix/key/v2/server`: the server's own keys (`server_name` is the host asked,
     /// kept so that a cache can key on it).
+    #[serde(rename = "key_server")]
     ServerKeys { server_name: String },
     /// `POST /_matrix/key/v2/query` to a notary: per server, per key ID, the
     /// `minimum_valid_until_ts` the answer must meet.

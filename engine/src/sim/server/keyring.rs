@@ -32,6 +32,10 @@ use std::sync::Arc;
 /// Most PDUs (and deferred requests) one server holds parked for keys; beyond, a PDU is
 /// dropped with a `cap_reached` record (it is fetched again when its children arrive).
 pub const MAX_PARKED_FOR_KEYS: usize = 10_000;
+/// PDUs dropped for want of a key are fetched for again this many times, after 30 s, 60 s,
+/// 120 s (a dropped event deep in a joiner's history may never be offered again).
+pub const KEY_RETRIES: u32 = 3;
+const KEY_RETRY_FIRST_US: u64 = 30_000_000;
 
 /// The run's keys: every key each node signs with during the run, in order (`ed25519:k1`
 /// first, then one per `rotate_key` fault), how keys are distributed, and which nodes are
@@ -101,6 +105,9 @@ pub struct KeyStats {
 /// The key store and the fetches in flight.
 #[derive(Clone)]
 pub struct Keyring {
+    /// `preshared`: every key of the run is known (read from the directory, not copied: a
+    /// store per server of every server's keys would be quadratic).
+    preshared: bool,
     /// (server name, key ID) → key and validity.
     store: BTreeMap<(String, String), Stored>,
     /// This server's own keys, oldest first, and which one it signs with.
@@ -114,19 +121,13 @@ pub struct Keyring {
     fetching: BTreeMap<String, usize>,
     parked: BTreeMap<String, Vec<Parked>>,
     deferred: BTreeMap<String, Vec<Deferred>>,
+    /// PDUs dropped for want of `server`'s key, and the retries already made.
+    failed: BTreeMap<String, (u32, Vec<Parked>)>,
     pub stats: KeyStats,
 }
 
 impl Keyring {
     pub fn new(directory: &Directory, own: KeyPair, trusted_names: &[String]) -> Keyring {
-        let mut store = BTreeMap::new();
-        if directory.keys.distribution == KeyDistribution::Preshared {
-            for (k, name) in directory.names.iter().enumerate() {
-                for (key_id, key) in directory.keys_of(k as ServerIdx) {
-                    store.insert((name.clone(), key_id), Stored { key, valid_until_ts: u64::MAX });
-                }
-            }
-        }
         let trusted = trusted_names
             .iter()
             .filter_map(|n| {
@@ -136,7 +137,8 @@ impl Keyring {
             })
             .collect();
         Keyring {
-            store,
+            preshared: directory.keys.distribution == KeyDistribution::Preshared,
+            store: BTreeMap::new(),
             own: vec![own],
             current: 0,
             published_old: Vec::new(),
@@ -144,6 +146,7 @@ impl Keyring {
             fetching: BTreeMap::new(),
             parked: BTreeMap::new(),
             deferred: BTreeMap::new(),
+            failed: BTreeMap::new(),
             stats: KeyStats::default(),
         }
     }
@@ -157,19 +160,30 @@ impl Keyring {
     }
 
     /// The key `server` signs with under `key_id`, usable for an event stamped `ts_ms`.
-    pub fn usable(&self, own_name: &str, server: &str, key_id: &str, ts_ms: u64) -> Option<VerifyingKey> {
+    pub fn usable(
+        &self,
+        directory: &Directory,
+        own_name: &str,
+        server: &str,
+        key_id: &str,
+        ts_ms: u64,
+    ) -> Option<VerifyingKey> {
         if server == own_name {
             return self.own.iter().find(|k| k.key_id == key_id).map(KeyPair::public_key);
+        }
+        if self.preshared {
+            let keys = directory.keys_of(directory.node(server)?);
+            return keys.into_iter().find(|(id, _)| id == key_id).map(|(_, k)| k);
         }
         let stored = self.store.get(&(server.to_owned(), key_id.to_owned()))?;
         (stored.valid_until_ts >= ts_ms).then_some(stored.key)
     }
 
     fn insert(&mut self, server: &str, fetched: FetchedKey) {
-        let entry = self.store.entry((server.to_owned(), fetched.key_id)).or_insert(Stored {
-            key: fetched.key,
-            valid_until_ts: fetched.valid_until_ts,
-        });
+        let entry = self
+            .store
+            .entry((server.to_owned(), fetched.key_id))
+            .or_insert(Stored { key: fetched.key, valid_until_ts: fetched.valid_until_ts });
         if entry.key == fetched.key {
             entry.valid_until_ts = entry.valid_until_ts.max(fetched.valid_until_ts);
         } else {
@@ -182,6 +196,12 @@ impl Keyring {
         self.fetching.clear();
         self.parked.clear();
         self.deferred.clear();
+        self.failed.clear();
+    }
+
+    /// No fetch retry is due (a dropped PDU with retries left keeps the server busy).
+    pub fn is_idle(&self) -> bool {
+        self.failed.values().all(|(round, p)| p.is_empty() || *round >= KEY_RETRIES)
     }
 
     fn parked_count(&self) -> usize {
@@ -237,7 +257,11 @@ impl Server {
                 continue;
             }
             let ids = signing_key_ids(pdu, signer.server);
-            if ids.is_empty() || ids.iter().any(|id| self.keyring.usable(&self.name, signer.server, id, ts).is_some()) {
+            if ids.is_empty()
+                || ids
+                    .iter()
+                    .any(|id| self.keyring.usable(&self.directory, &self.name, signer.server, id, ts).is_some())
+            {
                 continue;
             }
             return Some((signer.server.to_owned(), ids[0].clone(), ts));
@@ -333,11 +357,11 @@ impl Server {
             (notary, Request::KeyQuery { server_keys: BTreeMap::from([(server.clone(), wanted)]) })
         } else if step == notaries {
             let Some(origin) = self.directory.node(&server) else {
-                return self.give_up_keys(&server, out);
+                return self.give_up_keys(&server, now, out);
             };
             (origin, Request::ServerKeys { server_name: server.clone() })
         } else {
-            return self.give_up_keys(&server, out);
+            return self.give_up_keys(&server, now, out);
         };
         self.keyring.fetching.insert(server.clone(), step);
         self.keyring.stats.fetches += 1;
@@ -389,18 +413,43 @@ impl Server {
         }
     }
 
+    /// A `RetryKeys` timer: the PDUs dropped for `server`'s key are parked again and its keys
+    /// fetched from the first source.
+    pub(crate) fn retry_keys(&mut self, server: String, now: SimTime, out: &mut Vec<Output>) {
+        let Some((round, dropped)) = self.keyring.failed.remove(&server) else { return };
+        if dropped.is_empty() {
+            return;
+        }
+        // The next give-up counts one more round.
+        self.keyring.failed.insert(server.clone(), (round + 1, Vec::new()));
+        self.keyring.stats.parked += dropped.len() as u64;
+        self.keyring.parked.entry(server.clone()).or_default().extend(dropped);
+        if !self.keyring.fetching.contains_key(&server) {
+            self.fetch_keys(server, 0, now, out);
+        }
+    }
+
     /// Judges again every parked PDU (and answers every deferred request) whose key is now
-    /// usable.
+    /// usable, and those dropped earlier for want of it.
     fn release_parked(&mut self, server: &str, now: SimTime, out: &mut Vec<Output>) {
-        let parked = self.keyring.parked.remove(server).unwrap_or_default();
-        let (ready, waiting): (Vec<Parked>, Vec<Parked>) =
-            parked.into_iter().partition(|p| self.keyring.usable(&self.name, server, &p.key_id, p.ts).is_some());
+        let mut parked = self.keyring.parked.remove(server).unwrap_or_default();
+        if let Some((round, dropped)) = self.keyring.failed.remove(server) {
+            let (ready, still): (Vec<Parked>, Vec<Parked>) = dropped
+                .into_iter()
+                .partition(|p| self.keyring.usable(&self.directory, &self.name, server, &p.key_id, p.ts).is_some());
+            self.keyring.failed.insert(server.to_owned(), (round, still));
+            parked.extend(ready);
+        }
+        let (ready, waiting): (Vec<Parked>, Vec<Parked>) = parked
+            .into_iter()
+            .partition(|p| self.keyring.usable(&self.directory, &self.name, server, &p.key_id, p.ts).is_some());
         if !waiting.is_empty() {
             self.keyring.parked.insert(server.to_owned(), waiting);
         }
         let deferred = self.keyring.deferred.remove(server).unwrap_or_default();
-        let (ready_requests, waiting): (Vec<Deferred>, Vec<Deferred>) =
-            deferred.into_iter().partition(|d| self.keyring.usable(&self.name, server, &d.key_id, d.ts).is_some());
+        let (ready_requests, waiting): (Vec<Deferred>, Vec<Deferred>) = deferred
+            .into_iter()
+            .partition(|d| self.keyring.usable(&self.directory, &self.name, server, &d.key_id, d.ts).is_some());
         if !waiting.is_empty() {
             self.keyring.deferred.insert(server.to_owned(), waiting);
         }
@@ -414,13 +463,14 @@ impl Server {
 
     /// No source had a usable key: what waited for it is dropped (a PDU is judged again when
     /// it is seen again; a deferred `send_join` is refused).
-    fn give_up_keys(&mut self, server: &str, out: &mut Vec<Output>) {
+    fn give_up_keys(&mut self, server: &str, now: SimTime, out: &mut Vec<Output>) {
         self.keyring.fetching.remove(server);
         let sources = self.keyring.trusted.len();
         let why = |key_id: &str, ts: u64| {
             format!("no key {key_id} of {server} valid at {ts} from {sources} notaries or {server} itself")
         };
-        for p in self.keyring.parked.remove(server).unwrap_or_default() {
+        let dropped = self.keyring.parked.remove(server).unwrap_or_default();
+        for p in &dropped {
             self.keyring.stats.dropped += 1;
             let ev = SimEvent::Decision {
                 event: p.pdu.event_id.clone(),
@@ -429,6 +479,18 @@ impl Server {
                 reason: Some(why(&p.key_id, p.ts)),
             };
             self.record(out, ev);
+        }
+        if !dropped.is_empty() {
+            let entry = self.keyring.failed.entry(server.to_owned()).or_insert((0, Vec::new()));
+            let round = entry.0;
+            entry.1.extend(dropped);
+            entry.1.truncate(MAX_PARKED_FOR_KEYS);
+            if round < KEY_RETRIES {
+                out.push(Output::SetTimer {
+                    at: now + (KEY_RETRY_FIRST_US << round),
+                    timer: super::Timer::RetryKeys { server: server.to_owned() },
+                });
+            }
         }
         for d in self.keyring.deferred.remove(server).unwrap_or_default() {
             self.keyring.stats.dropped += 1;

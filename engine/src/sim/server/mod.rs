@@ -116,6 +116,10 @@ pub enum Timer {
         user: String,
         round: u32,
     },
+    /// Fetch `server`'s keys again for the PDUs dropped for want of them (keyring.rs).
+    RetryKeys {
+        server: String,
+    },
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
@@ -307,6 +311,7 @@ impl Server {
             && self.requests.is_empty()
             && self.joins.is_empty()
             && self.rooms.values().all(|r| !r.retry_armed)
+            && self.keyring.is_idle()
     }
 
     /// Handles one input at time `now`.
@@ -483,6 +488,7 @@ impl Server {
             Timer::RetryJoin { room_id, user, round } => self.on_retry_join(room_id, user, round, now, out),
             Timer::RetryDestination { dest } => self.send_next_transaction(dest, now, out),
             Timer::RetryRequest { id } => self.resend_request(id, now, out),
+            Timer::RetryKeys { server } => self.retry_keys(server, now, out),
             Timer::RequestTimeout { id } => {
                 let Some(req) = self.requests.remove(&id) else { return };
                 // Retried with backoff (`retry.rs`) until its schedule is exhausted.

@@ -35,7 +35,7 @@ impl Server {
             // event's timestamp (keyring.rs).
             let ids = super::keyring::signing_key_ids(pdu, signer.server);
             let usable = ids.iter().find_map(|id| {
-                let key = self.keyring.usable(&self.name, signer.server, id, ts)?;
+                let key = self.keyring.usable(&self.directory, &self.name, signer.server, id, ts)?;
                 Some((key, crypto::signature_of(&pdu.json, signer.server, id)?))
             });
             let Some((key, sig)) = usable else {

@@ -263,6 +263,7 @@ mod tests {
             index: names.iter().enumerate().map(|(i, n)| (n.to_string(), i as ServerIdx)).collect(),
             public_keys: names.iter().map(|n| key(n).public_key()).collect(),
             signatures: Default::default(),
+            keys: Default::default(),
         });
         let text = "[scenario]\nname = \"t\"\nend = \"1s\"\n[[servers]]\nprefix = \"hs\"\ncount = 3\n";
         let sc = parse_scenario("t.toml", text, &[]).expect("scenario");
@@ -282,6 +283,7 @@ mod tests {
             create: None,
             via,
             directory,
+            allow: Vec::new(),
         })
     }
 

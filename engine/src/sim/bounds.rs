@@ -13,6 +13,11 @@ pub const OUTBOUND_QUEUE_PER_DESTINATION: usize = 50_000;
 /// disconnected event is dropped (it is fetched again when its children arrive).
 pub const PENDING_EVENTS_PER_ROOM: usize = 100_000;
 
+/// Events of a room a server is joining, received before the join's answer and held until it
+/// arrives (`server/receipt.rs`). Beyond it a new one is dropped (it is fetched again when its
+/// children arrive).
+pub const EARLY_EVENTS_PER_JOIN: usize = 10_000;
+
 /// Inputs waiting in the world's queue. Reaching it stops the run: the scenario generates more
 /// simultaneous work than the simulator is meant to hold.
 pub const WORLD_QUEUE: usize = 50_000_000;

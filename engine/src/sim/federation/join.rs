@@ -106,6 +106,7 @@ impl Server {
         for p in pdus {
             self.receive_pdu(p, via, now, out);
         }
+        self.release_held_for_join(&room_id, now, out);
         self.record(out, SimEvent::Joined { user, room: room_id });
     }
 }
@@ -188,12 +189,24 @@ impl Server {
         if room.in_timeline(&event.event_id) {
             return; // a second answer for the same join (a retried request)
         }
+        if let Some(missing) = event.auth_events.iter().find(|a| !room.has(a)) {
+            // The answer's auth chain did not pass its checks (a signature): the join cannot be
+            // judged, so it failed; a replica holding nothing but outliers is not kept.
+            let reason = format!("send_join answer from node {via} lacks a checked auth event {missing}");
+            if room.extremities.is_empty() {
+                self.rooms.remove(&room_id);
+            }
+            self.record(out, SimEvent::JoinFailed { user, room: room_id.clone(), reason, rounds: 1 });
+            self.forget_held_for_join(&room_id);
+            return;
+        }
         let id = event.event_id.clone();
         let prev_events = event.prev_events.clone();
         let decision = room.ingest_with_state(event, before);
         let joined = matches!(decision, crate::sim::server::Decision::Accepted);
         self.record(out, crate::sim::server::receipt::decision_record(id, decision));
         self.drain_pending(&room_id, out);
+        self.release_held_for_join(&room_id, now, out);
         if joined {
             self.record(out, SimEvent::Joined { user, room: room_id.clone() });
             self.backfill(&room_id, prev_events, via, now, out);

@@ -221,6 +221,7 @@ impl Server {
 
     fn join_failed(&mut self, key: (String, String), reason: String, out: &mut Vec<Output>) {
         let rounds = self.joins.remove(&key).map_or(0, |a| a.round);
+        self.forget_held_for_join(&key.0);
         self.record(out, SimEvent::JoinFailed { user: key.1, room: key.0, reason, rounds });
     }
 

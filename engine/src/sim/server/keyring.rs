@@ -14,7 +14,7 @@
 //! `keys.distribution = "preshared"` fills the store with every key of the run (the perfect
 //! notary of earlier versions): nothing is ever fetched.
 
-use super::requests::Purpose;
+use super::requests::{PendingRequest, Purpose};
 use super::{Directory, Output, Server};
 use crate::protocol::crypto::KeyPair;
 use crate::protocol::pdu::Pdu;
@@ -121,6 +121,10 @@ pub struct Keyring {
     fetching: BTreeMap<String, usize>,
     parked: BTreeMap<String, Vec<Parked>>,
     deferred: BTreeMap<String, Vec<Deferred>>,
+    /// Answers carrying PDUs that must be checked together (a `send_join` state, an `/event`,
+    /// a `/backfill`), held until `server`'s key is usable, as Synapse fetches the keys of a
+    /// whole answer before checking it.
+    deferred_answers: BTreeMap<String, Vec<(PendingRequest, Outcome)>>,
     /// PDUs dropped for want of `server`'s key, and the retries already made.
     failed: BTreeMap<String, (u32, Vec<Parked>)>,
     pub stats: KeyStats,
@@ -146,6 +150,7 @@ impl Keyring {
             fetching: BTreeMap::new(),
             parked: BTreeMap::new(),
             deferred: BTreeMap::new(),
+            deferred_answers: BTreeMap::new(),
             failed: BTreeMap::new(),
             stats: KeyStats::default(),
         }
@@ -196,6 +201,7 @@ impl Keyring {
         self.fetching.clear();
         self.parked.clear();
         self.deferred.clear();
+        self.deferred_answers.clear();
         self.failed.clear();
     }
 
@@ -205,7 +211,9 @@ impl Keyring {
     }
 
     fn parked_count(&self) -> usize {
-        self.parked.values().map(Vec::len).sum::<usize>() + self.deferred.values().map(Vec::len).sum::<usize>()
+        self.parked.values().map(Vec::len).sum::<usize>()
+            + self.deferred.values().map(Vec::len).sum::<usize>()
+            + self.deferred_answers.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -336,7 +344,17 @@ impl Server {
         let mut ids: BTreeMap<String, u64> = BTreeMap::new();
         let parked = self.keyring.parked.get(server).into_iter().flatten().map(|p| (&p.key_id, p.ts));
         let deferred = self.keyring.deferred.get(server).into_iter().flatten().map(|d| (&d.key_id, d.ts));
-        for (id, ts) in parked.chain(deferred) {
+        let answers: Vec<(String, u64)> = self
+            .keyring
+            .deferred_answers
+            .get(server)
+            .into_iter()
+            .flatten()
+            .filter_map(|(req, outcome)| self.answer_key_wanted(req, outcome))
+            .filter(|(s, _, _)| s == server)
+            .map(|(_, id, ts)| (id, ts))
+            .collect();
+        for (id, ts) in parked.chain(deferred).chain(answers.iter().map(|(id, ts)| (id, *ts))) {
             let e = ids.entry(id.clone()).or_default();
             *e = (*e).max(ts);
         }
@@ -459,6 +477,44 @@ impl Server {
         for d in ready_requests {
             self.answer_request(d.from, d.id, d.body, now, out);
         }
+        // Answers: acted on once this server's key serves them (deferred again if another
+        // signer's key is still wanted); those it still does not serve keep waiting.
+        let mut still = Vec::new();
+        for (req, outcome) in self.keyring.deferred_answers.remove(server).unwrap_or_default() {
+            match self.answer_key_wanted(&req, &outcome) {
+                Some((s, _, _)) if s == server => still.push((req, outcome)),
+                _ => self.on_answer(req, outcome, now, out),
+            }
+        }
+        if !still.is_empty() {
+            self.keyring.deferred_answers.entry(server.to_owned()).or_default().extend(still);
+        }
+    }
+
+    /// The first signer key an answer checked as a whole still needs (see [`Self::on_answer`]).
+    fn answer_key_wanted(&self, req: &PendingRequest, outcome: &Outcome) -> Option<(String, String, u64)> {
+        match (&req.purpose, outcome) {
+            (Purpose::SendJoin { .. } | Purpose::GetEvent { .. } | Purpose::Backfill { .. }, Outcome::Ok(answer)) => {
+                answer_version(self, answer).and_then(|v| answer.pdus().find_map(|p| self.key_wanted(p, v)))
+            }
+            _ => None,
+        }
+    }
+
+    /// An answer to one of this server's requests: acted on, unless it carries PDUs checked
+    /// as a whole (a `send_join` state, an `/event`, a `/backfill`) of which one has a signer
+    /// whose key this server cannot use yet; then it waits for that key (the request is done:
+    /// its timeout no longer applies).
+    pub(crate) fn on_answer(&mut self, req: PendingRequest, outcome: Outcome, now: SimTime, out: &mut Vec<Output>) {
+        let Some((server, _, _)) = self.answer_key_wanted(&req, &outcome) else {
+            self.on_response(req, outcome, now, out);
+            return;
+        };
+        self.keyring.stats.parked += 1;
+        self.keyring.deferred_answers.entry(server.clone()).or_default().push((req, outcome));
+        if !self.keyring.fetching.contains_key(&server) {
+            self.fetch_keys(server, 0, now, out);
+        }
     }
 
     /// No source had a usable key: what waited for it is dropped (a PDU is judged again when
@@ -506,5 +562,27 @@ impl Server {
             let outcome = Outcome::Error { status: 401, errcode: "M_UNAUTHORIZED".into() };
             self.respond(d.from, d.id, outcome, out);
         }
+        // An answer that cannot be checked is no answer: the request failed (a join goes on to
+        // its next candidate or round, a gap's `/event` is asked again later).
+        for (req, _) in self.keyring.deferred_answers.remove(server).unwrap_or_default() {
+            let outcome = Outcome::Error { status: 401, errcode: "M_UNAUTHORIZED".into() };
+            self.on_response(req, outcome, now, out);
+        }
     }
+}
+
+/// The room version an answer's PDUs are checked under: the replica's, or for a `send_join`
+/// into a room not held yet, the one its create event names.
+fn answer_version(server: &Server, answer: &Response) -> Option<&'static RoomVersion> {
+    let mut pdus = answer.pdus();
+    let first = answer.pdus().next()?;
+    if let Some(room) = server.rooms.get(&super::room_id_of(first)) {
+        return Some(room.version);
+    }
+    pdus.find_map(|p| match &p.content {
+        crate::protocol::pdu::TypedContent::Create(c) if p.prev_events.is_empty() => {
+            c.room_version.as_deref().and_then(RoomVersion::by_id)
+        }
+        _ => None,
+    })
 }

@@ -248,6 +248,9 @@ pub struct Server {
     pub(crate) redactions: BTreeMap<String, redactions::Redactions>,
     /// Remote joins under way, by (room ID, user).
     pub(crate) joins: BTreeMap<(String, String), joining::JoinAttempt>,
+    /// Per room being joined, the events received before the join's answer, with their sender
+    /// (Synapse's `room_queues`: events of a room it is joining wait for the join to finish).
+    pub(crate) early: BTreeMap<String, Vec<(Arc<Pdu>, ServerIdx)>>,
     pub(crate) outbound: Outbound,
     pub(crate) requests: BTreeMap<RequestId, PendingRequest>,
     pub(crate) next_request_id: RequestId,
@@ -293,6 +296,7 @@ impl Server {
             knocks: BTreeMap::new(),
             redactions: BTreeMap::new(),
             joins: BTreeMap::new(),
+            early: BTreeMap::new(),
             requests: BTreeMap::new(),
             next_request_id: 1,
             informed: BTreeMap::new(),
@@ -327,6 +331,7 @@ impl Server {
                 self.retries.crash();
                 self.outbound.crash();
                 self.joins_lost_in_crash(&mut out);
+                self.early.clear();
                 self.keyring.crashed();
                 for r in self.rooms.values_mut() {
                     r.fetching.clear();
@@ -360,7 +365,7 @@ impl Server {
                     self.record(out, SimEvent::LateResponse { id });
                     return;
                 };
-                self.on_response(req, outcome, now, out);
+                self.on_answer(req, outcome, now, out);
             }
         }
     }
@@ -403,7 +408,7 @@ impl Server {
         }
     }
 
-    fn on_response(&mut self, req: PendingRequest, outcome: Outcome, now: SimTime, out: &mut Vec<Output>) {
+    pub(crate) fn on_response(&mut self, req: PendingRequest, outcome: Outcome, now: SimTime, out: &mut Vec<Output>) {
         match (req.purpose, outcome) {
             (Purpose::Transaction { dest, .. }, Outcome::Ok(_)) => {
                 self.outbound.acked(dest);

@@ -102,7 +102,11 @@ impl Server {
     ) {
         let room_id = room_id_of(&pdu);
         let Some(room) = self.rooms.get(&room_id) else {
-            return; // not in this room (e.g. an invite for a local user arrives later by /invite)
+            // Not in this room (e.g. an invite for a local user arrives later by /invite), unless
+            // a join is under way: another server's join or message, sent before this server's
+            // own join answer arrived, waits for it (as Synapse queues a joining room's events).
+            self.hold_for_join(room_id, pdu, from, out);
+            return;
         };
         // An event held only as an outlier is taken again: it enters the timeline once its prev
         // events do (Synapse de-outliers a pulled event it held as an outlier).
@@ -147,6 +151,45 @@ impl Server {
         let room = self.rooms.get_mut(&room_id).expect("checked");
         if !room.pending.is_empty() && !room.fetching.contains(&from) {
             self.fetch_missing(&room_id, from, now, out);
+        }
+    }
+
+    /// Holds `pdu` if a local user is joining `room_id` (see [`Server::early`]), bounded.
+    fn hold_for_join(&mut self, room_id: String, pdu: Arc<Pdu>, from: ServerIdx, out: &mut Vec<Output>) {
+        if !self.joins.keys().any(|(r, _)| *r == room_id) {
+            return;
+        }
+        let held = self.early.entry(room_id).or_default();
+        if held.len() >= bounds::EARLY_EVENTS_PER_JOIN {
+            let ev = SimEvent::CapReached {
+                cap: "server.early_events".into(),
+                limit: bounds::EARLY_EVENTS_PER_JOIN as u64,
+                consequence: format!("{} dropped: it is fetched again when its children arrive", pdu.event_id),
+            };
+            self.record(out, ev);
+            return;
+        }
+        if !held.iter().any(|(p, _)| p.event_id == pdu.event_id) {
+            held.push((pdu, from));
+        }
+    }
+
+    /// The join of `room_id` is done: the events held for it are received now.
+    pub(crate) fn release_held_for_join(&mut self, room_id: &str, now: SimTime, out: &mut Vec<Output>) {
+        if !self.rooms.contains_key(room_id) {
+            return;
+        }
+        for (pdu, from) in self.early.remove(room_id).unwrap_or_default() {
+            self.receive_pdu(pdu, from, now, out);
+        }
+    }
+
+    /// A join of `room_id` failed: what was held for it is forgotten unless another local
+    /// user's join of the room is still under way.
+    pub(crate) fn forget_held_for_join(&mut self, room_id: &str) {
+        let joining = self.joins.keys().any(|(r, _)| r == room_id);
+        if !joining {
+            self.early.remove(room_id);
         }
     }
 

@@ -345,9 +345,18 @@ mod tests {
         let retries = s.config.request_retries;
         let mut out = Vec::new();
         for i in 0..=retries {
-            out = s.handle(Input::Timer(Timer::RequestTimeout { id }), u64::from(i + 1) * 10_000_000);
+            let at = u64::from(i + 1) * 10_000_000;
+            out = s.handle(Input::Timer(Timer::RequestTimeout { id }), at);
             if i < retries {
-                assert_eq!(make_joins(&out), vec![(0, id)], "a re-send of the same request, not a new candidate");
+                // The retry waits out its backoff (retry.rs), then re-sends the same request.
+                let retry = out.iter().find_map(|o| match o {
+                    Output::SetTimer { at, timer: Timer::RetryRequest { id: r } } if *r == id => Some(*at),
+                    _ => None,
+                });
+                let retry_at = retry.expect("a retry is scheduled, not a new candidate");
+                assert!(make_joins(&out).is_empty(), "nothing sent before the backoff");
+                let resent = s.handle(Input::Timer(Timer::RetryRequest { id }), retry_at);
+                assert_eq!(make_joins(&resent), vec![(0, id)], "a re-send of the same request, not a new candidate");
             }
         }
         assert_eq!(make_joins(&out).iter().map(|m| m.0).collect::<Vec<_>>(), vec![1], "hs2 asked after hs1 timed out");

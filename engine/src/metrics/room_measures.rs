@@ -227,7 +227,13 @@ impl RoomMeasures {
         let Some(f) = self.faults.get(i) else { return };
         if matches!(f.kind, FaultKind::RotateKey { .. }) {
             // A moment, not a window: nothing is cut (what it costs shows in the keys counts).
-            self.fault_windows.push(FaultWindow { index: i, kind: "rotate_key", start_us: t, end_us: Some(t), disruption: false });
+            self.fault_windows.push(FaultWindow {
+                index: i,
+                kind: "rotate_key",
+                start_us: t,
+                end_us: Some(t),
+                disruption: false,
+            });
             return;
         }
         if matches!(f.kind, FaultKind::HealAll) {

@@ -723,8 +723,7 @@ pub fn judge_outlier(dag: &RoomDag, idx: EventIdx) -> Status {
 }
 
 fn missing_auth_events(dag: &RoomDag, idx: EventIdx) -> Option<Status> {
-    let missing: Vec<&str> =
-        dag.pdu(idx).auth_events.iter().filter(|a| !dag.contains(a)).map(String::as_str).collect();
+    let missing: Vec<&str> = dag.pdu(idx).auth_events.iter().filter(|a| !dag.contains(a)).map(String::as_str).collect();
     (!missing.is_empty()).then(|| Status::Rejected {
         stage: Stage::Missing,
         reason: format!("references auth events not in the DAG: {}", missing.join(", ")),

@@ -124,14 +124,23 @@ pub enum Verdict {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "input", rename_all = "snake_case")]
 pub enum LoggedInput {
-    Deliver { from: ServerIdx, msg: Seq },
-    Timer { timer: Timer },
+    Deliver {
+        from: ServerIdx,
+        msg: Seq,
+    },
+    Timer {
+        timer: Timer,
+    },
     Action(ClientAction),
     Crash,
     Restart,
-    ClockSkew { skew_us: i64 },
+    ClockSkew {
+        skew_us: i64,
+    },
     /// A `rotate_key` fault reached the server.
-    RotateKey { keep_old: bool },
+    RotateKey {
+        keep_old: bool,
+    },
 }
 
 impl SimEvent {

@@ -66,9 +66,13 @@ pub struct ReplicaStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
     Rejected,
-    Accepted { soft_failed: bool },
+    Accepted {
+        soft_failed: bool,
+    },
     /// Held only as an outlier, `rejected` by the rules against its own auth events or not.
-    Outlier { rejected: bool },
+    Outlier {
+        rejected: bool,
+    },
 }
 
 /// What observers may ask of the world. Queries are by room ID and node index.

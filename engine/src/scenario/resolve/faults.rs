@@ -32,7 +32,10 @@ pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndConditi
             return Err(Problem::at(duration.span(), "`duration` does not apply to fault \"heal_all\""));
         }
         if let (FaultKind::RotateKey { .. }, Some(duration)) = (&kind, &fault.duration) {
-            return Err(Problem::at(duration.span(), "`duration` does not apply to fault \"rotate_key\" (a rotation is not undone)"));
+            return Err(Problem::at(
+                duration.span(),
+                "`duration` does not apply to fault \"rotate_key\" (a rotation is not undone)",
+            ));
         }
         let duration_us = match &fault.duration {
             Some(d) if d.get_ref().0 == 0 => {
@@ -117,7 +120,8 @@ fn partition(fault: &RawFault, names: &Names, kind_span: &Range<usize>, label: &
     for side in groups.get_ref() {
         let mut servers = Vec::new();
         for (name, span) in side.get_ref().spanned(&side.span()) {
-            let listed = if names.is_notary(&name) { vec![name.clone()] } else { names.servers_of(&name, &span, context)? };
+            let listed =
+                if names.is_notary(&name) { vec![name.clone()] } else { names.servers_of(&name, &span, context)? };
             for server in listed {
                 if !placed.insert(server.clone()) {
                     return Err(Problem::at(span, format!("server \"{server}\" is on two sides of the partition")));

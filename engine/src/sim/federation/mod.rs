@@ -12,9 +12,9 @@
 pub mod backfill;
 pub mod invite;
 pub mod join;
+pub mod keys;
 pub mod knock;
 pub mod leave;
-pub mod keys;
 pub mod missing_events;
 pub mod restricted;
 pub mod send;

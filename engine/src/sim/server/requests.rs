@@ -7,23 +7,57 @@ use crate::sim::time::SimTime;
 /// Why a request was sent, so that its answer (or its timeout) can be acted on.
 #[derive(Debug, Clone)]
 pub(crate) enum Purpose {
-    Transaction { dest: ServerIdx },
-    Fetch { room_id: String },
-    MakeJoin { user: String, room_id: String },
-    SendJoin { user: String, room_id: String },
-    Invite { room_id: String },
-    MakeKnock { user: String, room_id: String },
-    SendKnock { user: String, room_id: String },
-    MakeLeave { user: String, room_id: String },
-    SendLeave { user: String, room_id: String },
+    Transaction {
+        dest: ServerIdx,
+    },
+    Fetch {
+        room_id: String,
+    },
+    MakeJoin {
+        user: String,
+        room_id: String,
+    },
+    SendJoin {
+        user: String,
+        room_id: String,
+    },
+    Invite {
+        room_id: String,
+    },
+    MakeKnock {
+        user: String,
+        room_id: String,
+    },
+    SendKnock {
+        user: String,
+        room_id: String,
+    },
+    MakeLeave {
+        user: String,
+        room_id: String,
+    },
+    SendLeave {
+        user: String,
+        room_id: String,
+    },
     /// Keys of `server` from the `step`-th source (trusted notaries in order, then the origin).
-    KeyFetch { server: String, step: usize },
+    KeyFetch {
+        server: String,
+        step: usize,
+    },
     /// `/state_ids` at `event_id`, a missing prev event of a pending event.
-    StateIds { room_id: String, event_id: String },
+    StateIds {
+        room_id: String,
+        event_id: String,
+    },
     /// `/event/{eventId}` for a gap being bridged.
-    GetEvent { room_id: String },
+    GetEvent {
+        room_id: String,
+    },
     /// `/backfill` after a `join.mode = "state"` join.
-    Backfill { room_id: String },
+    Backfill {
+        room_id: String,
+    },
 }
 
 #[derive(Debug, Clone)]

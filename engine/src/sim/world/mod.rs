@@ -24,9 +24,9 @@ use super::federation::{PduStore, ServerIdx};
 use super::log::LogWriter;
 use super::network::Network;
 use super::node::Node;
+use super::notary::Notary;
 use super::observe::Observer;
 use super::rng::RngStreams;
-use super::notary::Notary;
 use super::server::keyring::KeyBook;
 use super::server::{Directory, Server, KEY_ID};
 use super::time::SimTime;
@@ -151,10 +151,7 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
         keys: KeyBook {
             distribution: scenario.keys.distribution,
             validity_us: scenario.keys.validity_us,
-            history: histories
-                .iter()
-                .map(|h| h.iter().map(|k| (k.key_id.clone(), k.public_key())).collect())
-                .collect(),
+            history: histories.iter().map(|h| h.iter().map(|k| (k.key_id.clone(), k.public_key())).collect()).collect(),
         },
     });
     let mut nodes: Vec<Node> = scenario

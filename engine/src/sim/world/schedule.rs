@@ -2,8 +2,8 @@
 //! ticks, workload arrivals) between windows. Workloads and samples are generated lazily, one
 //! pending item per generator, so a long `end` costs nothing until it is simulated.
 
-use super::World;
 use super::workload;
+use super::World;
 use crate::scenario::{ActionKind, JoinRule, RoomSpec};
 use crate::sim::bounds;
 use crate::sim::event::Seq;

@@ -368,6 +368,9 @@ fn a_gap_too_wide_for_one_round_is_bridged_with_state_ids() {
     let room_id = r.room_id().to_owned();
     let dir = directory();
     let mut servers: Vec<Server> = (0..2).map(|i| server(i, SignatureMode::Real, &dir, &room_id, &V11)).collect();
+    for s in &mut servers {
+        s.config.join_mode = crate::scenario::JoinMode::State;
+    }
     let pdu = |n: &str| resign(r.pdu(n), &V11);
     let setup = ["CREATE", "MA", "PL", "JR", "MB"];
     let all: Vec<Arc<Pdu>> =

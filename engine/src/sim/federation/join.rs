@@ -94,20 +94,22 @@ impl Server {
         now: SimTime,
         out: &mut Vec<Output>,
     ) {
-        let Some(create) = pdus.iter().find(|p| p.prev_events.is_empty() && p.event_type == "m.room.create") else {
-            return;
-        };
-        let version = match &create.content {
-            TypedContent::Create(c) => c.room_version.as_deref().and_then(RoomVersion::by_id),
-            _ => None,
-        };
-        let Some(version) = version else { return };
+        let Some(version) = created_version(pdus.iter()) else { return };
         self.rooms.entry(room_id.clone()).or_insert_with(|| RoomReplica::new(room_id.clone(), version));
         for p in pdus {
             self.receive_pdu(p, via, now, out);
         }
         self.release_held_for_join(&room_id, now, out);
         self.record(out, SimEvent::Joined { user, room: room_id });
+    }
+}
+
+/// The room version the room's create event (the one without prev events) among `pdus` names.
+pub(crate) fn created_version<'a>(mut pdus: impl Iterator<Item = &'a Arc<Pdu>>) -> Option<&'static RoomVersion> {
+    let create = pdus.find(|p| p.prev_events.is_empty() && p.event_type == "m.room.create")?;
+    match &create.content {
+        TypedContent::Create(c) => c.room_version.as_deref().and_then(RoomVersion::by_id),
+        _ => None,
     }
 }
 
@@ -165,14 +167,7 @@ impl Server {
         now: SimTime,
         out: &mut Vec<Output>,
     ) {
-        let Some(create) = state.iter().find(|p| p.prev_events.is_empty() && p.event_type == "m.room.create") else {
-            return;
-        };
-        let version = match &create.content {
-            TypedContent::Create(c) => c.room_version.as_deref().and_then(RoomVersion::by_id),
-            _ => None,
-        };
-        let Some(version) = version else { return };
+        let Some(version) = created_version(state.iter()) else { return };
         self.rooms.entry(room_id.clone()).or_insert_with(|| RoomReplica::new(room_id.clone(), version));
         let state_ids: BTreeSet<String> = state.iter().map(|p| p.event_id.clone()).collect();
         let mut given: Vec<Arc<Pdu>> = auth_chain.into_iter().chain(state).collect();

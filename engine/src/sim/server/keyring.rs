@@ -574,15 +574,9 @@ impl Server {
 /// The room version an answer's PDUs are checked under: the replica's, or for a `send_join`
 /// into a room not held yet, the one its create event names.
 fn answer_version(server: &Server, answer: &Response) -> Option<&'static RoomVersion> {
-    let mut pdus = answer.pdus();
     let first = answer.pdus().next()?;
     if let Some(room) = server.rooms.get(&super::room_id_of(first)) {
         return Some(room.version);
     }
-    pdus.find_map(|p| match &p.content {
-        crate::protocol::pdu::TypedContent::Create(c) if p.prev_events.is_empty() => {
-            c.room_version.as_deref().and_then(RoomVersion::by_id)
-        }
-        _ => None,
-    })
+    crate::sim::federation::join::created_version(answer.pdus())
 }

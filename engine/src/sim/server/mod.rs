@@ -447,14 +447,16 @@ impl Server {
             (Purpose::KeyFetch { server, step }, outcome) => self.on_key_answer(server, step, Some(outcome), now, out),
             (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::SendJoin { state, auth_chain, event })) => {
                 self.join_done(&room_id, &user);
-                self.on_joined_state(user, room_id, state, auth_chain, event, req.to, now, out)
+                self.on_joined_state(user, room_id.clone(), state, auth_chain, event, req.to, now, out);
+                self.catch_up_after_answer(&room_id, now, out);
             }
             (Purpose::StateIds { room_id, event_id }, outcome) => {
                 let ids = match outcome {
                     Outcome::Ok(Response::StateIds { pdu_ids, auth_chain_ids }) => Some((pdu_ids, auth_chain_ids)),
                     _ => None,
                 };
-                self.on_state_ids(&room_id, event_id, ids, req.to, now, out)
+                self.on_state_ids(&room_id, event_id, ids, req.to, now, out);
+                self.catch_up_after_answer(&room_id, now, out);
             }
             (Purpose::GetEvent { room_id }, outcome) => {
                 let pdu = match outcome {
@@ -462,10 +464,12 @@ impl Server {
                     _ => None,
                 };
                 let Request::GetEvent { event_id, .. } = &req.body else { unreachable!("asked for an event") };
-                self.on_got_event(&room_id, pdu, event_id, out)
+                self.on_got_event(&room_id, pdu, event_id, out);
+                self.catch_up_after_answer(&room_id, now, out);
             }
             (Purpose::Backfill { room_id }, Outcome::Ok(Response::Events { pdus })) => {
-                self.on_backfilled(&room_id, pdus, out)
+                self.on_backfilled(&room_id, pdus, out);
+                self.catch_up_after_answer(&room_id, now, out);
             }
             (purpose, outcome) => {
                 let failure = match outcome {

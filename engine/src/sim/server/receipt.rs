@@ -193,6 +193,15 @@ impl Server {
         }
     }
 
+    /// After a state join, a bridged gap or a backfill changed the room's timeline (and with
+    /// it, maybe, who is joined): catch up the servers that joined meanwhile, as
+    /// [`Server::receive_pdu_catching_up`] does for one received PDU.
+    pub(crate) fn catch_up_after_answer(&mut self, room_id: &str, now: SimTime, out: &mut Vec<Output>) {
+        if self.rooms.contains_key(room_id) {
+            self.catch_up_joined(room_id, None, now, out);
+        }
+    }
+
     /// Catches up every server that joined the room since this server last looked while
     /// resident (`Server::informed`), except `no_catch_up`. The first time this server is
     /// resident it only takes note: it has just joined, and the residents catch it up.

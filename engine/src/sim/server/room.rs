@@ -52,6 +52,11 @@ pub struct RoomReplica {
     pub version: &'static RoomVersion,
     pub dag: RoomDag,
     state_after: Vec<StateMap>,
+    /// The state before each timeline event judged against a given state (a join from
+    /// `send_join`, a gap bridged with `/state_ids`): its prev events are not in the timeline,
+    /// so that state cannot be recomputed from theirs, and `/state_ids` or a `send_join` answer
+    /// at it must give what it was judged against.
+    given_before: BTreeMap<EventIdx, StateMap>,
     soft_failed: Vec<bool>,
     /// Events held only as outliers: usable as auth events, never forward extremities, not in
     /// the timeline, no state of their own (their `state_after` entry is empty and unused).
@@ -133,6 +138,7 @@ impl RoomReplica {
             version,
             dag: RoomDag::new(version),
             state_after: Vec::new(),
+            given_before: BTreeMap::new(),
             soft_failed: Vec::new(),
             outlier: Vec::new(),
             cited: Default::default(),
@@ -239,6 +245,7 @@ impl RoomReplica {
         let (before, status) = match given {
             Some(before) => {
                 let status = verify::judge_with_state(&self.dag, idx, &before);
+                self.given_before.insert(idx, before.clone());
                 (before, status)
             }
             None => {
@@ -350,6 +357,9 @@ impl RoomReplica {
     /// The state before a timeline event: its prev events' states after, resolved when several
     /// (prev events are found by ID: a de-outliered event's may have been stored after it).
     fn state_before(&self, idx: EventIdx) -> StateMap {
+        if let Some(given) = self.given_before.get(&idx) {
+            return given.clone();
+        }
         let pdu = self.dag.pdu(idx);
         let prev: Vec<EventIdx> = if self.dag.event(idx).missing.is_empty() {
             self.dag.event(idx).prev.clone()
@@ -706,6 +716,14 @@ mod extremity_tests {
         let join = resident.dag.event(mc).pdu.clone();
         assert_eq!(joiner.ingest_with_state(join, before), Decision::Accepted);
         assert_eq!(extremity_names(&joiner, &b), ["MC"]);
+        // Its state before (what `/state_ids` at it answers) is the state it was judged
+        // against, although its prev event A1 is not held to recompute it from.
+        let jmc = joiner.dag.index_of(&b.id("MC")).expect("held");
+        assert_eq!(joiner.state_before_event(jmc).len(), state.len());
+        assert_eq!(
+            state_digest(&joiner.dag, &joiner.state_before_event(jmc)),
+            state_digest(&resident.dag, &resident.state_before_event(mc))
+        );
         assert_eq!(joiner.current_digest(), state_digest(&resident.dag, resident.state_after_event(mc)));
         // A later event builds on the join: connected, judged from the join's state.
         let a2 = Arc::new(b.pdu("A2").clone());

@@ -562,11 +562,12 @@ impl Server {
             let outcome = Outcome::Error { status: 401, errcode: "M_UNAUTHORIZED".into() };
             self.respond(d.from, d.id, outcome, out);
         }
-        // An answer that cannot be checked is no answer: the request failed (a join goes on to
-        // its next candidate or round, a gap's `/event` is asked again later).
+        // An answer that cannot be checked is no answer: the request failed as with an invalid
+        // response (Synapse's `_try_destination_list` tries the next destination), so a join
+        // goes on to its next candidate or round, a gap's `/event` is asked again later.
         for (req, _) in self.keyring.deferred_answers.remove(server).unwrap_or_default() {
-            let outcome = Outcome::Error { status: 401, errcode: "M_UNAUTHORIZED".into() };
-            self.on_response(req, outcome, now, out);
+            let why = format!("its PDUs cannot be checked: no key of {server} from {sources} notaries or {server} itself");
+            self.on_unverifiable_answer(req, why, now, out);
         }
     }
 }

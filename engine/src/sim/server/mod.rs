@@ -408,6 +408,20 @@ impl Server {
         }
     }
 
+    /// An answer whose PDUs could not be checked (no key of a signer): the request failed as
+    /// with an invalid answer.
+    pub(crate) fn on_unverifiable_answer(&mut self, req: PendingRequest, why: String, now: SimTime, out: &mut Vec<Output>) {
+        self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why });
+        match (&req.purpose, &req.body) {
+            (Purpose::GetEvent { room_id }, Request::GetEvent { event_id, .. }) => {
+                let (room_id, event_id) = (room_id.clone(), event_id.clone());
+                self.on_got_event(&room_id, None, &event_id, out);
+                self.arm_missing_retry(&room_id, now, out);
+            }
+            (purpose, _) => self.join_request_failed(purpose, req.to, joining::JoinFailure::Invalid, now, out),
+        }
+    }
+
     pub(crate) fn on_response(&mut self, req: PendingRequest, outcome: Outcome, now: SimTime, out: &mut Vec<Output>) {
         match (req.purpose, outcome) {
             (Purpose::Transaction { dest, .. }, Outcome::Ok(_)) => {

@@ -147,7 +147,6 @@ fn the_run_is_consistent_and_dag_verify_agrees() {
 }
 
 #[test]
-#[ignore = "open (issue 11): since the merge @u0:hs4's knock is not taken in knock-restricted.toml"]
 fn a_knock_accepted_a_knock_denied_and_a_knock_retracted() {
     let r = run();
     let knocked: Vec<&str> = records(r, "knocked").map(|k| k["user"].as_str().unwrap()).collect();

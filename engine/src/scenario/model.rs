@@ -142,13 +142,13 @@ pub struct ServerSpec {
 #[serde(rename_all = "snake_case")]
 pub enum JoinMode {
     /// Every event the resident holds; the joiner judges the room from its create event, and
-    /// fills gaps with `get_missing_events` only (the behaviour before `[join]` existed). The
-    /// default while `state` has an open divergence (see docs/scenarios.md, `[join]`).
-    #[default]
+    /// fills gaps with `get_missing_events` only (the behaviour before `[join]` existed).
     FullHistory,
     /// The state before the join event, its auth chain and the join event (Server-Server API,
     /// §Joining rooms, `send_join` v2), held as outliers; gaps too wide for one
     /// `get_missing_events` round are bridged with `/state_ids`, history comes by `/backfill`.
+    /// The default: what Synapse and the spec do.
+    #[default]
     State,
 }
 

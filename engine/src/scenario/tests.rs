@@ -346,13 +346,13 @@ fn swap_value(line: &str, other: &str) -> String {
 /// `[join] mode`: `state` by default, `full_history` on request (also by `--set`), anything
 /// else refused at the value.
 #[test]
-fn join_mode_defaults_to_full_history_and_refuses_unknown_modes() {
+fn join_mode_defaults_to_state_and_refuses_unknown_modes() {
     let base = "[scenario]\nname = \"j\"\nend = \"1s\"\n[[servers]]\nname = \"hs1\"\n";
-    assert_eq!(parse(base).join_mode, JoinMode::FullHistory);
-    let state = format!("{base}[join]\nmode = \"state\"\n");
-    assert_eq!(parse(&state).join_mode, JoinMode::State);
-    let set = parse_scenario("j.toml", base, &["join.mode=state".to_owned()]).expect("override");
-    assert_eq!(set.join_mode, JoinMode::State);
+    assert_eq!(parse(base).join_mode, JoinMode::State);
+    let full = format!("{base}[join]\nmode = \"full_history\"\n");
+    assert_eq!(parse(&full).join_mode, JoinMode::FullHistory);
+    let set = parse_scenario("j.toml", base, &["join.mode=full_history".to_owned()]).expect("override");
+    assert_eq!(set.join_mode, JoinMode::FullHistory);
     let bad = format!("{base}[join]\nmode = \"partial\"\n");
     let err = parse_scenario("j.toml", &bad, &[]).expect_err("unknown mode").to_string();
     assert!(err.contains("j.toml:7:8") && err.contains("full_history"), "{err}");

@@ -308,8 +308,10 @@ impl Server {
         }
     }
 
-    /// A request that must wait for a key before it is answered: `send_join` (its answer says
-    /// whether the resident accepted the join). Returns whether it was deferred.
+    /// A request that must wait for a key before it is answered: `send_join`, `send_knock`,
+    /// `send_leave` (the answer says whether the resident accepted the membership event, so
+    /// the resident awaits the joiner's key as Synapse's handlers do). Returns whether it was
+    /// deferred.
     pub(crate) fn defer_for_keys(
         &mut self,
         from: ServerIdx,
@@ -318,7 +320,9 @@ impl Server {
         now: SimTime,
         out: &mut Vec<Output>,
     ) -> bool {
-        let Request::SendJoin { pdu } = body else { return false };
+        let (Request::SendJoin { pdu } | Request::SendKnock { pdu } | Request::SendLeave { pdu }) = body else {
+            return false;
+        };
         let Some(room) = self.rooms.get(&super::room_id_of(pdu)) else { return false };
         if room.has(&pdu.event_id) {
             return false;
@@ -518,7 +522,7 @@ impl Server {
     }
 
     /// No source had a usable key: what waited for it is dropped (a PDU is judged again when
-    /// it is seen again; a deferred `send_join` is refused).
+    /// it is seen again; a deferred `send_join`, `send_knock` or `send_leave` is refused).
     fn give_up_keys(&mut self, server: &str, now: SimTime, out: &mut Vec<Output>) {
         self.keyring.fetching.remove(server);
         let sources = self.keyring.trusted.len();
@@ -550,7 +554,7 @@ impl Server {
         }
         for d in self.keyring.deferred.remove(server).unwrap_or_default() {
             self.keyring.stats.dropped += 1;
-            if let Request::SendJoin { pdu } = &d.body {
+            if let Request::SendJoin { pdu } | Request::SendKnock { pdu } | Request::SendLeave { pdu } = &d.body {
                 let ev = SimEvent::Decision {
                     event: pdu.event_id.clone(),
                     decision: Verdict::Dropped,
@@ -566,7 +570,8 @@ impl Server {
         // response (Synapse's `_try_destination_list` tries the next destination), so a join
         // goes on to its next candidate or round, a gap's `/event` is asked again later.
         for (req, _) in self.keyring.deferred_answers.remove(server).unwrap_or_default() {
-            let why = format!("its PDUs cannot be checked: no key of {server} from {sources} notaries or {server} itself");
+            let why =
+                format!("its PDUs cannot be checked: no key of {server} from {sources} notaries or {server} itself");
             self.on_unverifiable_answer(req, why, now, out);
         }
     }

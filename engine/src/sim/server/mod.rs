@@ -410,7 +410,13 @@ impl Server {
 
     /// An answer whose PDUs could not be checked (no key of a signer): the request failed as
     /// with an invalid answer.
-    pub(crate) fn on_unverifiable_answer(&mut self, req: PendingRequest, why: String, now: SimTime, out: &mut Vec<Output>) {
+    pub(crate) fn on_unverifiable_answer(
+        &mut self,
+        req: PendingRequest,
+        why: String,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why });
         match (&req.purpose, &req.body) {
             (Purpose::GetEvent { room_id }, Request::GetEvent { event_id, .. }) => {

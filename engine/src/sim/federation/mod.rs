@@ -89,6 +89,9 @@ pub enum Request {
     StateIds { room_id: String, event_id: String },
     /// `GET /_matrix/federation/v1/event/{eventId}`: one event.
     GetEvent { room_id: String, event_id: String },
+    /// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`: the event's whole auth chain
+    /// (answered as `Events`, the spec's `auth_chain`).
+    EventAuth { room_id: String, event_id: String },
     /// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`: history walking back from
     /// (and including) the events `v`.
     Backfill { room_id: String, v: Vec<String>, limit: u32 },
@@ -140,6 +143,7 @@ impl Request {
             Request::KeyQuery { .. } => "key_query",
             Request::StateIds { .. } => "state_ids",
             Request::GetEvent { .. } => "event",
+            Request::EventAuth { .. } => "event_auth",
             Request::Backfill { .. } => "backfill",
         }
     }
@@ -160,6 +164,7 @@ impl Request {
             | Request::KeyQuery { .. }
             | Request::StateIds { .. }
             | Request::GetEvent { .. }
+            | Request::EventAuth { .. }
             | Request::Backfill { .. } => &[],
         }
     }

@@ -8,7 +8,9 @@
 //! itself when it is a state event, `_get_state_ids_after_missing_prev_event`), the events of
 //! those states and auth chains it lacks are fetched with `/event/{eventId}` and stored as
 //! outliers, the states are resolved (when several prev events) and the waiting event is judged
-//! against the result. It no longer waits forever.
+//! against the result. It no longer waits forever. A waiting event whose auth events are not
+//! held has its whole auth chain asked with `/event_auth` (Synapse's
+//! `_get_remote_auth_chain_for_event`), stored as outliers.
 
 use super::join::auth_chain;
 use super::{Outcome, Request, Response, ServerIdx};
@@ -30,13 +32,15 @@ pub struct Bridge {
     pub states: BTreeMap<String, Option<Vec<String>>>,
     /// Events asked for with `/event`, not answered yet.
     pub fetching: BTreeSet<String>,
+    /// Waiting events whose auth chain was asked with `/event_auth`, not answered yet.
+    pub auth_fetching: BTreeSet<String>,
     /// Fetched events, stored as outliers once nothing more is awaited.
     pub fetched: Vec<Arc<Pdu>>,
 }
 
 impl Bridge {
     pub fn is_idle(&self) -> bool {
-        self.states.is_empty() && self.fetching.is_empty()
+        self.states.is_empty() && self.fetching.is_empty() && self.auth_fetching.is_empty()
     }
 }
 
@@ -47,6 +51,7 @@ impl Server {
         let Some(room) = self.rooms.get(room_id) else { return };
         let mut ask_state: Vec<String> = Vec::new();
         let mut ask_event: Vec<String> = Vec::new();
+        let mut ask_auth: Vec<String> = Vec::new();
         for p in room.pending.values() {
             for id in &p.prev_events {
                 if room.in_timeline(id) || room.pending.contains_key(id) || room.bridge.states.contains_key(id) {
@@ -56,15 +61,41 @@ impl Server {
                     ask_state.push(id.clone());
                 }
             }
-            for id in p.auth_events.iter().chain(&ask_state) {
-                if !room.has(id) && !room.bridge.fetching.contains(id) && !ask_event.contains(id) {
-                    ask_event.push(id.clone());
-                }
+        }
+        // Auth events missing (and not themselves waiting here): the auth chain of one waiting
+        // event that lacks each, unless a chain asked already covers it (it holds the event's
+        // auth events).
+        let missing_auth = |p: &Pdu| -> Vec<String> {
+            p.auth_events.iter().filter(|a| !room.has(a) && !room.pending.contains_key(*a)).cloned().collect()
+        };
+        let mut covered: BTreeSet<String> = room
+            .bridge
+            .auth_fetching
+            .iter()
+            .filter_map(|id| room.pending.get(id))
+            .flat_map(|p| p.auth_events.iter().cloned())
+            .collect();
+        for p in room.pending.values() {
+            let missing = missing_auth(p);
+            if missing.iter().any(|a| !covered.contains(a)) && !room.bridge.auth_fetching.contains(&p.event_id) {
+                ask_auth.push(p.event_id.clone());
+                covered.extend(missing);
+            }
+        }
+        for id in &ask_state {
+            if !room.has(id) && !room.bridge.fetching.contains(id) && !ask_event.contains(id) {
+                ask_event.push(id.clone());
             }
         }
         let room = self.rooms.get_mut(room_id).expect("checked");
         for id in &ask_state {
             room.bridge.states.insert(id.clone(), None);
+        }
+        room.bridge.auth_fetching.extend(ask_auth.iter().cloned());
+        for event_id in ask_auth {
+            let body = Request::EventAuth { room_id: room_id.to_owned(), event_id: event_id.clone() };
+            let purpose = Purpose::EventAuth { room_id: room_id.to_owned(), event_id };
+            self.send_request(from, body, purpose, now, out);
         }
         for event_id in ask_state {
             let body = Request::StateIds { room_id: room_id.to_owned(), event_id: event_id.clone() };
@@ -95,6 +126,36 @@ impl Server {
         let pdu_ids: Vec<String> = state.values().map(id_of).collect();
         let auth_chain_ids: Vec<String> = auth_chain(room, state.values().copied()).iter().map(id_of).collect();
         Outcome::Ok(Response::StateIds { pdu_ids, auth_chain_ids })
+    }
+
+    /// `/event_auth`: the whole auth chain of a held event (timeline or outlier), oldest first.
+    pub(crate) fn answer_event_auth(&self, room_id: &str, event_id: &str) -> Outcome {
+        let Some((room, idx)) = self.rooms.get(room_id).and_then(|r| r.dag.index_of(event_id).map(|i| (r, i))) else {
+            return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
+        };
+        let pdus = auth_chain(room, [idx].into_iter()).into_iter().map(|i| room.dag.event(i).pdu.clone()).collect();
+        Outcome::Ok(Response::Events { pdus })
+    }
+
+    /// An `/event_auth` answer (`None`: failed; the missing-event retry asks again): its events
+    /// join the fetched ones, stored as outliers once nothing more is awaited.
+    pub(crate) fn on_event_auth(
+        &mut self,
+        room_id: &str,
+        asked: &str,
+        chain: Option<Vec<Arc<Pdu>>>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(room) = self.rooms.get_mut(room_id) else { return };
+        if !room.bridge.auth_fetching.remove(asked) {
+            return;
+        }
+        for pdu in chain.unwrap_or_default() {
+            if !room.has(&pdu.event_id) && !room.bridge.fetched.iter().any(|f| f.event_id == pdu.event_id) {
+                room.bridge.fetched.push(pdu);
+            }
+        }
+        self.finish_bridge(room_id, out);
     }
 
     /// `/event/{eventId}`: the event, as a one-PDU answer.
@@ -144,7 +205,10 @@ impl Server {
     /// have a known state, against the resolution of their states after.
     fn finish_bridge(&mut self, room_id: &str, out: &mut Vec<Output>) {
         let room = &self.rooms[room_id];
-        if !room.bridge.fetching.is_empty() || room.bridge.states.values().any(Option::is_none) {
+        if !room.bridge.fetching.is_empty()
+            || !room.bridge.auth_fetching.is_empty()
+            || room.bridge.states.values().any(Option::is_none)
+        {
             return;
         }
         let mut fetched = std::mem::take(&mut self.rooms.get_mut(room_id).expect("checked").bridge.fetched);
@@ -194,7 +258,10 @@ impl Server {
             self.drain_pending(room_id, out);
         }
         let room = self.rooms.get_mut(room_id).expect("checked");
-        if room.bridge.fetching.is_empty() && room.bridge.states.values().all(Option::is_some) {
+        if room.bridge.fetching.is_empty()
+            && room.bridge.auth_fetching.is_empty()
+            && room.bridge.states.values().all(Option::is_some)
+        {
             room.bridge.states.clear();
         }
     }

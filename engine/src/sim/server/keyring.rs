@@ -498,9 +498,13 @@ impl Server {
     /// The first signer key an answer checked as a whole still needs (see [`Self::on_answer`]).
     fn answer_key_wanted(&self, req: &PendingRequest, outcome: &Outcome) -> Option<(String, String, u64)> {
         match (&req.purpose, outcome) {
-            (Purpose::SendJoin { .. } | Purpose::GetEvent { .. } | Purpose::Backfill { .. }, Outcome::Ok(answer)) => {
-                answer_version(self, answer).and_then(|v| answer.pdus().find_map(|p| self.key_wanted(p, v)))
-            }
+            (
+                Purpose::SendJoin { .. }
+                | Purpose::GetEvent { .. }
+                | Purpose::EventAuth { .. }
+                | Purpose::Backfill { .. },
+                Outcome::Ok(answer),
+            ) => answer_version(self, answer).and_then(|v| answer.pdus().find_map(|p| self.key_wanted(p, v))),
             _ => None,
         }
     }

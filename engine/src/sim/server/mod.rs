@@ -404,6 +404,7 @@ impl Server {
             Request::KeyQuery { .. } => Outcome::Error { status: 404, errcode: "M_UNRECOGNIZED".into() },
             Request::StateIds { room_id, event_id } => self.answer_state_ids(&room_id, &event_id),
             Request::GetEvent { room_id, event_id } => self.answer_get_event(&room_id, &event_id),
+            Request::EventAuth { room_id, event_id } => self.answer_event_auth(&room_id, &event_id),
             Request::Backfill { room_id, v, limit } => self.answer_backfill(&room_id, &v, limit),
         }
     }
@@ -422,6 +423,11 @@ impl Server {
             (Purpose::GetEvent { room_id }, Request::GetEvent { event_id, .. }) => {
                 let (room_id, event_id) = (room_id.clone(), event_id.clone());
                 self.on_got_event(&room_id, None, &event_id, out);
+                self.arm_missing_retry(&room_id, now, out);
+            }
+            (Purpose::EventAuth { room_id, event_id }, _) => {
+                let (room_id, event_id) = (room_id.clone(), event_id.clone());
+                self.on_event_auth(&room_id, &event_id, None, out);
                 self.arm_missing_retry(&room_id, now, out);
             }
             (purpose, _) => self.join_request_failed(purpose, req.to, joining::JoinFailure::Invalid, now, out),
@@ -487,6 +493,14 @@ impl Server {
                 self.on_got_event(&room_id, pdu, event_id, out);
                 self.catch_up_after_answer(&room_id, now, out);
             }
+            (Purpose::EventAuth { room_id, event_id }, outcome) => {
+                let chain = match outcome {
+                    Outcome::Ok(Response::Events { pdus }) => Some(pdus),
+                    _ => None,
+                };
+                self.on_event_auth(&room_id, &event_id, chain, out);
+                self.catch_up_after_answer(&room_id, now, out);
+            }
             (Purpose::Backfill { room_id }, Outcome::Ok(Response::Events { pdus })) => {
                 self.on_backfilled(&room_id, pdus, out);
                 self.catch_up_after_answer(&room_id, now, out);
@@ -547,6 +561,7 @@ impl Server {
                     (Purpose::GetEvent { room_id }, Request::GetEvent { event_id, .. }) => {
                         self.on_got_event(room_id, None, event_id, out)
                     }
+                    (Purpose::EventAuth { room_id, event_id }, _) => self.on_event_auth(room_id, event_id, None, out),
                     (Purpose::KeyFetch { server, step }, _) => {
                         let (server, step) = (server.clone(), *step);
                         self.on_key_answer(server, step, None, now, out)

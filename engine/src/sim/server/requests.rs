@@ -54,6 +54,11 @@ pub(crate) enum Purpose {
     GetEvent {
         room_id: String,
     },
+    /// `/event_auth` of a pending event whose auth events are not held.
+    EventAuth {
+        room_id: String,
+        event_id: String,
+    },
     /// `/backfill` after a `join.mode = "state"` join.
     Backfill {
         room_id: String,

@@ -242,6 +242,7 @@ impl RoomReplica {
         }
         let promoted = self.dag.index_of(&pdu.event_id);
         let idx = self.dag.insert(pdu);
+        let across_gap = given.is_some();
         let (before, status) = match given {
             Some(before) => {
                 let status = verify::judge_with_state(&self.dag, idx, &before);
@@ -268,7 +269,7 @@ impl RoomReplica {
         let decision = match status {
             Status::Rejected { stage, reason } => Decision::Rejected { stage, reason },
             Status::Accepted if !live => Decision::Accepted,
-            Status::Accepted => match self.soft_fail_check(idx) {
+            Status::Accepted => match self.soft_fail_check(idx, across_gap.then_some(&before)) {
                 Ok(()) => Decision::Accepted,
                 Err(reason) => Decision::SoftFailed { reason },
             },
@@ -387,12 +388,27 @@ impl RoomReplica {
         &self.state_after[idx as usize]
     }
 
-    /// Receipt check 6: the rules against the current state.
-    fn soft_fail_check(&self, idx: EventIdx) -> Result<(), String> {
+    /// Receipt check 6: the rules against the current state. For an event across a gap (its
+    /// prev events not in the timeline, judged against `gap_state`), the "current state" is the
+    /// resolution of the forward extremities' states and the event's state before, as Synapse's
+    /// `_check_for_soft_fail` does when the event has missing prev events (a server that was
+    /// away must not soft-fail what it simply has not seen, yet a ban it holds still counts).
+    fn soft_fail_check(&self, idx: EventIdx, gap_state: Option<&StateMap>) -> Result<(), String> {
         if self.current.is_empty() {
             return Ok(()); // the room's first events
         }
-        let state = self.dag.auth_state_from(idx, &self.current);
+        let across_gap;
+        let current = match gap_state {
+            Some(before) => {
+                let mut inputs: Vec<&StateMap> =
+                    self.extremities.iter().map(|e| &self.state_after[*e as usize]).collect();
+                inputs.push(before);
+                across_gap = state_res::resolve(&self.dag, &inputs);
+                &across_gap
+            }
+            None => &self.current,
+        };
+        let state = self.dag.auth_state_from(idx, current);
         auth::check_state_dependent(self.version, self.dag.pdu(idx), &state).map_err(|r| r.to_string())
     }
 

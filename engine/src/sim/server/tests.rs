@@ -411,6 +411,57 @@ fn a_gap_too_wide_for_one_round_is_bridged_with_state_ids() {
     assert_eq!(tips, ["M1".to_owned(), "T".to_owned()].into());
 }
 
+/// A gap whose waiting events lack an auth event (`join.mode = "state"`): carol joins on hs1
+/// and sends 25 messages; hs2 holds the room up to MB and receives only carol's last message.
+/// After one `get_missing_events` round the waiting messages lack carol's join (an auth event
+/// inside the gap): one `/event_auth` brings the auth chain of one of them, its join is stored
+/// as an outlier, and every waiting message is judged, accepted, as on hs1.
+#[test]
+fn a_gap_lacking_an_auth_event_fetches_the_auth_chain_with_event_auth() {
+    let mut r = RoomBuilder::new(&V11);
+    r.add("CREATE", Ev::create("@alice:hs1"));
+    r.add("MA", Ev::join("@alice:hs1"));
+    r.add("PL", Ev::power_levels("@alice:hs1", json!({"users": {"@alice:hs1": 100}})));
+    r.add("JR", Ev::join_rules("@alice:hs1", "public"));
+    r.add("MB", Ev::join("@bob:hs2"));
+    r.add("MC", Ev::join("@carol:hs1"));
+    let names: Vec<String> = (1..=25).map(|i| format!("C{i}")).collect();
+    for n in &names {
+        r.add(n, Ev::message("@carol:hs1", n));
+    }
+    let room_id = r.room_id().to_owned();
+    let dir = directory();
+    let mut servers: Vec<Server> = (0..2).map(|i| server(i, SignatureMode::Real, &dir, &room_id, &V11)).collect();
+    for s in &mut servers {
+        s.config.join_mode = crate::scenario::JoinMode::State;
+    }
+    let pdu = |n: &str| resign(r.pdu(n), &V11);
+    let setup = ["CREATE", "MA", "PL", "JR", "MB"];
+    let all: Vec<Arc<Pdu>> =
+        setup.iter().copied().chain(["MC"]).chain(names.iter().map(String::as_str)).map(pdu).collect();
+    deliver(&mut servers[0], 2, all);
+    deliver(&mut servers[1], 0, setup.iter().copied().map(pdu).collect());
+    let x = Message::Request { id: 1, body: Request::Transaction { pdus: vec![pdu("C25")] } };
+    let (requests, records) = pump(&mut servers, vec![(0, 1, x)]);
+    assert_eq!(requests.iter().filter(|r| *r == "event_auth").count(), 1, "{requests:?}");
+    let hs2 = &servers[1].rooms[&room_id];
+    assert!(hs2.pending.is_empty(), "nothing waits: {:?}", hs2.pending.keys());
+    let mc = hs2.dag.index_of(&r.id("MC")).expect("carol's join fetched");
+    assert!(!hs2.dag.event(mc).is_rejected());
+    let decided = |id: &str| {
+        records[1].iter().rev().find_map(|e| match e {
+            SimEvent::Decision { event, decision, .. } if event == id => Some(*decision),
+            _ => None,
+        })
+    };
+    for i in 16..=25 {
+        assert_eq!(decided(&r.id(&format!("C{i}"))), Some(Verdict::Accepted), "C{i}");
+    }
+    // Carol is joined in hs2's state, as in hs1's.
+    let member = hs2.current_event("m.room.member", "@carol:hs1").map(|p| p.event_id.clone());
+    assert_eq!(member, Some(r.id("MC")));
+}
+
 /// `join.mode` scenario: hs1 and hs2 talk and change the topic; hs3 joins at 20 s, then talks.
 fn late_join_scenario(mode: &str) -> crate::scenario::Scenario {
     let text = format!(

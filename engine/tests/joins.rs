@@ -25,8 +25,13 @@ impl Write for SharedBuf {
 }
 
 fn bundled(name: &str) -> Scenario {
+    bundled_with(name, &[])
+}
+
+fn bundled_with(name: &str, sets: &[&str]) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(name);
-    load_scenario(&path, &[]).unwrap_or_else(|e| panic!("{name}: {e}"))
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    load_scenario(&path, &sets).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// Runs `sc`: its summary and its log records, parsed.
@@ -83,6 +88,32 @@ fn joins_go_through_another_resident_while_the_creator_is_down() {
         .map(|r| r["t_us"].as_u64().unwrap())
         .collect();
     assert!(!rounds.is_empty(), "@u1:hs4's join was retried in rounds");
+}
+
+/// `creator-crash` without its notary: a `send_join` answer holds hs1's events, whose key
+/// nobody can give while hs1 is down. Such an answer is invalid, not a refusal: the join goes
+/// on to its next candidate and round, and completes once hs1 answers key requests again.
+#[test]
+fn a_join_answer_that_cannot_be_checked_fails_over_and_the_join_completes_later() {
+    let sc = bundled_with("creator-crash.toml", &["keys.notaries=[]"]);
+    let (summary, log) = run(&sc);
+    let room = &summary["rooms"]["main"];
+    assert_eq!(room["members_missing"], serde_json::json!([]), "{room}");
+    assert_eq!(room["joins_failed"], 0, "{room}");
+    assert_eq!(room["agreed_at_end"], true, "{room}");
+    let unverifiable: Vec<&Value> = log
+        .iter()
+        .filter(|r| kind(r) == "request_failed" && r["request"] == "send_join")
+        .filter(|r| r["why"].as_str().unwrap_or("").contains("cannot be checked"))
+        .collect();
+    assert!(!unverifiable.is_empty(), "some send_join answer could not be checked while hs1 was down");
+    let joined =
+        |user: &str| log.iter().find(|r| kind(r) == "joined" && r["user"] == user).map(|r| r["t_us"].as_u64().unwrap());
+    for r in &unverifiable {
+        let server = r["server"].as_str().unwrap();
+        let t = joined(&format!("@u0:{server}")).expect("joined in the end");
+        assert!(t > 90_000_000, "{server} joined at {t} µs, after hs1 came back");
+    }
 }
 
 /// `churn`: 12 servers, every user leaving and rejoining about once a minute, state and power

@@ -295,11 +295,16 @@ impl RoomReplica {
         match &decision {
             Decision::Accepted if live => {
                 let ev = self.dag.event(idx);
+                // Its prev events held now, by ID: an event stored first as an outlier (before
+                // its prev events arrived) has a DAG prev list of what was held back then.
+                let prev: Vec<EventIdx> = if ev.missing.is_empty() {
+                    ev.prev.clone()
+                } else {
+                    ev.pdu.prev_events.iter().filter_map(|id| self.dag.index_of(id)).collect()
+                };
                 // A non-state event on top of a single extremity has that extremity's state:
                 // the extremities' states are the same set as before, so is their resolution.
-                let same_inputs =
-                    ev.state_key.is_none() && ev.prev.len() == 1 && self.extremities.contains(&ev.prev[0]);
-                let prev = ev.prev.clone();
+                let same_inputs = ev.state_key.is_none() && prev.len() == 1 && self.extremities.contains(&prev[0]);
                 for p in &prev {
                     self.extremities.remove(p);
                 }
@@ -690,6 +695,30 @@ mod extremity_tests {
         assert_eq!(extremity_names(&r, &b), ["A1"], "M2, M1 and M1's parent Q are gone");
         // The DAG state resolves the timeline's tips: A1 only.
         assert_eq!(r.timeline_tips.len(), 1);
+    }
+
+    /// An event held first as an outlier (its prev event not held yet) and taken into the
+    /// timeline once its prev event is: that prev event stops being an extremity (the DAG's
+    /// prev list of the outlier, made when the prev was missing, does not name it).
+    #[test]
+    fn a_de_outliered_event_removes_its_prev_event_from_the_extremities() {
+        let mut b = RoomBuilder::new(&V11);
+        b.add("CREATE", Ev::create(ALICE));
+        b.add("MA", Ev::join(ALICE));
+        b.add("PL", Ev::power_levels(ALICE, serde_json::json!({"users": {ALICE: 100}})));
+        b.add("M1", Ev::message(ALICE, "one"));
+        b.add("M2", Ev::message(ALICE, "two"));
+        let mut r = RoomReplica::new(b.room_id().to_owned(), &V11);
+        for name in ["CREATE", "MA", "PL"] {
+            r.ingest(Arc::new(b.pdu(name).clone()));
+        }
+        assert_eq!(r.store_outlier(Arc::new(b.pdu("M2").clone())), Decision::Outlier);
+        assert_eq!(r.ingest(Arc::new(b.pdu("M1").clone())), Decision::Accepted);
+        assert_eq!(extremity_names(&r, &b), ["M1"]);
+        let m2 = Arc::new(b.pdu("M2").clone());
+        assert!(r.is_connected(&m2));
+        assert_eq!(r.ingest(m2), Decision::Accepted);
+        assert_eq!(extremity_names(&r, &b), ["M2"], "M1 has a child in the timeline now");
     }
 
     /// A state-mode joiner: the state before the join and its auth chain as outliers, the

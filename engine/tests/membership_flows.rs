@@ -249,8 +249,10 @@ fn a_redaction_is_applied_everywhere_and_one_is_refused_for_lack_of_power() {
         assert_eq!(stored.event_id, target, "{s}: same event ID");
         assert_eq!(stored.json["content"], json!({}), "{s}: stored redacted");
         assert!(!stored.content_hash_matches(), "{s}: the redacted form, whose hash is the original's");
+        // hs1 and hs3 held the original when the redaction came and applied it; hs2 joined
+        // later (a state join) and was served the redacted form, with nothing left to apply.
         let applied = records(r, "redacted").any(|e| e["server"] == *s && e["event"] == target);
-        assert!(applied, "{s} logged the redaction it applied");
+        assert!(applied || s == "hs2", "{s} logged the redaction it applied");
         let accepted =
             records(r, "decision").any(|d| d["server"] == *s && d["event"] == target && d["decision"] == "accepted");
         assert!(s == "hs3" || accepted, "{s} accepted the message (hs3 made it)");

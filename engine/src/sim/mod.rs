@@ -6,6 +6,7 @@
 //! metric samples. A server is an explicit state machine (`Server::handle(input, now) → outputs`);
 //! the world owns time, delivery and faults.
 
+pub mod accounts;
 pub mod bounds;
 pub mod event;
 pub mod federation;

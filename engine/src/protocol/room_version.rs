@@ -225,6 +225,8 @@ pub fn lookup_simulated(id: &str) -> Result<&'static RoomVersion, VersionError> 
 
 impl RoomVersion {
     /// Looks up an implemented room version by its identifier (see [`lookup`] for why not).
+    /// Versions that are implemented but not simulated are returned too: the simulated servers
+    /// never create their rooms, since the scenario parser refuses them ([`lookup_simulated`]).
     pub fn by_id(id: &str) -> Option<&'static RoomVersion> {
         lookup(id).ok()
     }

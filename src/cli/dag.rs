@@ -15,6 +15,7 @@ pub enum DagCommand {
         /// JSON Lines, one federation PDU per line, any order (`.gz` accepted).
         dag: PathBuf,
         /// `{"server_keys": {server: {key_id: base64 public key}}}`: check hashes and signatures.
+        /// Account-key rooms (MSC4243) have their signatures checked without it.
         #[arg(long)]
         keys: Option<PathBuf>,
         /// Write the JSON report here.

@@ -78,6 +78,22 @@ pub fn object_signing_bytes(object: &Map<String, Value>) -> Vec<u8> {
     object_to_canonical_bytes(&copy)
 }
 
+/// The key ID of every account-key signature (MSC4243 §3): a constant, because the key has
+/// nothing to do with the claimed domain.
+pub const ACCOUNT_KEY_ID: &str = "ed25519:1";
+
+/// The account-key user ID `@<key>:<domain>` of an account key (MSC4243 §2).
+pub fn account_user_id(key: &KeyPair, domain: &str) -> String {
+    format!("@{}:{domain}", b64_url_encode(key.public_key().as_bytes()))
+}
+
+/// The public key an account key names (the URL-safe localpart of an account-key user ID, see
+/// [`super::ids::account_key_of`]); `None` when it is not 32 bytes of a valid ed25519 point.
+pub fn account_verifying_key(account_key: &str) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(account_key).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
 /// A signing identity: the entity name, the key ID and the key.
 #[derive(Clone)]
 pub struct KeyPair {
@@ -89,6 +105,13 @@ pub struct KeyPair {
 impl KeyPair {
     pub fn from_seed(entity: &str, key_id: &str, seed: [u8; 32]) -> KeyPair {
         KeyPair { entity: entity.into(), key_id: key_id.into(), signing_key: SigningKey::from_bytes(&seed) }
+    }
+    /// An account key (MSC4243 §3): the entity is the URL-safe unpadded base64 public key (the
+    /// localpart of the account's user IDs), the key ID the constant [`ACCOUNT_KEY_ID`].
+    pub fn account_from_seed(seed: [u8; 32]) -> KeyPair {
+        let signing_key = SigningKey::from_bytes(&seed);
+        let entity = b64_url_encode(signing_key.verifying_key().as_bytes());
+        KeyPair { entity, key_id: ACCOUNT_KEY_ID.into(), signing_key }
     }
     pub fn public_key(&self) -> VerifyingKey {
         self.signing_key.verifying_key()
@@ -328,6 +351,11 @@ mod tests {
         let public = b64_url_encode(account.verifying_key().as_bytes());
         assert_eq!(public, "tamtml8LhZFhegmUUwXzSRBshscwlsi2DjVna0wbtQ0");
         let key = KeyPair { entity: public.clone(), key_id: "ed25519:1".into(), signing_key: account };
+        let helper = KeyPair::account_from_seed(seed);
+        assert_eq!((helper.entity.as_str(), helper.key_id.as_str()), (public.as_str(), ACCOUNT_KEY_ID));
+        assert_eq!(account_user_id(&helper, "hs1.example"), format!("@{public}:hs1.example"));
+        assert_eq!(account_verifying_key(&public), Some(helper.public_key()));
+        assert_eq!(account_verifying_key("tamtml8LhZFhegmUUwXzSRBshscwlsi2DjVna0wbtQ"), None);
         let mut query = obj(r#"{"account_name":"alice","domain":"hs1.example"}"#);
         sign_object(&mut query, &key);
         assert_eq!(

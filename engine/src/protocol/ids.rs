@@ -165,6 +165,22 @@ pub fn check_event_id(value: &str) -> Result<(), IdError> {
     }
 }
 
+/// The account key of an account-key user ID (MSC4243 §2): the localpart, when it is a 32-byte
+/// ed25519 public key in URL-safe unpadded base64 (exactly 43 characters of `A-Z a-z 0-9 - _`,
+/// canonical: the unused low bits of the last character are zero). Standard base64 (`+`, `/`)
+/// and padding are refused: user IDs appear in URL paths. Whether the 32 bytes are a valid
+/// curve point is left to signature verification (a key that is not one verifies nothing).
+pub fn account_key_of(user_id: &str) -> Option<&str> {
+    use base64::Engine;
+    let key = localpart_of(user_id)?;
+    if !is_url_safe_hash(key) {
+        return None;
+    }
+    // Strict decoding: no padding, no non-zero trailing bits (one text per key).
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key).ok()?;
+    (bytes.len() == 32).then_some(key)
+}
+
 /// 43 characters of the URL-safe base64 alphabet: an unpadded 32-byte hash or key.
 pub fn is_url_safe_hash(value: &str) -> bool {
     value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -195,6 +211,29 @@ mod tests {
         assert!(UserId::parse(&format!("@{}:hs1", "a".repeat(260))).is_err());
         assert_eq!(domain_of("@a:b.c:8448"), Some("b.c:8448"));
         assert_eq!(localpart_of("@a:b"), Some("a"));
+    }
+
+    #[test]
+    fn account_key_user_ids() {
+        // MSC4243 §2's example user ID.
+        let key = "l8Hft5qXKn1vfHrg3p4-W8gELQVo8N13JkluMfmn2sQ";
+        assert_eq!(account_key_of(&format!("@{key}:matrix.org")), Some(key));
+        assert_eq!(
+            account_key_of("@tamtml8LhZFhegmUUwXzSRBshscwlsi2DjVna0wbtQ0:hs1.example"),
+            Some("tamtml8LhZFhegmUUwXzSRBshscwlsi2DjVna0wbtQ0")
+        );
+        // 42 and 44 characters.
+        assert_eq!(account_key_of(&format!("@{}:hs1", &key[..42])), None);
+        assert_eq!(account_key_of(&format!("@{key}A:hs1")), None);
+        // Standard base64 is refused (`+`, `/`), and so is padding.
+        assert_eq!(account_key_of("@l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ:hs1"), None);
+        assert_eq!(account_key_of("@l8Hft5qXKn1vfHrg3p4/W8gELQVo8N13JkluMfmn2sQ:hs1"), None);
+        assert_eq!(account_key_of(&format!("@{key}=:hs1")), None);
+        // Non-canonical: the last character carries bits beyond the 32 bytes.
+        assert_eq!(account_key_of(&format!("@{}R:hs1", &key[..42])), None);
+        // Not a user ID, or a human localpart.
+        assert_eq!(account_key_of(key), None);
+        assert_eq!(account_key_of("@alice:hs1"), None);
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod dag;
 pub mod fasthash;
 pub mod ids;
 pub mod json;
+#[cfg(test)]
+mod msc4243_tests;
 pub mod pdu;
 pub mod redaction;
 pub mod room_version;

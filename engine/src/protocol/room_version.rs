@@ -16,6 +16,14 @@
 //! [`VersionError::NotImplemented`] instead of letting it behave like its base. When a
 //! proposal's rules land, its flag leaves `unimplemented_flags` and its versions become usable.
 //! [`RoomVersion::by_id`] and [`implemented`] only ever return implemented versions.
+//!
+//! **Implemented is not simulated.** A flag can be implemented by the protocol layer (signing,
+//! who must sign, the auth rules: what `dag verify` judges) before the simulated servers can
+//! create rooms that use it. [`RoomVersion::unsimulated_flags`] lists those; the scenario parser
+//! looks versions up with [`lookup_simulated`], which refuses them with
+//! [`VersionError::NotSimulated`], while `dag verify` uses [`lookup`]. Today that is
+//! `account_keys` (MSC4243): `dag verify` judges account-key DAGs, but the simulated servers
+//! do not create account-key users yet, so a scenario cannot ask for such a room.
 
 use std::fmt;
 
@@ -43,8 +51,9 @@ pub struct RoomVersion {
     /// v11 auth rule 4.2.1 / A2.4: check the authorising server's signature on restricted joins.
     pub restricted_joins: bool,
     pub knocking: bool,
-    /// MSC4243: events are signed by per-account keys as well as by the origin server.
-    /// Not implemented yet.
+    /// MSC4243: user-ID localparts are account keys, and events are signed by the sender's
+    /// account key instead of its server's key (`protocol::signers`). Implemented for
+    /// `dag verify`; not simulated yet (see the module documentation).
     pub account_keys: bool,
     /// MSC4345: room participation decoupled from the user ID's server. Not implemented yet.
     pub participation: bool,
@@ -104,38 +113,88 @@ pub fn implemented() -> impl Iterator<Item = &'static RoomVersion> {
     all().filter(|v| v.is_implemented())
 }
 
+/// The entries the simulator runs: the ones [`lookup_simulated`] accepts.
+pub fn simulated() -> impl Iterator<Item = &'static RoomVersion> {
+    all().filter(|v| v.is_simulated())
+}
+
+/// Who looks a version up: what "supported" means in an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `dag verify` and the protocol layer ([`lookup`]).
+    Verify,
+    /// The scenario parser and the simulated servers ([`lookup_simulated`]).
+    Simulate,
+}
+
+impl Purpose {
+    fn supported(self) -> Vec<&'static RoomVersion> {
+        match self {
+            Purpose::Verify => implemented().collect(),
+            Purpose::Simulate => simulated().collect(),
+        }
+    }
+}
+
 /// Identifiers quoted and joined with ", ": `"11", "12"`.
 pub fn id_list<'a>(versions: impl IntoIterator<Item = &'a RoomVersion>) -> String {
     versions.into_iter().map(|v| format!("\"{}\"", v.id)).collect::<Vec<_>>().join(", ")
 }
 
-/// Why [`lookup`] refused an identifier.
+/// Why [`lookup`] or [`lookup_simulated`] refused an identifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionError {
     /// Not in the table.
-    Unknown(String),
+    Unknown(String, Purpose),
     /// In the table, but it sets flags the engine does not implement yet.
-    NotImplemented(&'static RoomVersion),
+    NotImplemented(&'static RoomVersion, Purpose),
+    /// Implemented by the protocol layer (`dag verify` judges it), but it sets flags the
+    /// simulated servers do not run yet ([`lookup_simulated`] only).
+    NotSimulated(&'static RoomVersion),
 }
 
 impl fmt::Display for VersionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VersionError::Unknown(id) => {
-                write!(f, "unsupported room version \"{id}\"; supported versions are {}", id_list(implemented()))?;
+            VersionError::Unknown(id, purpose) => {
+                write!(
+                    f,
+                    "unsupported room version \"{id}\"; supported versions are {}",
+                    id_list(purpose.supported())
+                )?;
                 let pending: Vec<&RoomVersion> = all().filter(|v| !v.is_implemented()).collect();
+                let unsimulated: Vec<&RoomVersion> = match purpose {
+                    Purpose::Verify => Vec::new(),
+                    Purpose::Simulate => all().filter(|v| v.is_implemented() && !v.is_simulated()).collect(),
+                };
+                let mut notes = Vec::new();
                 if !pending.is_empty() {
-                    write!(f, " (experimental, not implemented yet: {})", id_list(pending))?;
+                    notes.push(format!("experimental, not implemented yet: {}", id_list(pending)));
+                }
+                if !unsimulated.is_empty() {
+                    notes.push(format!("not simulated yet, `dag verify` only: {}", id_list(unsimulated)));
+                }
+                if !notes.is_empty() {
+                    write!(f, " ({})", notes.join("; "))?;
                 }
                 Ok(())
             }
-            VersionError::NotImplemented(v) => write!(
+            VersionError::NotImplemented(v, purpose) => write!(
                 f,
                 "room version \"{}\" is experimental and not implemented yet (the engine lacks {}); \
                  supported versions are {}",
                 v.id,
                 v.unimplemented_flags().join(", "),
-                id_list(implemented())
+                id_list(purpose.supported())
+            ),
+            VersionError::NotSimulated(v) => write!(
+                f,
+                "room version \"{}\" is experimental and the simulator does not run it yet: its {} rooms \
+                 need account-key users, which the simulated servers do not create yet (`roomsim dag verify` \
+                 judges such DAGs); simulated versions are {}",
+                v.id,
+                v.unsimulated_flags().join(", "),
+                id_list(simulated())
             ),
         }
     }
@@ -144,16 +203,30 @@ impl fmt::Display for VersionError {
 impl std::error::Error for VersionError {}
 
 /// Looks up an identifier in the table; refuses unknown and not-yet-implemented versions.
+/// What `dag verify` judges (versions that are implemented but not simulated included).
 pub fn lookup(id: &str) -> Result<&'static RoomVersion, VersionError> {
     match all().find(|v| v.id == id) {
         Some(v) if v.is_implemented() => Ok(v),
-        Some(v) => Err(VersionError::NotImplemented(v)),
-        None => Err(VersionError::Unknown(id.to_owned())),
+        Some(v) => Err(VersionError::NotImplemented(v, Purpose::Verify)),
+        None => Err(VersionError::Unknown(id.to_owned(), Purpose::Verify)),
+    }
+}
+
+/// [`lookup`] for the simulator (the scenario parser): also refuses versions whose flags the
+/// simulated servers do not run yet ([`VersionError::NotSimulated`]).
+pub fn lookup_simulated(id: &str) -> Result<&'static RoomVersion, VersionError> {
+    match all().find(|v| v.id == id) {
+        Some(v) if v.is_simulated() => Ok(v),
+        Some(v) if v.is_implemented() => Err(VersionError::NotSimulated(v)),
+        Some(v) => Err(VersionError::NotImplemented(v, Purpose::Simulate)),
+        None => Err(VersionError::Unknown(id.to_owned(), Purpose::Simulate)),
     }
 }
 
 impl RoomVersion {
     /// Looks up an implemented room version by its identifier (see [`lookup`] for why not).
+    /// Versions that are implemented but not simulated are returned too: the simulated servers
+    /// never create their rooms, since the scenario parser refuses them ([`lookup_simulated`]).
     pub fn by_id(id: &str) -> Option<&'static RoomVersion> {
         lookup(id).ok()
     }
@@ -171,22 +244,34 @@ impl RoomVersion {
             state_res: _,
             restricted_joins: _,
             knocking: _,
-            account_keys,
+            // MSC4243: implemented (protocol::signers, ids::account_key_of); not simulated yet
+            // (see `unsimulated_flags`).
+            account_keys: _,
             participation,
             portable_accounts,
         } = self;
-        [
-            (*account_keys, "account_keys (MSC4243)"),
-            (*participation, "participation (MSC4345)"),
-            (*portable_accounts, "portable_accounts (MSC4348)"),
-        ]
-        .into_iter()
-        .filter_map(|(set, name)| set.then_some(name))
-        .collect()
+        [(*participation, "participation (MSC4345)"), (*portable_accounts, "portable_accounts (MSC4348)")]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect()
     }
 
     pub fn is_implemented(&self) -> bool {
         self.unimplemented_flags().is_empty()
+    }
+
+    /// The flags set in this version that the protocol layer implements but the simulated
+    /// servers do not run yet, each named with its proposal (see the module documentation).
+    pub fn unsimulated_flags(&self) -> Vec<&'static str> {
+        [(self.account_keys, "account_keys (MSC4243)")]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect()
+    }
+
+    /// Whether the simulator runs rooms of this version: implemented, and every flag simulated.
+    pub fn is_simulated(&self) -> bool {
+        self.is_implemented() && self.unsimulated_flags().is_empty()
     }
 
     pub fn is_experimental(&self) -> bool {
@@ -206,13 +291,26 @@ mod tests {
     fn lookup_finds_stable_versions_and_refuses_others() {
         assert_eq!(lookup("11"), Ok(&V11));
         assert_eq!(lookup("12"), Ok(&V12));
+        assert_eq!(lookup_simulated("12"), Ok(&V12));
         assert_eq!(RoomVersion::by_id("12").map(|v| v.id), Some("12"));
-        assert_eq!(lookup("13"), Err(VersionError::Unknown("13".into())));
+        assert_eq!(lookup("13"), Err(VersionError::Unknown("13".into(), Purpose::Verify)));
         assert_eq!(RoomVersion::by_id("1"), None);
         let shown = lookup("13").unwrap_err().to_string();
-        assert!(shown.starts_with("unsupported room version \"13\"; supported versions are \"11\", \"12\""), "{shown}");
-        assert!(shown.contains("\"org.matrix.msc4243.12\""), "{shown}");
-        assert_eq!(implemented().map(|v| v.id).collect::<Vec<_>>(), ["11", "12"]);
+        assert!(
+            shown.starts_with(
+                "unsupported room version \"13\"; supported versions are \"11\", \"12\", \"org.matrix.msc4243.12\""
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("not implemented yet: \"org.matrix.msc4345.12\""), "{shown}");
+        let shown = lookup_simulated("13").unwrap_err().to_string();
+        assert!(
+            shown.starts_with("unsupported room version \"13\"; supported versions are \"11\", \"12\" ("),
+            "{shown}"
+        );
+        assert!(shown.contains("not simulated yet, `dag verify` only: \"org.matrix.msc4243.12\""), "{shown}");
+        assert_eq!(implemented().map(|v| v.id).collect::<Vec<_>>(), ["11", "12", "org.matrix.msc4243.12"]);
+        assert_eq!(simulated().map(|v| v.id).collect::<Vec<_>>(), ["11", "12"]);
     }
 
     #[test]
@@ -227,7 +325,7 @@ mod tests {
     #[test]
     fn stable_versions_set_no_proposal_flags() {
         for v in STABLE {
-            assert!(v.is_implemented() && !v.is_experimental(), "{}", v.id);
+            assert!(v.is_implemented() && v.is_simulated() && !v.is_experimental(), "{}", v.id);
             assert!(!v.account_keys && !v.participation && !v.portable_accounts, "{}", v.id);
         }
     }
@@ -247,21 +345,40 @@ mod tests {
             clear(&mut back);
             back.id = V12.id;
             assert_eq!(back, V12, "{} is V12 plus one flag", experimental.id);
-            assert_eq!(experimental.unimplemented_flags().len(), 1);
+            assert_eq!(experimental.unimplemented_flags().len() + experimental.unsimulated_flags().len(), 1);
         }
     }
 
     #[test]
     fn unimplemented_experimental_versions_are_refused() {
-        for v in EXPERIMENTAL {
-            assert_eq!(lookup(v.id), Err(VersionError::NotImplemented(v)));
+        for v in [&MSC4345_V12, &MSC4348_V12] {
+            assert_eq!(lookup(v.id), Err(VersionError::NotImplemented(v, Purpose::Verify)));
+            assert_eq!(lookup_simulated(v.id), Err(VersionError::NotImplemented(v, Purpose::Simulate)));
             assert_eq!(RoomVersion::by_id(v.id), None);
         }
-        let shown = lookup("org.matrix.msc4243.12").unwrap_err().to_string();
+        let shown = lookup("org.matrix.msc4345.12").unwrap_err().to_string();
         assert!(
-            shown.starts_with("room version \"org.matrix.msc4243.12\" is experimental and not implemented yet"),
+            shown.starts_with("room version \"org.matrix.msc4345.12\" is experimental and not implemented yet"),
+            "{shown}"
+        );
+        assert!(shown.contains("participation (MSC4345)"), "{shown}");
+    }
+
+    #[test]
+    fn account_key_rooms_are_judged_but_not_simulated() {
+        // MSC4243: the protocol layer (dag verify) implements account_keys; the simulator does
+        // not run it yet.
+        assert_eq!(lookup("org.matrix.msc4243.12"), Ok(&MSC4243_V12));
+        assert!(MSC4243_V12.is_implemented() && !MSC4243_V12.is_simulated());
+        assert_eq!(lookup_simulated("org.matrix.msc4243.12"), Err(VersionError::NotSimulated(&MSC4243_V12)));
+        let shown = lookup_simulated("org.matrix.msc4243.12").unwrap_err().to_string();
+        assert!(
+            shown.starts_with(
+                "room version \"org.matrix.msc4243.12\" is experimental and the simulator does not run it yet"
+            ),
             "{shown}"
         );
         assert!(shown.contains("account_keys (MSC4243)"), "{shown}");
+        assert!(shown.ends_with("simulated versions are \"11\", \"12\""), "{shown}");
     }
 }

@@ -1,8 +1,8 @@
-//! Which servers must have signed an event: the one rule that `dag verify` and every simulated
-//! server apply before the authorization rules (Server-Server API §"Validating hashes and
-//! signatures on received events"; a failure drops the event).
+//! Who must have signed an event: the one rule that `dag verify` and every simulated server
+//! apply before the authorization rules (Server-Server API §"Validating hashes and signatures on
+//! received events"; a failure drops the event).
 //!
-//! For the room versions implemented (11 and 12):
+//! For room versions 11 and 12, servers sign ([`Signer::Server`]):
 //! * the server of the `sender` ([`SignerReason::Sender`]), except on an invite made from a
 //!   third-party invite (`m.room.member`, `membership: invite`, `content.third_party_invite`
 //!   present): its `sender` is the original inviter while the invitee's server may have built
@@ -17,20 +17,42 @@
 //! signatures a receiver checks does not include it, and neither Synapse nor ruma requires it;
 //! requiring it would reject invites that every real server accepts.
 //!
+//! In versions with `account_keys` (MSC4243), account keys sign instead of servers
+//! ([`Signer::AccountKey`], entity = the bare key, key ID [`crypto::ACCOUNT_KEY_ID`]):
+//! * the sender's account key, the localpart of `sender` ([`SignerReason::SenderAccountKey`];
+//!   MSC4243 §3: "Homeserver signing keys stop being used for events"), with the same
+//!   third-party-invite exemption as above. A sender whose localpart is not an account key
+//!   ([`super::ids::account_key_of`]) cannot sign: [`SignerError::SenderNotAccountKey`];
+//! * on a restricted join naming `join_authorised_via_users_server`, the account key that is that
+//!   user's localpart ([`SignerReason::AuthorisingAccountKey`]; MSC4243 §9 "Restricted rooms"),
+//!   not its server; a user ID whose localpart is not a key is
+//!   [`SignerError::AuthoriserNotAccountKey`].
+//! * Invites: MSC4243 §3 and §8 co-sign invites by the inviter's and the invitee's account
+//!   keys, but as for server keys above, the list a receiver checks holds only the sender's
+//!   (inviter's) key.
+//! * No key validity period applies (MSC4243 §3 abolishes them): the key is the localpart, so
+//!   there is nothing to fetch and no `valid_until_ts` to compare with `origin_server_ts`.
+//!
 //! A proposal that changes who signs (MSC4243 account keys, MSC4345 server keys) adds a
 //! [`SignerReason`] and the room-version flag that selects it, here and nowhere else.
 
+use super::crypto;
 use super::ids;
 use super::pdu::{Membership, Pdu, TypedContent};
 use super::room_version::RoomVersion;
+use std::fmt;
 
-/// Why a server must have signed an event.
+/// Why an entity must have signed an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignerReason {
     /// The server of the event's `sender`.
     Sender,
     /// The server of the user in `content.join_authorised_via_users_server` of a restricted join.
     AuthorisingServer,
+    /// MSC4243 §3: the account key of the event's `sender` (its localpart).
+    SenderAccountKey,
+    /// MSC4243 §9: the account key of the user in `content.join_authorised_via_users_server`.
+    AuthorisingAccountKey,
 }
 
 impl SignerReason {
@@ -39,15 +61,54 @@ impl SignerReason {
         match self {
             SignerReason::Sender => "sender's server",
             SignerReason::AuthorisingServer => "authorising server (join_authorised_via_users_server)",
+            SignerReason::SenderAccountKey => "sender's account key",
+            SignerReason::AuthorisingAccountKey => "authorising account key (join_authorised_via_users_server)",
         }
     }
 }
 
-/// One server whose signature an event needs.
+/// An entity whose signature an event needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer<'a> {
+    /// A server name (the domain of a user ID): any of its `ed25519:` keys, fetched and valid
+    /// at the event's `origin_server_ts`.
+    Server(&'a str),
+    /// An account key (MSC4243 §3): URL-safe unpadded base64 of the public key, the localpart
+    /// of an account-key user ID. It signs under key ID [`crypto::ACCOUNT_KEY_ID`] and is
+    /// verified with the key it names: no fetch, no validity period.
+    AccountKey(&'a str),
+}
+
+impl<'a> Signer<'a> {
+    /// The `signatures` entity the signature sits under.
+    pub fn entity(self) -> &'a str {
+        match self {
+            Signer::Server(s) | Signer::AccountKey(s) => s,
+        }
+    }
+
+    /// The server, for a server signer.
+    pub fn server(self) -> Option<&'a str> {
+        match self {
+            Signer::Server(s) => Some(s),
+            Signer::AccountKey(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Signer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Signer::Server(s) => f.write_str(s),
+            Signer::AccountKey(k) => write!(f, "account key {k}"),
+        }
+    }
+}
+
+/// One entity whose signature an event needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequiredSigner<'a> {
-    /// The server name (the domain of a user ID).
-    pub server: &'a str,
+    pub signer: Signer<'a>,
     pub reason: SignerReason,
 }
 
@@ -58,10 +119,18 @@ pub enum SignerError {
     MalformedAuthoriser,
     #[error("sender {0} has no server name")]
     MalformedSender(String),
+    /// MSC4243 §2: in an account-key room the sender's localpart must be its account key.
+    #[error("sender {0} is not an account-key user ID (its localpart is not a URL-safe base64 ed25519 key)")]
+    SenderNotAccountKey(String),
+    /// MSC4243 §9: the authorising user's localpart must be the key that signs.
+    #[error(
+        "join_authorised_via_users_server {0} is not an account-key user ID: cannot tell which account key must sign"
+    )]
+    AuthoriserNotAccountKey(String),
 }
 
-/// The servers that must have signed `pdu` in a room of `version`, each once, the sender's
-/// server first. See the module documentation for the rules.
+/// The entities that must have signed `pdu` in a room of `version`, each once, the sender's
+/// first. See the module documentation for the rules.
 pub fn required_signers<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Result<Vec<RequiredSigner<'a>>, SignerError> {
     let mut out: Vec<RequiredSigner<'a>> = Vec::with_capacity(1);
     let member = match &pdu.content {
@@ -72,22 +141,55 @@ pub fn required_signers<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Result<Vec<R
     let invite_from_third_party =
         member.is_some_and(|m| m.has_third_party_invite) && membership == Some(Membership::Invite);
     if !invite_from_third_party {
-        let server = ids::domain_of(&pdu.sender).ok_or_else(|| SignerError::MalformedSender(pdu.sender.clone()))?;
-        out.push(RequiredSigner { server, reason: SignerReason::Sender });
+        let required = if version.account_keys {
+            let key =
+                ids::account_key_of(&pdu.sender).ok_or_else(|| SignerError::SenderNotAccountKey(pdu.sender.clone()))?;
+            RequiredSigner { signer: Signer::AccountKey(key), reason: SignerReason::SenderAccountKey }
+        } else {
+            let server = ids::domain_of(&pdu.sender).ok_or_else(|| SignerError::MalformedSender(pdu.sender.clone()))?;
+            RequiredSigner { signer: Signer::Server(server), reason: SignerReason::Sender }
+        };
+        out.push(required);
     }
     if let Some(m) = member.filter(|_| version.restricted_joins && membership == Some(Membership::Join)) {
         match &m.authorised_via {
             None => {}
             Some(Ok(user)) if ids::check_user_id(user).is_ok() => {
-                let server = ids::domain_of(user).ok_or(SignerError::MalformedAuthoriser)?;
-                if !out.iter().any(|s| s.server == server) {
-                    out.push(RequiredSigner { server, reason: SignerReason::AuthorisingServer });
+                let required = if version.account_keys {
+                    let key =
+                        ids::account_key_of(user).ok_or_else(|| SignerError::AuthoriserNotAccountKey(user.clone()))?;
+                    RequiredSigner { signer: Signer::AccountKey(key), reason: SignerReason::AuthorisingAccountKey }
+                } else {
+                    let server = ids::domain_of(user).ok_or(SignerError::MalformedAuthoriser)?;
+                    RequiredSigner { signer: Signer::Server(server), reason: SignerReason::AuthorisingServer }
+                };
+                // One signature by an entity covers both requirements.
+                if !out.iter().any(|s| s.signer == required.signer) {
+                    out.push(required);
                 }
             }
             Some(_) => return Err(SignerError::MalformedAuthoriser),
         }
     }
     Ok(out)
+}
+
+/// The account-key signature `signer` put on an event (MSC4243 §3:
+/// `signatures[<key>]["ed25519:1"]`) and the key to verify it with, or why there is none.
+pub fn account_key_signature(
+    pdu: &Pdu,
+    account_key: &str,
+) -> Result<(ed25519_dalek::VerifyingKey, ed25519_dalek::Signature), String> {
+    let key = crypto::account_verifying_key(account_key)
+        .ok_or_else(|| format!("account key {account_key} is not an ed25519 public key"))?;
+    let present =
+        pdu.json.get("signatures").and_then(|s| s.get(account_key)).and_then(|b| b.get(crypto::ACCOUNT_KEY_ID));
+    if present.is_none() {
+        return Err(format!("not signed by account key {account_key} ({})", crypto::ACCOUNT_KEY_ID));
+    }
+    let signature = crypto::signature_of(&pdu.json, account_key, crypto::ACCOUNT_KEY_ID)
+        .ok_or_else(|| format!("signature {account_key} {} is not valid base64 of 64 bytes", crypto::ACCOUNT_KEY_ID))?;
+    Ok((key, signature))
 }
 
 #[cfg(test)]
@@ -108,7 +210,8 @@ mod tests {
     fn signers(version: &'static RoomVersion, ev: Ev) -> Result<Vec<(String, SignerReason)>, SignerError> {
         let r = room(version);
         let pdu = r.build(ev);
-        required_signers(version, &pdu).map(|l| l.into_iter().map(|s| (s.server.to_owned(), s.reason)).collect())
+        required_signers(version, &pdu)
+            .map(|l| l.into_iter().map(|s| (s.signer.server().expect("a server").to_owned(), s.reason)).collect())
     }
 
     fn sender(server: &str) -> Vec<(String, SignerReason)> {
@@ -189,7 +292,7 @@ mod tests {
         const NO_RESTRICTED: RoomVersion = RoomVersion { restricted_joins: false, ..V11 };
         let r = room(&V11);
         let pdu = r.build(Ev::join("@bob:hs2").with("join_authorised_via_users_server", json!("@alice:hs1")));
-        let got: Vec<_> = required_signers(&NO_RESTRICTED, &pdu).unwrap().into_iter().map(|s| s.server).collect();
-        assert_eq!(got, vec!["hs2"]);
+        let got: Vec<_> = required_signers(&NO_RESTRICTED, &pdu).unwrap().into_iter().map(|s| s.signer).collect();
+        assert_eq!(got, vec![Signer::Server("hs2")]);
     }
 }

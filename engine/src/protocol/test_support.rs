@@ -14,6 +14,12 @@
 //! are signed by their sender's server, plus (joins naming `join_authorised_via_users_server`)
 //! the authorising user's server, unless [`Ev::signed_by`] says otherwise.
 //!
+//! In rooms whose version has `account_keys` (MSC4243), users are account-key user IDs made by
+//! [`RoomBuilder::account`] (`@<key>:hs1`, key seed = sha256(`account key of <name>`)), and
+//! events are signed by the sender's account key (`signatures[<key>]["ed25519:1"]`, MSC4243 §3)
+//! plus, on a join naming `join_authorised_via_users_server`, the authorising user's account
+//! key (MSC4243 §9). [`Ev::signed_by`] takes account keys and server names alike.
+//!
 //! When an event does not list its `auth_events`, they are selected as a creating server would
 //! (`auth-rules.md` §1) from the state before the event, computed like `dag verify` does.
 //! `prev_events` default to the last event added.
@@ -36,6 +42,12 @@ pub(crate) fn server_key(server: &str) -> KeyPair {
     KeyPair::from_seed(server, "ed25519:1", crypto::sha256(server.as_bytes()))
 }
 
+/// The deterministic account key of a user named `name` (MSC4243 §2): the same under every
+/// domain.
+pub(crate) fn account_key(name: &str) -> KeyPair {
+    KeyPair::account_from_seed(crypto::sha256(format!("account key of {name}").as_bytes()))
+}
+
 /// The server of a user ID; a malformed one (format tests) is signed for by `invalid`.
 fn domain(user: &str) -> String {
     ids::domain_of(user).unwrap_or("invalid").to_owned()
@@ -55,7 +67,7 @@ pub(crate) struct Ev {
     /// Raw top-level fields set (`Some`) or removed (`None`) after the builder filled them in,
     /// before hashing and signing.
     pub overrides: Vec<(String, Option<Value>)>,
-    /// Servers that sign; `None` = the default signers.
+    /// Servers (or account keys) that sign; `None` = the default signers.
     pub signers: Option<Vec<String>>,
 }
 
@@ -146,7 +158,7 @@ impl Ev {
         self.overrides.push((field.into(), None));
         self
     }
-    /// Exactly these servers sign.
+    /// Exactly these servers (or account keys registered with [`RoomBuilder::account`]) sign.
     pub fn signed_by(mut self, servers: &[&str]) -> Ev {
         self.signers = Some(servers.iter().map(|s| s.to_string()).collect());
         self
@@ -166,6 +178,8 @@ pub(crate) struct RoomBuilder {
     last: Option<String>,
     /// Events added with [`RoomBuilder::add`]: `verify` asserts that they stay accepted.
     must_pass: BTreeSet<String>,
+    /// Account keys by public key (MSC4243), registered by [`RoomBuilder::account`].
+    accounts: BTreeMap<String, KeyPair>,
 }
 
 impl RoomBuilder {
@@ -178,7 +192,17 @@ impl RoomBuilder {
             servers: BTreeSet::new(),
             last: None,
             must_pass: BTreeSet::new(),
+            accounts: BTreeMap::new(),
         }
+    }
+
+    /// Registers the account key of the user named `name` (see [`account_key`]) so that the
+    /// builder can sign with it, and returns its account-key user ID `@<key>:<domain>`.
+    pub fn account(&mut self, name: &str, domain: &str) -> String {
+        let key = account_key(name);
+        let user = crypto::account_user_id(&key, domain);
+        self.accounts.insert(key.entity.clone(), key);
+        user
     }
 
     /// The room ID (v11: `!room:<creator's server>`; v12: `!` + the create event's hash).
@@ -286,8 +310,11 @@ impl RoomBuilder {
             };
         }
         crypto::set_content_hash(&mut map);
-        for server in self.signers_of(ev) {
-            crypto::sign_event(&mut map, self.version, &server_key(&server));
+        for entity in self.signers_of(ev) {
+            match self.accounts.get(&entity) {
+                Some(account) => crypto::sign_event(&mut map, self.version, account),
+                None => crypto::sign_event(&mut map, self.version, &server_key(&entity)),
+            }
         }
         map
     }
@@ -296,12 +323,20 @@ impl RoomBuilder {
         if let Some(s) = &ev.signers {
             return s.clone();
         }
-        let mut out = vec![domain(&ev.sender)];
+        // MSC4243 §3, §9: account keys (the users' localparts) instead of servers; a sender
+        // that is no registered account is signed for by its server (and fails the check).
+        let signer_of = |user: &str| -> Option<String> {
+            match ids::account_key_of(user).filter(|_| self.version.account_keys) {
+                Some(key) if self.accounts.contains_key(key) => Some(key.to_owned()),
+                _ => ids::domain_of(user).map(str::to_owned),
+            }
+        };
+        let mut out = vec![signer_of(&ev.sender).unwrap_or_else(|| domain(&ev.sender))];
         let authoriser = ev.content.get("join_authorised_via_users_server").and_then(Value::as_str);
         if ev.content.get("membership").and_then(Value::as_str) == Some("join") {
-            if let Some(d) = authoriser.and_then(ids::domain_of) {
-                if !out.iter().any(|o| o == d) {
-                    out.push(d.to_owned());
+            if let Some(d) = authoriser.and_then(signer_of) {
+                if !out.contains(&d) {
+                    out.push(d);
                 }
             }
         }
@@ -366,7 +401,9 @@ impl RoomBuilder {
             });
         }
         for server in pdu.json.get("signatures").and_then(Value::as_object).into_iter().flat_map(|s| s.keys()) {
-            self.servers.insert(server.clone());
+            if !self.accounts.contains_key(server) {
+                self.servers.insert(server.clone());
+            }
         }
         self.last = Some(name.to_owned());
         self.pdus.push(pdu);

@@ -4,8 +4,10 @@
 //! The input is first split into one room's PDUs and the lines left out ([`parse_input`]: lines
 //! of other rooms, malformed lines). Then, for every event in topological order (Kahn over prev
 //! and auth edges; ties by depth, then event ID): state before = resolution of the states after
-//! its prev events; verdict = the content hash, (if keys are given) the signatures, then the
-//! auth rules against its own `auth_events`
+//! its prev events; verdict = the content hash, the signatures (if keys are given, or in
+//! account-key rooms, MSC4243 §3, whose signatures verify with the sender's localpart and need
+//! no key file; `protocol::signers` says who must sign), then the auth rules against its own
+//! `auth_events`
 //! (stage `auth_events`), then against the auth events selected from the state before (stage
 //! `state_before`). State after = state before plus the event if it is an accepted state event.
 //! Final state = resolution of the states after the forward extremities.
@@ -395,6 +397,7 @@ pub fn readmit_name(mode: ReadmitRejected) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
     /// Check signatures with these keys (content hashes are checked with or without keys).
+    /// Account-key signatures (MSC4243) are checked with or without keys: they need none.
     pub keys: Option<ServerKeys>,
     /// With `keys`: only check that each required signature is present, by a known key, and
     /// well-formed, without verifying it (the simulator's `signatures = "modelled"`).
@@ -500,9 +503,13 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
     let digests = !options.skip_state_digests;
     let ranks = digests.then(|| KeyRanks::new(&dag));
     spans.mark("hashes, insert, key ranks");
-    let (checks, owners) = match &options.keys {
-        Some(keys) => signature_checks(version, &ordered, keys, &mut structural),
-        None => (Vec::new(), Vec::new()),
+    // Signatures are checked when keys are given, and always in account-key rooms (MSC4243 §3:
+    // the key is the sender's localpart, so no key file is needed).
+    let no_keys = ServerKeys::new();
+    let (checks, owners) = match (&options.keys, version.account_keys) {
+        (Some(keys), _) => signature_checks(version, &ordered, keys, &mut structural),
+        (None, true) => signature_checks(version, &ordered, &no_keys, &mut structural),
+        (None, false) => (Vec::new(), Vec::new()),
     };
     // Modelled signatures: present, by a known key and well-formed (checked above), not verified.
     let (checks, owners) = if options.modelled_signatures { (Vec::new(), Vec::new()) } else { (checks, owners) };
@@ -764,8 +771,14 @@ fn signature_checks<'a>(
                 continue;
             }
         };
-        for signer in signers {
-            match signature_checks_for(p, signer.server, keys, bytes[i]) {
+        for required in signers {
+            let checks_for = match required.signer {
+                signers::Signer::Server(server) => signature_checks_for(p, server, keys, bytes[i]),
+                signers::Signer::AccountKey(key) => signers::account_key_signature(p, key)
+                    .map(|(key, signature)| vec![SignatureCheck { message: bytes[i], signature, key }])
+                    .map_err(|why| format!("{why} ({})", required.reason.as_str())),
+            };
+            match checks_for {
                 Ok(list) => {
                     for c in list {
                         checks.push(c);

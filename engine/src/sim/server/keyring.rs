@@ -256,23 +256,23 @@ impl Server {
 
     /// The first required signer of `pdu` whose signing key this server cannot use yet, with
     /// the key ID and the event's timestamp. Signers without any signature or unknown to the
-    /// network are left to the signature check (which drops the event).
+    /// network are left to the signature check (which drops the event). Account keys (MSC4243
+    /// §3) are never wanted: the key is the sender's localpart, nothing is fetched.
     pub(crate) fn key_wanted(&self, pdu: &Pdu, version: &'static RoomVersion) -> Option<(String, String, u64)> {
         let required = signers::required_signers(version, pdu).ok()?;
         let ts = pdu.json.get("origin_server_ts").and_then(|t| t.as_u64()).unwrap_or(0);
-        for signer in required {
-            if self.directory.node(signer.server).is_none() {
+        for required in required {
+            let Some(server) = required.signer.server() else { continue };
+            if self.directory.node(server).is_none() {
                 continue;
             }
-            let ids = signing_key_ids(pdu, signer.server);
+            let ids = signing_key_ids(pdu, server);
             if ids.is_empty()
-                || ids
-                    .iter()
-                    .any(|id| self.keyring.usable(&self.directory, &self.name, signer.server, id, ts).is_some())
+                || ids.iter().any(|id| self.keyring.usable(&self.directory, &self.name, server, id, ts).is_some())
             {
                 continue;
             }
-            return Some((signer.server.to_owned(), ids[0].clone(), ts));
+            return Some((server.to_owned(), ids[0].clone(), ts));
         }
         None
     }

@@ -148,6 +148,55 @@ fn restricted_join_without_the_authorising_servers_signature_same_verdict_as_dag
     }
 }
 
+#[test]
+fn msc4243_account_key_signatures_are_checked_without_a_key_fetch() {
+    // MSC4243 §3, §9: a simulated server verifies account-key signatures with the key in the
+    // localpart (nothing parked for a server key), as dag verify does with no key file.
+    use crate::protocol::room_version::MSC4243_V12;
+    use crate::protocol::test_support::account_key;
+    let version = &MSC4243_V12;
+    let mut r = RoomBuilder::new(version);
+    let alice = r.account("alice", "hs1");
+    let bob = r.account("bob", "hs2");
+    r.add("CREATE", Ev::create(&alice).ts(1));
+    r.add("MA", Ev::join(&alice).ts(2));
+    let allow = json!([{"type": "m.room_membership", "room_id": "!other:hs1"}]);
+    r.add("JR", Ev::state("m.room.join_rules", "", &alice, json!({"join_rule": "restricted", "allow": allow})).ts(3));
+    let join = || Ev::join(&bob).with("join_authorised_via_users_server", json!(alice)).ts(4);
+    let both = r.build(join());
+    let joiner_only = r.build(join().signed_by(&[&account_key("bob").entity]));
+    let by_servers = r.build(join().signed_by(&["hs2", "hs1"]));
+    let room: Vec<Arc<Pdu>> = ["CREATE", "MA", "JR"].iter().map(|n| Arc::new(r.pdu(n).clone())).collect();
+    for mode in [SignatureMode::Real, SignatureMode::Modelled] {
+        for (pdu, expected) in [
+            (&both, (Verdict::Accepted, None)),
+            (&joiner_only, (Verdict::Dropped, Some("signature".to_owned()))),
+            (&by_servers, (Verdict::Dropped, Some("signature".to_owned()))),
+        ] {
+            let dir = directory();
+            let mut s = server(2, mode, &dir, r.room_id(), version);
+            let mut pdus = room.clone();
+            pdus.push(Arc::new(pdu.clone()));
+            let decisions = deliver(&mut s, 1, pdus.clone());
+            for p in &room {
+                assert_eq!(decisions[&p.event_id].0, Verdict::Accepted, "{mode:?}");
+            }
+            assert_eq!(decisions[&pdu.event_id], expected, "{mode:?}");
+            let (verdict, stage) = {
+                let pdus: Vec<Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
+                let v = verify::verify_dag(version, pdus, &VerifyOptions::default());
+                let v = &v.report.verdicts[&pdu.event_id];
+                (v.verdict, v.stage.map(|s| s.as_str().to_owned()))
+            };
+            assert_eq!(
+                (verdict == "accepted", stage),
+                (expected.0 == Verdict::Accepted, expected.1),
+                "same as dag verify"
+            );
+        }
+    }
+}
+
 /// `pdu` with its `hs_name` signature replaced by one made with `key` (a well-formed ed25519
 /// signature: no marker string to catch).
 fn signed_with(pdu: &Pdu, version: &'static RoomVersion, key: &KeyPair) -> Arc<Pdu> {

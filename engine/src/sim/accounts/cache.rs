@@ -175,8 +175,7 @@ impl MappingCache {
         if self.entries.contains_key(&k) {
             return false;
         }
-        let entry =
-            Entry {
+        let entry = Entry {
             mapping: Mapping::Pending,
             tries: 0,
             omissions: 0,

@@ -193,7 +193,8 @@ mod tests {
         let (d, keys) = directory();
         assert_eq!(keys[0].len(), 43, "URL-safe unpadded base64 of 32 bytes");
         assert!(!keys.iter().any(|k| k.contains('+') || k.contains('/')));
-        let a = d.answer(&QueryAccounts { account_keys: vec![keys[0].clone()], erasure: None }, UnknownEncoding::Errcode);
+        let a =
+            d.answer(&QueryAccounts { account_keys: vec![keys[0].clone()], erasure: None }, UnknownEncoding::Errcode);
         let entry = &a.expect("answered").account_keys[&keys[0]];
         assert_eq!(entry["account_name"], "user1");
         assert_eq!(entry["domain"], "hs1.example");

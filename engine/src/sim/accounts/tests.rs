@@ -1,7 +1,7 @@
 //! The responder and the mapping cache together, on hand-derived cases: what each design makes
 //! of an honest answer, a stripped entry, an explicit unknown, a failure, an erasure.
 
-use super::cache::{CacheConfig, Categories, MappingCache, Mapping, Reason};
+use super::cache::{CacheConfig, Categories, Mapping, MappingCache, Reason};
 use super::query::{AccountDirectory, AccountsAnswer, ErasurePoll, QueryAccounts, UnknownEncoding};
 
 const S: u64 = 1_000_000;
@@ -34,7 +34,12 @@ fn an_honest_answer_verifies_permanently() {
     assert!(c.observe(&alice, "hs1", 0));
     assert!(!c.observe(&alice, "hs1", 5), "seen once");
     assert_eq!(c.take_due(0), vec![("hs1".to_owned(), vec![alice.clone()])]);
-    c.on_answer("hs1", std::slice::from_ref(&alice), &ask(&d, std::slice::from_ref(&alice), UnknownEncoding::Errcode), 2 * S);
+    c.on_answer(
+        "hs1",
+        std::slice::from_ref(&alice),
+        &ask(&d, std::slice::from_ref(&alice), UnknownEncoding::Errcode),
+        2 * S,
+    );
     let e = c.get(&alice, "hs1").expect("held");
     assert_eq!(e.mapping, Mapping::Verified { name: "alice".into() });
     assert_eq!((e.verified_at, e.retry_at), (Some(2 * S), None), "cached permanently");
@@ -79,7 +84,12 @@ fn an_explicit_unknown_is_a_negative_answer_and_failures_are_anomalies() {
     let mut c = cache(Categories::ThreeState, UnknownEncoding::Errcode);
     c.observe(&stranger, "hs1", 0);
     c.take_due(0);
-    c.on_answer("hs1", std::slice::from_ref(&stranger), &ask(&d, std::slice::from_ref(&stranger), UnknownEncoding::Errcode), 0);
+    c.on_answer(
+        "hs1",
+        std::slice::from_ref(&stranger),
+        &ask(&d, std::slice::from_ref(&stranger), UnknownEncoding::Errcode),
+        0,
+    );
     let e = c.get(&stranger, "hs1").unwrap();
     assert_eq!(e.mapping, Mapping::Unverified { reason: Reason::ExplicitUnknown("M_UNKNOWN".into()) });
     assert_eq!(e.retry_at, Some(3600 * S), "the long schedule");
@@ -119,7 +129,12 @@ fn an_entry_naming_another_domain_or_badly_signed_is_not_believed() {
     c.observe(&alice, "evil", 0);
     c.take_due(0);
     // evil relays hs1's genuine entry: signed by the key, but for domain hs1.
-    c.on_answer("evil", std::slice::from_ref(&alice), &ask(&d, std::slice::from_ref(&alice), UnknownEncoding::Errcode), 0);
+    c.on_answer(
+        "evil",
+        std::slice::from_ref(&alice),
+        &ask(&d, std::slice::from_ref(&alice), UnknownEncoding::Errcode),
+        0,
+    );
     assert_eq!(c.get(&alice, "evil").unwrap().mapping, Mapping::Unverified { reason: Reason::DomainMismatch });
     // A forged entry: right shape, not signed by the key.
     let mut forged = ask(&d, std::slice::from_ref(&alice), UnknownEncoding::Errcode);
@@ -136,17 +151,28 @@ fn an_erasure_from_the_feed_ends_a_verified_mapping_for_good() {
     let mut c = cache(Categories::TwoState, UnknownEncoding::Errcode);
     c.observe(&alice, "hs1", 0);
     c.take_due(0);
-    c.on_answer("hs1", std::slice::from_ref(&alice), &ask(&d, std::slice::from_ref(&alice), UnknownEncoding::Errcode), 0);
+    c.on_answer(
+        "hs1",
+        std::slice::from_ref(&alice),
+        &ask(&d, std::slice::from_ref(&alice), UnknownEncoding::Errcode),
+        0,
+    );
     assert_eq!(d.erase(&alice), Some(1));
     // An erasure-only poll from the cursor: alice comes back erased though not asked.
-    let poll = QueryAccounts { account_keys: vec![], erasure: Some(ErasurePoll { id: c.erasure_cursor("hs1"), limit: 64 }) };
+    let poll =
+        QueryAccounts { account_keys: vec![], erasure: Some(ErasurePoll { id: c.erasure_cursor("hs1"), limit: 64 }) };
     c.on_answer("hs1", &[], &d.answer(&poll, UnknownEncoding::Errcode).unwrap(), 5 * S);
     assert_eq!(c.get(&alice, "hs1").unwrap().mapping, Mapping::Erased);
     assert_eq!(c.erasure_cursor("hs1"), 1);
     // Never verified again, even by a (replayed) old answer.
     let mut old = hs1().0;
     old.register("alice", [1; 32]);
-    c.on_answer("hs1", std::slice::from_ref(&alice), &ask(&old, std::slice::from_ref(&alice), UnknownEncoding::Errcode), 6 * S);
+    c.on_answer(
+        "hs1",
+        std::slice::from_ref(&alice),
+        &ask(&old, std::slice::from_ref(&alice), UnknownEncoding::Errcode),
+        6 * S,
+    );
     assert_eq!(c.get(&alice, "hs1").unwrap().mapping, Mapping::Erased);
     assert_eq!(c.state_counts().get("erased"), Some(&1));
     let _ = bob;
@@ -164,7 +190,12 @@ fn due_retries_put_domains_that_never_answered_first() {
     c.observe(&k2, "zzz", 0);
     c.take_due(0);
     // aaa answered (an omission: 10 s anomaly retry), zzz timed out (also 10 s).
-    c.on_answer("aaa", std::slice::from_ref(&k1), &stripped(ask(&d, std::slice::from_ref(&k1), UnknownEncoding::Errcode), &k1), 0);
+    c.on_answer(
+        "aaa",
+        std::slice::from_ref(&k1),
+        &stripped(ask(&d, std::slice::from_ref(&k1), UnknownEncoding::Errcode), &k1),
+        0,
+    );
     c.on_failure("zzz", std::slice::from_ref(&k2), Reason::Timeout, 0);
     let order: Vec<String> = c.take_due(10 * S).into_iter().map(|(domain, _)| domain).collect();
     assert_eq!(order, ["zzz", "aaa"]);

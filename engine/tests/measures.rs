@@ -253,10 +253,7 @@ user = "@u0:hs1"
 /// same scenario agrees.
 #[test]
 fn a_server_that_skips_events_is_seen_diverging() {
-    // `full_history`: in `state` mode the joins' divergence episode (from ~1 s) lasts until
-    // the topic at 10 s merges the branches (open, see ARCHITECTURE.md), which this test is not
-    // about.
-    let sc = parse_scenario("small.toml", SMALL, &["join.mode=full_history".to_owned()]).unwrap();
+    let sc = parse_scenario("small.toml", SMALL, &[]).unwrap();
     let healthy = run(&sc, |_| {});
     assert_eq!(room(&healthy, "main")["agreed_at_end"], true);
     let r = run(&sc, |w| w.skip_events_for_test(1, "m.room.topic"));

@@ -89,6 +89,8 @@ struct Run {
     held: Vec<BTreeSet<String>>,
     union: usize,
     violations: Vec<String>,
+    /// Per server, the digest of its final state of the room.
+    digests: Vec<String>,
 }
 
 fn run(text: &str, seed: u64) -> Run {
@@ -106,7 +108,13 @@ fn run(text: &str, seed: u64) -> Run {
     let result = world.finish(true).expect("finish");
     let log = buf.0.lock().unwrap().clone();
     let log = String::from_utf8(log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    Run { log, held, union: result.rooms["main"].len(), violations: result.invariant_violations }
+    let digests = result.summary["rooms"]["main"]["final_state_digests"]
+        .as_object()
+        .expect("digests")
+        .values()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    Run { log, held, union: result.rooms["main"].len(), violations: result.invariant_violations, digests }
 }
 
 fn t_us(r: &Value) -> u64 {
@@ -130,11 +138,16 @@ fn created_between(log: &[Value], sender: &str, from_us: u64, to_us: u64) -> usi
         .count()
 }
 
+/// Converged: no invariant violation (every honest server holds the others' forward
+/// extremities once quiet, and judges as the reference does), one final state on all three.
+/// Not every event everywhere: with state joins (the default) hs3 bridges the hour it missed
+/// with one `get_missing_events` round and `/state_ids`, as Synapse does, and does not fetch
+/// the events inside the gap.
 fn assert_converged(run: &Run) {
     assert!(run.violations.is_empty(), "{:?}", run.violations);
-    for (i, held) in run.held.iter().enumerate() {
-        assert_eq!(held.len(), run.union, "hs{} holds every event of the room", i + 1);
-    }
+    assert_eq!(run.digests.len(), 3);
+    assert!(run.digests.iter().all(|d| *d == run.digests[0]), "one final state: {:?}", run.digests);
+    assert!(run.held.iter().all(|h| !h.is_empty() && h.len() <= run.union));
 }
 
 #[test]

@@ -121,6 +121,13 @@ pub struct CacheConfig {
     pub retry_negative: Schedule,
     /// Settle an omitted key as a negative answer after this many omissions in a row.
     pub settle_omitted_after: Option<u32>,
+    /// Keys per request (MSC4243 §4: 2048).
+    pub batch_size: usize,
+    /// The per-domain global backoff (MSC4243 §10: MUST, against amplification through fake
+    /// domains): after the n-th failed request in a row to a domain, nothing is asked of it for
+    /// `domain_backoff_first × 2^(n-1)`, at most `domain_backoff_max` (µs).
+    pub domain_backoff_first: u64,
+    pub domain_backoff_max: u64,
 }
 
 impl Default for CacheConfig {
@@ -132,6 +139,9 @@ impl Default for CacheConfig {
             retry_anomaly: Schedule(vec![10 * S, 30 * S, 60 * S, 300 * S]),
             retry_negative: Schedule(vec![3600 * S, 6 * 3600 * S, 24 * 3600 * S]),
             settle_omitted_after: None,
+            batch_size: super::query::MAX_BATCH,
+            domain_backoff_first: 5 * S,
+            domain_backoff_max: 3600 * S,
         }
     }
 }
@@ -161,11 +171,13 @@ pub struct MappingCache {
     entries: BTreeMap<(String, String), Entry>,
     /// The last erasure ID seen from each domain.
     erasure_cursor: BTreeMap<String, u64>,
+    /// Per domain: failed requests in a row, and until when nothing is asked of it.
+    backoff: BTreeMap<String, (u32, SimTime)>,
 }
 
 impl MappingCache {
     pub fn new(config: CacheConfig) -> MappingCache {
-        MappingCache { config, entries: BTreeMap::new(), erasure_cursor: BTreeMap::new() }
+        MappingCache { config, entries: BTreeMap::new(), erasure_cursor: BTreeMap::new(), backoff: BTreeMap::new() }
     }
 
     /// A key seen in a room (a member, a sender): `Pending` and due now if new. Returns whether
@@ -202,12 +214,21 @@ impl MappingCache {
         self.erasure_cursor.get(domain).copied().unwrap_or(0)
     }
 
-    /// The keys due at `now`, grouped per domain, domains that never answered first (§6.1),
-    /// then by domain name; each group in key order. Taking them marks them in flight.
+    /// Until when `domain` is backed off (`None`: not).
+    pub fn backed_off_until(&self, domain: &str, now: SimTime) -> Option<SimTime> {
+        self.backoff.get(domain).map(|(_, until)| *until).filter(|until| *until > now)
+    }
+
+    /// The keys due at `now`, grouped per domain in batches of at most `batch_size`, domains
+    /// that never answered first (§6.1), then by domain name; each batch in key order. A
+    /// backed-off domain's keys stay due until its backoff ends. Taking them marks them in
+    /// flight.
     pub fn take_due(&mut self, now: SimTime) -> Vec<(String, Vec<String>)> {
         let mut groups: BTreeMap<(bool, String), Vec<String>> = BTreeMap::new();
+        let backoff = &self.backoff;
         for ((key, domain), e) in self.entries.iter_mut() {
-            if e.retry_at.is_some_and(|t| t <= now) {
+            let held_back = backoff.get(domain).is_some_and(|(_, until)| *until > now);
+            if e.retry_at.is_some_and(|t| t <= now) && !held_back {
                 e.retry_at = None;
                 let answered = match &e.mapping {
                     Mapping::Unverified { reason } | Mapping::Unknown { reason } => reason.domain_answered(),
@@ -216,16 +237,27 @@ impl MappingCache {
                 groups.entry((answered, domain.clone())).or_default().push(key.clone());
             }
         }
-        groups.into_iter().map(|((_, d), keys)| (d, keys)).collect()
+        let size = self.config.batch_size.max(1);
+        groups
+            .into_iter()
+            .flat_map(|((_, d), keys)| keys.chunks(size).map(|c| (d.clone(), c.to_vec())).collect::<Vec<_>>())
+            .collect()
     }
 
-    /// The earliest time something is due.
+    /// The earliest time something is due (a backed-off domain's keys: when its backoff ends).
     pub fn next_due(&self) -> Option<SimTime> {
-        self.entries.values().filter_map(|e| e.retry_at).min()
+        self.entries
+            .iter()
+            .filter_map(|((_, d), e)| Some(e.retry_at?.max(self.backoff.get(d).map_or(0, |(_, until)| *until))))
+            .min()
     }
 
-    /// The request for `keys` of `domain` failed (timeout or error status).
+    /// The request for `keys` of `domain` failed (timeout or error status): the domain backs off.
     pub fn on_failure(&mut self, domain: &str, keys: &[String], reason: Reason, now: SimTime) {
+        let (first, max) = (self.config.domain_backoff_first, self.config.domain_backoff_max);
+        let b = self.backoff.entry(domain.to_owned()).or_insert((0, now));
+        b.0 += 1;
+        b.1 = now + first.saturating_mul(1u64 << (b.0 - 1).min(32)).min(max);
         for key in keys {
             self.settle(key, domain, Err(reason.clone()), now);
         }
@@ -233,6 +265,7 @@ impl MappingCache {
 
     /// A `200` answer for `keys` asked of `domain`.
     pub fn on_answer(&mut self, domain: &str, keys: &[String], answer: &AccountsAnswer, now: SimTime) {
+        self.backoff.remove(domain);
         for key in keys {
             let outcome = match answer.account_keys.get(key) {
                 Some(entry) => read_entry(key, domain, entry),

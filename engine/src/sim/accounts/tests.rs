@@ -200,3 +200,32 @@ fn due_retries_put_domains_that_never_answered_first() {
     let order: Vec<String> = c.take_due(10 * S).into_iter().map(|(domain, _)| domain).collect();
     assert_eq!(order, ["zzz", "aaa"]);
 }
+
+/// MSC4243 §10: a domain that fails is backed off as a whole (5 s, 10 s, 20 s … here), however
+/// many keys of it are due, and an answer ends the backoff; due keys are asked in batches.
+#[test]
+fn a_failing_domain_is_backed_off_as_a_whole_and_keys_go_in_batches() {
+    let config = CacheConfig { batch_size: 2, ..CacheConfig::default() };
+    let mut c = MappingCache::new(config);
+    let keys: Vec<String> = ["F", "G", "H"].iter().map(|k| k.repeat(43)).collect();
+    for k in &keys {
+        c.observe(k, "victim", 0);
+    }
+    let due = c.take_due(0);
+    assert_eq!(due, vec![("victim".to_owned(), keys[..2].to_vec()), ("victim".to_owned(), keys[2..].to_vec())]);
+    c.on_failure("victim", &keys[..2], Reason::Timeout, 0);
+    assert_eq!(c.backed_off_until("victim", 0), Some(5 * S));
+    c.on_failure("victim", &keys[2..], Reason::Timeout, 0);
+    assert_eq!(c.backed_off_until("victim", 0), Some(10 * S), "the second failure in a row doubles it");
+    // The keys' own retry is at 10 s (first anomaly delay); the domain's backoff ends then too.
+    assert_eq!(c.next_due(), Some(10 * S));
+    assert!(c.take_due(9 * S).is_empty());
+    // A new key of the backed-off domain waits for the backoff as well.
+    c.observe(&"J".repeat(43), "victim", 9 * S);
+    assert!(c.take_due(9 * S).is_empty(), "nothing is asked of a backed-off domain");
+    let due = c.take_due(10 * S);
+    assert_eq!(due.iter().map(|(_, k)| k.len()).sum::<usize>(), 4);
+    let (d, _, _) = hs1();
+    c.on_answer("victim", &due[0].1, &ask(&d, &due[0].1, UnknownEncoding::Errcode), 11 * S);
+    assert_eq!(c.backed_off_until("victim", 11 * S), None, "an answer ends the backoff");
+}

@@ -397,31 +397,45 @@ fn pump(servers: &mut [Server], first: Vec<(ServerIdx, ServerIdx, Message)>) -> 
     (requests, records)
 }
 
-/// A gap wider than one `get_missing_events` round (`join.mode = "state"`): hs2 holds the room
-/// up to M1 and receives only X, 25 messages later. One round brings the 10 newest; the rest
-/// is bridged with `/state_ids` at the oldest missing prev event (stored as an outlier), so
-/// every event received is judged and nothing stays pending.
-#[test]
-fn a_gap_too_wide_for_one_round_is_bridged_with_state_ids() {
+/// The room of the gap tests: hs1's alice and hs2's bob joined to a public v11 room.
+const GAP_SETUP: [&str; 5] = ["CREATE", "MA", "PL", "JR", "MB"];
+
+fn gap_room() -> RoomBuilder {
     let mut r = RoomBuilder::new(&V11);
     r.add("CREATE", Ev::create("@alice:hs1"));
     r.add("MA", Ev::join("@alice:hs1"));
     r.add("PL", Ev::power_levels("@alice:hs1", json!({"users": {"@alice:hs1": 100}})));
     r.add("JR", Ev::join_rules("@alice:hs1", "public"));
     r.add("MB", Ev::join("@bob:hs2"));
+    r
+}
+
+/// hs1 and hs2 with real signatures, in `join.mode = "state"`.
+fn state_join_servers(room_id: &str) -> Vec<Server> {
+    let dir = directory();
+    let mut servers: Vec<Server> = (0..2).map(|i| server(i, SignatureMode::Real, &dir, room_id, &V11)).collect();
+    for s in &mut servers {
+        s.config.join_mode = crate::scenario::JoinMode::State;
+    }
+    servers
+}
+
+/// A gap wider than one `get_missing_events` round (`join.mode = "state"`): hs2 holds the room
+/// up to M1 and receives only X, 25 messages later. One round brings the 10 newest; the rest
+/// is bridged with `/state_ids` at the oldest missing prev event (stored as an outlier), so
+/// every event received is judged and nothing stays pending.
+#[test]
+fn a_gap_too_wide_for_one_round_is_bridged_with_state_ids() {
+    let mut r = gap_room();
     let names: Vec<String> = (1..=25).map(|i| format!("M{i}")).collect();
     for n in &names {
         r.add(n, Ev::message("@alice:hs1", n));
     }
     r.add("T", Ev::topic("@alice:hs1", "after the gap"));
     let room_id = r.room_id().to_owned();
-    let dir = directory();
-    let mut servers: Vec<Server> = (0..2).map(|i| server(i, SignatureMode::Real, &dir, &room_id, &V11)).collect();
-    for s in &mut servers {
-        s.config.join_mode = crate::scenario::JoinMode::State;
-    }
+    let mut servers = state_join_servers(&room_id);
     let pdu = |n: &str| resign(r.pdu(n), &V11);
-    let setup = ["CREATE", "MA", "PL", "JR", "MB"];
+    let setup = GAP_SETUP;
     let all: Vec<Arc<Pdu>> =
         setup.iter().copied().chain(names.iter().map(String::as_str)).chain(["T"]).map(pdu).collect();
     deliver(&mut servers[0], 2, all);
@@ -467,25 +481,16 @@ fn a_gap_too_wide_for_one_round_is_bridged_with_state_ids() {
 /// as an outlier, and every waiting message is judged, accepted, as on hs1.
 #[test]
 fn a_gap_lacking_an_auth_event_fetches_the_auth_chain_with_event_auth() {
-    let mut r = RoomBuilder::new(&V11);
-    r.add("CREATE", Ev::create("@alice:hs1"));
-    r.add("MA", Ev::join("@alice:hs1"));
-    r.add("PL", Ev::power_levels("@alice:hs1", json!({"users": {"@alice:hs1": 100}})));
-    r.add("JR", Ev::join_rules("@alice:hs1", "public"));
-    r.add("MB", Ev::join("@bob:hs2"));
+    let mut r = gap_room();
     r.add("MC", Ev::join("@carol:hs1"));
     let names: Vec<String> = (1..=25).map(|i| format!("C{i}")).collect();
     for n in &names {
         r.add(n, Ev::message("@carol:hs1", n));
     }
     let room_id = r.room_id().to_owned();
-    let dir = directory();
-    let mut servers: Vec<Server> = (0..2).map(|i| server(i, SignatureMode::Real, &dir, &room_id, &V11)).collect();
-    for s in &mut servers {
-        s.config.join_mode = crate::scenario::JoinMode::State;
-    }
+    let mut servers = state_join_servers(&room_id);
     let pdu = |n: &str| resign(r.pdu(n), &V11);
-    let setup = ["CREATE", "MA", "PL", "JR", "MB"];
+    let setup = GAP_SETUP;
     let all: Vec<Arc<Pdu>> =
         setup.iter().copied().chain(["MC"]).chain(names.iter().map(String::as_str)).map(pdu).collect();
     deliver(&mut servers[0], 2, all);

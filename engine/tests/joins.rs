@@ -4,25 +4,10 @@
 
 use roomsim_engine::metrics::instrumented_world;
 use roomsim_engine::scenario::{load_scenario, parse_scenario, Scenario};
-use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::log::{LogWriter, MemorySink};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn bundled(name: &str) -> Scenario {
     bundled_with(name, &[])
@@ -36,11 +21,11 @@ fn bundled_with(name: &str, sets: &[&str]) -> Scenario {
 
 /// Runs `sc`: its summary and its log records, parsed.
 fn run(sc: &Scenario) -> (Value, Vec<Value>) {
-    let buf = SharedBuf::default();
+    let buf = MemorySink::default();
     let mut world = instrumented_world(sc, sc.seed, LogWriter::new(Box::new(buf.clone())));
     world.run();
     let result = world.finish(true).expect("finish");
-    let log = buf.0.lock().unwrap().clone();
+    let log = buf.contents();
     let records = String::from_utf8(log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     (result.summary, records)
 }

@@ -5,25 +5,10 @@
 
 use roomsim_engine::metrics::instrumented_world;
 use roomsim_engine::scenario::parse_scenario;
-use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::log::{LogWriter, MemorySink};
 use roomsim_engine::sim::replay::replay;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Three servers in one public v12 room, messages from everyone from 2 s to `stop`; `extra`
 /// is appended (keys, middleboxes, faults).
@@ -77,11 +62,11 @@ struct Run {
 
 fn run(text: &str, seed: u64) -> Run {
     let sc = parse_scenario("keys.toml", text, &[]).expect("valid scenario");
-    let buf = SharedBuf::default();
+    let buf = MemorySink::default();
     let mut world = instrumented_world(&sc, seed, LogWriter::new(Box::new(buf.clone())));
     world.run();
     let result = world.finish(true).expect("finish");
-    let raw = buf.0.lock().unwrap().clone();
+    let raw = buf.contents();
     let log = String::from_utf8(raw.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     Run { log, raw, summary: result.summary, violations: result.invariant_violations }
 }

@@ -11,25 +11,11 @@ use roomsim_engine::protocol::pdu::{Membership, Pdu};
 use roomsim_engine::protocol::room_version::{V11, V12};
 use roomsim_engine::protocol::verify::{self, VerifyOptions};
 use roomsim_engine::scenario::parse_scenario;
-use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::log::{LogWriter, MemorySink};
 use roomsim_engine::sim::server::KEY_ID;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use std::sync::{Arc, OnceLock};
 
 /// What the tests read of one run.
 struct Run {
@@ -51,14 +37,11 @@ fn run() -> &'static Run {
     static RUN: OnceLock<Run> = OnceLock::new();
     RUN.get_or_init(|| {
         let sc = parse_scenario("knock-restricted.toml", SCENARIO, &[]).expect("the bundled scenario parses");
-        let buf = SharedBuf::default();
+        let buf = MemorySink::default();
         let mut world = instrumented_world(&sc, sc.seed, LogWriter::new(Box::new(buf.clone())));
         world.run();
-        let log: Vec<Value> = String::from_utf8(buf.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let log: Vec<Value> =
+            String::from_utf8(buf.contents()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let room_ids: BTreeMap<String, String> = log
             .iter()
             .filter(|r| r["kind"] == "action" && r["action"] == "create_room" && r["event"].is_string())

@@ -5,24 +5,9 @@
 
 use roomsim_engine::metrics::instrumented_world;
 use roomsim_engine::scenario::parse_scenario;
-use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::log::{LogWriter, MemorySink};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const MINUTE_US: u64 = 60_000_000;
 /// The partition cuts hs3 off from 20 s to 60 min 20 s.
@@ -95,7 +80,7 @@ struct Run {
 
 fn run(text: &str, seed: u64) -> Run {
     let sc = parse_scenario("retries.toml", text, &[]).expect("valid scenario");
-    let buf = SharedBuf::default();
+    let buf = MemorySink::default();
     let mut world = instrumented_world(&sc, seed, LogWriter::new(Box::new(buf.clone())));
     world.run();
     let held = world
@@ -106,7 +91,7 @@ fn run(text: &str, seed: u64) -> Run {
         })
         .collect();
     let result = world.finish(true).expect("finish");
-    let log = buf.0.lock().unwrap().clone();
+    let log = buf.contents();
     let log = String::from_utf8(log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let digests = result.summary["rooms"]["main"]["final_state_digests"]
         .as_object()

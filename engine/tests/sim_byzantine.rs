@@ -7,27 +7,12 @@ use roomsim_engine::protocol::crypto;
 use roomsim_engine::protocol::pdu::Pdu;
 use roomsim_engine::protocol::room_version::V12;
 use roomsim_engine::scenario::parse_scenario;
-use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::log::{LogWriter, MemorySink};
 use roomsim_engine::sim::rng::RngStreams;
 use roomsim_engine::sim::server::KEY_ID;
 use roomsim_engine::sim::world::server_key;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Four honest servers and `evil`, one public v12 room everyone joins, messages from all.
 fn scenario(signatures: &str, evil: &str) -> String {
@@ -74,11 +59,11 @@ messages_per_minute = 20
 /// Runs `text` with `seed`; the log records, parsed.
 fn run(text: &str, seed: u64) -> Vec<Value> {
     let sc = parse_scenario("byz.toml", text, &[]).expect("valid scenario");
-    let buf = SharedBuf::default();
+    let buf = MemorySink::default();
     let mut world = instrumented_world(&sc, seed, LogWriter::new(Box::new(buf.clone())));
     world.run();
     world.finish(true).expect("finish");
-    let log = buf.0.lock().unwrap().clone();
+    let log = buf.contents();
     String::from_utf8(log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 

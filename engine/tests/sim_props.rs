@@ -6,24 +6,9 @@
 use proptest::prelude::*;
 use roomsim_engine::metrics::instrumented_world;
 use roomsim_engine::scenario::parse_scenario;
-use roomsim_engine::sim::log::LogWriter;
+use roomsim_engine::sim::log::{LogWriter, MemorySink};
 use roomsim_engine::sim::replay::replay;
 use roomsim_engine::sim::world::WindowStats;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn scenario_text(servers: u32, version: u32, loss: f64, partition_s: u32, byzantine: &str) -> String {
     format!(
@@ -100,7 +85,7 @@ fn run_with(
     parallel_from: Option<usize>,
 ) -> (Vec<u8>, roomsim_engine::sim::world::RunResult, WindowStats) {
     let sc = parse_scenario("prop.toml", text, &[]).expect("valid scenario");
-    let buf = SharedBuf::default();
+    let buf = MemorySink::default();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let (result, stats) = pool.install(|| {
         let mut world = instrumented_world(&sc, seed, LogWriter::new(Box::new(buf.clone())));
@@ -111,7 +96,7 @@ fn run_with(
         let stats = world.window_stats();
         (world.finish(true).expect("finish"), stats)
     });
-    let log = buf.0.lock().unwrap().clone();
+    let log = buf.contents();
     (log, result, stats)
 }
 

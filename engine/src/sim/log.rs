@@ -112,6 +112,28 @@ impl Sink {
     }
 }
 
+/// A log kept in memory (tests, library users who read the records back): a clonable
+/// [`Write`] whose clones share one buffer; give one to [`LogWriter::new`], read the other.
+#[derive(Clone, Default)]
+pub struct MemorySink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl MemorySink {
+    /// Everything written so far.
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.lock().expect("a log writer panicked").clone()
+    }
+}
+
+impl Write for MemorySink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("a log writer panicked").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub struct LogWriter {
     out: Sink,
     mode: LogMode,

@@ -225,11 +225,18 @@ impl RoomMeasures {
     /// A fault started or ended: the windows `time_to_agreement_ms` and the episodes read.
     fn note_fault(&mut self, t: SimTime, i: usize, start: bool) {
         let Some(f) = self.faults.get(i) else { return };
-        if matches!(f.kind, FaultKind::RotateKey { .. }) {
-            // A moment, not a window: nothing is cut (what it costs shows in the keys counts).
+        let moment = match f.kind {
+            FaultKind::RotateKey { .. } => Some("rotate_key"),
+            FaultKind::EraseAccount { .. } => Some("erase_account"),
+            FaultKind::ReregisterAccount { .. } => Some("reregister_account"),
+            _ => None,
+        };
+        if let Some(kind) = moment {
+            // A moment, not a window: nothing is cut (what it costs shows in the keys and
+            // account-keys counts).
             self.fault_windows.push(FaultWindow {
                 index: i,
-                kind: "rotate_key",
+                kind,
                 start_us: t,
                 end_us: Some(t),
                 disruption: false,
@@ -256,7 +263,10 @@ impl RoomMeasures {
                 FaultKind::Crash { .. } => ("crash", true),
                 FaultKind::Degrade { loss, .. } => ("degrade", loss.is_some_and(|l| l > 0.0)),
                 FaultKind::ClockSkew { .. } => ("clock_skew", false),
-                FaultKind::HealAll | FaultKind::RotateKey { .. } => unreachable!("handled above"),
+                FaultKind::HealAll
+                | FaultKind::RotateKey { .. }
+                | FaultKind::EraseAccount { .. }
+                | FaultKind::ReregisterAccount { .. } => unreachable!("handled above"),
             };
             self.fault_windows.push(FaultWindow { index: i, kind, start_us: t, end_us: None, disruption });
         } else if let Some(w) = self.fault_windows.iter_mut().rev().find(|w| w.index == i && w.end_us.is_none()) {
@@ -404,7 +414,7 @@ impl RoomMeasures {
             }
         }
         let byzantine = snap.in_room.iter().filter(|k| !view.is_honest(**k)).count();
-        let missing = self.members_missing(name);
+        let missing = self.members_missing(name, view);
         let track = &self.rooms[name];
         let c = conclude(&track.timeline, &self.fault_windows, t);
         let mut m = Map::new();
@@ -480,15 +490,24 @@ impl RoomMeasures {
     }
 
     /// Users the scenario means to be joined who are not, by the union DAG, with why.
-    fn members_missing(&mut self, name: &str) -> Vec<Value> {
+    fn members_missing(&mut self, name: &str, view: &dyn WorldView) -> Vec<Value> {
         let Some(users) = self.intended.get(name).cloned() else { return Vec::new() };
         let Some(union) = self.rooms.get_mut(name).and_then(|t| t.union.as_mut()) else { return Vec::new() };
         let joined = union.joined_users().clone();
         let union = &self.rooms[name].union.as_ref().expect("just used");
+        // In an account-key room (MSC4243) an account is in the room under one of its keys;
+        // its latest key with a membership speaks for it.
+        let in_room = |u: &str| -> String {
+            let ids = view.account_user_ids(name, u);
+            ids.iter().rev().find(|id| union.membership_event(id).is_some()).cloned().unwrap_or_else(|| u.to_owned())
+        };
         users
             .iter()
-            .filter(|u| !joined.contains(*u))
-            .map(|u| json!({"user": u, "why": self.trouble.why_missing(name, u, union)}))
+            .filter(|u| {
+                let ids = view.account_user_ids(name, u);
+                !joined.contains(*u) && !ids.iter().any(|id| joined.contains(id))
+            })
+            .map(|u| json!({"user": u, "why": self.trouble.why_missing(name, &in_room(u), union)}))
             .collect()
     }
 }

@@ -37,6 +37,8 @@ pub struct Scenario {
     pub sweep: Option<SweepSpec>,
     /// `[join] mode`: what `send_join` answers with.
     pub join_mode: JoinMode,
+    /// `[account_query]`: the MSC4243 design knobs (used by account-key rooms only).
+    pub account_query: AccountQuerySpec,
     /// What this scenario was parsed from, so a run can store it and re-parse sweep cells.
     pub source: ScenarioSource,
 }
@@ -171,6 +173,10 @@ pub enum Byzantine {
     BadSignatures,
     /// Does not send its events to the servers of `withhold_from` (default: to any server).
     Withhold,
+    /// MSC4243: answers `/query/accounts` about its own accounts with a different account name
+    /// to some askers (each (key, asker) pair with `byzantine_probability`), signed with the
+    /// account key it holds: the equivocation MSC4243 §10 names.
+    EquivocateAccounts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -323,6 +329,24 @@ pub struct MiddleboxSpec {
     pub kind: MiddleboxKind,
     /// Probability a request through the middlebox times out, in [0, 1].
     pub timeout_probability: f64,
+    /// Reverse proxies, `/query/accounts` (MSC4243 §4's rationale for explicit errcodes): the
+    /// probability each per-key entry is removed from an answer, and that a whole answer's
+    /// `account_keys` map comes back empty.
+    pub strip_account_entries: f64,
+    pub strip_account_answers: f64,
+    /// Caches: `"path"` keys stored answers by the endpoint alone, ignoring the request body (a
+    /// CDN that caches a POST by its URL), so an answer about other keys is served; `"request"`
+    /// (default) by endpoint and body.
+    pub cache_key: CacheKey,
+}
+
+/// What a caching middlebox keys its stored answers on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKey {
+    #[default]
+    Request,
+    Path,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -360,6 +384,14 @@ pub enum FaultKind {
     /// on; `keep_old`: the previous key is listed in `old_verify_keys` (Server-Server API,
     /// §"Retrieving server keys"), otherwise it is no longer published.
     RotateKey { server: String, keep_old: bool },
+    /// MSC4243 §7: the user's domain erases its account (GDPR): `/query/accounts` answers the
+    /// key with a signed `M_ERASED` from now on and lists it in the erasure feed.
+    EraseAccount { user: String },
+    /// MSC4243 §2 ("re-registration"): the domain forgets the account and registers its name
+    /// again under a new key (a restore from backup, a deleted and re-created account). The old
+    /// key is answered as unknown from now on; the user's later actions use the new key, a new
+    /// user ID in every room (it must join again).
+    ReregisterAccount { user: String },
 }
 
 /// `[keys]`: server key distribution.
@@ -572,4 +604,99 @@ pub struct SweepCell {
     pub overrides: Vec<String>,
     /// Human-readable, e.g. `network.loss=0.05,seed=3`.
     pub label: String,
+}
+
+/// MSC4243 §4: how a domain answers a requested key it does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownEncoding {
+    /// The seed and the latest text: `{"errcode": "M_UNKNOWN"}`; a missing key is an anomaly.
+    #[default]
+    Errcode,
+    /// The design before the seed: the key is left out of the map.
+    Omit,
+}
+
+/// Which categories a server keeps (open question B2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Categories {
+    /// Verified / unverified (+ erased): the latest text.
+    #[default]
+    TwoState,
+    /// Verified / unverified / unknown: the seed.
+    ThreeState,
+}
+
+/// The `client_view` knob (MSC4243 §6; open question B3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientView {
+    #[default]
+    Filter,
+    InvalidDomain,
+    UnderscorePrefix,
+}
+
+/// The `on_verify` knob (MSC4243 §6.2; open question B4): what a server sends its clients when
+/// a key's mapping changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnVerify {
+    /// The latest text: the user's current state events go down the sync stream again.
+    #[default]
+    ResendStateAfter,
+    /// The seed: the member event under the corrected ID and a synthetic leave for the old one.
+    ResendMemberAndSyntheticLeave,
+    /// Nothing: clients keep what they were shown.
+    Nothing,
+}
+
+/// `[account_query]`: MSC4243's design knobs and timings (see `docs/scenarios.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountQuerySpec {
+    pub unknown_encoding: UnknownEncoding,
+    pub categories: Categories,
+    pub client_view: ClientView,
+    pub on_verify: OnVerify,
+    /// Retry delays after an anomaly (timeout, non-2xx, unreadable, a key missing under
+    /// `errcode`); the last repeats.
+    pub retry_anomaly_us: Vec<u64>,
+    /// Retry delays after a negative answer; empty: never asked again.
+    pub retry_negative_us: Vec<u64>,
+    /// Settle a key omitted this many times in a row as a negative answer (`None`: keep
+    /// retrying on the anomaly schedule).
+    pub settle_omitted_after: Option<u32>,
+    /// Timeout of one `/query/accounts` request (no retries: the cache's schedule retries).
+    pub timeout_us: u64,
+    /// Keys per request, 1..=2048.
+    pub batch_size: usize,
+    /// How often each server polls every domain it knows for erasures (MSC4243 §7: at most
+    /// 3 days); `erasure_limit` keys per poll.
+    pub erasure_poll_us: u64,
+    pub erasure_limit: u32,
+    /// The per-domain global backoff (§10): first interval and cap.
+    pub domain_backoff_us: u64,
+    pub domain_backoff_max_us: u64,
+}
+
+impl Default for AccountQuerySpec {
+    fn default() -> AccountQuerySpec {
+        const S: u64 = 1_000_000;
+        AccountQuerySpec {
+            unknown_encoding: UnknownEncoding::Errcode,
+            categories: Categories::TwoState,
+            client_view: ClientView::Filter,
+            on_verify: OnVerify::ResendStateAfter,
+            retry_anomaly_us: vec![10 * S, 30 * S, 60 * S, 300 * S],
+            retry_negative_us: vec![3600 * S, 6 * 3600 * S, 24 * 3600 * S],
+            settle_omitted_after: None,
+            timeout_us: 10 * S,
+            batch_size: 2048,
+            erasure_poll_us: 24 * 3600 * S,
+            erasure_limit: 64,
+            domain_backoff_us: 5 * S,
+            domain_backoff_max_us: 3600 * S,
+        }
+    }
 }

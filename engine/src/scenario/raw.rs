@@ -15,7 +15,8 @@ use serde::Deserialize as DeriveDeserialize;
 use toml::Spanned;
 
 use super::duration::{DurationUs, SignedDurationUs};
-use super::model::{ActionKind, Byzantine, JoinMode, JoinRule, KeyDistribution, Measure, SignatureMode};
+use super::model::{
+    ActionKind, Byzantine, CacheKey, Categories, ClientView, JoinMode, OnVerify, UnknownEncoding, JoinRule, KeyDistribution, Measure, SignatureMode};
 
 type Opt<T> = Option<Spanned<T>>;
 
@@ -47,6 +48,40 @@ pub(crate) struct RawFile {
     pub sweep: Option<Spanned<RawSweep>>,
     #[serde(default)]
     pub join: Option<RawJoin>,
+    #[serde(default)]
+    pub account_query: Option<RawAccountQuery>,
+}
+
+/// `[account_query]`: MSC4243's design knobs.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccountQuery {
+    #[serde(default)]
+    pub unknown_encoding: Opt<UnknownEncoding>,
+    #[serde(default)]
+    pub categories: Opt<Categories>,
+    #[serde(default)]
+    pub client_view: Opt<ClientView>,
+    #[serde(default)]
+    pub on_verify: Opt<OnVerify>,
+    #[serde(default)]
+    pub retry_anomaly: Opt<Vec<Spanned<DurationUs>>>,
+    #[serde(default)]
+    pub retry_negative: Opt<Vec<Spanned<DurationUs>>>,
+    #[serde(default)]
+    pub settle_omitted_after: Opt<i64>,
+    #[serde(default)]
+    pub timeout: Opt<DurationUs>,
+    #[serde(default)]
+    pub batch_size: Opt<i64>,
+    #[serde(default)]
+    pub erasure_poll: Opt<DurationUs>,
+    #[serde(default)]
+    pub erasure_limit: Opt<i64>,
+    #[serde(default)]
+    pub domain_backoff: Opt<DurationUs>,
+    #[serde(default)]
+    pub domain_backoff_max: Opt<DurationUs>,
 }
 
 /// `[join]`: how a resident answers `send_join` and a joiner catches up.
@@ -309,6 +344,12 @@ pub(crate) struct RawMiddlebox {
     pub cache_ttl: Opt<DurationUs>,
     #[serde(default)]
     pub timeout_probability: Opt<f64>,
+    #[serde(default)]
+    pub strip_account_entries: Opt<f64>,
+    #[serde(default)]
+    pub strip_account_answers: Opt<f64>,
+    #[serde(default)]
+    pub cache_key: Opt<CacheKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
@@ -343,6 +384,8 @@ pub(crate) struct RawFault {
     pub skew: Opt<SignedDurationUs>,
     #[serde(default)]
     pub keep_old: Opt<bool>,
+    #[serde(default)]
+    pub user: Opt<String>,
 }
 
 /// `[keys]`.
@@ -366,6 +409,8 @@ pub(crate) enum FaultName {
     ClockSkew,
     HealAll,
     RotateKey,
+    EraseAccount,
+    ReregisterAccount,
 }
 
 impl FaultName {
@@ -377,6 +422,8 @@ impl FaultName {
             FaultName::ClockSkew => "clock_skew",
             FaultName::HealAll => "heal_all",
             FaultName::RotateKey => "rotate_key",
+            FaultName::EraseAccount => "erase_account",
+            FaultName::ReregisterAccount => "reregister_account",
         }
     }
 }

@@ -93,6 +93,23 @@ pub enum SimEvent {
     RequestFailed { request: String, to: ServerIdx, why: String },
     /// An answer to a request that was no longer waited for.
     LateResponse { id: RequestId },
+    /// MSC4243: a server's mapping of an account key claiming `domain` changed, or the key was
+    /// first seen (`pending`).
+    AccountMapping { key: String, domain: String, mapping: crate::sim::accounts::cache::Mapping },
+    /// MSC4243 §6.2: a server re-sent its clients what the `on_verify` design says when a
+    /// key's shown form changed (`resends` by kind), in `rooms` rooms its users share with it.
+    ClientResend {
+        key: String,
+        domain: String,
+        shown: crate::sim::accounts::view::Shown,
+        resends: Vec<String>,
+        rooms: u32,
+    },
+    /// An invite's room appeared on the invitee's client `delay_us` after the invite reached
+    /// its server, the inviter shown as `inviter`.
+    RoomShown { room: String, user: String, delay_us: u64, inviter: crate::sim::accounts::view::Shown },
+    /// A domain changed one of its accounts (`erased`, `reregistered` under `key`).
+    AccountChanged { user: String, change: String, key: String },
     /// A byzantine server misbehaved.
     Byzantine {
         behaviour: String,
@@ -140,6 +157,14 @@ pub enum LoggedInput {
     /// A `rotate_key` fault reached the server.
     RotateKey {
         keep_old: bool,
+    },
+    /// An `erase_account` fault reached the user's domain.
+    EraseAccount {
+        user: String,
+    },
+    /// A `reregister_account` fault reached the user's domain.
+    ReregisterAccount {
+        user: String,
     },
 }
 

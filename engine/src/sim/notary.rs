@@ -116,7 +116,9 @@ impl Notary {
             | Input::Action(_)
             | Input::Restart
             | Input::SetClockSkew { .. }
-            | Input::RotateKey { .. } => {}
+            | Input::RotateKey { .. }
+            | Input::EraseAccount { .. }
+            | Input::ReregisterAccount { .. } => {}
         }
         out
     }

@@ -126,6 +126,16 @@ pub trait WorldView {
     fn messages_in_flight(&self) -> usize;
     /// Every server's public keys (what the run's `keys.json` holds).
     fn server_keys(&self) -> crate::protocol::verify::ServerKeys;
+    /// MSC4243: the account key user IDs of the account named `user` in the scenario room
+    /// `room` (first key first), empty when the room does not use account keys.
+    fn account_user_ids(&self, _room: &str, _user: &str) -> Vec<String> {
+        Vec::new()
+    }
+    /// MSC4243: whose account key `key` is (account name user ID, generation), the truth the
+    /// domains hold.
+    fn account_owner(&self, _key: &str) -> Option<(String, usize)> {
+        None
+    }
 }
 
 /// What observers contribute to a run's outputs.

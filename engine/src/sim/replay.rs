@@ -178,6 +178,8 @@ fn to_input(
         LoggedInput::Restart => Input::Restart,
         LoggedInput::ClockSkew { skew_us } => Input::SetClockSkew { skew_us },
         LoggedInput::RotateKey { keep_old } => Input::RotateKey { keep_old },
+        LoggedInput::EraseAccount { user } => Input::EraseAccount { user },
+        LoggedInput::ReregisterAccount { user } => Input::ReregisterAccount { user },
     })
 }
 

@@ -37,6 +37,11 @@ pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndConditi
                 "`duration` does not apply to fault \"rotate_key\" (a rotation is not undone)",
             ));
         }
+        if let (FaultKind::EraseAccount { .. } | FaultKind::ReregisterAccount { .. }, Some(duration)) =
+            (&kind, &fault.duration)
+        {
+            return Err(Problem::at(duration.span(), format!("`duration` does not apply to {label} (it is not undone)")));
+        }
         let duration_us = match &fault.duration {
             Some(d) if d.get_ref().0 == 0 => {
                 return Err(Problem::at(d.span(), "a fault's duration must be greater than 0"))
@@ -70,6 +75,7 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
         FaultName::ClockSkew => &["server", "skew"],
         FaultName::HealAll => &[],
         FaultName::RotateKey => &["server", "keep_old"],
+        FaultName::EraseAccount | FaultName::ReregisterAccount => &["user"],
     };
     reject_unless(allowed, "groups", &fault.groups, &label)?;
     reject_unless(allowed, "server", &fault.server, &label)?;
@@ -80,6 +86,7 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
     reject_unless(allowed, "latency", &fault.latency, &label)?;
     reject_unless(allowed, "skew", &fault.skew, &label)?;
     reject_unless(allowed, "keep_old", &fault.keep_old, &label)?;
+    reject_unless(allowed, "user", &fault.user, &label)?;
     let kind_span = fault.kind.span();
     match name {
         FaultName::Partition => partition(fault, names, &kind_span, &label),
@@ -100,6 +107,14 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
             let keep_old = require(&fault.keep_old, "keep_old", &kind_span, &label)?;
             let server = names.server(server.get_ref(), &server.span(), &label)?;
             Ok(FaultKind::RotateKey { server, keep_old: *keep_old.get_ref() })
+        }
+        FaultName::EraseAccount | FaultName::ReregisterAccount => {
+            let user = require(&fault.user, "user", &kind_span, &label)?;
+            let user = names.user(user.get_ref(), &user.span(), &label)?;
+            Ok(match name {
+                FaultName::EraseAccount => FaultKind::EraseAccount { user },
+                _ => FaultKind::ReregisterAccount { user },
+            })
         }
     }
 }

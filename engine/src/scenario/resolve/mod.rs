@@ -4,6 +4,7 @@
 //! Sections are resolved in dependency order: servers (and their users), groups, then what
 //! refers to them. Each check returns a [`Problem`] at the span of the offending value.
 
+mod account_query;
 mod faults;
 mod keys;
 mod network;
@@ -43,6 +44,7 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
     let timeline = timeline::resolve(&raw.timeline, &rooms, &names, &end)?;
     let workloads = workload::resolve(&raw.workload, &rooms, &names, &end)?;
     let metrics = metrics(raw.metrics)?;
+    let account_query = account_query::resolve(raw.account_query.as_ref())?;
     let sweep = match &raw.sweep {
         Some(s) => Some(sweep::resolve(s, seed, check)?),
         None => None,
@@ -62,6 +64,7 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
         metrics,
         keys,
         sweep,
+        account_query,
         join_mode: raw.join.and_then(|j| j.mode).map_or_else(Default::default, |m| *m.get_ref()),
         source,
     })

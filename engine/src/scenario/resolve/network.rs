@@ -123,9 +123,28 @@ fn middlebox(raw: &RawMiddlebox, names: &Names) -> Res<MiddleboxSpec> {
             MiddleboxKind::Cache { ttl_us: duration_or(&raw.cache_ttl, DurationUs(300_000_000).0) }
         }
     };
+    if matches!(kind, MiddleboxKind::Cache { .. }) {
+        reject(&raw.strip_account_entries, "strip_account_entries", "kind = \"cache\"")?;
+        reject(&raw.strip_account_answers, "strip_account_answers", "kind = \"cache\"")?;
+    } else {
+        reject(&raw.cache_key, "cache_key", "kind = \"reverse_proxy\"")?;
+    }
     Ok(MiddleboxSpec {
         server: names.node(raw.server.get_ref(), &raw.server.span(), "network middlebox")?,
         kind,
         timeout_probability: probability_or(&raw.timeout_probability, 0.0, "timeout_probability", One::Allowed)?,
+        strip_account_entries: probability_or(
+            &raw.strip_account_entries,
+            0.0,
+            "strip_account_entries",
+            One::Allowed,
+        )?,
+        strip_account_answers: probability_or(
+            &raw.strip_account_answers,
+            0.0,
+            "strip_account_answers",
+            One::Allowed,
+        )?,
+        cache_key: raw.cache_key.as_ref().map_or_else(Default::default, |k| *k.get_ref()),
     })
 }

@@ -27,16 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-/// Which categories a server keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Categories {
-    /// Verified / unverified (+ erased): the latest text.
-    #[default]
-    TwoState,
-    /// Verified / unverified / unknown: the seed.
-    ThreeState,
-}
+pub use crate::scenario::Categories;
 
 /// Why a key is not verified.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

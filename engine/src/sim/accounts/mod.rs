@@ -4,6 +4,7 @@
 //! Not wired into the simulated servers yet: the scenario parser refuses account-key rooms until
 //! they create account-key users.
 
+pub mod book;
 pub mod cache;
 pub mod query;
 pub mod view;

@@ -24,16 +24,7 @@ pub const MAX_BATCH: usize = 2048;
 /// The key ID of every account-key signature (MSC4243 §3: a constant, unrelated to the domain).
 pub const ACCOUNT_KEY_ID: &str = "ed25519:1";
 
-/// How a responder says it does not know a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum UnknownEncoding {
-    /// An explicit `{"errcode": "M_UNKNOWN"}` entry (the seed's design and the latest text).
-    #[default]
-    Errcode,
-    /// No entry (the design before the seed): a missing key means "not ours".
-    Omit,
-}
+pub use crate::scenario::UnknownEncoding;
 
 /// The erasure poll of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +73,9 @@ struct Account {
     erased: Option<u64>,
 }
 
+/// A false name for `(key, true name)`, or `None` for the truth.
+pub type Lie<'a> = &'a dyn Fn(&str, &str) -> Option<String>;
+
 /// The accounts of one domain, as its `/query/accounts` answers them.
 pub struct AccountDirectory {
     domain: String,
@@ -119,6 +113,17 @@ impl AccountDirectory {
         Some(id)
     }
 
+    /// Forgets the account of `key` (a re-registration or a restore from backup, MSC4243 §2):
+    /// the key is answered as unknown from now on. Returns whether it was an account here.
+    pub fn forget(&mut self, key: &str) -> bool {
+        self.accounts.remove(key).is_some()
+    }
+
+    /// The account names registered here, in key order.
+    pub fn names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.accounts.iter().map(|(k, a)| (k.as_str(), a.name.as_str()))
+    }
+
     /// The latest erasure ID (0: nothing erased).
     pub fn latest_erasure(&self) -> u64 {
         self.erasures.len() as u64
@@ -130,10 +135,13 @@ impl AccountDirectory {
     }
 
     /// The signed entry for a known or erased key; `None` for a key that is not an account here.
-    fn entry(&self, key: &str) -> Option<Map<String, Value>> {
+    /// `lie` may give another name for a key: a domain that equivocates signs it all the same
+    /// (it holds its users' account keys).
+    fn entry(&self, key: &str, lie: Lie<'_>) -> Option<Map<String, Value>> {
         let account = self.accounts.get(key)?;
+        let name = lie(key, &account.name).unwrap_or_else(|| account.name.clone());
         let mut object = match account.erased {
-            None => json!({"account_name": account.name, "domain": self.domain}),
+            None => json!({"account_name": name, "domain": self.domain}),
             Some(_) => json!({"errcode": "M_ERASED", "domain": self.domain}),
         }
         .as_object()
@@ -145,12 +153,22 @@ impl AccountDirectory {
 
     /// Answers one request (see the module documentation).
     pub fn answer(&self, request: &QueryAccounts, encoding: UnknownEncoding) -> Result<AccountsAnswer, Refusal> {
+        self.answer_with(request, encoding, &|_, _| None)
+    }
+
+    /// [`AccountDirectory::answer`], naming some keys falsely (see [`AccountDirectory::entry`]).
+    pub fn answer_with(
+        &self,
+        request: &QueryAccounts,
+        encoding: UnknownEncoding,
+        lie: Lie<'_>,
+    ) -> Result<AccountsAnswer, Refusal> {
         if request.account_keys.len() > MAX_BATCH {
             return Err(Refusal { status: 413, errcode: "M_TOO_LARGE" });
         }
         let mut answer = AccountsAnswer::default();
         for key in &request.account_keys {
-            match self.entry(key) {
+            match self.entry(key, lie) {
                 Some(entry) => {
                     answer.account_keys.insert(key.clone(), entry);
                 }
@@ -165,7 +183,7 @@ impl AccountDirectory {
             let from = (poll.id as usize).min(self.erasures.len());
             let feed: Vec<&String> = self.erasures[from..].iter().take(poll.limit as usize).collect();
             for key in &feed {
-                answer.account_keys.insert((*key).clone(), self.entry(key).expect("an erased account"));
+                answer.account_keys.insert((*key).clone(), self.entry(key, lie).expect("an erased account"));
             }
             let id = (from + feed.len()) as u64;
             answer.erasure = Some(ErasureCursor { id, has_more: id < self.latest_erasure() });

@@ -16,31 +16,9 @@ use super::cache::Mapping;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// The `client_view` knob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientView {
-    #[default]
-    Filter,
-    InvalidDomain,
-    UnderscorePrefix,
-}
+pub use crate::scenario::ClientView;
 
-/// The `on_verify` knob: what a server sends its clients when a key's mapping changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OnVerify {
-    /// The latest text (§6.2): on becoming verified, the user's current state events (member
-    /// event, state it sent) go down the sync stream (with `use_state_after` / sliding sync);
-    /// historical messages do not.
-    #[default]
-    ResendStateAfter,
-    /// The seed: once a client was shown an `_`-prefixed ID and the mapping settles, the member
-    /// event is re-sent under the corrected ID and a synthetic leave ends the old one.
-    ResendMemberAndSyntheticLeave,
-    /// Nothing: clients keep what they were shown (a baseline to measure the others against).
-    Nothing,
-}
+pub use crate::scenario::OnVerify;
 
 /// How a sender is shown.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

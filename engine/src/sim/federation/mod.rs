@@ -95,6 +95,22 @@ pub enum Request {
     /// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`: history walking back from
     /// (and including) the events `v`.
     Backfill { room_id: String, v: Vec<String>, limit: u32 },
+    /// MSC4243 §4 `POST /_matrix/federation/v1/query/accounts` (unstable
+    /// `/_matrix/federation/unstable/org.matrix.msc4243/query/accounts`): account names of keys
+    /// claiming the asked domain, and the erasure feed.
+    QueryAccounts(crate::sim::accounts::query::QueryAccounts),
+    /// MSC4243 §8: the name → key step of an invite. The inviting server sends the invite with
+    /// the account *name* user ID as `state_key`; the invitee's server answers it rewritten to
+    /// the account key user ID and signed by that key (`PUT /_matrix/federation/v2/invite`,
+    /// room versions with account keys). `ban`: the pre-emptive ban endpoint (§8, `/v1/ban`),
+    /// the same step without the invitee's signature or the stripped state. The event travels
+    /// as JSON, not as a PDU of the room: it is not final until the inviter signs the answer.
+    AccountInvite {
+        event: serde_json::Map<String, serde_json::Value>,
+        room_version: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ban: bool,
+    },
 }
 
 /// A stripped state event (`type`, `state_key`, `sender`, `content`), as in `invite_room_state`.
@@ -124,6 +140,9 @@ impl Request {
                     .collect();
                 Some(format!("key/v2/query/{}", asked.join(";")))
             }
+            // MSC4243 §4's rationale: CDNs and proxies may cache this POST (keyed on its body,
+            // or misconfigured on its path alone: see `Middlebox`).
+            Request::QueryAccounts(q) => Some(format!("query/accounts/{}", q.account_keys.join(","))),
             _ => None,
         }
     }
@@ -145,6 +164,9 @@ impl Request {
             Request::GetEvent { .. } => "event",
             Request::EventAuth { .. } => "event_auth",
             Request::Backfill { .. } => "backfill",
+            Request::QueryAccounts(_) => "query_accounts",
+            Request::AccountInvite { ban: false, .. } => "account_invite",
+            Request::AccountInvite { ban: true, .. } => "ban",
         }
     }
 
@@ -165,7 +187,9 @@ impl Request {
             | Request::StateIds { .. }
             | Request::GetEvent { .. }
             | Request::EventAuth { .. }
-            | Request::Backfill { .. } => &[],
+            | Request::Backfill { .. }
+            | Request::QueryAccounts(_)
+            | Request::AccountInvite { .. } => &[],
         }
     }
 }
@@ -221,6 +245,10 @@ pub enum Response {
     },
     /// `/state_ids`: the state before the event and its auth chain, by event ID.
     StateIds { pdu_ids: Vec<String>, auth_chain_ids: Vec<String> },
+    /// `/query/accounts`' `200` (MSC4243 §4).
+    QueryAccounts(crate::sim::accounts::query::AccountsAnswer),
+    /// The rewritten event of an [`Request::AccountInvite`] (MSC4243 §8), as JSON.
+    AccountInvite { event: serde_json::Map<String, serde_json::Value> },
 }
 
 impl Response {
@@ -253,7 +281,9 @@ impl Response {
             | Response::Knocked { .. }
             | Response::Left
             | Response::ServerKeys { .. }
-            | Response::KeyQuery { .. } => [&[], &[], &[]],
+            | Response::KeyQuery { .. }
+            | Response::QueryAccounts(_)
+            | Response::AccountInvite { .. } => [&[], &[], &[]],
         }
     }
 }

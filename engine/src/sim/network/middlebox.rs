@@ -3,7 +3,7 @@
 //! lookups (`/query/accounts`, key validity, identity) get proxy and cache behaviour without any
 //! change to the scheduler.
 
-use crate::scenario::{MiddleboxKind, MiddleboxSpec};
+use crate::scenario::{CacheKey, MiddleboxKind, MiddleboxSpec};
 use crate::sim::federation::{Message, Outcome, Request, RequestId, ServerIdx};
 use crate::sim::rng::RngStreams;
 use crate::sim::time::SimTime;
@@ -26,6 +26,9 @@ pub(super) struct Middlebox {
     server: ServerIdx,
     kind: MiddleboxKind,
     timeout_probability: f64,
+    strip_account_entries: f64,
+    strip_account_answers: f64,
+    cache_key: CacheKey,
     rng: ChaCha8Rng,
     /// Requests seen going in: (requester, request id) → cache key.
     open: BTreeMap<(ServerIdx, RequestId), Option<String>>,
@@ -46,6 +49,9 @@ pub struct MiddleboxCounts {
     pub stale_answers: u64,
     /// `verify_keys` / `old_verify_keys` entries a proxy removed from key answers.
     pub entries_stripped: u64,
+    /// `/query/accounts` per-key entries a proxy removed, and answers it emptied.
+    pub account_entries_stripped: u64,
+    pub account_answers_stripped: u64,
 }
 
 /// The key IDs a `drop_unknown_keys` proxy knows: the one every server starts with. The proxy
@@ -59,6 +65,9 @@ impl Middlebox {
             server,
             kind: spec.kind,
             timeout_probability: spec.timeout_probability,
+            strip_account_entries: spec.strip_account_entries,
+            strip_account_answers: spec.strip_account_answers,
+            cache_key: spec.cache_key,
             rng: streams.stream(&format!("middlebox/{}", spec.server)),
             open: BTreeMap::new(),
             cache: BTreeMap::new(),
@@ -95,7 +104,11 @@ pub(super) fn pass(
                 if mb.timeout_probability > 0.0 && mb.rng.gen_bool(mb.timeout_probability.min(1.0)) {
                     return Middleboxed::Drop("middlebox timeout", message);
                 }
-                let key = body.cache_key();
+                let key = match (mb.cache_key, body.cache_key()) {
+                    // A cache keyed on the path alone: every query to this endpoint shares one entry.
+                    (CacheKey::Path, Some(_)) => Some(body.name().to_owned()),
+                    (_, key) => key,
+                };
                 if let (MiddleboxKind::Cache { ttl_us }, Some(k)) = (mb.kind, &key) {
                     if let Some((stored, outcome)) = mb.cache.get(k) {
                         if at.saturating_sub(*stored) < ttl_us {
@@ -116,6 +129,9 @@ pub(super) fn pass(
                         mb.counts.entries_stripped +=
                             response.drop_unknown_entries(&|_server, key_id| key_id == PROXY_KNOWN_KEY_ID);
                     }
+                    if let crate::sim::federation::Response::QueryAccounts(answer) = response {
+                        strip_accounts(mb, answer);
+                    }
                 }
                 if let (MiddleboxKind::Cache { .. }, Some(k)) = (mb.kind, key) {
                     mb.cache.insert(k, (at, outcome.clone()));
@@ -125,6 +141,28 @@ pub(super) fn pass(
         }
     }
     Middleboxed::Forward(message)
+}
+
+/// A reverse proxy's damage to a `/query/accounts` answer (MSC4243 §4: "stale caches or
+/// reverse proxies that drop entries"): the whole map emptied with `strip_account_answers`,
+/// else each entry removed with `strip_account_entries`. Draws only when configured.
+fn strip_accounts(mb: &mut Middlebox, answer: &mut crate::sim::accounts::query::AccountsAnswer) {
+    if !matches!(mb.kind, MiddleboxKind::ReverseProxy { .. }) || answer.account_keys.is_empty() {
+        return;
+    }
+    if mb.strip_account_answers > 0.0 && mb.rng.gen_bool(mb.strip_account_answers.min(1.0)) {
+        mb.counts.account_answers_stripped += 1;
+        mb.counts.account_entries_stripped += answer.account_keys.len() as u64;
+        answer.account_keys.clear();
+        return;
+    }
+    if mb.strip_account_entries > 0.0 {
+        let p = mb.strip_account_entries.min(1.0);
+        let before = answer.account_keys.len();
+        let rng = &mut mb.rng;
+        answer.account_keys.retain(|_, _| !rng.gen_bool(p));
+        mb.counts.account_entries_stripped += (before - answer.account_keys.len()) as u64;
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +175,9 @@ mod tests {
             server: "b".into(),
             kind: MiddleboxKind::ReverseProxy { drop_unknown_keys: true },
             timeout_probability: 1.0,
+            strip_account_entries: 0.0,
+            strip_account_answers: 0.0,
+            cache_key: Default::default(),
         };
         let mut boxes = vec![Middlebox::new(&spec, 1, &RngStreams::new(1))];
         let join =

@@ -34,16 +34,13 @@ impl Draft {
 }
 
 impl Server {
-    pub(crate) fn on_action(&mut self, a: ClientAction, now: SimTime, out: &mut Vec<Output>) {
-        let result = match a.kind {
-            ActionKind::CreateRoom => self.create_room(&a, now, out),
-            ActionKind::Join => self.join(&a, now, out),
-            ActionKind::Invite => self.invite(&a, now, out),
-            ActionKind::Knock => self.knock(&a, now, out),
-            ActionKind::AcceptKnock => self.accept_knock(&a, now, out),
-            ActionKind::DenyKnock => self.deny_knock(&a, now, out),
-            ActionKind::Leave | ActionKind::RejectInvite if self.leaves_remotely(&a) => self.remote_leave(&a, now, out),
-            _ => self.simple_action(&a, now, out),
+    pub(crate) fn on_action(&mut self, mut a: ClientAction, now: SimTime, out: &mut Vec<Output>) {
+        // The record names users as the client did (account names in account-key rooms).
+        let (user, target) = (a.user.clone(), a.target.clone());
+        let translated = self.account_action(&mut a);
+        let result = match (translated, a.kind) {
+            (Err(why), _) => Err(why),
+            (Ok(()), kind) => self.act(&a, kind, now, out),
         };
         let (event, pending, refused) = match result {
             Ok(Some(event_id)) => (Some(event_id), false, None),
@@ -54,14 +51,48 @@ impl Server {
             out,
             SimEvent::Action {
                 action: a.kind.as_str().to_owned(),
-                user: a.user.clone(),
+                user,
                 room: a.room_name.clone(),
-                target: a.target.clone(),
+                target,
                 event,
                 pending,
                 refused,
             },
         );
+    }
+
+    fn act(
+        &mut self,
+        a: &ClientAction,
+        kind: ActionKind,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
+        let a = a.clone();
+        match kind {
+            ActionKind::CreateRoom => self.create_room(&a, now, out),
+            ActionKind::Join => self.join(&a, now, out),
+            ActionKind::Invite => self.invite(&a, now, out),
+            ActionKind::Knock => self.knock(&a, now, out),
+            ActionKind::AcceptKnock => self.accept_knock(&a, now, out),
+            ActionKind::DenyKnock => self.deny_knock(&a, now, out),
+            ActionKind::Leave | ActionKind::RejectInvite if self.leaves_remotely(&a) => self.remote_leave(&a, now, out),
+            ActionKind::Ban if self.bans_by_name(&a) => {
+                let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
+                let target = a.target.clone().unwrap_or_default();
+                self.account_invite(&room_id, &a.user, &target, true, now, out)
+            }
+            _ => self.simple_action(&a, now, out),
+        }
+    }
+
+    /// A ban in an account-key room of a user named by account name (not in the room): the
+    /// pre-emptive ban of MSC4243 §8 through the target's domain.
+    fn bans_by_name(&self, a: &ClientAction) -> bool {
+        let remote = |t: &str| crate::protocol::ids::domain_of(t) != Some(self.name.as_str());
+        self.accounts.is_some()
+            && self.directory.accounts.is_account_room(&a.room_name)
+            && a.target.as_deref().is_some_and(|t| crate::protocol::ids::account_key_of(t).is_none() && remote(t))
     }
 
     pub(crate) fn create_room(
@@ -246,13 +277,36 @@ impl Server {
             prev.iter().filter_map(|p| room.dag.index_of(p)).map(|i| room.dag.pdu(i).depth).max().unwrap_or(0) + 1;
         let auth_events = select_auth_events(room, version, &d)?;
         let pdu = self.sign_new(version, Some(room_id), d, prev, auth_events, depth, now);
-        let room = self.rooms.get(room_id).expect("checked");
-        let mut state = auth::AuthState::from_lookup(version, &pdu, |t, s| room.current_event(t, s));
+        self.check_on_current(room_id, &pdu)?;
+        Ok(pdu)
+    }
+
+    /// The unsigned JSON of a new event on the current state (prev and auth events, depth),
+    /// and the room's version: what an event becomes before the name → key step of MSC4243 §8.
+    pub(crate) fn draft_on_current(
+        &self,
+        room_id: &str,
+        d: Draft,
+        now: SimTime,
+    ) -> Result<(Map<String, Value>, &'static RoomVersion), String> {
+        let room = self.rooms.get(room_id).ok_or("this server is not in the room")?;
+        let version = room.version;
+        let prev = room.prev_events_for_new(10);
+        let depth =
+            prev.iter().filter_map(|p| room.dag.index_of(p)).map(|i| room.dag.pdu(i).depth).max().unwrap_or(0) + 1;
+        let auth_events = select_auth_events(room, version, &d)?;
+        Ok((self.event_object(version, Some(room_id), d, prev, auth_events, depth, now), version))
+    }
+
+    /// Whether `pdu` would be authorised on the room's current state.
+    pub(crate) fn check_on_current(&self, room_id: &str, pdu: &Pdu) -> Result<(), String> {
+        let room = self.rooms.get(room_id).ok_or("this server is not in the room")?;
+        let version = room.version;
+        let mut state = auth::AuthState::from_lookup(version, pdu, |t, s| room.current_event(t, s));
         if !version.create_in_auth_events {
             state.create = room.dag.create().map(|c| room.dag.pdu(c));
         }
-        auth::check_state_dependent(version, &pdu, &state).map_err(|r| r.to_string())?;
-        Ok(pdu)
+        auth::check_state_dependent(version, pdu, &state).map_err(|r| r.to_string())
     }
 
     /// Builds and signs a PDU (bad signatures if this server is byzantine that way).
@@ -267,6 +321,31 @@ impl Server {
         depth: i64,
         now: SimTime,
     ) -> Arc<Pdu> {
+        let map = self.event_object(version, room_id, d, prev, auth_events, depth, now);
+        let forge = self.forger.is_some() && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0));
+        match self.forger.as_ref().filter(|_| forge) {
+            // `bad_signatures`: a well-formed ed25519 signature, by a key that is not its own.
+            Some(wrong) => {
+                let mut map = map;
+                crypto::sign_event(&mut map, version, wrong);
+                Arc::new(Pdu::from_object(map, version).expect("a PDU the server built is well-formed"))
+            }
+            None => self.sign_own(map, version).expect("a PDU the server built is well-formed"),
+        }
+    }
+
+    /// The JSON of a new event, content hash set, not signed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn event_object(
+        &self,
+        version: &RoomVersion,
+        room_id: Option<&str>,
+        d: Draft,
+        prev: Vec<String>,
+        auth_events: Vec<String>,
+        depth: i64,
+        now: SimTime,
+    ) -> Map<String, Value> {
         let mut map = Map::new();
         map.insert("auth_events".into(), json!(auth_events));
         map.insert("content".into(), d.content);
@@ -282,24 +361,24 @@ impl Server {
         }
         map.insert("type".into(), json!(d.event_type));
         crypto::set_content_hash(&mut map);
-        let forge = self.forger.is_some() && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0));
-        match self.forger.as_ref().filter(|_| forge) {
-            // `bad_signatures`: a well-formed ed25519 signature, by a key that is not its own.
-            Some(wrong) => {
-                crypto::sign_event(&mut map, version, wrong);
-                Arc::new(Pdu::from_object(map, version).expect("a PDU the server built is well-formed"))
-            }
-            None => self.sign_own(map, version).expect("a PDU the server built is well-formed"),
-        }
+        map
     }
 
     /// Signs an event with this server's key and enters the signature in the directory's
-    /// ledger (what modelled checks look up); co-signing keeps the other signatures.
+    /// ledger (what modelled checks look up); co-signing keeps the other signatures. In rooms
+    /// with account keys (MSC4243 §3) the server key signs nothing: the account keys of its
+    /// users the event needs sign instead ([`Server::sign_with_accounts`]).
     pub(crate) fn sign_own(
         &self,
         mut map: Map<String, Value>,
         version: &RoomVersion,
     ) -> Result<Arc<Pdu>, crate::protocol::pdu::PduError> {
+        if version.account_keys {
+            self.sign_with_accounts(&mut map, version);
+            // A template for a remote user (make_join, make_knock) carries no signature yet.
+            map.entry("signatures").or_insert_with(|| json!({}));
+            return Pdu::from_object(map, version).map(Arc::new);
+        }
         crypto::sign_event(&mut map, version, &self.key);
         let pdu = Pdu::from_object(map, version)?;
         self.directory.record_signature(self.index, &self.key, &pdu);

@@ -17,7 +17,8 @@ use std::sync::Arc;
 impl Server {
     /// Sends a new event to the room, applying this server's byzantine behaviour if any.
     pub(crate) fn send_with_behaviour(&mut self, room_id: &str, pdu: Arc<Pdu>, now: SimTime, out: &mut Vec<Output>) {
-        let misbehave = self.config.byzantine != Byzantine::None
+        // `equivocate_accounts` misbehaves in its `/query/accounts` answers, not in its PDUs.
+        let misbehave = !matches!(self.config.byzantine, Byzantine::None | Byzantine::EquivocateAccounts)
             && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0));
         if !misbehave {
             self.broadcast(room_id, pdu, None, now, out);
@@ -26,7 +27,7 @@ impl Server {
         match self.config.byzantine {
             Byzantine::Withhold => self.withhold(room_id, pdu, now, out),
             Byzantine::Equivocate => self.equivocate(room_id, pdu, now, out),
-            Byzantine::BadSignatures | Byzantine::None => self.broadcast(room_id, pdu, None, now, out),
+            Byzantine::BadSignatures | Byzantine::None | Byzantine::EquivocateAccounts => self.broadcast(room_id, pdu, None, now, out),
         }
     }
 

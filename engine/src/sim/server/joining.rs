@@ -265,6 +265,7 @@ mod tests {
             public_keys: names.iter().map(|n| key(n).public_key()).collect(),
             signatures: Default::default(),
             keys: Default::default(),
+            accounts: Default::default(),
         });
         let text = "[scenario]\nname = \"t\"\nend = \"1s\"\n[[servers]]\nprefix = \"hs\"\ncount = 3\n";
         let sc = parse_scenario("t.toml", text, &[]).expect("scenario");

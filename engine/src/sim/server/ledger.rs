@@ -133,6 +133,7 @@ mod tests {
             public_keys: keys.iter().map(KeyPair::public_key).collect(),
             signatures: SignatureLedger::default(),
             keys: Default::default(),
+            accounts: Default::default(),
         }
     }
 

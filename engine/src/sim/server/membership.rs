@@ -33,9 +33,16 @@ impl Server {
         out: &mut Vec<Output>,
     ) -> Result<Option<String>, String> {
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
-        let target = a.target.clone().ok_or("invite without a target")?;
-        let d = Draft::member(a.user.clone(), target.clone(), "invite");
+        let mut target = a.target.clone().ok_or("invite without a target")?;
         let room = self.rooms.get(&room_id).ok_or("this server is not in the room")?;
+        if room.version.account_keys {
+            // MSC4243 §8: only the invitee's domain knows its key.
+            match self.accounts.as_ref().and_then(|acc| acc.current.get(&target)) {
+                Some(own) => target = own.clone(),
+                None => return self.account_invite(&room_id, &a.user, &target, false, now, out),
+            }
+        }
+        let d = Draft::member(a.user.clone(), target.clone(), "invite");
         let target_server =
             room.routing.server_of(&target).and_then(|s| self.directory.node(s)).ok_or("target's server is unknown")?;
         if target_server == self.index {

@@ -3,6 +3,7 @@
 //! never sleeps or spawns.
 
 pub(crate) mod actions;
+pub mod accounts;
 mod byzantine;
 pub mod joining;
 pub mod keyring;
@@ -54,6 +55,8 @@ pub struct Directory {
     /// Every key each node signs with during the run and how keys are distributed
     /// ([`keyring::KeyBook`]).
     pub keys: keyring::KeyBook,
+    /// Every account key of the run (MSC4243), and which rooms use them.
+    pub accounts: crate::sim::accounts::book::AccountBook,
 }
 
 impl Directory {
@@ -91,6 +94,14 @@ pub enum Input {
     RotateKey {
         keep_old: bool,
     },
+    /// MSC4243 §7: this domain erases the account of a local user.
+    EraseAccount {
+        user: String,
+    },
+    /// MSC4243 §2: this domain registers a local user's name again under a new account key.
+    ReregisterAccount {
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +130,13 @@ pub enum Timer {
     /// Fetch `server`'s keys again for the PDUs dropped for want of them (keyring.rs).
     RetryKeys {
         server: String,
+    },
+    /// MSC4243: ask `/query/accounts` for the keys due (accounts.rs).
+    AccountQuery,
+    /// MSC4243: the query timeout after an invite: its room appears on the client now.
+    RoomAppear {
+        room_id: String,
+        user: String,
     },
 }
 
@@ -264,6 +282,8 @@ pub struct Server {
     pub(crate) cost_us: u64,
     /// Other servers' keys as this server knows them, and its own ([`keyring`]).
     pub keyring: keyring::Keyring,
+    /// MSC4243 account keys ([`accounts`]): `None` when no room of the run uses them.
+    pub accounts: Option<Box<accounts::AccountState>>,
 }
 
 impl Server {
@@ -302,6 +322,7 @@ impl Server {
             informed: BTreeMap::new(),
             deliveries: 0,
             cost_us: 0,
+            accounts: None,
         }
     }
 
@@ -341,7 +362,10 @@ impl Server {
             Input::Restart => self.on_restart(now, &mut out),
             Input::SetClockSkew { skew_us } => self.config.clock_skew_us = skew_us,
             Input::RotateKey { keep_old } => self.rotate_key(keep_old, now),
+            Input::EraseAccount { user } => self.erase_account(&user, now, &mut out),
+            Input::ReregisterAccount { user } => self.reregister_account(&user, now, &mut out),
         }
+        self.observe_judged(now, &mut out);
         out
     }
 
@@ -406,6 +430,10 @@ impl Server {
             Request::GetEvent { room_id, event_id } => self.answer_get_event(&room_id, &event_id),
             Request::EventAuth { room_id, event_id } => self.answer_event_auth(&room_id, &event_id),
             Request::Backfill { room_id, v, limit } => self.answer_backfill(&room_id, &v, limit),
+            Request::QueryAccounts(q) => self.answer_query_accounts(from, &q),
+            Request::AccountInvite { event, room_version, ban } => {
+                self.answer_account_invite(event, &room_version, ban, now, out)
+            }
         }
     }
 
@@ -471,6 +499,13 @@ impl Server {
             }
             (Purpose::SendLeave { user, room_id }, Outcome::Ok(Response::Left)) => self.on_left(user, room_id, out),
             (Purpose::KeyFetch { server, step }, outcome) => self.on_key_answer(server, step, Some(outcome), now, out),
+            (Purpose::AccountQuery { domain, keys }, outcome) => {
+                self.on_accounts_outcome(&domain, &keys, Some(outcome), now, out)
+            }
+            (Purpose::AccountInvite { room_id }, Outcome::Ok(Response::AccountInvite { event })) => {
+                let Request::AccountInvite { event: sent, .. } = &req.body else { unreachable!("an account invite") };
+                self.on_account_invite_answer(&room_id, sent, event, now, out)
+            }
             (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::SendJoin { state, auth_chain, event })) => {
                 self.join_done(&room_id, &user);
                 self.on_joined_state(user, room_id.clone(), state, auth_chain, event, req.to, now, out);
@@ -532,6 +567,8 @@ impl Server {
             Timer::RetryDestination { dest } => self.send_next_transaction(dest, now, out),
             Timer::RetryRequest { id } => self.resend_request(id, now, out),
             Timer::RetryKeys { server } => self.retry_keys(server, now, out),
+            Timer::AccountQuery => self.on_account_timer(now, out),
+            Timer::RoomAppear { room_id, user } => self.show_room(&room_id, &user, now, out),
             Timer::RequestTimeout { id } => {
                 let Some(req) = self.requests.remove(&id) else { return };
                 // Retried with backoff (`retry.rs`) until its schedule is exhausted.
@@ -565,6 +602,10 @@ impl Server {
                     (Purpose::KeyFetch { server, step }, _) => {
                         let (server, step) = (server.clone(), *step);
                         self.on_key_answer(server, step, None, now, out)
+                    }
+                    (Purpose::AccountQuery { domain, keys }, _) => {
+                        let (domain, keys) = (domain.clone(), keys.clone());
+                        self.on_accounts_outcome(&domain, &keys, None, now, out)
                     }
                     _ => {}
                 }

@@ -63,6 +63,15 @@ pub(crate) enum Purpose {
     Backfill {
         room_id: String,
     },
+    /// MSC4243 `/query/accounts` of `keys` claiming `domain` (no keys: an erasure poll).
+    AccountQuery {
+        domain: String,
+        keys: Vec<String>,
+    },
+    /// MSC4243 §8: the name → key step of an invite or pre-emptive ban.
+    AccountInvite {
+        room_id: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +98,23 @@ impl Server {
             at: now + self.cost_us + self.config.request_timeout_us,
             timer: Timer::RequestTimeout { id },
         });
+        self.requests.insert(id, PendingRequest { to, body, attempts: 1, purpose });
+    }
+
+    /// [`Server::send_request`] with its own timeout.
+    pub(crate) fn send_request_with_timeout(
+        &mut self,
+        to: ServerIdx,
+        body: Request,
+        purpose: Purpose,
+        timeout_us: u64,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        out.push(Output::Send { to, message: Message::Request { id, body: body.clone() }, delay_us: self.cost_us });
+        out.push(Output::SetTimer { at: now + self.cost_us + timeout_us, timer: Timer::RequestTimeout { id } });
         self.requests.insert(id, PendingRequest { to, body, attempts: 1, purpose });
     }
 

@@ -96,6 +96,9 @@ impl Server {
         now: SimTime,
         out: &mut Vec<Output>,
     ) -> Option<super::requests::PendingRequest> {
+        if matches!(req.purpose, Purpose::AccountQuery { .. }) {
+            return Some(req); // the mapping cache's schedules are its retries
+        }
         let is_transaction = matches!(req.purpose, Purpose::Transaction { .. });
         let limit = if is_transaction { self.config.transaction_retries } else { self.config.request_retries };
         if req.attempts > limit {
@@ -270,6 +273,7 @@ mod tests {
             public_keys: names.iter().map(|n| key(n).public_key()).collect(),
             signatures: Default::default(),
             keys: Default::default(),
+            accounts: Default::default(),
         });
         let text = format!(
             "[scenario]\nname = \"t\"\nend = \"1s\"\n[defaults]\n{knobs}\n[[servers]]\nprefix = \"hs\"\ncount = 2\n"

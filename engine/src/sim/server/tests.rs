@@ -30,6 +30,7 @@ fn directory() -> Arc<Directory> {
         public_keys: NAMES.iter().map(|n| sim_key(n).public_key()).collect(),
         signatures: Default::default(),
         keys: Default::default(),
+        accounts: Default::default(),
     })
 }
 

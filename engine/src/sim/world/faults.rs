@@ -83,6 +83,16 @@ impl World {
                 self.deliver_now(k, Input::RotateKey { keep_old: *keep_old });
                 "rotate_key"
             }
+            (FaultKind::EraseAccount { user }, _) => {
+                let k = self.directory.home_of(user).expect("validated");
+                self.deliver_now(k, Input::EraseAccount { user: user.clone() });
+                "erase_account"
+            }
+            (FaultKind::ReregisterAccount { user }, _) => {
+                let k = self.directory.home_of(user).expect("validated");
+                self.deliver_now(k, Input::ReregisterAccount { user: user.clone() });
+                "reregister_account"
+            }
             (FaultKind::HealAll, _) => {
                 self.network.heal_all();
                 for k in 0..self.nodes.len() {

@@ -147,6 +147,8 @@ fn fault_kind_name(k: &FaultKind) -> &'static str {
         FaultKind::ClockSkew { .. } => "clock_skew",
         FaultKind::HealAll => "heal_all",
         FaultKind::RotateKey { .. } => "rotate_key",
+        FaultKind::EraseAccount { .. } => "erase_account",
+        FaultKind::ReregisterAccount { .. } => "reregister_account",
     }
 }
 
@@ -160,5 +162,6 @@ fn fault_description(k: &FaultKind) -> String {
         FaultKind::RotateKey { server, keep_old } => {
             format!("{server} {}", if *keep_old { "keeps the old key" } else { "drops the old key" })
         }
+        FaultKind::EraseAccount { user } | FaultKind::ReregisterAccount { user } => user.clone(),
     }
 }

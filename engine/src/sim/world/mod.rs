@@ -143,7 +143,20 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
             (0..=rotations).map(|i| rotated_key(streams, n, i)).collect()
         })
         .collect();
+    let account_rooms = scenario.rooms.iter().filter(|r| r.version.rules().account_keys).map(|r| r.name.clone());
+    let account_users = scenario.user_ids().map(|u| {
+        let reregistrations = scenario
+            .faults
+            .iter()
+            .filter(|f| matches!(&f.kind, crate::scenario::FaultKind::ReregisterAccount { user } if user == u))
+            .count();
+        (u.to_owned(), 1 + reregistrations)
+    });
+    let accounts = crate::sim::accounts::book::AccountBook::new(account_users, account_rooms.collect(), |u, g| {
+        streams.seed_bytes(&format!("account/{u}/{g}"))
+    });
     let directory = Arc::new(Directory {
+        accounts,
         names: names.clone(),
         index: names.iter().enumerate().map(|(i, n)| (n.clone(), i as ServerIdx)).collect(),
         public_keys: histories.iter().map(|h| h[0].public_key()).collect(),
@@ -169,6 +182,7 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
             );
             server.keyring.set_own_keys(keys.clone());
             server.config.join_mode = scenario.join_mode;
+            server.enable_accounts(&scenario.account_query);
             Node::Homeserver(Box::new(server))
         })
         .collect();

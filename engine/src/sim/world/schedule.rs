@@ -258,7 +258,10 @@ impl World {
         let n = g.made;
         let server = if self.down[home as usize] { None } else { self.nodes[home as usize].as_server() };
         let room = room_id.as_ref().and_then(|id| server?.rooms.get(id));
-        let view = room.map(|r| workload::ClientView::new(r, &g.user));
+        // In an account-key room the client's user and its targets are in-room IDs.
+        let in_room = |name: &str| server.map_or_else(|| name.to_owned(), |s| s.in_room_id(room, name));
+        let user_id = in_room(&g.user);
+        let view = room.map(|r| workload::ClientView::new(r, &user_id, &in_room));
         let arrival = workload::Arrival {
             kind: g.kind,
             room: &g.room,

@@ -124,6 +124,18 @@ impl WorldView for World {
     fn messages_in_flight(&self) -> usize {
         self.messages_in_flight
     }
+    fn account_user_ids(&self, room: &str, user: &str) -> Vec<String> {
+        let book = &self.directory.accounts;
+        if !book.is_account_room(room) {
+            return Vec::new();
+        }
+        book.keys_of(user).iter().map(|k| k.user_id.clone()).collect()
+    }
+
+    fn account_owner(&self, key: &str) -> Option<(String, usize)> {
+        self.directory.accounts.owner_of(key).map(|(u, g)| (u.to_owned(), g))
+    }
+
     fn server_keys(&self) -> ServerKeys {
         // Every key each node signed with during the run (rotations included).
         let names = self.directory.names.iter().enumerate();

@@ -191,6 +191,8 @@ impl World {
             Input::Restart => LoggedInput::Restart,
             Input::SetClockSkew { skew_us } => LoggedInput::ClockSkew { skew_us: *skew_us },
             Input::RotateKey { keep_old } => LoggedInput::RotateKey { keep_old: *keep_old },
+            Input::EraseAccount { user } => LoggedInput::EraseAccount { user: user.clone() },
+            Input::ReregisterAccount { user } => LoggedInput::ReregisterAccount { user: user.clone() },
             Input::Timer(timer) => LoggedInput::Timer { timer: timer.clone() },
             Input::Action(a) => LoggedInput::Action(a.clone()),
             Input::Deliver { .. } => unreachable!("deliveries go through the queue"),
@@ -334,6 +336,8 @@ fn logged_input(s: &Scheduled) -> LoggedInput {
         Input::Restart => LoggedInput::Restart,
         Input::SetClockSkew { skew_us } => LoggedInput::ClockSkew { skew_us: *skew_us },
         Input::RotateKey { keep_old } => LoggedInput::RotateKey { keep_old: *keep_old },
+        Input::EraseAccount { user } => LoggedInput::EraseAccount { user: user.clone() },
+        Input::ReregisterAccount { user } => LoggedInput::ReregisterAccount { user: user.clone() },
     }
 }
 

@@ -36,12 +36,15 @@ const POWER_LEVELS_SET: [i64; 2] = [50, 0];
 /// The room as the user's home server currently shows it.
 pub(super) struct ClientView<'a> {
     room: &'a RoomReplica,
+    /// The user's in-room ID (its account key user ID in an account-key room).
     user: &'a str,
+    /// Account name → in-room ID (the identity elsewhere).
+    in_room: &'a dyn Fn(&str) -> String,
 }
 
 impl<'a> ClientView<'a> {
-    pub(super) fn new(room: &'a RoomReplica, user: &'a str) -> ClientView<'a> {
-        ClientView { room, user }
+    pub(super) fn new(room: &'a RoomReplica, user: &'a str, in_room: &'a dyn Fn(&str) -> String) -> ClientView<'a> {
+        ClientView { room, user, in_room }
     }
 
     fn joined(&self) -> bool {
@@ -70,10 +73,18 @@ impl<'a> ClientView<'a> {
         self.level_of(self.user) >= required
     }
 
-    /// Users whose level the user may change (rule 9: strictly below its own; not itself).
+    /// Users (account names) whose level the user may change (rule 9: strictly below its own;
+    /// not itself).
     fn power_targets(&self, users: &[String]) -> Vec<String> {
         let own = self.level_of(self.user);
-        users.iter().filter(|u| *u != self.user && self.level_of(u) < own).cloned().collect()
+        users
+            .iter()
+            .filter(|u| {
+                let id = (self.in_room)(u);
+                id != self.user && self.level_of(&id) < own
+            })
+            .cloned()
+            .collect()
     }
 }
 
@@ -163,7 +174,7 @@ fn power_change(a: &Arrival, view: &ClientView, rng: &mut ChaCha8Rng, mut act: C
     if targets.is_empty() {
         return None;
     }
-    let own = view.level_of(a.user);
+    let own = view.level_of(view.user);
     let levels: Vec<i64> = POWER_LEVELS_SET.into_iter().filter(|l| *l <= own).collect();
     if levels.is_empty() {
         return None;

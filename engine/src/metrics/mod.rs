@@ -9,6 +9,7 @@
 //!   `summary.json` and the `metrics.csv` rows;
 //! - [`invariants::Invariants`]: the invariant checks of `--check-invariants`.
 
+pub mod account_keys;
 pub mod agreement;
 pub mod invariants;
 pub mod membership;
@@ -26,7 +27,11 @@ use std::collections::BTreeSet;
 
 /// The standard observers of a run.
 pub fn observers(scenario: &Scenario) -> Vec<Box<dyn Observer>> {
-    vec![Box::new(RoomMeasures::new(scenario)), Box::new(invariants::Invariants::new(scenario))]
+    vec![
+        Box::new(RoomMeasures::new(scenario)),
+        Box::new(invariants::Invariants::new(scenario)),
+        Box::new(account_keys::AccountKeys::new(scenario)),
+    ]
 }
 
 /// A world for `scenario` measured by the standard observers.

@@ -108,6 +108,8 @@ pub enum SimEvent {
     /// An invite's room appeared on the invitee's client `delay_us` after the invite reached
     /// its server, the inviter shown as `inviter`.
     RoomShown { room: String, user: String, delay_us: u64, inviter: crate::sim::accounts::view::Shown },
+    /// MSC4243: a server asked `domain`'s `/query/accounts` about `keys` (none: an erasure poll).
+    AccountQuery { domain: String, keys: Vec<String> },
     /// A domain changed one of its accounts (`erased`, `reregistered` under `key`).
     AccountChanged { user: String, change: String, key: String },
     /// A byzantine server misbehaved.

@@ -368,6 +368,7 @@ impl Server {
                 self.settle_accounts(&domain, &keys, None, now, out);
                 continue;
             };
+            out.push(Output::Event(SimEvent::AccountQuery { domain: domain.clone(), keys: keys.clone() }));
             let body = Request::QueryAccounts(QueryAccounts { account_keys: keys.clone(), erasure });
             self.send_request_with_timeout(to, body, Purpose::AccountQuery { domain, keys }, timeout, now, out);
         }

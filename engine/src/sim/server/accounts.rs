@@ -52,6 +52,8 @@ pub struct AccountState {
     /// Invites whose room has not appeared on the invitee's client yet: (room ID, local user)
     /// → (received at, inviter's key, inviter's domain).
     appearing: BTreeMap<(String, String), (SimTime, String, String)>,
+    /// Invites whose room appeared already (a repeated `/invite` shows nothing new).
+    shown: BTreeSet<(String, String)>,
 }
 
 impl AccountState {
@@ -87,6 +89,7 @@ impl AccountState {
             armed: None,
             erasure_due: None,
             appearing: BTreeMap::new(),
+            shown: BTreeSet::new(),
         }
     }
 }
@@ -227,6 +230,10 @@ impl Server {
                 let (key, domain) = (key.to_owned(), domain.to_owned());
                 self.observe_key(&key, &domain, now, out);
                 let acc = self.accounts.as_mut().expect("checked");
+                let slot = (room_id.clone(), name.clone());
+                if acc.shown.contains(&slot) || acc.appearing.contains_key(&slot) {
+                    return Outcome::Ok(Response::AccountInvite { event });
+                }
                 acc.appearing.insert((room_id.clone(), name.clone()), (now, key.clone(), domain.clone()));
                 out.push(Output::SetTimer {
                     at: now + acc.spec.timeout_us,
@@ -493,7 +500,9 @@ impl Server {
     /// cache says now (the timer after the query timeout, or the inviter's key settled).
     pub(crate) fn show_room(&mut self, room_id: &str, user: &str, now: SimTime, out: &mut Vec<Output>) {
         let Some(acc) = self.accounts.as_mut() else { return };
-        let Some((since, key, domain)) = acc.appearing.remove(&(room_id.to_owned(), user.to_owned())) else { return };
+        let slot = (room_id.to_owned(), user.to_owned());
+        let Some((since, key, domain)) = acc.appearing.remove(&slot) else { return };
+        acc.shown.insert(slot);
         let mapping = acc.cache.get(&key, &domain).map_or(Mapping::Pending, |e| e.mapping.clone());
         let inviter = view::shown_as(acc.spec.client_view, &key, &domain, &mapping);
         out.push(Output::Event(SimEvent::RoomShown {

@@ -254,10 +254,7 @@ impl Observer for AccountKeys {
         let mut m = Map::new();
         m.insert("client_view".into(), json!(self.view));
         m.insert("client_view_divergent_events".into(), json!(divergent));
-        m.insert(
-            "client_view_divergent_event_seconds".into(),
-            json!((self.divergent_event_us / 1000) as f64 / 1000.0),
-        );
+        m.insert("client_view_divergent_event_seconds".into(), json!((self.divergent_event_us / 1000) as f64 / 1000.0));
         m.insert("unverified_events".into(), json!(unverified));
         m.insert("unverified_event_seconds".into(), json!((self.unverified_event_us / 1000) as f64 / 1000.0));
         m.insert("wrong_name_shown".into(), json!(self.wrong.len()));

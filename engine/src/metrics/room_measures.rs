@@ -234,13 +234,7 @@ impl RoomMeasures {
         if let Some(kind) = moment {
             // A moment, not a window: nothing is cut (what it costs shows in the keys and
             // account-keys counts).
-            self.fault_windows.push(FaultWindow {
-                index: i,
-                kind,
-                start_us: t,
-                end_us: Some(t),
-                disruption: false,
-            });
+            self.fault_windows.push(FaultWindow { index: i, kind, start_us: t, end_us: Some(t), disruption: false });
             return;
         }
         if matches!(f.kind, FaultKind::HealAll) {

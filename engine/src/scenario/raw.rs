@@ -16,7 +16,9 @@ use toml::Spanned;
 
 use super::duration::{DurationUs, SignedDurationUs};
 use super::model::{
-    ActionKind, Byzantine, CacheKey, Categories, ClientView, JoinMode, OnVerify, UnknownEncoding, JoinRule, KeyDistribution, Measure, SignatureMode};
+    ActionKind, Byzantine, CacheKey, Categories, ClientView, JoinMode, JoinRule, KeyDistribution, Measure, OnVerify,
+    SignatureMode, UnknownEncoding,
+};
 
 type Opt<T> = Option<Spanned<T>>;
 

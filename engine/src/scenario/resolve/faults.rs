@@ -40,7 +40,10 @@ pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndConditi
         if let (FaultKind::EraseAccount { .. } | FaultKind::ReregisterAccount { .. }, Some(duration)) =
             (&kind, &fault.duration)
         {
-            return Err(Problem::at(duration.span(), format!("`duration` does not apply to {label} (it is not undone)")));
+            return Err(Problem::at(
+                duration.span(),
+                format!("`duration` does not apply to {label} (it is not undone)"),
+            ));
         }
         let duration_us = match &fault.duration {
             Some(d) if d.get_ref().0 == 0 => {

@@ -133,18 +133,8 @@ fn middlebox(raw: &RawMiddlebox, names: &Names) -> Res<MiddleboxSpec> {
         server: names.node(raw.server.get_ref(), &raw.server.span(), "network middlebox")?,
         kind,
         timeout_probability: probability_or(&raw.timeout_probability, 0.0, "timeout_probability", One::Allowed)?,
-        strip_account_entries: probability_or(
-            &raw.strip_account_entries,
-            0.0,
-            "strip_account_entries",
-            One::Allowed,
-        )?,
-        strip_account_answers: probability_or(
-            &raw.strip_account_answers,
-            0.0,
-            "strip_account_answers",
-            One::Allowed,
-        )?,
+        strip_account_entries: probability_or(&raw.strip_account_entries, 0.0, "strip_account_entries", One::Allowed)?,
+        strip_account_answers: probability_or(&raw.strip_account_answers, 0.0, "strip_account_answers", One::Allowed)?,
         cache_key: raw.cache_key.as_ref().map_or_else(Default::default, |k| *k.get_ref()),
     })
 }

@@ -52,7 +52,8 @@ impl AccountBook {
         }
         for (user, count) in users {
             let domain = crate::protocol::ids::domain_of(&user).unwrap_or_default().to_owned();
-            let keys: Vec<AccountKey> = (0..count.max(1)).map(|g| AccountKey::new(seed_of(&user, g), &domain)).collect();
+            let keys: Vec<AccountKey> =
+                (0..count.max(1)).map(|g| AccountKey::new(seed_of(&user, g), &domain)).collect();
             for (g, k) in keys.iter().enumerate() {
                 book.owner.insert(k.key.clone(), (user.clone(), g));
             }

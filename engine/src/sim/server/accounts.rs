@@ -119,7 +119,8 @@ impl Server {
             return own.clone();
         }
         let keys = self.directory.accounts.keys_of(name);
-        let member = room.and_then(|r| keys.iter().rev().find(|k| r.current_event("m.room.member", &k.user_id).is_some()));
+        let member =
+            room.and_then(|r| keys.iter().rev().find(|k| r.current_event("m.room.member", &k.user_id).is_some()));
         member.or(keys.first()).map_or_else(|| name.to_owned(), |k| k.user_id.clone())
     }
 
@@ -144,9 +145,8 @@ impl Server {
         }
         if let Some(target) = a.target.clone() {
             let keys = self.directory.accounts.keys_of(&target);
-            let in_room = room.and_then(|r| {
-                keys.iter().rev().find(|k| r.current_event("m.room.member", &k.user_id).is_some())
-            });
+            let in_room =
+                room.and_then(|r| keys.iter().rev().find(|k| r.current_event("m.room.member", &k.user_id).is_some()));
             a.target = match (a.kind, in_room) {
                 (_, Some(k)) if a.kind != ActionKind::Invite => Some(k.user_id.clone()),
                 // Invites, and bans of a user not in the room: the name goes to its domain (§8).
@@ -292,8 +292,11 @@ impl Server {
             if matches!(decision, crate::sim::event::Verdict::Dropped | crate::sim::event::Verdict::Rejected) {
                 continue;
             }
-            let Some(pdu) =
-                self.rooms.values().filter(|r| r.version.account_keys).find_map(|r| r.dag.index_of(event).map(|i| r.dag.event(i).pdu.clone()))
+            let Some(pdu) = self
+                .rooms
+                .values()
+                .filter(|r| r.version.account_keys)
+                .find_map(|r| r.dag.index_of(event).map(|i| r.dag.event(i).pdu.clone()))
             else {
                 continue;
             };
@@ -427,8 +430,12 @@ impl Server {
         out: &mut Vec<Output>,
     ) {
         let Some(acc) = self.accounts.as_mut() else { return };
-        let before: BTreeMap<String, Mapping> =
-            acc.cache.entries().filter(|((_, d), _)| d == domain).map(|((k, _), e)| (k.clone(), e.mapping.clone())).collect();
+        let before: BTreeMap<String, Mapping> = acc
+            .cache
+            .entries()
+            .filter(|((_, d), _)| d == domain)
+            .map(|((k, _), e)| (k.clone(), e.mapping.clone()))
+            .collect();
         match outcome {
             Some(Outcome::Ok(Response::QueryAccounts(answer))) => {
                 let more = answer.erasure.is_some_and(|e| e.has_more);
@@ -536,7 +543,10 @@ impl Server {
         acc.own.register(ids::localpart_of(user).unwrap_or_default(), next.seed);
         acc.current.insert(user.to_owned(), next.user_id.clone());
         acc.erased.remove(user);
-        self.record(out, SimEvent::AccountChanged { user: user.into(), change: "reregistered".into(), key: next.key.clone() });
+        self.record(
+            out,
+            SimEvent::AccountChanged { user: user.into(), change: "reregistered".into(), key: next.key.clone() },
+        );
     }
 }
 

@@ -27,7 +27,9 @@ impl Server {
         match self.config.byzantine {
             Byzantine::Withhold => self.withhold(room_id, pdu, now, out),
             Byzantine::Equivocate => self.equivocate(room_id, pdu, now, out),
-            Byzantine::BadSignatures | Byzantine::None | Byzantine::EquivocateAccounts => self.broadcast(room_id, pdu, None, now, out),
+            Byzantine::BadSignatures | Byzantine::None | Byzantine::EquivocateAccounts => {
+                self.broadcast(room_id, pdu, None, now, out)
+            }
         }
     }
 

@@ -2,8 +2,8 @@
 //! (messages to send, timers to set, log records); the world owns time and delivery, the server
 //! never sleeps or spawns.
 
-pub(crate) mod actions;
 pub mod accounts;
+pub(crate) mod actions;
 mod byzantine;
 pub mod joining;
 pub mod keyring;

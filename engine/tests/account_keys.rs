@@ -1,0 +1,141 @@
+//! MSC4243 account keys in whole runs (the bundled `scenarios/account-keys-*.toml`): the two
+//! designs of unknown keys (`errcode` vs `omit`) differ where the seed says they should (a
+//! stripping proxy, a stale cache) and agree where they should (an equivocating domain, an
+//! erasure); `auth_disagreements` stays 0 under every fault (the outside check moved from
+//! acceptance to display); the request timeout bounds when an invite's room appears; bad knob
+//! values are located errors; replay reproduces an account-key run; the invariants (every
+//! union DAG re-judged from scratch, account-key signatures checked) hold.
+
+use roomsim_engine::metrics::instrumented_world;
+use roomsim_engine::scenario::parse_scenario;
+use roomsim_engine::sim::log::{LogWriter, MemorySink};
+use roomsim_engine::sim::replay::replay;
+use serde_json::Value;
+
+const PROXY: &str = include_str!("../../scenarios/account-keys-proxy.toml");
+const STALE: &str = include_str!("../../scenarios/account-keys-stale-cache.toml");
+const EQUIVOCATION: &str = include_str!("../../scenarios/account-keys-equivocation.toml");
+const ERASURE: &str = include_str!("../../scenarios/account-keys-erasure.toml");
+
+struct Run {
+    raw: Vec<u8>,
+    summary: Value,
+    violations: Vec<String>,
+}
+
+fn run(text: &str, seed: u64, sets: &[&str]) -> Run {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let sc = parse_scenario("ak.toml", text, &sets).expect("valid scenario");
+    let buf = MemorySink::default();
+    let mut world = instrumented_world(&sc, seed, LogWriter::new(Box::new(buf.clone())));
+    world.run();
+    let result = world.finish(true).expect("finish");
+    Run { raw: buf.contents(), summary: result.summary, violations: result.invariant_violations }
+}
+
+fn ak(r: &Run) -> &Value {
+    &r.summary["account_keys"]
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+fn assert_sound(r: &Run, what: &str) {
+    assert!(r.violations.is_empty(), "{what}: {:?}", r.violations);
+    assert_eq!(n(&r.summary["rooms"]["main"]["auth_disagreements"]), 0, "{what}");
+    assert_eq!(r.summary["rooms"]["main"]["agreed_at_end"], true, "{what}");
+}
+
+#[test]
+fn with_a_stripping_proxy_omit_settles_owned_keys_as_unverified_and_errcode_does_not() {
+    for seed in [7, 8] {
+        let errcode = run(PROXY, seed, &["account_query.unknown_encoding=errcode"]);
+        let omit = run(PROXY, seed, &["account_query.unknown_encoding=omit"]);
+        assert_sound(&errcode, "errcode");
+        assert_sound(&omit, "omit");
+        assert_eq!(n(&ak(&errcode)["wrongly_unverified_keys"]), 0, "seed {seed}: {}", ak(&errcode));
+        assert!(n(&ak(&omit)["wrongly_unverified_keys"]) > 0, "seed {seed}: {}", ak(&omit));
+        assert!(n(&ak(&omit)["unverified_events"]) > 0, "filtered for good: {}", ak(&omit));
+        // errcode pays in requests: the stripped keys are asked again.
+        assert!(n(&ak(&errcode)["query_keys"]) > n(&ak(&omit)["query_keys"]));
+        assert!(ak(&errcode)["retries_per_key"]["max"].as_u64().unwrap() >= 1);
+        assert_eq!(n(&ak(&errcode)["wrong_name_shown"]), 0);
+    }
+}
+
+#[test]
+fn a_path_keyed_stale_cache_hurts_omit_more_than_errcode() {
+    let errcode = run(STALE, 11, &[]);
+    let omit = run(STALE, 11, &["account_query.unknown_encoding=omit"]);
+    assert_sound(&errcode, "errcode");
+    assert_sound(&omit, "omit");
+    let wrong = |r: &Run| n(&ak(r)["wrongly_unverified_keys"]);
+    assert!(wrong(&omit) > wrong(&errcode), "omit {} vs errcode {}", ak(&omit), ak(&errcode));
+}
+
+#[test]
+fn an_equivocating_domain_shows_wrong_names_under_both_designs_and_no_verdict_changes() {
+    for design in ["errcode", "omit"] {
+        let r = run(EQUIVOCATION, 5, &[&format!("account_query.unknown_encoding={design}")]);
+        assert_sound(&r, design);
+        assert!(n(&ak(&r)["wrong_name_shown"]) > 0, "{design}: {}", ak(&r));
+        assert!(n(&ak(&r)["client_view_divergent_events"]) > 0, "{design}: {}", ak(&r));
+        assert_eq!(n(&ak(&r)["wrongly_unverified_keys"]), 0);
+    }
+    // An honest hs2: nobody is shown a wrong name and no two servers show an event differently.
+    let honest = run(EQUIVOCATION, 5, &["servers.1.byzantine=none"]);
+    assert_eq!(n(&ak(&honest)["wrong_name_shown"]), 0, "{}", ak(&honest));
+    assert_eq!(n(&ak(&honest)["client_view_divergent_events"]), 0, "{}", ak(&honest));
+}
+
+#[test]
+fn an_erased_account_is_learnt_by_polling_and_the_timeout_bounds_when_an_invite_appears() {
+    let r = run(ERASURE, 3, &[]);
+    assert_sound(&r, "erasure");
+    assert!(n(&ak(&r)["mapping_states"]["erased"]) > 0, "{}", ak(&r));
+    assert!(n(&ak(&r)["erasure_polls"]) > 0);
+    // hs6 cannot hear from hs5: the invite by @u0:hs5 appears after the 10 s timeout, no later.
+    let delay = &ak(&r)["room_appear_delay_ms"];
+    assert_eq!(n(&delay["max"]), 10_000, "{delay}");
+    let shorter = run(ERASURE, 3, &["account_query.timeout=3s"]);
+    assert_eq!(n(&ak(&shorter)["room_appear_delay_ms"]["max"]), 3_000, "{}", ak(&shorter));
+}
+
+#[test]
+fn today_s_protocol_runs_the_same_scenario_without_account_keys() {
+    let r = run(PROXY, 7, &["rooms.0.version=\"12\""]);
+    assert_sound(&r, "v12");
+    assert!(r.summary.get("account_keys").is_none(), "no account-key room, no account_keys entry");
+}
+
+#[test]
+fn replay_reproduces_an_account_key_run() {
+    let text = EQUIVOCATION.replace("end = \"5m\"", "end = \"90s\"");
+    let r = run(&text, 5, &[]);
+    let sc = parse_scenario("ak.toml", &text, &[]).unwrap();
+    replay(&sc, 5, std::io::Cursor::new(r.raw), |_| {}).unwrap_or_else(|d| panic!("replay diverged: {d:?}"));
+}
+
+#[test]
+fn bad_account_query_values_are_located_errors() {
+    let cases = [
+        ("unknown_encoding = \"errcode\"", "unknown_encoding = \"sometimes\"", "unknown variant"),
+        ("unknown_encoding = \"errcode\"", "batch_size = 4096", "batch_size must be between 1 and 2048"),
+        ("unknown_encoding = \"errcode\"", "erasure_poll = \"73h\"", "erasure_poll must be at most"),
+        ("unknown_encoding = \"errcode\"", "client_view = \"underscore_prefix\"", "needs categories"),
+        ("unknown_encoding = \"errcode\"", "retry_anomaly = []", "at least one delay"),
+        ("unknown_encoding = \"errcode\"", "timeout = \"0s\"", "greater than 0"),
+        ("unknown_encoding = \"errcode\"", "colour = \"blue\"", "unknown field"),
+    ];
+    for (from, to, expected) in cases {
+        let text = PROXY.replace(from, to);
+        let line = text.lines().position(|l| l.starts_with(to.split(' ').next().unwrap())).unwrap() + 1;
+        let err = parse_scenario("ak.toml", &text, &[]).expect_err(to).to_string();
+        assert!(err.contains(expected), "{to}: {err}");
+        assert!(err.contains(&format!("ak.toml:{line}:")), "{to}: the error names the line: {err}");
+    }
+    let strip = PROXY.replace("strip_account_entries = 0.4", "strip_account_entries = 1.5");
+    let err = parse_scenario("ak.toml", &strip, &[]).expect_err("1.5").to_string();
+    assert!(err.contains("probability"), "{err}");
+}

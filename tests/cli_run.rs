@@ -239,17 +239,17 @@ fn experimental_room_version_not_implemented_is_refused_by_check_and_dag_verify(
     let tmp = tempfile::tempdir().unwrap();
     let scenario = tmp.path().join("exp.toml");
     let text = "[scenario]\nname = \"x\"\nend = \"10s\"\n[[servers]]\nname = \"hs1\"\n[[rooms]]\nname = \"r\"\n\
-                version = \"org.matrix.msc4243.12\"\ncreator = \"@u0:hs1\"\n";
+                version = \"org.matrix.msc4345.12\"\ncreator = \"@u0:hs1\"\n";
     std::fs::write(&scenario, text).unwrap();
     let o = roomsim(&["check", scenario.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("exp.toml:8:11:"), "{err}");
-    // MSC4243 rooms are judged by dag verify, but the simulator does not run them yet.
-    assert!(
-        err.contains("room version \"org.matrix.msc4243.12\" is experimental and the simulator does not run it yet"),
-        "{err}"
-    );
+    assert!(err.contains("room version \"org.matrix.msc4345.12\" is experimental and not implemented yet"), "{err}");
+    // MSC4243 rooms are simulated.
+    std::fs::write(&scenario, text.replace("org.matrix.msc4345.12", "org.matrix.msc4243.12")).unwrap();
+    let o = roomsim(&["check", scenario.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let dag = tmp.path().join("exp.jsonl");
     let create = r#"{"auth_events":[],"content":{"room_version":"org.matrix.msc4345.12"},"depth":1,"origin_server_ts":1,"prev_events":[],"sender":"@u0:hs1","state_key":"","type":"m.room.create"}"#;

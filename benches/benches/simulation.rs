@@ -1,7 +1,8 @@
 //! Whole-simulation throughput: deliveries per second (one server receiving and judging one
 //! PDU) of a simulated federation, on 1 and 2 threads, with signatures modelled as a cost knob
 //! and with real ed25519 verification. The scenario is embedded: one busy room shared by 30
-//! servers (so most work is deliveries, not event creation), a partition that heals.
+//! servers (so most work is deliveries, not event creation), a partition that heals. The
+//! `account_keys` group runs the same room with MSC4243 account keys on and off.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use roomsim_engine::scenario::parse_scenario;
@@ -9,6 +10,10 @@ use roomsim_engine::sim::log::LogWriter;
 use std::time::Duration;
 
 fn scenario(signatures: &str) -> String {
+    scenario_of(signatures, "12")
+}
+
+fn scenario_of(signatures: &str, version: &str) -> String {
     format!(
         r#"
 [scenario]
@@ -26,7 +31,7 @@ count = 30
 
 [[rooms]]
 name = "main"
-version = "12"
+version = "{version}"
 creator = "@u0:hs1"
 members = ["*"]
 
@@ -78,5 +83,23 @@ fn simulation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, simulation);
+/// MSC4243 account keys on vs off: the same room as room version 12 and as
+/// `org.matrix.msc4243.12` (account keys sign, every server queries `/query/accounts` for the
+/// 29 other domains' keys and keeps a mapping cache). Account-key rooms always verify real
+/// ed25519 signatures (the key is the user ID), so both sides verify real signatures.
+fn account_keys(c: &mut Criterion) {
+    let mut g = c.benchmark_group("account_keys");
+    g.sample_size(10).measurement_time(Duration::from_secs(15));
+    for (label, version) in [("off_v12", "12"), ("on_msc4243", "org.matrix.msc4243.12")] {
+        let text = scenario_of("real", version);
+        let deliveries = run_once(&text);
+        eprintln!("[setup] {label}: {deliveries} deliveries per run");
+        g.throughput(Throughput::Elements(deliveries));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+        g.bench_function(format!("{label}_1_thread"), |b| b.iter(|| pool.install(|| run_once(&text))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, simulation, account_keys);
 criterion_main!(benches);

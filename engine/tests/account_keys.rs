@@ -139,3 +139,16 @@ fn bad_account_query_values_are_located_errors() {
     let err = parse_scenario("ak.toml", &strip, &[]).expect_err("1.5").to_string();
     assert!(err.contains("probability"), "{err}");
 }
+
+#[test]
+fn a_reregistered_account_leaves_caches_showing_an_outdated_name_and_no_verdict_changes() {
+    // @u1:hs3 is registered again under a new key at 90 s: every server that verified its
+    // first key keeps the name cached permanently (§6.1) although hs3 no longer binds it.
+    let text = ERASURE.replace("kind = \"erase_account\"", "kind = \"reregister_account\"");
+    let r = run(&text, 3, &[]);
+    assert_sound(&r, "reregister");
+    assert!(n(&ak(&r)["wrong_name_shown"]) > 0, "{}", ak(&r));
+    assert_eq!(n(&ak(&r)["mapping_states"]["erased"]), 0);
+    // Without the re-registration nobody is shown an outdated name.
+    assert_eq!(n(&ak(&run(ERASURE, 3, &[]))["wrong_name_shown"]), 0);
+}

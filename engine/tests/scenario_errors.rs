@@ -189,23 +189,18 @@ mod scenario {
         assert_at(&e, 15, 11, "unsupported room version \"13\"; supported versions are \"11\", \"12\"");
         // The known IDs come from the room-version table, experimental entries listed apart.
         assert!(e.message().contains("experimental, not implemented yet: \"org.matrix.msc4345.12\""), "{e}");
-        assert!(e.message().contains("not simulated yet, `dag verify` only: \"org.matrix.msc4243.12\""), "{e}");
         let e = error_of(&edit("version = \"11\"", "version = 11"), &[]);
         assert_at(&e, 15, 11, "room versions are strings");
     }
 
     #[test]
     fn experimental_room_version_not_implemented_is_refused() {
-        let e = error_of(&edit("version = \"11\"", "version = \"org.matrix.msc4243.12\""), &[]);
-        // MSC4243 is judged by `dag verify` but the simulator does not run it: a located refusal.
-        assert_at(
-            &e,
-            15,
-            11,
-            "room version \"org.matrix.msc4243.12\" is experimental and the simulator does not run it yet",
-        );
-        assert!(e.message().contains("account_keys (MSC4243)"), "{e}");
-        assert!(e.message().contains("simulated versions are \"11\", \"12\""), "{e}");
+        let e = error_of(&edit("version = \"11\"", "version = \"org.matrix.msc4345.12\""), &[]);
+        // MSC4345 is not implemented yet: a located refusal naming the missing flag.
+        assert_at(&e, 15, 11, "room version \"org.matrix.msc4345.12\" is experimental and not implemented yet");
+        assert!(e.message().contains("participation (MSC4345)"), "{e}");
+        // MSC4243 (account keys) is simulated.
+        assert!(parse_scenario("quickstart.toml", &edit("version = \"11\"", "version = \"org.matrix.msc4243.12\""), &[]).is_ok());
         let e = error_of(BASE, &["rooms.0.version=\"org.matrix.msc4348.12\""]);
         assert!(e.to_string().contains("is experimental and not implemented yet"), "{e}");
         assert!(matches!(e.location(), ErrorLocation::Override { .. }), "{e}");

@@ -303,12 +303,15 @@ mod tests {
         assert!(shown.contains("not implemented yet: \"org.matrix.msc4345.12\""), "{shown}");
         let shown = lookup_simulated("13").unwrap_err().to_string();
         assert!(
-            shown.starts_with("unsupported room version \"13\"; supported versions are \"11\", \"12\" ("),
+            shown.starts_with(
+                "unsupported room version \"13\"; supported versions are \"11\", \"12\", \"org.matrix.msc4243.12\" ("
+            ),
             "{shown}"
         );
-        assert!(shown.contains("not simulated yet, `dag verify` only: \"org.matrix.msc4243.12\""), "{shown}");
+        // MSC4243 account keys are simulated (sim/server/accounts.rs).
+        assert_eq!(lookup_simulated("org.matrix.msc4243.12"), Ok(&MSC4243_V12));
         assert_eq!(implemented().map(|v| v.id).collect::<Vec<_>>(), ["11", "12", "org.matrix.msc4243.12"]);
-        assert_eq!(simulated().map(|v| v.id).collect::<Vec<_>>(), ["11", "12"]);
+        assert_eq!(simulated().map(|v| v.id).collect::<Vec<_>>(), ["11", "12", "org.matrix.msc4243.12"]);
     }
 
     #[test]

@@ -152,3 +152,71 @@ fn a_reregistered_account_leaves_caches_showing_an_outdated_name_and_no_verdict_
     // Without the re-registration nobody is shown an outdated name.
     assert_eq!(n(&ak(&run(ERASURE, 3, &[]))["wrong_name_shown"]), 0);
 }
+
+/// A case small enough to count by hand: hs1 and hs2, one user each; @u0:hs2 joins at 1 s and
+/// posts 3 messages; a proxy empties every `/query/accounts` answer of hs2. hs1 sees 4 events
+/// by hs2's key (its join and the 3 messages) and never verifies it; hs2 verifies hs1's key.
+/// So: 2 mapping entries (hs1 → hs2's key unverified, hs2 → hs1's key verified), 1 wrongly
+/// unverified key, 4 unverified (server, event) pairs, and 4 events the two servers show
+/// differently (hs2 by name, hs1 hidden under `filter`); no wrong name.
+#[test]
+fn the_account_key_measures_of_a_hand_counted_case() {
+    let text = r#"
+[scenario]
+name = "hand"
+end = "60s"
+
+[defaults]
+users = 1
+
+[[servers]]
+prefix = "hs"
+count = 2
+
+[[rooms]]
+name = "main"
+version = "org.matrix.msc4243.12"
+creator = "@u0:hs1"
+join_rule = "public"
+members = ["@u0:hs1"]
+
+[[timeline]]
+at = "1s"
+action = "join"
+room = "main"
+user = "@u0:hs2"
+
+[[timeline]]
+at = "5s"
+action = "message"
+room = "main"
+user = "@u0:hs2"
+count = 3
+every = "1s"
+
+[[network.middleboxes]]
+server = "hs2"
+kind = "reverse_proxy"
+strip_account_answers = 1.0
+"#;
+    for (design, unverified_state) in [("omit", "unverified"), ("errcode", "unverified")] {
+        let r = run(text, 1, &[&format!("account_query.unknown_encoding={design}")]);
+        assert_sound(&r, design);
+        let a = ak(&r);
+        assert_eq!(n(&a["mapping_states"]["verified"]), 1, "{design}: {a}");
+        assert_eq!(n(&a["mapping_states"][unverified_state]), 1, "{design}: {a}");
+        assert_eq!(n(&a["wrongly_unverified_keys"]), 1, "{design}: {a}");
+        assert_eq!(n(&a["unverified_events"]), 4, "{design}: {a}");
+        assert_eq!(n(&a["client_view_divergent_events"]), 4, "{design}: {a}");
+        assert_eq!(n(&a["wrong_name_shown"]), 0, "{design}: {a}");
+    }
+    // The seed's three categories: the emptied answer is an anomaly, so the key is unknown.
+    let r = run(text, 1, &["account_query.categories=three_state"]);
+    assert_eq!(n(&ak(&r)["mapping_states"]["unknown"]), 1, "{}", ak(&r));
+    // Under `omit` the key was asked once (a negative answer, next asked after 1 h); under
+    // `errcode` again after 10 s and 30 s (anomalies): retries_per_key.max counts them.
+    let omit = run(text, 1, &["account_query.unknown_encoding=omit"]);
+    assert_eq!(n(&ak(&omit)["retries_per_key"]["max"]), 0, "{}", ak(&omit));
+    let errcode = run(text, 1, &[]);
+    assert!(n(&ak(&errcode)["retries_per_key"]["max"]) >= 2, "{}", ak(&errcode));
+}

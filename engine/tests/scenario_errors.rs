@@ -200,7 +200,12 @@ mod scenario {
         assert_at(&e, 15, 11, "room version \"org.matrix.msc4345.12\" is experimental and not implemented yet");
         assert!(e.message().contains("participation (MSC4345)"), "{e}");
         // MSC4243 (account keys) is simulated.
-        assert!(parse_scenario("quickstart.toml", &edit("version = \"11\"", "version = \"org.matrix.msc4243.12\""), &[]).is_ok());
+        assert!(parse_scenario(
+            "quickstart.toml",
+            &edit("version = \"11\"", "version = \"org.matrix.msc4243.12\""),
+            &[]
+        )
+        .is_ok());
         let e = error_of(BASE, &["rooms.0.version=\"org.matrix.msc4348.12\""]);
         assert!(e.to_string().contains("is experimental and not implemented yet"), "{e}");
         assert!(matches!(e.location(), ErrorLocation::Override { .. }), "{e}");

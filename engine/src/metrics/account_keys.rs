@@ -103,10 +103,21 @@ impl AccountKeys {
             }
             let holders: Vec<ServerIdx> = view.holders(room_id).into_iter().filter(|k| view.is_honest(*k)).collect();
             let (mut d, mut u) = (0, 0);
-            for pdu in view.room_pdus(room_id) {
+            // A sender every holder shows by one name adds nothing: skip its events' holdings.
+            let mut uniform: BTreeMap<&str, bool> = BTreeMap::new();
+            let pdus = view.room_pdus(room_id);
+            for pdu in &pdus {
                 let Some((key, domain)) = ids::account_key_of(&pdu.sender).zip(ids::domain_of(&pdu.sender)) else {
                     continue;
                 };
+                let same = *uniform.entry(pdu.sender.as_str()).or_insert_with(|| {
+                    let mut shown = holders.iter().map(|k| self.shown(view, *k, key, domain));
+                    let first = shown.next();
+                    matches!(first, Some(Shown::Name(_))) && shown.all(|s| Some(&s) == first.as_ref())
+                });
+                if same {
+                    continue;
+                }
                 let mut shown = BTreeSet::new();
                 for k in &holders {
                     let held = view.held(*k, room_id, &pdu.event_id);

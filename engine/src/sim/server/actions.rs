@@ -270,13 +270,8 @@ impl Server {
 
     /// Builds a new event on the current state and checks it would be authorised there.
     pub(crate) fn build_checked(&mut self, room_id: &str, d: Draft, now: SimTime) -> Result<Arc<Pdu>, String> {
-        let room = self.rooms.get(room_id).ok_or("this server is not in the room")?;
-        let version = room.version;
-        let prev = room.prev_events_for_new(10);
-        let depth =
-            prev.iter().filter_map(|p| room.dag.index_of(p)).map(|i| room.dag.pdu(i).depth).max().unwrap_or(0) + 1;
-        let auth_events = select_auth_events(room, version, &d)?;
-        let pdu = self.sign_new(version, Some(room_id), d, prev, auth_events, depth, now);
+        let (map, version) = self.draft_on_current(room_id, d, now)?;
+        let pdu = self.sign_or_forge(map, version);
         self.check_on_current(room_id, &pdu)?;
         Ok(pdu)
     }
@@ -322,6 +317,11 @@ impl Server {
         now: SimTime,
     ) -> Arc<Pdu> {
         let map = self.event_object(version, room_id, d, prev, auth_events, depth, now);
+        self.sign_or_forge(map, version)
+    }
+
+    /// Signs a new event's JSON (bad signatures if this server is byzantine that way).
+    fn sign_or_forge(&mut self, map: Map<String, Value>, version: &RoomVersion) -> Arc<Pdu> {
         let forge = self.forger.is_some() && self.rng.gen_bool(self.config.byzantine_probability.clamp(0.0, 1.0));
         match self.forger.as_ref().filter(|_| forge) {
             // `bad_signatures`: a well-formed ed25519 signature, by a key that is not its own.

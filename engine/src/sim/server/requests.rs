@@ -91,14 +91,7 @@ impl Server {
         now: SimTime,
         out: &mut Vec<Output>,
     ) {
-        let id = self.next_request_id;
-        self.next_request_id += 1;
-        out.push(Output::Send { to, message: Message::Request { id, body: body.clone() }, delay_us: self.cost_us });
-        out.push(Output::SetTimer {
-            at: now + self.cost_us + self.config.request_timeout_us,
-            timer: Timer::RequestTimeout { id },
-        });
-        self.requests.insert(id, PendingRequest { to, body, attempts: 1, purpose });
+        self.send_request_with_timeout(to, body, purpose, self.config.request_timeout_us, now, out);
     }
 
     /// [`Server::send_request`] with its own timeout.

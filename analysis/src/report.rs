@@ -208,6 +208,7 @@ pub fn render_run_report(run: &RunFiles) -> Result<String, AnalysisError> {
     body.push_str("<h2 id=\"summary\">Summary</h2>\n");
     body.push_str(&run_table(s));
     body.push_str(&rooms_table(s));
+    body.push_str(&account_keys_table(s));
     body.push_str("<h2 id=\"faults\">Faults</h2>\n");
     let _ =
         writeln!(body, "<div class=\"timeline-box\">{}</div>", faults_timeline_svg(&s.faults, run.x_end_ms(), 1000));
@@ -432,6 +433,27 @@ fn run_table(s: &RunSummary) -> String {
     let headers: Vec<(String, &str)> = fields.iter().map(|f| (f.clone(), "num")).collect();
     let row: Vec<Cell> = fields.iter().map(|f| field_cell(f, s.top_level.get(f))).collect();
     format!("<h3>Run</h3>\n{}", table(&headers, &[row]))
+}
+
+/// MSC4243's `account_keys` measures (present only in runs with account-key rooms), one row
+/// per measure as `summary.json` names it.
+fn account_keys_table(s: &RunSummary) -> String {
+    let rows: Vec<Vec<Cell>> = s
+        .metrics
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("account_keys.")?, v)))
+        .map(|(k, v)| vec![Cell::text(k), Cell::num(v.map_or_else(|| "—".to_owned(), num))])
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let headers = [("measure".to_owned(), ""), ("value".to_owned(), "num")];
+    format!(
+        "<h3>Account keys (MSC4243)</h3>\n{}<p class=\"note\">What servers learnt from \
+         <code>/query/accounts</code> and what their clients were shown (definitions: \
+         <code>docs/outputs.md</code>, \"Account keys\"). Times in ms of simulated time.</p>\n",
+        table(&headers, &rows)
+    )
 }
 
 fn rooms_table(s: &RunSummary) -> String {

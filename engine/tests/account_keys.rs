@@ -220,3 +220,25 @@ strip_account_answers = 1.0
     let errcode = run(text, 1, &[]);
     assert!(n(&ak(&errcode)["retries_per_key"]["max"]) >= 2, "{}", ak(&errcode));
 }
+
+/// A planted fault: hs1's cache reads a key stripped from an answer as verified under a made-up
+/// name. `wrong_name_shown` must catch it (and stays 0 without the fault, same seed).
+#[test]
+fn the_measures_catch_a_server_that_shows_a_name_nobody_bound() {
+    let run_with = |plant: bool| {
+        let sc = parse_scenario("ak.toml", PROXY, &[]).expect("valid scenario");
+        let mut world = instrumented_world(&sc, 7, LogWriter::new(Box::new(MemorySink::default())));
+        if plant {
+            world.misread_omissions_for_test(0);
+        }
+        world.run();
+        world.finish(true).expect("finish").summary
+    };
+    let honest = run_with(false);
+    let planted = run_with(true);
+    assert_eq!(n(&honest["account_keys"]["wrong_name_shown"]), 0);
+    assert!(n(&planted["account_keys"]["wrong_name_shown"]) > 0, "{}", planted["account_keys"]);
+    assert!(n(&planted["account_keys"]["client_view_divergent_events"]) > 0);
+    // Verdicts do not move: the fault is in display only.
+    assert_eq!(n(&planted["rooms"]["main"]["auth_disagreements"]), 0);
+}

@@ -275,6 +275,16 @@ impl World {
         self.skip_for_test = Some((k, event_type.to_owned()));
     }
 
+    /// **Test only**: server `k`'s mapping cache takes a key missing from a `/query/accounts`
+    /// answer as verified under a made-up name (a broken client of MSC4243 §4), so that tests
+    /// can check the `account_keys` measures catch a server showing names nobody bound.
+    #[doc(hidden)]
+    pub fn misread_omissions_for_test(&mut self, k: ServerIdx) {
+        if let Some(acc) = self.nodes[k as usize].as_server_mut().and_then(|s| s.accounts.as_mut()) {
+            acc.cache.misread_omissions_for_test = true;
+        }
+    }
+
     /// Where the run stands (for progress displays): simulated time, its bound, PDUs created,
     /// deliveries so far.
     pub fn progress(&self) -> Progress {

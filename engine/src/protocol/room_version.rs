@@ -346,7 +346,9 @@ mod tests {
             clear(&mut back);
             back.id = V12.id;
             assert_eq!(back, V12, "{} is V12 plus one flag", experimental.id);
-            assert_eq!(experimental.unimplemented_flags().len() + experimental.unsimulated_flags().len(), 1);
+            // Its one flag is either missing (refused) or implemented and simulated.
+            let missing = experimental.unimplemented_flags().len() + experimental.unsimulated_flags().len();
+            assert_eq!(missing, usize::from(!experimental.is_simulated()), "{}", experimental.id);
         }
     }
 
@@ -366,20 +368,12 @@ mod tests {
     }
 
     #[test]
-    fn account_key_rooms_are_judged_but_not_simulated() {
-        // MSC4243: the protocol layer (dag verify) implements account_keys; the simulator does
-        // not run it yet.
+    fn account_key_rooms_are_judged_and_simulated() {
+        // MSC4243: the protocol layer (dag verify) implements account_keys and the simulated
+        // servers run it (sim/server/accounts.rs).
         assert_eq!(lookup("org.matrix.msc4243.12"), Ok(&MSC4243_V12));
-        assert!(MSC4243_V12.is_implemented() && !MSC4243_V12.is_simulated());
-        assert_eq!(lookup_simulated("org.matrix.msc4243.12"), Err(VersionError::NotSimulated(&MSC4243_V12)));
-        let shown = lookup_simulated("org.matrix.msc4243.12").unwrap_err().to_string();
-        assert!(
-            shown.starts_with(
-                "room version \"org.matrix.msc4243.12\" is experimental and the simulator does not run it yet"
-            ),
-            "{shown}"
-        );
-        assert!(shown.contains("account_keys (MSC4243)"), "{shown}");
-        assert!(shown.ends_with("simulated versions are \"11\", \"12\""), "{shown}");
+        assert!(MSC4243_V12.is_implemented() && MSC4243_V12.is_simulated());
+        assert_eq!(lookup_simulated("org.matrix.msc4243.12"), Ok(&MSC4243_V12));
+        assert!(MSC4243_V12.unsimulated_flags().is_empty());
     }
 }

@@ -254,6 +254,7 @@ impl Server {
         room_id: &str,
         sent: &Map<String, Value>,
         event: Map<String, Value>,
+        to: ServerIdx,
         now: SimTime,
         out: &mut Vec<Output>,
     ) {
@@ -262,7 +263,7 @@ impl Server {
         let given = event.get("state_key").and_then(Value::as_str).and_then(key_and_domain);
         let same = |k: &str| k == "state_key" || k == "hashes" || k == "signatures" || sent.get(k) == event.get(k);
         let fail = |s: &mut Server, out: &mut Vec<Output>, why: &str| {
-            s.record(out, SimEvent::RequestFailed { request: "account_invite".into(), to: 0, why: why.into() });
+            s.record(out, SimEvent::RequestFailed { request: "account_invite".into(), to, why: why.into() });
         };
         if given.map(|(_, d)| d) != asked || !event.keys().chain(sent.keys()).all(|k| same(k)) {
             return fail(self, out, "the answer is not the invite sent with its state_key rewritten (MSC4243 §8)");

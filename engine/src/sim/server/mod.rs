@@ -504,7 +504,7 @@ impl Server {
             }
             (Purpose::AccountInvite { room_id }, Outcome::Ok(Response::AccountInvite { event })) => {
                 let Request::AccountInvite { event: sent, .. } = &req.body else { unreachable!("an account invite") };
-                self.on_account_invite_answer(&room_id, sent, event, now, out)
+                self.on_account_invite_answer(&room_id, sent, event, req.to, now, out)
             }
             (Purpose::SendJoin { user, room_id }, Outcome::Ok(Response::SendJoin { state, auth_chain, event })) => {
                 self.join_done(&room_id, &user);

@@ -242,3 +242,27 @@ fn the_measures_catch_a_server_that_shows_a_name_nobody_bound() {
     // Verdicts do not move: the fault is in display only.
     assert_eq!(n(&planted["rooms"]["main"]["auth_disagreements"]), 0);
 }
+
+/// Determinism: an account-key run (queries, caches, a stripping proxy) gives the same log and
+/// summary on 1 thread and on 2, with small windows really handled on the pool.
+#[test]
+fn an_account_key_run_is_the_same_on_one_and_two_threads() {
+    let sc = parse_scenario("ak.toml", PROXY, &[]).expect("valid scenario");
+    let on = |threads: usize| {
+        let buf = MemorySink::default();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let (summary, stats) = pool.install(|| {
+            let mut world = instrumented_world(&sc, 7, LogWriter::new(Box::new(buf.clone())));
+            world.set_parallel_threshold(2);
+            world.run();
+            let stats = world.window_stats();
+            (world.finish(true).expect("finish").summary, stats)
+        });
+        (buf.contents(), summary, stats)
+    };
+    let (log1, summary1, _) = on(1);
+    let (log2, summary2, stats2) = on(2);
+    assert!(stats2.parallel > 0, "the parallel path was exercised");
+    assert_eq!(summary1, summary2);
+    assert!(log1 == log2, "logs differ between 1 and 2 threads");
+}

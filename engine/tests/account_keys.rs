@@ -21,6 +21,7 @@ struct Run {
     raw: Vec<u8>,
     summary: Value,
     violations: Vec<String>,
+    clients: Vec<Value>,
 }
 
 fn run(text: &str, seed: u64, sets: &[&str]) -> Run {
@@ -30,7 +31,7 @@ fn run(text: &str, seed: u64, sets: &[&str]) -> Run {
     let mut world = instrumented_world(&sc, seed, LogWriter::new(Box::new(buf.clone())));
     world.run();
     let result = world.finish(true).expect("finish");
-    Run { raw: buf.contents(), summary: result.summary, violations: result.invariant_violations }
+    Run { raw: buf.contents(), summary: result.summary, violations: result.invariant_violations, clients: result.clients }
 }
 
 fn ak(r: &Run) -> &Value {
@@ -98,6 +99,10 @@ fn an_erased_account_is_learnt_by_polling_and_the_timeout_bounds_when_an_invite_
     // hs6 cannot hear from hs5: the invite by @u0:hs5 appears after the 10 s timeout, no later.
     let delay = &ak(&r)["room_appear_delay_ms"];
     assert_eq!(n(&delay["max"]), 10_000, "{delay}");
+    // The invitee's client records the room appearing, with the same delay.
+    let appeared: Vec<&Value> = r.clients.iter().filter(|l| l["kind"] == "room_appeared").collect();
+    assert_eq!(appeared.len() as u64, n(&delay["count"]), "{appeared:?}");
+    assert!(appeared.iter().any(|l| l["delay_ms"] == 10_000 && l["server"] == "hs6"), "{appeared:?}");
     let shorter = run(ERASURE, 3, &["account_query.timeout=3s"]);
     assert_eq!(n(&ak(&shorter)["room_appear_delay_ms"]["max"]), 3_000, "{}", ak(&shorter));
 }
@@ -107,6 +112,7 @@ fn today_s_protocol_runs_the_same_scenario_without_account_keys() {
     let r = run(PROXY, 7, &["rooms.0.version=\"12\""]);
     assert_sound(&r, "v12");
     assert!(r.summary.get("account_keys").is_none(), "no account-key room, no account_keys entry");
+    assert!(r.clients.is_empty(), "no account-key room, no clients.jsonl");
 }
 
 #[test]
@@ -209,6 +215,29 @@ strip_account_answers = 1.0
         assert_eq!(n(&a["unverified_events"]), 4, "{design}: {a}");
         assert_eq!(n(&a["client_view_divergent_events"]), 4, "{design}: {a}");
         assert_eq!(n(&a["wrong_name_shown"]), 0, "{design}: {a}");
+        // The clients, by hand: hs1's user is shown hs2's sender hidden when hs1 first sees
+        // the key (pending, `filter`) and never otherwise (unverified is hidden too); hs2's user
+        // is shown hs1's creator hidden, then by name once verified, with the current state
+        // re-sent (`resend_state_after`).
+        let lines = |client: &str| -> Vec<String> {
+            r.clients
+                .iter()
+                .filter(|l| l["client"] == client)
+                .map(|l| format!("{} {} {}", l["kind"].as_str().unwrap(), l["mapping"], l["shown"]))
+                .collect()
+        };
+        assert_eq!(lines("@u0:hs1"), [r#"sender_shown "pending" {"shown":"hidden"}"#], "{design}");
+        assert_eq!(
+            lines("@u0:hs2"),
+            [
+                r#"sender_shown "pending" {"shown":"hidden"}"#,
+                r#"sender_shown "verified" {"as":"@u0:hs1","shown":"name"}"#,
+                r#"resend null {"as":"@u0:hs1","shown":"name"}"#,
+            ],
+            "{design}"
+        );
+        assert_eq!(n(&a["client_records"]), 4, "{design}");
+        assert!(r.clients.iter().all(|l| l["room"] == "main" && l["t_ms"].is_u64()), "{design}");
     }
     // The seed's three categories: the emptied answer is an anomaly, so the key is unknown.
     let r = run(text, 1, &["account_query.categories=three_state"]);
@@ -256,13 +285,15 @@ fn an_account_key_run_is_the_same_on_one_and_two_threads() {
             world.set_parallel_threshold(2);
             world.run();
             let stats = world.window_stats();
-            (world.finish(true).expect("finish").summary, stats)
+            let result = world.finish(true).expect("finish");
+            ((result.summary, result.clients), stats)
         });
         (buf.contents(), summary, stats)
     };
     let (log1, summary1, _) = on(1);
     let (log2, summary2, stats2) = on(2);
     assert!(stats2.parallel > 0, "the parallel path was exercised");
+    assert!(!summary1.1.is_empty(), "clients recorded");
     assert_eq!(summary1, summary2);
     assert!(log1 == log2, "logs differ between 1 and 2 threads");
 }

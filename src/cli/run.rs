@@ -214,6 +214,14 @@ fn write_outputs(scenario: &Scenario, dir: &Path, result: &RunResult) -> Result<
     write_atomic(&dir.join("summary.json"), pretty(&result.summary).as_bytes())?;
     write_atomic(&dir.join("metrics.csv"), metrics_csv(&result.metrics).as_bytes())?;
     write_atomic(&dir.join("scenario.toml"), scenario.source.text.as_bytes())?;
+    if !result.clients.is_empty() {
+        let mut text = String::new();
+        for line in &result.clients {
+            text.push_str(&serde_json::to_string(line).expect("JSON value"));
+            text.push('\n');
+        }
+        write_atomic(&dir.join("clients.jsonl"), text.as_bytes())?;
+    }
     Ok(())
 }
 

@@ -45,6 +45,13 @@ pub struct AccountKeys {
     last_sample: Option<SimTime>,
     last_counts: (u64, u64),
     rows: Vec<MetricRow>,
+    /// Per room ID: how many of its PDUs were read, and the account-key users seen in it
+    /// (senders and member targets).
+    users_in: BTreeMap<String, (usize, BTreeSet<String>)>,
+    /// (server, key, domain) → how that server's clients were last shown the key.
+    last_shown: BTreeMap<(ServerIdx, Pair), Shown>,
+    /// `clients.jsonl` lines.
+    clients: Vec<Value>,
 }
 
 impl AccountKeys {
@@ -72,6 +79,58 @@ impl AccountKeys {
             last_sample: None,
             last_counts: (0, 0),
             rows: Vec::new(),
+            users_in: BTreeMap::new(),
+            last_shown: BTreeMap::new(),
+            clients: Vec::new(),
+        }
+    }
+
+    /// The account-key rooms (name, ID) in which `user_id` sent or was the target of a
+    /// membership event, as far as created so far.
+    fn rooms_of(&mut self, view: &dyn WorldView, user_id: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, room_id) in view.rooms() {
+            if !self.rooms.contains(name) {
+                continue;
+            }
+            let (read, users) = self.users_in.entry(room_id.clone()).or_default();
+            for pdu in view.room_pdus_since(room_id, *read) {
+                users.insert(pdu.sender.clone());
+                if pdu.event_type == "m.room.member" {
+                    if let Some(target) = &pdu.state_key {
+                        users.insert(target.clone());
+                    }
+                }
+                *read += 1;
+            }
+            if users.contains(user_id) {
+                out.push((name.clone(), room_id.clone()));
+            }
+        }
+        out
+    }
+
+    /// A client's name: the account name user ID its server knows it by.
+    fn client_name(view: &dyn WorldView, user_id: &str) -> String {
+        ids::account_key_of(user_id).and_then(|k| view.account_owner(k)).map_or_else(|| user_id.to_owned(), |(u, _)| u)
+    }
+
+    /// One `clients.jsonl` line for every client of server `k` in a room `sender` is in.
+    fn tell_clients(&mut self, t: SimTime, k: ServerIdx, sender: &str, line: Value, view: &dyn WorldView) {
+        for (room, room_id) in self.rooms_of(view, sender) {
+            for client in view.local_joined_users(k, &room_id) {
+                let mut entry = json!({
+                    "t_ms": to_ms(t),
+                    "server": view.node_name(k),
+                    "client": Self::client_name(view, &client),
+                    "room": room,
+                    "sender": sender,
+                });
+                if let (Value::Object(e), Value::Object(extra)) = (&mut entry, &line) {
+                    e.extend(extra.clone());
+                }
+                self.clients.push(entry);
+            }
         }
     }
 
@@ -171,7 +230,16 @@ impl Observer for AccountKeys {
                         self.wrong.insert((k, key.clone()));
                     }
                 }
-                self.mapping.insert((k, pair), mapping.clone());
+                self.mapping.insert((k, pair.clone()), mapping.clone());
+                // What this server's clients are shown for the key now, when it changed.
+                if view.node_name(k) != domain {
+                    let shown = self.shown(view, k, key, domain);
+                    if self.last_shown.get(&(k, pair.clone())) != Some(&shown) {
+                        self.last_shown.insert((k, pair), shown.clone());
+                        let line = json!({"kind": "sender_shown", "shown": shown, "mapping": mapping.label()});
+                        self.tell_clients(t, k, &format!("@{key}:{domain}"), line, view);
+                    }
+                }
             }
             SimEvent::AccountChanged { user, change, key } => {
                 let keys: Vec<String> = view
@@ -209,11 +277,25 @@ impl Observer for AccountKeys {
                     *self.asks.entry((k, key.clone())).or_insert(0) += 1;
                 }
             }
-            SimEvent::RoomShown { delay_us, .. } => self.room_appear_us.push(*delay_us),
-            SimEvent::ClientResend { resends, rooms, .. } => {
+            SimEvent::RoomShown { room, user, delay_us, inviter } => {
+                self.room_appear_us.push(*delay_us);
+                let name = view.rooms().iter().find(|(_, id)| *id == room).map_or(room.as_str(), |(n, _)| n.as_str());
+                self.clients.push(json!({
+                    "t_ms": to_ms(t),
+                    "server": view.node_name(k),
+                    "client": Self::client_name(view, user),
+                    "room": name,
+                    "kind": "room_appeared",
+                    "delay_ms": to_ms(*delay_us),
+                    "inviter": inviter,
+                }));
+            }
+            SimEvent::ClientResend { key, domain, shown, resends, rooms } => {
                 for r in resends {
                     *self.resends.entry(r.clone()).or_insert(0) += u64::from(*rooms);
                 }
+                let line = json!({"kind": "resend", "shown": shown, "resends": resends});
+                self.tell_clients(t, k, &format!("@{key}:{domain}"), line, view);
             }
             _ => {}
         }
@@ -284,6 +366,8 @@ impl Observer for AccountKeys {
             }),
         );
         m.insert("client_resends".into(), json!(self.resends));
+        m.insert("client_records".into(), json!(self.clients.len()));
         out.summary.insert("account_keys".into(), Value::Object(m));
+        out.clients.append(&mut self.clients);
     }
 }

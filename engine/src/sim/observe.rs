@@ -136,6 +136,11 @@ pub trait WorldView {
     fn account_owner(&self, _key: &str) -> Option<(String, usize)> {
         None
     }
+    /// Users of node `k` (its own domain) whose membership in the room is `join` by `k`'s
+    /// current state: the clients that node serves in the room, sorted.
+    fn local_joined_users(&self, _k: ServerIdx, _room_id: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What observers contribute to a run's outputs.
@@ -150,6 +155,8 @@ pub struct Findings {
     pub metrics: Vec<MetricRow>,
     pub violations: Vec<String>,
     pub notes: Vec<String>,
+    /// `clients.jsonl`: what each simulated client was shown and when, in log order.
+    pub clients: Vec<Value>,
 }
 
 pub trait Observer: Send {

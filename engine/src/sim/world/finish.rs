@@ -21,6 +21,8 @@ pub struct RunResult {
     pub invariant_violations: Vec<String>,
     /// Per room name: events some honest server soft-failed.
     pub soft_failed: BTreeMap<String, BTreeSet<String>>,
+    /// `clients.jsonl` lines (empty unless some room uses account keys).
+    pub clients: Vec<Value>,
 }
 
 impl World {
@@ -106,6 +108,7 @@ impl World {
             keys,
             invariant_violations: findings.violations,
             soft_failed,
+            clients: findings.clients,
         })
     }
 }

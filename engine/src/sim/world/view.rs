@@ -136,6 +136,19 @@ impl WorldView for World {
         self.directory.accounts.owner_of(key).map(|(u, g)| (u.to_owned(), g))
     }
 
+    fn local_joined_users(&self, k: ServerIdx, room_id: &str) -> Vec<String> {
+        let Some(s) = self.nodes[k as usize].as_server() else { return Vec::new() };
+        let Some(r) = s.rooms.get(room_id) else { return Vec::new() };
+        let mut users: Vec<String> = r
+            .joined_members()
+            .iter()
+            .filter(|u| crate::protocol::ids::domain_of(u) == Some(s.name.as_str()))
+            .cloned()
+            .collect();
+        users.sort();
+        users
+    }
+
     fn server_keys(&self) -> ServerKeys {
         // Every key each node signed with during the run (rotations included).
         let names = self.directory.names.iter().enumerate();

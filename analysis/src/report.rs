@@ -35,6 +35,7 @@ const ROOM_FIELD_ORDER: &[&str] = &[
     "auth_disagreements",
     "soft_fail_disagreements",
     "max_event_lag",
+    "events_missing_at_end",
     "max_forward_extremities",
     "events",
 ];

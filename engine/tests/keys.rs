@@ -281,6 +281,17 @@ fn a_proxy_that_drops_unknown_keys_strips_the_rotated_key() {
     assert!(!all.iter().any(|d| d.0 != "hs1" && k2(&d.1) && d.2 == "accepted"), "nobody can get k2 through the proxy");
     // Before the rotation the proxy knew every key: hs1's k1 events were accepted.
     assert!(all.iter().any(|d| d.0 != "hs1" && signed.get(&d.1).is_some_and(|(s, _)| s == "hs1") && d.2 == "accepted"));
+    // By hand: hs2 and hs3 each lack exactly hs1's k2-signed events (hs1 holds every event:
+    // the others' events never depend on a key it cannot get), so the room's
+    // events_missing_at_end is twice their number.
+    let k2_events: BTreeSet<&String> = signed.keys().filter(|e| k2(e)).collect();
+    assert!(!k2_events.is_empty());
+    assert_eq!(
+        r.summary["rooms"]["main"]["events_missing_at_end"].as_u64(),
+        Some(2 * k2_events.len() as u64),
+        "{} k2 events",
+        k2_events.len()
+    );
 }
 
 #[test]

@@ -409,6 +409,15 @@ impl RoomMeasures {
         }
         let byzantine = snap.in_room.iter().filter(|k| !view.is_honest(**k)).count();
         let missing = self.members_missing(name, view);
+        let reachable = self.rooms[name].reachable.len();
+        let mut events_missing = 0usize;
+        for (k, _) in &snap.current {
+            if view.is_honest(*k) {
+                if let Some(r) = view.replica_stats(*k, room_id) {
+                    events_missing += reachable.saturating_sub(r.events);
+                }
+            }
+        }
         let track = &self.rooms[name];
         let c = conclude(&track.timeline, &self.fault_windows, t);
         let mut m = Map::new();
@@ -426,6 +435,7 @@ impl RoomMeasures {
             ("auth_disagreements", json!(auth)),
             ("soft_fail_disagreements", json!(soft)),
             ("max_event_lag", json!(track.max_event_lag)),
+            ("events_missing_at_end", json!(events_missing)),
             ("max_forward_extremities", json!(track.max_forward_extremities)),
             ("final_state_digests", Value::Object(final_digests)),
         ] {

@@ -181,6 +181,50 @@ pub fn account_key_of(user_id: &str) -> Option<&str> {
     (bytes.len() == 32).then_some(key)
 }
 
+/// `value` when it is a 32-byte key in canonical URL-safe unpadded base64 (43 characters, no
+/// non-zero trailing bits): the encoding of MSC4243 account keys, and roomsim's for MSC4345
+/// server keys and MSC4348 account keys (open question C14).
+pub fn as_key(value: &str) -> Option<&str> {
+    use base64::Engine;
+    if !is_url_safe_hash(value) {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).ok()?;
+    (bytes.len() == 32).then_some(value)
+}
+
+/// MSC4345 §2: the server key of `@localpart:<server key>` (the server part, when it is a key).
+pub fn server_key_of(user_id: &str) -> Option<&str> {
+    let rest = user_id.strip_prefix('@')?;
+    let (local, server) = rest.split_once(':')?;
+    if local.contains('\0') {
+        return None;
+    }
+    as_key(server)
+}
+
+/// MSC4348 §2 rule 1: the account key of `@<account key>` (no server part).
+pub fn portable_key_of(user_id: &str) -> Option<&str> {
+    as_key(user_id.strip_prefix('@')?)
+}
+
+/// A user ID as a room of `version` writes them: `@<account key>` (MSC4348),
+/// `@localpart:<server key>` (MSC4345), or the usual grammar ([`check_user_id`]).
+pub fn check_user_id_in(version: &crate::protocol::room_version::RoomVersion, value: &str) -> Result<(), IdError> {
+    const KIND: &str = "user ID";
+    if version.portable_accounts {
+        return portable_key_of(value)
+            .map(|_| ())
+            .ok_or_else(|| id_error(KIND, value, "must be '@' + a 43-character URL-safe base64 account key (MSC4348)"));
+    }
+    if version.participation {
+        return server_key_of(value).map(|_| ()).ok_or_else(|| {
+            id_error(KIND, value, "must be '@localpart:' + a 43-character URL-safe base64 server key (MSC4345)")
+        });
+    }
+    check_user_id(value)
+}
+
 /// 43 characters of the URL-safe base64 alphabet: an unpadded 32-byte hash or key.
 pub fn is_url_safe_hash(value: &str) -> bool {
     value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -10,6 +10,8 @@ pub mod ids;
 pub mod json;
 #[cfg(test)]
 mod msc4243_tests;
+#[cfg(test)]
+mod participation_tests;
 pub mod pdu;
 pub mod redaction;
 pub mod room_version;

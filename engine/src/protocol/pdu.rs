@@ -17,12 +17,52 @@ pub enum EventKind {
     JoinRules,
     ThirdPartyInvite,
     Redaction,
+    /// MSC4345 §3.2 `m.server.participation`, in rooms with participation only.
+    Participation,
     Other,
 }
 
+/// MSC4345 §3.2: the state of a server key's participation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParticipationState {
+    Requested,
+    Accepted,
+    Revoked,
+}
+
+impl ParticipationState {
+    pub fn parse(value: &str) -> Option<ParticipationState> {
+        match value {
+            "requested" => Some(ParticipationState::Requested),
+            "accepted" => Some(ParticipationState::Accepted),
+            "revoked" => Some(ParticipationState::Revoked),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParticipationState::Requested => "requested",
+            ParticipationState::Accepted => "accepted",
+            ParticipationState::Revoked => "revoked",
+        }
+    }
+}
+
+/// `m.server.participation` content, decoded (MSC4345 §3.2; open question C10 puts
+/// `request_authorised_via_server` in `content`).
+#[derive(Debug, Clone, Default)]
+pub struct ParticipationContent {
+    /// `None`: absent or not one of the three states.
+    pub participation: Option<ParticipationState>,
+    pub unverified_domain: Option<String>,
+    /// The accepted server key that co-signs a request.
+    pub authorised_via_server: Option<String>,
+}
+
 impl EventKind {
-    fn of(event_type: &str) -> EventKind {
+    fn of(event_type: &str, version: &RoomVersion) -> EventKind {
         match event_type {
+            "m.server.participation" if version.participation => EventKind::Participation,
             "m.room.create" => EventKind::Create,
             "m.room.member" => EventKind::Member,
             "m.room.power_levels" => EventKind::PowerLevels,
@@ -130,6 +170,9 @@ pub struct PowerLevelsContent {
     pub events: BTreeMap<String, i64>,
     pub notifications: BTreeMap<String, i64>,
     pub users: BTreeMap<String, i64>,
+    /// MSC4345 §3.1 `accept` (rooms with participation only; open question C11): `None`
+    /// absent, `Some(Err(()))` present but not an integer.
+    pub accept: Option<Result<i64, ()>>,
     /// v11 auth rules 9.1–9.3: why the content is not acceptable, if it is not.
     pub invalid: Option<String>,
 }
@@ -152,6 +195,10 @@ impl PowerLevelsContent {
     }
     pub fn users_default(&self) -> i64 {
         self.named[0].unwrap_or(0)
+    }
+    /// MSC4345 §3.1: the level needed to accept participation requests (default 100).
+    pub fn accept(&self) -> i64 {
+        self.accept.and_then(Result::ok).unwrap_or(100)
     }
     /// Level required to send an event of `event_type` (state or not).
     pub fn required_level(&self, event_type: &str, is_state: bool) -> i64 {
@@ -182,6 +229,7 @@ pub enum TypedContent {
     JoinRules(JoinRule),
     ThirdPartyInvite(ThirdPartyInviteContent),
     Redaction { redacts: Option<String> },
+    Participation(ParticipationContent),
     Other,
 }
 
@@ -239,10 +287,10 @@ impl Pdu {
             return Err(err("(pdu)", format!("{size} bytes exceeds the {MAX_PDU_BYTES}-byte PDU limit")));
         }
         let event_type = string_field(&map, "type", true)?.expect("required");
-        let kind = EventKind::of(&event_type);
+        let kind = EventKind::of(&event_type, version);
         let state_key = string_field(&map, "state_key", false)?;
         let sender = string_field(&map, "sender", true)?.expect("required");
-        ids::check_user_id(&sender).map_err(|e| err("sender", e.why))?;
+        ids::check_user_id_in(version, &sender).map_err(|e| err("sender", e.why))?;
         let room_id = string_field(&map, "room_id", false)?;
         check_room_id_presence(&room_id, kind, version)?;
         let origin_server_ts = int_field(&map, "origin_server_ts")?;
@@ -266,7 +314,7 @@ impl Pdu {
             Some(_) => return Err(err("content", "must be an object")),
             None => return Err(err("content", "missing")),
         };
-        let content = decode_content(kind, content_obj);
+        let content = decode_content(kind, content_obj, version);
         // The signing bytes are computed once: their hash is the event ID, and they are the
         // message of every signature check.
         let signing = crypto::event_signing_bytes(&map, version);
@@ -413,11 +461,19 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn decode_content(kind: EventKind, content: &Map<String, Value>) -> TypedContent {
+fn decode_content(kind: EventKind, content: &Map<String, Value>, version: &RoomVersion) -> TypedContent {
     match kind {
-        EventKind::Create => TypedContent::Create(decode_create(content)),
+        EventKind::Create => TypedContent::Create(decode_create(content, version)),
         EventKind::Member => TypedContent::Member(decode_member(content)),
-        EventKind::PowerLevels => TypedContent::PowerLevels(Box::new(decode_power_levels(content))),
+        EventKind::PowerLevels => TypedContent::PowerLevels(Box::new(decode_power_levels(content, version))),
+        EventKind::Participation => TypedContent::Participation(ParticipationContent {
+            participation: content.get("participation").and_then(Value::as_str).and_then(ParticipationState::parse),
+            unverified_domain: content.get("unverified_domain").and_then(Value::as_str).map(str::to_owned),
+            authorised_via_server: content
+                .get("request_authorised_via_server")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }),
         EventKind::JoinRules => TypedContent::JoinRules(
             // No `join_rule` in the content: Synapse reads it as invite.
             content.get("join_rule").and_then(Value::as_str).map_or(JoinRule::Invite, JoinRule::parse),
@@ -430,7 +486,7 @@ fn decode_content(kind: EventKind, content: &Map<String, Value>) -> TypedContent
     }
 }
 
-fn decode_create(content: &Map<String, Value>) -> CreateContent {
+fn decode_create(content: &Map<String, Value>, version: &RoomVersion) -> CreateContent {
     let room_version = match content.get("room_version") {
         None => Some("1".to_owned()),
         Some(Value::String(s)) => Some(s.clone()),
@@ -441,7 +497,7 @@ fn decode_create(content: &Map<String, Value>) -> CreateContent {
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
-                Value::String(s) if ids::check_user_id(s).is_ok() => Ok(s.clone()),
+                Value::String(s) if ids::check_user_id_in(version, s).is_ok() => Ok(s.clone()),
                 other => Err(format!("additional_creators entry {other} is not a valid user ID")),
             })
             .collect(),
@@ -466,9 +522,20 @@ fn decode_member(content: &Map<String, Value>) -> MemberContent {
     }
 }
 
-fn decode_power_levels(content: &Map<String, Value>) -> PowerLevelsContent {
+fn decode_power_levels(content: &Map<String, Value>, version: &RoomVersion) -> PowerLevelsContent {
     let mut pl = PowerLevelsContent::default();
     let mut invalid = Vec::new();
+    if version.participation {
+        // MSC4345 §3.1 (open question C11): `accept` is validated like the named levels.
+        pl.accept = content.get("accept").map(|v| match v {
+            Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64().expect("checked")),
+            _ => Err(()),
+        });
+        if let Some(Err(())) = pl.accept {
+            let shown = content.get("accept").map_or("absent", type_name);
+            invalid.push(format!("accept is {shown}, not an integer (rule 9.1, MSC4345 §3.1)"));
+        }
+    }
     for (i, name) in NAMED_LEVELS.iter().enumerate() {
         match content.get(*name) {
             None => {}
@@ -491,7 +558,15 @@ fn decode_power_levels(content: &Map<String, Value>) -> PowerLevelsContent {
             Ok(map) => {
                 // v11 auth rule 9.3: keys must be user IDs. Synapse only parses the `@local:domain`
                 // shape here (no server-name grammar), and so do we, to agree with it.
-                if let Some(bad) = map.keys().find(|k| !looks_like_user_id(k)) {
+                // MSC4348: user IDs have no server part.
+                let is_user = |k: &str| {
+                    if version.portable_accounts {
+                        ids::portable_key_of(k).is_some()
+                    } else {
+                        looks_like_user_id(k)
+                    }
+                };
+                if let Some(bad) = map.keys().find(|k| !is_user(k)) {
                     invalid.push(format!("users key {bad:?} is not a user ID (rule 9.3)"));
                 }
                 pl.users = map;
@@ -581,18 +656,22 @@ mod tests {
     fn power_levels_validation() {
         let pl = decode_power_levels(
             serde_json::from_str::<Value>(r#"{"ban":"50","users":{"@a:b":1}}"#).unwrap().as_object().unwrap(),
+            &V12,
         );
         assert!(pl.invalid.as_deref().unwrap().contains("ban"));
         let pl = decode_power_levels(
             serde_json::from_str::<Value>(r#"{"users":{"nobody":1}}"#).unwrap().as_object().unwrap(),
+            &V12,
         );
         assert!(pl.invalid.is_some());
         let pl = decode_power_levels(
             serde_json::from_str::<Value>(r#"{"events":{"m.room.name":true}}"#).unwrap().as_object().unwrap(),
+            &V12,
         );
         assert!(pl.invalid.is_some());
         let pl = decode_power_levels(
             serde_json::from_str::<Value>(r#"{"kick":75,"users":{"@a:b":100}}"#).unwrap().as_object().unwrap(),
+            &V12,
         );
         assert!(pl.invalid.is_none());
         assert_eq!((pl.kick(), pl.ban(), pl.invite()), (75, 50, 0));

@@ -20,7 +20,7 @@ const KEPT_TOP_LEVEL: [&str; 12] = [
 ];
 
 /// Returns the redacted copy of a PDU object.
-pub fn redact(pdu: &Map<String, Value>, _version: &RoomVersion) -> Map<String, Value> {
+pub fn redact(pdu: &Map<String, Value>, version: &RoomVersion) -> Map<String, Value> {
     let mut out = Map::new();
     for key in KEPT_TOP_LEVEL {
         if let Some(v) = pdu.get(key) {
@@ -29,8 +29,28 @@ pub fn redact(pdu: &Map<String, Value>, _version: &RoomVersion) -> Map<String, V
     }
     let event_type = pdu.get("type").and_then(Value::as_str).unwrap_or("");
     let content = pdu.get("content").and_then(Value::as_object);
-    out.insert("content".into(), Value::Object(redact_content(event_type, content)));
+    let mut kept = redact_content(event_type, content);
+    if let Some(content) = content {
+        for key in participation_keys(version, event_type) {
+            if let Some(v) = content.get(*key) {
+                kept.insert((*key).to_owned(), v.clone());
+            }
+        }
+    }
+    out.insert("content".into(), Value::Object(kept));
     out
+}
+
+/// Content keys rooms with participation also keep (MSC4345 §3.2: `participation`,
+/// `unverified_domain` protected; open question C10: `request_authorised_via_server` too, so a
+/// redacted copy is authorised identically; C11: `accept` in power levels).
+fn participation_keys(version: &RoomVersion, event_type: &str) -> &'static [&'static str] {
+    match event_type {
+        _ if !version.participation => &[],
+        "m.server.participation" => &["participation", "unverified_domain", "request_authorised_via_server"],
+        "m.room.power_levels" => &["accept"],
+        _ => &[],
+    }
 }
 
 /// The content keys kept for each event type (v11 table).
@@ -76,7 +96,7 @@ fn redact_content(event_type: &str, content: Option<&Map<String, Value>>) -> Map
 /// canonical bytes of that object without cloning the event.
 pub fn redacted_view<'a>(
     pdu: &'a Map<String, Value>,
-    _version: &RoomVersion,
+    version: &RoomVersion,
 ) -> std::collections::BTreeMap<&'a str, Borrowed<'a>> {
     let mut out = std::collections::BTreeMap::new();
     for key in KEPT_TOP_LEVEL {
@@ -89,7 +109,15 @@ pub fn redacted_view<'a>(
     }
     let event_type = pdu.get("type").and_then(Value::as_str).unwrap_or("");
     let content = pdu.get("content").and_then(Value::as_object);
-    out.insert("content", Borrowed::Object(redacted_content_view(event_type, content)));
+    let mut kept = redacted_content_view(event_type, content);
+    if let Some(content) = content {
+        for key in participation_keys(version, event_type) {
+            if let Some((k, v)) = content.get_key_value(*key) {
+                kept.insert(k.as_str(), Borrowed::Ref(v));
+            }
+        }
+    }
+    out.insert("content", Borrowed::Object(kept));
     out
 }
 

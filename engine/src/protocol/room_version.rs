@@ -55,11 +55,86 @@ pub struct RoomVersion {
     /// account key instead of its server's key (`protocol::signers`). Implemented for
     /// `dag verify`; not simulated yet (see the module documentation).
     pub account_keys: bool,
-    /// MSC4345: room participation decoupled from the user ID's server. Not implemented yet.
+    /// MSC4345: room-scoped server keys. User IDs are `@<localpart>:<server key>`, the server
+    /// key signs its users' events, and `m.server.participation` (requested → accepted →
+    /// revoked) decides which keys may act in the room (`protocol::auth::participation`).
     pub participation: bool,
-    /// MSC4348: an account can move to a server that is not its user ID's domain.
-    /// Not implemented yet.
+    /// MSC4348 (on MSC4345): user IDs are bare account keys `@<account key>`; every event is
+    /// signed by the account key and co-signed by an accepted server key, and an account is
+    /// bound to the server that co-signed its current membership.
     pub portable_accounts: bool,
+    /// How the rules of MSC4345/4348 are read where the text is defective or silent (each
+    /// field names its defect); ignored unless `participation` is set.
+    pub participation_rules: ParticipationRules,
+}
+
+/// Who may set a server key's participation to `accepted` (open question C2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcceptMode {
+    /// MSC4345 §5 rule 1.3 and the "accepted" prose: a user with the `accept` power level.
+    Admin,
+    /// The join-flow prose of §4: the joining server accepts itself once its request is in
+    /// the room.
+    SelfAfterRequest,
+}
+
+/// MSC4348 account-key revocation (open question D4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountRevocation {
+    /// Not in the MSC: only bans remove an account key.
+    None,
+    /// A leave by the account itself with `content["org.matrix.msc4348.final"] = true` is
+    /// final: that account key can never join again.
+    SelfSignedLeaveFinal,
+}
+
+/// The interpretations of MSC4345 (§5.1 defects D1–D8) and MSC4348 (§8 model) the rules run
+/// with. [`ParticipationRules::DEFAULT`] is the reading roomsim defends (open questions C, D).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ParticipationRules {
+    /// D1 (C1): rule 1.1.1.5 rejects every correctly co-signed request. `true`: read it as
+    /// "allow" (the intent); `false`: as written, so no server can ever join.
+    pub fix_request_rule: bool,
+    /// C2: who accepts a request.
+    pub accept_mode: AcceptMode,
+    /// D2 (C3): rule 1.2.1 blocks revoking any state the target key set, so admins could never
+    /// revoke a pending request. `true`: block only a current *self-revocation* (the diagram);
+    /// `false`: as written.
+    pub admin_revokes_pending: bool,
+    /// D3 (C4): rule 1.2.2 says "≥ the target server's implicit level", the prose "lower".
+    /// `true`: the revoker's level must be strictly above (prose); `false`: `≥` (rules).
+    pub revoke_strictly_above: bool,
+    /// D4 (C5): rule 1.3 lets an admin accept a key that never requested. `true`: `accepted`
+    /// needs current state `requested` and the same `unverified_domain`; `false`: as written.
+    pub accept_requires_request: bool,
+    /// D8 (C7): `m.server.participation` events are power events in state resolution.
+    pub power_events: bool,
+    /// MSC4348 D1 (review R2/R3): `false`: an account acts only through the server that
+    /// co-signed its current membership; `true`: any accepted server may co-sign its events.
+    pub multi_server: bool,
+    /// MSC4348 D4.
+    pub account_revocation: AccountRevocation,
+}
+
+impl ParticipationRules {
+    pub const DEFAULT: ParticipationRules = ParticipationRules {
+        fix_request_rule: true,
+        accept_mode: AcceptMode::Admin,
+        admin_revokes_pending: true,
+        revoke_strictly_above: true,
+        accept_requires_request: true,
+        power_events: true,
+        multi_server: false,
+        account_revocation: AccountRevocation::None,
+    };
+}
+
+impl Default for ParticipationRules {
+    fn default() -> Self {
+        ParticipationRules::DEFAULT
+    }
 }
 
 pub const V11: RoomVersion = RoomVersion {
@@ -73,6 +148,7 @@ pub const V11: RoomVersion = RoomVersion {
     account_keys: false,
     participation: false,
     portable_accounts: false,
+    participation_rules: ParticipationRules::DEFAULT,
 };
 
 pub const V12: RoomVersion = RoomVersion {
@@ -86,6 +162,7 @@ pub const V12: RoomVersion = RoomVersion {
     account_keys: false,
     participation: false,
     portable_accounts: false,
+    participation_rules: ParticipationRules::DEFAULT,
 };
 
 /// MSC4243 (account keys) on room version 12.
@@ -94,8 +171,10 @@ pub const MSC4243_V12: RoomVersion = RoomVersion { id: "org.matrix.msc4243.12", 
 /// MSC4345 (participation) on room version 12.
 pub const MSC4345_V12: RoomVersion = RoomVersion { id: "org.matrix.msc4345.12", participation: true, ..V12 };
 
-/// MSC4348 (portable accounts) on room version 12.
-pub const MSC4348_V12: RoomVersion = RoomVersion { id: "org.matrix.msc4348.12", portable_accounts: true, ..V12 };
+/// MSC4348 (portable accounts) with MSC4345 (participation), on room version 12: MSC4348 is
+/// written on top of MSC4345's server keys.
+pub const MSC4348_V12: RoomVersion =
+    RoomVersion { id: "org.matrix.msc4348.12", participation: true, portable_accounts: true, ..V12 };
 
 /// The spec's room versions this build implements (v11 auth rule 1.3: others are rejected).
 pub const STABLE: [&RoomVersion; 2] = [&V11, &V12];
@@ -189,9 +268,9 @@ impl fmt::Display for VersionError {
             ),
             VersionError::NotSimulated(v) => write!(
                 f,
-                "room version \"{}\" is experimental and the simulator does not run it yet: its {} rooms \
-                 need account-key users, which the simulated servers do not create yet (`roomsim dag verify` \
-                 judges such DAGs); simulated versions are {}",
+                "room version \"{}\" is experimental and the simulator does not run it yet: its {} rules \
+                 need room-scoped server keys and the participation handshake, which the simulated servers \
+                 do not have yet (`roomsim dag verify` judges such DAGs); simulated versions are {}",
                 v.id,
                 v.unsimulated_flags().join(", "),
                 id_list(simulated())
@@ -247,13 +326,13 @@ impl RoomVersion {
             // MSC4243: implemented (protocol::signers, ids::account_key_of); not simulated yet
             // (see `unsimulated_flags`).
             account_keys: _,
-            participation,
-            portable_accounts,
+            // MSC4345 and MSC4348: implemented (protocol::auth::participation, signers); not
+            // simulated yet (see `unsimulated_flags`).
+            participation: _,
+            portable_accounts: _,
+            participation_rules: _,
         } = self;
-        [(*participation, "participation (MSC4345)"), (*portable_accounts, "portable_accounts (MSC4348)")]
-            .into_iter()
-            .filter_map(|(set, name)| set.then_some(name))
-            .collect()
+        Vec::new()
     }
 
     pub fn is_implemented(&self) -> bool {
@@ -263,8 +342,29 @@ impl RoomVersion {
     /// The flags set in this version that the protocol layer implements but the simulated
     /// servers do not run yet, each named with its proposal (see the module documentation).
     pub fn unsimulated_flags(&self) -> Vec<&'static str> {
-        // Every implemented flag is simulated (MSC4243 account keys: `sim/server/accounts.rs`).
-        Vec::new()
+        // MSC4243 account keys are simulated (`sim/server/accounts.rs`); the simulated servers
+        // do not hold server keys per room or run the participation handshake yet.
+        [(self.participation, "participation (MSC4345)"), (self.portable_accounts, "portable_accounts (MSC4348)")]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect()
+    }
+
+    /// This version with other [`ParticipationRules`] (a knob's reading of the MSCs): the
+    /// same identifier, interned so that it lives as long as the table's entries.
+    pub fn with_participation_rules(&'static self, rules: ParticipationRules) -> &'static RoomVersion {
+        if self.participation_rules == rules {
+            return self;
+        }
+        static INTERNED: std::sync::Mutex<Vec<&'static RoomVersion>> = std::sync::Mutex::new(Vec::new());
+        let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = RoomVersion { participation_rules: rules, ..self.clone() };
+        if let Some(v) = interned.iter().find(|v| ***v == wanted) {
+            return v;
+        }
+        let v: &'static RoomVersion = Box::leak(Box::new(wanted));
+        interned.push(v);
+        v
     }
 
     /// Whether the simulator runs rooms of this version: implemented, and every flag simulated.
@@ -296,11 +396,11 @@ mod tests {
         let shown = lookup("13").unwrap_err().to_string();
         assert!(
             shown.starts_with(
-                "unsupported room version \"13\"; supported versions are \"11\", \"12\", \"org.matrix.msc4243.12\""
+                "unsupported room version \"13\"; supported versions are \"11\", \"12\", \"org.matrix.msc4243.12\", \
+                 \"org.matrix.msc4345.12\", \"org.matrix.msc4348.12\""
             ),
             "{shown}"
         );
-        assert!(shown.contains("not implemented yet: \"org.matrix.msc4345.12\""), "{shown}");
         let shown = lookup_simulated("13").unwrap_err().to_string();
         assert!(
             shown.starts_with(
@@ -308,9 +408,13 @@ mod tests {
             ),
             "{shown}"
         );
+        assert!(shown.contains("not simulated yet, `dag verify` only: \"org.matrix.msc4345.12\""), "{shown}");
         // MSC4243 account keys are simulated (sim/server/accounts.rs).
         assert_eq!(lookup_simulated("org.matrix.msc4243.12"), Ok(&MSC4243_V12));
-        assert_eq!(implemented().map(|v| v.id).collect::<Vec<_>>(), ["11", "12", "org.matrix.msc4243.12"]);
+        assert_eq!(
+            implemented().map(|v| v.id).collect::<Vec<_>>(),
+            ["11", "12", "org.matrix.msc4243.12", "org.matrix.msc4345.12", "org.matrix.msc4348.12"]
+        );
         assert_eq!(simulated().map(|v| v.id).collect::<Vec<_>>(), ["11", "12", "org.matrix.msc4243.12"]);
     }
 
@@ -332,12 +436,15 @@ mod tests {
     }
 
     #[test]
-    fn experimental_entries_differ_from_their_base_only_in_id_and_their_flag() {
-        type ClearFlag = fn(&mut RoomVersion);
-        let cases: [(&RoomVersion, ClearFlag); 3] = [
+    fn experimental_entries_differ_from_their_base_only_in_id_and_their_flags() {
+        type ClearFlags = fn(&mut RoomVersion);
+        let cases: [(&RoomVersion, ClearFlags); 3] = [
             (&MSC4243_V12, |v| v.account_keys = false),
             (&MSC4345_V12, |v| v.participation = false),
-            (&MSC4348_V12, |v| v.portable_accounts = false),
+            (&MSC4348_V12, |v| {
+                v.participation = false;
+                v.portable_accounts = false;
+            }),
         ];
         for (experimental, clear) in cases {
             assert!(experimental.is_experimental());
@@ -345,26 +452,32 @@ mod tests {
             let mut back = experimental.clone();
             clear(&mut back);
             back.id = V12.id;
-            assert_eq!(back, V12, "{} is V12 plus one flag", experimental.id);
-            // Its one flag is either missing (refused) or implemented and simulated.
-            let missing = experimental.unimplemented_flags().len() + experimental.unsimulated_flags().len();
-            assert_eq!(missing, usize::from(!experimental.is_simulated()), "{}", experimental.id);
+            assert_eq!(back, V12, "{} is V12 plus its flags", experimental.id);
+            assert!(experimental.is_implemented(), "{}", experimental.id);
         }
     }
 
     #[test]
-    fn unimplemented_experimental_versions_are_refused() {
+    fn participation_rooms_are_judged_but_not_simulated() {
         for v in [&MSC4345_V12, &MSC4348_V12] {
-            assert_eq!(lookup(v.id), Err(VersionError::NotImplemented(v, Purpose::Verify)));
-            assert_eq!(lookup_simulated(v.id), Err(VersionError::NotImplemented(v, Purpose::Simulate)));
-            assert_eq!(RoomVersion::by_id(v.id), None);
+            assert_eq!(lookup(v.id), Ok(v));
+            assert_eq!(lookup_simulated(v.id), Err(VersionError::NotSimulated(v)));
+            let shown = lookup_simulated(v.id).unwrap_err().to_string();
+            assert!(shown.contains("participation (MSC4345)"), "{shown}");
+            assert!(shown.contains("`roomsim dag verify` judges such DAGs"), "{shown}");
         }
-        let shown = lookup("org.matrix.msc4345.12").unwrap_err().to_string();
-        assert!(
-            shown.starts_with("room version \"org.matrix.msc4345.12\" is experimental and not implemented yet"),
-            "{shown}"
-        );
-        assert!(shown.contains("participation (MSC4345)"), "{shown}");
+        assert!(MSC4348_V12.unsimulated_flags().contains(&"portable_accounts (MSC4348)"));
+    }
+
+    #[test]
+    fn other_participation_rules_are_interned_once_under_the_same_identifier() {
+        let as_written = ParticipationRules { fix_request_rule: false, ..ParticipationRules::DEFAULT };
+        let a = MSC4345_V12.with_participation_rules(as_written);
+        let b = MSC4345_V12.with_participation_rules(as_written);
+        assert!(std::ptr::eq(a, b), "interned");
+        assert_eq!(a.id, MSC4345_V12.id);
+        assert!(!a.participation_rules.fix_request_rule);
+        assert!(std::ptr::eq(MSC4345_V12.with_participation_rules(ParticipationRules::DEFAULT), &MSC4345_V12));
     }
 
     #[test]

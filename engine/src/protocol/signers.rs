@@ -33,12 +33,26 @@
 //! * No key validity period applies (MSC4243 §3 abolishes them): the key is the localpart, so
 //!   there is nothing to fetch and no `valid_until_ts` to compare with `origin_server_ts`.
 //!
+//! In versions with `participation` (MSC4345 §2), the sender's **server key** signs
+//! ([`Signer::ServerKey`], entity = the key that is the user ID's server part, key ID
+//! `ed25519:1`, open question C14), and a `requested` participation event is also signed by
+//! the key in its `request_authorised_via_server` (§6 step 4, the co-signature of rule
+//! 1.1.1.4). Restricted joins need the authorising user's server key.
+//!
+//! In versions with `portable_accounts` (MSC4348 §2 rule 2, model §8.2), the sender's account
+//! key (`@<key>`) signs and a server key co-signs the same bytes: every key-shaped entity of
+//! `signatures` other than the account key is a co-signer and must verify. An event other than
+//! `m.server.participation` names exactly one co-signer (the server it acts through, which the
+//! binding rules compare); a participation event may carry its subject's key and the
+//! `request_authorised_via_server` key besides. Nothing is fetched: every key is its own
+//! entity name.
+//!
 //! A proposal that changes who signs (MSC4243 account keys, MSC4345 server keys) adds a
 //! [`SignerReason`] and the room-version flag that selects it, here and nowhere else.
 
 use super::crypto;
 use super::ids;
-use super::pdu::{Membership, Pdu, TypedContent};
+use super::pdu::{EventKind, Membership, ParticipationState, Pdu, TypedContent};
 use super::room_version::RoomVersion;
 use std::fmt;
 
@@ -53,6 +67,14 @@ pub enum SignerReason {
     SenderAccountKey,
     /// MSC4243 §9: the account key of the user in `content.join_authorised_via_users_server`.
     AuthorisingAccountKey,
+    /// MSC4345 §2: the server key that is the sender's server part.
+    SenderServerKey,
+    /// MSC4345 §6 step 4: the accepted participant co-signing a `requested` participation.
+    RequestAuthorisedVia,
+    /// MSC4345: the server key of the user in `join_authorised_via_users_server`.
+    AuthorisingServerKey,
+    /// MSC4348 §8.2: a server key co-signing an account's event.
+    CoSigningServerKey,
 }
 
 impl SignerReason {
@@ -63,6 +85,10 @@ impl SignerReason {
             SignerReason::AuthorisingServer => "authorising server (join_authorised_via_users_server)",
             SignerReason::SenderAccountKey => "sender's account key",
             SignerReason::AuthorisingAccountKey => "authorising account key (join_authorised_via_users_server)",
+            SignerReason::SenderServerKey => "sender's server key",
+            SignerReason::RequestAuthorisedVia => "co-signing server key (request_authorised_via_server)",
+            SignerReason::AuthorisingServerKey => "authorising server key (join_authorised_via_users_server)",
+            SignerReason::CoSigningServerKey => "co-signing server key",
         }
     }
 }
@@ -77,13 +103,16 @@ pub enum Signer<'a> {
     /// of an account-key user ID. It signs under key ID [`crypto::ACCOUNT_KEY_ID`] and is
     /// verified with the key it names: no fetch, no validity period.
     AccountKey(&'a str),
+    /// A room-scoped server key (MSC4345 §2): signs under `ed25519:1`, verified with the key
+    /// it names, like an account key.
+    ServerKey(&'a str),
 }
 
 impl<'a> Signer<'a> {
     /// The `signatures` entity the signature sits under.
     pub fn entity(self) -> &'a str {
         match self {
-            Signer::Server(s) | Signer::AccountKey(s) => s,
+            Signer::Server(s) | Signer::AccountKey(s) | Signer::ServerKey(s) => s,
         }
     }
 
@@ -91,8 +120,13 @@ impl<'a> Signer<'a> {
     pub fn server(self) -> Option<&'a str> {
         match self {
             Signer::Server(s) => Some(s),
-            Signer::AccountKey(_) => None,
+            Signer::AccountKey(_) | Signer::ServerKey(_) => None,
         }
+    }
+
+    /// Whether the entity is its own public key (nothing to fetch).
+    pub fn is_key(self) -> bool {
+        matches!(self, Signer::AccountKey(_) | Signer::ServerKey(_))
     }
 }
 
@@ -101,6 +135,7 @@ impl fmt::Display for Signer<'_> {
         match self {
             Signer::Server(s) => f.write_str(s),
             Signer::AccountKey(k) => write!(f, "account key {k}"),
+            Signer::ServerKey(k) => write!(f, "server key {k}"),
         }
     }
 }
@@ -127,11 +162,26 @@ pub enum SignerError {
         "join_authorised_via_users_server {0} is not an account-key user ID: cannot tell which account key must sign"
     )]
     AuthoriserNotAccountKey(String),
+    /// MSC4345 §2: the sender's server part must be a server key.
+    #[error("sender {0} is not a server-key user ID (@localpart:<43-character URL-safe base64 server key>)")]
+    SenderNotServerKey(String),
+    /// MSC4345 §5 rule 1.1.1.4: the co-signer must be named by a key.
+    #[error("request_authorised_via_server {0:?} is not a server key")]
+    MalformedRequestAuthoriser(String),
+    /// MSC4348 §8.2: every event is co-signed by a server key.
+    #[error("no server key co-signed this event (MSC4348: the account key signs, a participating server co-signs)")]
+    NoCoSigner,
+    /// MSC4348 §8.2 (roomsim): an event other than a participation names one co-signer.
+    #[error("co-signed by {0} server keys: an event other than m.server.participation names exactly one")]
+    SeveralCoSigners(usize),
 }
 
 /// The entities that must have signed `pdu` in a room of `version`, each once, the sender's
 /// first. See the module documentation for the rules.
 pub fn required_signers<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Result<Vec<RequiredSigner<'a>>, SignerError> {
+    if version.participation {
+        return participation_signers(version, pdu);
+    }
     let mut out: Vec<RequiredSigner<'a>> = Vec::with_capacity(1);
     let member = match &pdu.content {
         TypedContent::Member(m) => Some(m),
@@ -172,6 +222,93 @@ pub fn required_signers<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Result<Vec<R
         }
     }
     Ok(out)
+}
+
+/// MSC4345 and MSC4348 (see the module documentation).
+fn participation_signers<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Result<Vec<RequiredSigner<'a>>, SignerError> {
+    let mut out: Vec<RequiredSigner<'a>> = Vec::with_capacity(2);
+    let mut push = |signer: Signer<'a>, reason: SignerReason| {
+        if !out.iter().any(|s: &RequiredSigner| s.signer.entity() == signer.entity()) {
+            out.push(RequiredSigner { signer, reason });
+        }
+    };
+    let via = match &pdu.content {
+        TypedContent::Participation(p) if p.participation == Some(ParticipationState::Requested) => {
+            match p.authorised_via_server.as_deref() {
+                None => None,
+                Some(k) => Some(ids::as_key(k).ok_or_else(|| SignerError::MalformedRequestAuthoriser(k.to_owned()))?),
+            }
+        }
+        _ => None,
+    };
+    if version.portable_accounts {
+        let key =
+            ids::portable_key_of(&pdu.sender).ok_or_else(|| SignerError::SenderNotAccountKey(pdu.sender.clone()))?;
+        push(Signer::AccountKey(key), SignerReason::SenderAccountKey);
+        let cosigners = cosigners(version, pdu);
+        if cosigners.is_empty() {
+            return Err(SignerError::NoCoSigner);
+        }
+        if pdu.kind != EventKind::Participation && cosigners.len() > 1 {
+            return Err(SignerError::SeveralCoSigners(cosigners.len()));
+        }
+        for c in cosigners {
+            push(Signer::ServerKey(c), SignerReason::CoSigningServerKey);
+        }
+    } else {
+        let key = ids::server_key_of(&pdu.sender).ok_or_else(|| SignerError::SenderNotServerKey(pdu.sender.clone()))?;
+        push(Signer::ServerKey(key), SignerReason::SenderServerKey);
+        if let (TypedContent::Member(m), Some(Membership::Join)) = (&pdu.content, pdu.membership()) {
+            match &m.authorised_via {
+                None => {}
+                Some(Ok(user)) => {
+                    let key = ids::server_key_of(user).ok_or(SignerError::MalformedAuthoriser)?;
+                    push(Signer::ServerKey(key), SignerReason::AuthorisingServerKey);
+                }
+                Some(Err(())) => return Err(SignerError::MalformedAuthoriser),
+            }
+        }
+    }
+    if let Some(via) = via {
+        push(Signer::ServerKey(via), SignerReason::RequestAuthorisedVia);
+    }
+    Ok(out)
+}
+
+/// MSC4348 §8.2: the server keys that co-signed `pdu` (key-shaped `signatures` entities other
+/// than the sender's account key), sorted. Empty outside portable-account rooms.
+pub fn cosigners<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Vec<&'a str> {
+    if !version.portable_accounts {
+        return Vec::new();
+    }
+    let account = ids::portable_key_of(&pdu.sender);
+    let Some(sigs) = pdu.json.get("signatures").and_then(|s| s.as_object()) else { return Vec::new() };
+    sigs.keys().map(String::as_str).filter(|e| Some(*e) != account && ids::as_key(e).is_some()).collect()
+}
+
+/// The server key an event acts through: MSC4345, the sender's server part; MSC4348, its one
+/// co-signer, or, for a participation event, its subject when the subject co-signed (acting on
+/// itself), else the co-signer other than the `request_authorised_via_server` key. `None`
+/// outside rooms with participation, or when it cannot be told (then the signature check or
+/// the rules refuse the event).
+pub fn acting_server<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Option<&'a str> {
+    if !version.participation {
+        return None;
+    }
+    if !version.portable_accounts {
+        return ids::server_key_of(&pdu.sender);
+    }
+    let cosigners = cosigners(version, pdu);
+    if let TypedContent::Participation(p) = &pdu.content {
+        let subject = pdu.state_key.as_deref();
+        if let Some(s) = cosigners.iter().find(|c| Some(**c) == subject) {
+            return Some(s);
+        }
+        let others: Vec<&str> =
+            cosigners.iter().copied().filter(|c| Some(*c) != p.authorised_via_server.as_deref()).collect();
+        return (others.len() == 1).then(|| others[0]);
+    }
+    (cosigners.len() == 1).then(|| cosigners[0])
 }
 
 /// The account-key signature `signer` put on an event (MSC4243 §3:

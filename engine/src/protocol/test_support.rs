@@ -205,6 +205,15 @@ impl RoomBuilder {
         user
     }
 
+    /// Registers a key named `name` (seed = sha256(`key of <name>`)): an MSC4345 server key or
+    /// an MSC4348 account key, its own entity name. Returns the key (URL-safe base64).
+    pub fn key(&mut self, name: &str) -> String {
+        let key = KeyPair::account_from_seed(crypto::sha256(format!("key of {name}").as_bytes()));
+        let entity = key.entity.clone();
+        self.accounts.insert(entity.clone(), key);
+        entity
+    }
+
     /// The room ID (v11: `!room:<creator's server>`; v12: `!` + the create event's hash).
     pub fn room_id(&self) -> &str {
         self.room_id.as_deref().expect("no create event yet")
@@ -322,6 +331,22 @@ impl RoomBuilder {
     fn signers_of(&self, ev: &Ev) -> Vec<String> {
         if let Some(s) = &ev.signers {
             return s.clone();
+        }
+        // MSC4345: the sender's server key, a request's co-signer, a restricted join's
+        // authoriser's server key. MSC4348: the account key only (tests name the co-signer).
+        if self.version.participation {
+            if self.version.portable_accounts {
+                return ids::portable_key_of(&ev.sender).map(str::to_owned).into_iter().collect();
+            }
+            let mut out: Vec<String> = ids::server_key_of(&ev.sender).map(str::to_owned).into_iter().collect();
+            for field in ["request_authorised_via_server", "join_authorised_via_users_server"] {
+                let named = ev.content.get(field).and_then(Value::as_str);
+                let key = named.and_then(|v| ids::as_key(v).or_else(|| ids::server_key_of(v)));
+                if let Some(k) = key.filter(|k| !out.iter().any(|o| o == k)) {
+                    out.push(k.to_owned());
+                }
+            }
+            return out;
         }
         // MSC4243 §3, §9: account keys (the users' localparts) instead of servers; a sender
         // that is no registered account is signed for by its server (and fails the check).

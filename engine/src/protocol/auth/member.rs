@@ -38,6 +38,17 @@ fn check_join(version: &RoomVersion, pdu: &Pdu, state: &AuthState, create: &Pdu,
     if pdu.prev_events.len() == 1 && pdu.prev_events[0] == create.event_id && target == create.sender {
         return Ok(());
     }
+    // MSC4345 §4 "Room creation" puts the creator's server's participation between the create
+    // event and the creator's join, which 4.3.1 does not foresee (roomsim's reading): the
+    // creator's first join may follow that participation instead, when it directly follows the
+    // create event.
+    if version.participation && target == create.sender {
+        if let Some(bootstrap) = state.sender_server {
+            if pdu.prev_events == [bootstrap.event_id.clone()] && bootstrap.prev_events == [create.event_id.clone()] {
+                return Ok(());
+            }
+        }
+    }
     // v11 auth rule 4.3.2: nobody joins for someone else.
     if pdu.sender != target {
         return Err(reject(version, "4.3.2", "sender differs from state_key on a join"));

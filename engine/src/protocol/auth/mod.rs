@@ -11,6 +11,7 @@
 mod auth_events;
 mod create;
 mod member;
+pub mod participation;
 mod power_levels;
 mod third_party_invite;
 
@@ -96,6 +97,12 @@ pub enum Slot {
     JoinRules,
     ThirdPartyInvite,
     AuthoriserMember,
+    /// MSC4345 (open question C6): the participation of the server key the event acts through.
+    SenderServer,
+    /// The participation an `m.server.participation` event changes (its `state_key`).
+    TargetServer,
+    /// The participation of a request's `request_authorised_via_server`.
+    ViaServer,
 }
 
 /// A state key `(type, state_key)` the rules consult, borrowed from the event.
@@ -118,6 +125,21 @@ pub fn auth_types<'a>(version: &RoomVersion, pdu: &'a Pdu) -> Vec<(Slot, StateKe
     }
     out.push((Slot::PowerLevels, StateKeyRef { event_type: "m.room.power_levels", state_key: "" }));
     out.push((Slot::SenderMember, StateKeyRef { event_type: "m.room.member", state_key: &pdu.sender }));
+    if version.participation {
+        // MSC4345 (open question C6): the participations rules 1 and 2 consult.
+        const P: &str = "m.server.participation";
+        if let Some(server) = super::signers::acting_server(version, pdu) {
+            out.push((Slot::SenderServer, StateKeyRef { event_type: P, state_key: server }));
+        }
+        if let TypedContent::Participation(p) = &pdu.content {
+            if let Some(target) = pdu.state_key.as_deref() {
+                out.push((Slot::TargetServer, StateKeyRef { event_type: P, state_key: target }));
+            }
+            if let Some(via) = p.authorised_via_server.as_deref() {
+                out.push((Slot::ViaServer, StateKeyRef { event_type: P, state_key: via }));
+            }
+        }
+    }
     if let TypedContent::Member(member) = &pdu.content {
         let target = pdu.state_key.as_deref().unwrap_or("");
         out.push((Slot::TargetMember, StateKeyRef { event_type: "m.room.member", state_key: target }));
@@ -154,6 +176,9 @@ pub struct AuthState<'a> {
     pub join_rules: Option<&'a Pdu>,
     pub third_party_invite: Option<&'a Pdu>,
     pub authoriser_member: Option<&'a Pdu>,
+    pub sender_server: Option<&'a Pdu>,
+    pub target_server: Option<&'a Pdu>,
+    pub via_server: Option<&'a Pdu>,
 }
 
 impl<'a> AuthState<'a> {
@@ -166,6 +191,9 @@ impl<'a> AuthState<'a> {
             Slot::JoinRules => self.join_rules = pdu,
             Slot::ThirdPartyInvite => self.third_party_invite = pdu,
             Slot::AuthoriserMember => self.authoriser_member = pdu,
+            Slot::SenderServer => self.sender_server = pdu,
+            Slot::TargetServer => self.target_server = pdu,
+            Slot::ViaServer => self.via_server = pdu,
         }
     }
 
@@ -241,6 +269,13 @@ pub fn check_state_dependent(version: &RoomVersion, pdu: &Pdu, state: &AuthState
         return Err(reject(version, "2.4", "no m.room.create event in the state"));
     };
     check_federate(version, pdu, create)?;
+    // MSC4345 §5 / MSC4348 §8.3, after m.federate and before the member rule (C9).
+    if version.participation {
+        if pdu.kind == EventKind::Participation {
+            return participation::check_participation(version, pdu, state);
+        }
+        participation::check_acting_server(version, pdu, state)?;
+    }
     if pdu.kind == EventKind::Member {
         return member::check_member(version, pdu, state, create);
     }
@@ -295,6 +330,14 @@ fn check_federate(version: &RoomVersion, pdu: &Pdu, create: &Pdu) -> AuthResult 
         _ => true,
     };
     if federate {
+        return Ok(());
+    }
+    // MSC4348 D5: user IDs name no server; the co-signing server keys are compared.
+    if version.portable_accounts {
+        let ours = super::signers::acting_server(version, create);
+        if super::signers::acting_server(version, pdu) != ours {
+            return Err(reject(version, "3", "the room is not federated (m.federate is false): another server key"));
+        }
         return Ok(());
     }
     let creator_domain = super::ids::domain_of(&create.sender);

@@ -31,6 +31,13 @@ pub(super) fn check_power_levels(version: &RoomVersion, pdu: &Pdu, state: &AuthS
         return Ok(());
     };
     check_named_levels(version, old, new, sender_level)?;
+    // MSC4345 §3.1 (open question C11): `accept` changes like the named levels.
+    if version.participation {
+        let (before, after) = (old.accept.and_then(Result::ok), new.accept.and_then(Result::ok));
+        if before != after && (before.is_some_and(|v| v > sender_level) || after.is_some_and(|v| v > sender_level)) {
+            return Err(reject(version, "9.5", format!("changing accept beyond the sender's level {sender_level}")));
+        }
+    }
     check_level_map(version, "events", &old.events, &new.events, sender_level)?;
     check_level_map(version, "notifications", &old.notifications, &new.notifications, sender_level)?;
     check_users(version, pdu, old, new, sender_level)

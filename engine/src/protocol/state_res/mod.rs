@@ -81,7 +81,13 @@ pub fn resolve_with(dag: &RoomDag, states: &[&StateMap], readmit: ReadmitRejecte
     full.extend(subgraph);
     let mut full_sorted: Vec<EventIdx> = full.iter().copied().collect();
     full_sorted.sort_unstable();
-    let power_events: Vec<EventIdx> = full_sorted.iter().copied().filter(|e| dag.pdu(*e).is_power_event()).collect();
+    // MSC4345 D8 (open question C7): participation events are power events when chosen.
+    let participation_power = dag.version.participation && dag.version.participation_rules.power_events;
+    let is_power = |e: &EventIdx| {
+        let p = dag.pdu(*e);
+        p.is_power_event() || (participation_power && p.kind == super::pdu::EventKind::Participation)
+    };
+    let power_events: Vec<EventIdx> = full_sorted.iter().copied().filter(is_power).collect();
     let sorted_power = ordering::reverse_topological_power_order(dag, &power_events, &full);
     // Step 2: replay the power events from U (v2) or from nothing (v2.1).
     let start = match dag.version.state_res {

@@ -31,7 +31,7 @@ impl Server {
             let reason = required.reason.as_str();
             let name = match required.signer {
                 signers::Signer::Server(name) => name,
-                signers::Signer::AccountKey(account_key) => {
+                signers::Signer::AccountKey(account_key) | signers::Signer::ServerKey(account_key) => {
                     // MSC4243 §3: the key is the localpart; no fetch, no validity period.
                     let (key, sig) =
                         signers::account_key_signature(pdu, account_key).map_err(|why| format!("{why} ({reason})"))?;

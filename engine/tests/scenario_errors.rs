@@ -188,16 +188,17 @@ mod scenario {
         let e = error_of(&edit("version = \"11\"", "version = \"13\""), &[]);
         assert_at(&e, 15, 11, "unsupported room version \"13\"; supported versions are \"11\", \"12\"");
         // The known IDs come from the room-version table, experimental entries listed apart.
-        assert!(e.message().contains("experimental, not implemented yet: \"org.matrix.msc4345.12\""), "{e}");
+        assert!(e.message().contains("not simulated yet, `dag verify` only: \"org.matrix.msc4345.12\""), "{e}");
         let e = error_of(&edit("version = \"11\"", "version = 11"), &[]);
         assert_at(&e, 15, 11, "room versions are strings");
     }
 
     #[test]
-    fn experimental_room_version_not_implemented_is_refused() {
+    fn experimental_room_version_not_simulated_is_refused() {
         let e = error_of(&edit("version = \"11\"", "version = \"org.matrix.msc4345.12\""), &[]);
-        // MSC4345 is not implemented yet: a located refusal naming the missing flag.
-        assert_at(&e, 15, 11, "room version \"org.matrix.msc4345.12\" is experimental and not implemented yet");
+        // MSC4345 is judged by `dag verify` but not simulated yet: a located refusal naming
+        // the missing flag.
+        assert_at(&e, 15, 11, "room version \"org.matrix.msc4345.12\" is experimental and the simulator does not run it yet");
         assert!(e.message().contains("participation (MSC4345)"), "{e}");
         // MSC4243 (account keys) is simulated.
         assert!(parse_scenario(
@@ -207,7 +208,7 @@ mod scenario {
         )
         .is_ok());
         let e = error_of(BASE, &["rooms.0.version=\"org.matrix.msc4348.12\""]);
-        assert!(e.to_string().contains("is experimental and not implemented yet"), "{e}");
+        assert!(e.to_string().contains("the simulator does not run it yet"), "{e}");
         assert!(matches!(e.location(), ErrorLocation::Override { .. }), "{e}");
     }
 

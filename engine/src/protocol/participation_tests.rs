@@ -417,3 +417,47 @@ fn msc4348_dag_verify_judges_the_dag_without_keys() {
         verified.report.verdicts.values().map(|v| (v.verdict, v.reason.as_deref())).collect();
     assert!(verdicts.iter().all(|(v, _)| *v == "accepted"), "{verdicts:?}");
 }
+
+/// The DAG of `tests/fixtures/participation/msc4348-move-revocation.pdus.jsonl` (what the CLI
+/// test gives `roomsim dag verify`): bob joins through S2, S3 is admitted, S2 is revoked, a
+/// message through S2 (rejected, 8.3.1), bob moves to S3 and speaks through it.
+fn move_and_revocation_dag() -> (RoomBuilder, Vec<&'static str>) {
+    let mut t = room4348(&MSC4348_V12);
+    let (alice, bob) = (t.alice.clone(), t.bob.clone());
+    let [s1, s2, s3] = t.s.clone();
+    t.r.add("R3", by(request(&bob, &s3, "hs3", &s1), &bob, &[&s3, &s1]));
+    t.r.add("A3", by(participation(&alice, &s3, "accepted", "hs3"), &alice, &[&s1]));
+    t.r.add("V2", by(participation(&alice, &s2, "revoked", "hs2"), &alice, &[&s1]));
+    t.r.add_rejected("LATE", by(Ev::message(&bob, "through revoked S2"), &bob, &[&s2]), "msc4348 8.3.1");
+    t.r.add("MOVE", by(Ev::join(&bob).prev(&["V2"]), &bob, &[&s3]));
+    t.r.add("HI", by(Ev::message(&bob, "through S3"), &bob, &[&s3]));
+    let names = vec!["CREATE", "P1", "MA", "JR", "R2", "A2", "MB", "R3", "A3", "V2", "LATE", "MOVE", "HI"];
+    (t.r, names)
+}
+
+#[test]
+fn the_msc4348_fixture_is_the_move_and_revocation_dag() {
+    let (r, names) = move_and_revocation_dag();
+    let mut text = String::new();
+    for n in &names {
+        text.push_str(&String::from_utf8(r.pdu(n).canonical_bytes()).unwrap());
+        text.push('\n');
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/participation/msc4348-move-revocation.pdus.jsonl");
+    if std::env::var_os("ROOMSIM_BLESS").is_some() {
+        std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+        std::fs::write(path, &text).unwrap();
+    }
+    let stored = std::fs::read_to_string(path).expect("fixture present (ROOMSIM_BLESS=1 writes it)");
+    assert_eq!(stored, text, "the fixture is this DAG");
+    let verified = r.verify();
+    let rejected: Vec<String> = verified
+        .report
+        .verdicts
+        .iter()
+        .filter(|(_, v)| v.verdict != "accepted")
+        .map(|(id, v)| format!("{} {}", r.name_of(id), v.reason.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].starts_with("LATE auth rule msc4348 8.3.1"), "{rejected:?}");
+}

@@ -281,9 +281,93 @@ impl fmt::Display for VersionError {
 
 impl std::error::Error for VersionError {}
 
+/// The readings of [`ParticipationRules`] other than the default, each a suffix token of a
+/// room version identifier (`org.matrix.msc4348.12-multi-server`): a DAG names the rules it
+/// was made under in its create event, so every server and `dag verify` judge it alike.
+pub const RULE_TOKENS: [(&str, &str); 8] = [
+    ("as-written-request", "D1: rule 1.1.1.5 rejects every request, as written (fix_request_rule = false)"),
+    ("self-accept", "C2: the key accepts itself after its request (accept_mode = self_after_request)"),
+    ("no-admin-revoke-pending", "D2: rule 1.2.1 as written (admin_revokes_pending = false)"),
+    ("revoke-geq", "D3: revoking needs ≥ the server's implicit level, as the rules say (revoke_strictly_above = false)"),
+    ("accept-without-request", "D4: rule 1.3 as written (accept_requires_request = false)"),
+    ("participation-not-power", "D8: participation events are not power events (power_events = false)"),
+    ("multi-server", "MSC4348 D1: any accepted server co-signs any account's events (multi_server = true)"),
+    ("final-leave", "MSC4348 D4: an account's own leave with org.matrix.msc4348.final is final"),
+];
+
+impl ParticipationRules {
+    /// The suffix tokens of these rules, in [`RULE_TOKENS`] order.
+    pub fn tokens(&self) -> Vec<&'static str> {
+        let d = ParticipationRules::DEFAULT;
+        let set = [
+            self.fix_request_rule != d.fix_request_rule,
+            self.accept_mode != d.accept_mode,
+            self.admin_revokes_pending != d.admin_revokes_pending,
+            self.revoke_strictly_above != d.revoke_strictly_above,
+            self.accept_requires_request != d.accept_requires_request,
+            self.power_events != d.power_events,
+            self.multi_server != d.multi_server,
+            self.account_revocation != d.account_revocation,
+        ];
+        RULE_TOKENS.iter().zip(set).filter(|(_, s)| *s).map(|((t, _), _)| *t).collect()
+    }
+
+    /// The rules a list of tokens names (`None`: an unknown token, or one twice).
+    pub fn from_tokens<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Result<ParticipationRules, String> {
+        let mut r = ParticipationRules::DEFAULT;
+        let mut seen = Vec::new();
+        for t in tokens {
+            if seen.contains(&t) {
+                return Err(format!("rule token {t:?} appears twice"));
+            }
+            seen.push(t);
+            match t {
+                "as-written-request" => r.fix_request_rule = false,
+                "self-accept" => r.accept_mode = AcceptMode::SelfAfterRequest,
+                "no-admin-revoke-pending" => r.admin_revokes_pending = false,
+                "revoke-geq" => r.revoke_strictly_above = false,
+                "accept-without-request" => r.accept_requires_request = false,
+                "participation-not-power" => r.power_events = false,
+                "multi-server" => r.multi_server = true,
+                "final-leave" => r.account_revocation = AccountRevocation::SelfSignedLeaveFinal,
+                other => {
+                    let known: Vec<&str> = RULE_TOKENS.iter().map(|(t, _)| *t).collect();
+                    return Err(format!("unknown rule token {other:?} (known: {})", known.join(", ")));
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// A participation version with rule tokens (`<base>-<token>-<token>…`), interned.
+fn lookup_variant(id: &str) -> Option<Result<&'static RoomVersion, String>> {
+    let (base, rest) = id.split_once('-')?;
+    let base = all().find(|v| v.id == base && v.participation)?;
+    // Tokens themselves contain '-': match them greedily against the known list, in order.
+    let mut tokens = Vec::new();
+    let mut rest = rest;
+    while !rest.is_empty() {
+        let Some((t, _)) = RULE_TOKENS
+            .iter()
+            .filter(|(t, _)| rest == *t || rest.starts_with(&format!("{t}-")))
+            .max_by_key(|(t, _)| t.len())
+        else {
+            return Some(Err(format!("unknown rule token in {rest:?}")));
+        };
+        tokens.push(*t);
+        rest = rest[t.len()..].trim_start_matches('-');
+    }
+    Some(ParticipationRules::from_tokens(tokens).map(|r| base.with_participation_rules(r)))
+}
+
 /// Looks up an identifier in the table; refuses unknown and not-yet-implemented versions.
 /// What `dag verify` judges (versions that are implemented but not simulated included).
+/// A participation version may carry rule tokens ([`RULE_TOKENS`]).
 pub fn lookup(id: &str) -> Result<&'static RoomVersion, VersionError> {
+    if let Some(found) = lookup_variant(id) {
+        return found.map_err(|_| VersionError::Unknown(id.to_owned(), Purpose::Verify));
+    }
     match all().find(|v| v.id == id) {
         Some(v) if v.is_implemented() => Ok(v),
         Some(v) => Err(VersionError::NotImplemented(v, Purpose::Verify)),
@@ -294,6 +378,13 @@ pub fn lookup(id: &str) -> Result<&'static RoomVersion, VersionError> {
 /// [`lookup`] for the simulator (the scenario parser): also refuses versions whose flags the
 /// simulated servers do not run yet ([`VersionError::NotSimulated`]).
 pub fn lookup_simulated(id: &str) -> Result<&'static RoomVersion, VersionError> {
+    if let Some(found) = lookup_variant(id) {
+        return match found {
+            Ok(v) if v.is_simulated() => Ok(v),
+            Ok(v) => Err(VersionError::NotSimulated(v)),
+            Err(_) => Err(VersionError::Unknown(id.to_owned(), Purpose::Simulate)),
+        };
+    }
     match all().find(|v| v.id == id) {
         Some(v) if v.is_simulated() => Ok(v),
         Some(v) if v.is_implemented() => Err(VersionError::NotSimulated(v)),
@@ -350,21 +441,29 @@ impl RoomVersion {
             .collect()
     }
 
-    /// This version with other [`ParticipationRules`] (a knob's reading of the MSCs): the
-    /// same identifier, interned so that it lives as long as the table's entries.
+    /// This version (a table entry) with other [`ParticipationRules`] (a knob's reading of the
+    /// MSCs), identified as `<id>-<token>…` ([`RULE_TOKENS`]), interned so that it lives as
+    /// long as the table's entries.
     pub fn with_participation_rules(&'static self, rules: ParticipationRules) -> &'static RoomVersion {
-        if self.participation_rules == rules {
-            return self;
+        let base = all().find(|v| v.id == self.id.split('-').next().unwrap_or(self.id)).unwrap_or(self);
+        if base.participation_rules == rules {
+            return base;
         }
         static INTERNED: std::sync::Mutex<Vec<&'static RoomVersion>> = std::sync::Mutex::new(Vec::new());
         let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
-        let wanted = RoomVersion { participation_rules: rules, ..self.clone() };
-        if let Some(v) = interned.iter().find(|v| ***v == wanted) {
+        let id = std::iter::once(base.id).chain(rules.tokens()).collect::<Vec<_>>().join("-");
+        if let Some(v) = interned.iter().find(|v| v.id == id) {
             return v;
         }
-        let v: &'static RoomVersion = Box::leak(Box::new(wanted));
+        let id: &'static str = Box::leak(id.into_boxed_str());
+        let v: &'static RoomVersion = Box::leak(Box::new(RoomVersion { id, participation_rules: rules, ..base.clone() }));
         interned.push(v);
         v
+    }
+
+    /// The table entry this version is a variant of (itself for a table entry).
+    pub fn base(&'static self) -> &'static RoomVersion {
+        all().find(|v| v.id == self.id.split('-').next().unwrap_or(self.id)).unwrap_or(self)
     }
 
     /// Whether the simulator runs rooms of this version: implemented, and every flag simulated.
@@ -475,9 +574,22 @@ mod tests {
         let a = MSC4345_V12.with_participation_rules(as_written);
         let b = MSC4345_V12.with_participation_rules(as_written);
         assert!(std::ptr::eq(a, b), "interned");
-        assert_eq!(a.id, MSC4345_V12.id);
+        assert_eq!(a.id, "org.matrix.msc4345.12-as-written-request");
         assert!(!a.participation_rules.fix_request_rule);
         assert!(std::ptr::eq(MSC4345_V12.with_participation_rules(ParticipationRules::DEFAULT), &MSC4345_V12));
+        // The identifier names the rules: lookup gives the same interned version back.
+        assert!(std::ptr::eq(lookup("org.matrix.msc4345.12-as-written-request").unwrap(), a));
+        let both = rules_of("org.matrix.msc4348.12-multi-server-final-leave");
+        assert!(both.multi_server && both.account_revocation == AccountRevocation::SelfSignedLeaveFinal);
+        assert!(lookup("org.matrix.msc4348.12-final-leave-multi-server").is_ok(), "any order");
+        assert!(lookup("org.matrix.msc4348.12-multi-server-multi-server").is_err(), "twice");
+        assert!(lookup("org.matrix.msc4348.12-bogus").is_err());
+        assert!(lookup("12-multi-server").is_err(), "only participation versions take rule tokens");
+        assert!(std::ptr::eq(a.base(), &MSC4345_V12));
+    }
+
+    fn rules_of(id: &str) -> ParticipationRules {
+        lookup(id).unwrap().participation_rules
     }
 
     #[test]

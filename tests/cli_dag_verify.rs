@@ -189,14 +189,16 @@ fn readmit_rejected_modes_are_reported_and_agree_on_a_dag_judged_from_scratch() 
 /// `multi-server` token) nothing changes here: the revoked server is still not accepted.
 #[test]
 fn dag_verify_judges_an_msc4348_dag_without_keys() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/participation/msc4348-move-revocation.pdus.jsonl");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/participation/msc4348-move-revocation.pdus.jsonl");
     let lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned).collect();
     let (o, report) = verify(&lines, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let r = report.expect("report written");
     assert_eq!(r["room_version"], "org.matrix.msc4348.12");
     assert_eq!((r["accepted"].as_u64(), r["rejected"].as_u64()), (Some(12), Some(1)), "{r}");
-    let rejected: Vec<&Value> = r["verdicts"].as_object().unwrap().values().filter(|v| v["verdict"] == "rejected").collect();
+    let rejected: Vec<&Value> =
+        r["verdicts"].as_object().unwrap().values().filter(|v| v["verdict"] == "rejected").collect();
     let reason = rejected[0]["reason"].as_str().unwrap();
     assert!(reason.starts_with("auth rule msc4348 8.3.1:") && reason.contains("(revoked)"), "{reason}");
     // A tampered account signature is caught without keys: signature stage.

@@ -245,7 +245,10 @@ fn experimental_room_version_not_simulated_is_refused_by_check_and_judged_by_dag
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("exp.toml:8:11:"), "{err}");
-    assert!(err.contains("room version \"org.matrix.msc4345.12\" is experimental and the simulator does not run it yet"), "{err}");
+    assert!(
+        err.contains("room version \"org.matrix.msc4345.12\" is experimental and the simulator does not run it yet"),
+        "{err}"
+    );
     // MSC4243 rooms are simulated.
     std::fs::write(&scenario, text.replace("org.matrix.msc4345.12", "org.matrix.msc4243.12")).unwrap();
     let o = roomsim(&["check", scenario.to_str().unwrap()]);

@@ -31,7 +31,12 @@ fn run(text: &str, seed: u64, sets: &[&str]) -> Run {
     let mut world = instrumented_world(&sc, seed, LogWriter::new(Box::new(buf.clone())));
     world.run();
     let result = world.finish(true).expect("finish");
-    Run { raw: buf.contents(), summary: result.summary, violations: result.invariant_violations, clients: result.clients }
+    Run {
+        raw: buf.contents(),
+        summary: result.summary,
+        violations: result.invariant_violations,
+        clients: result.clients,
+    }
 }
 
 fn ak(r: &Run) -> &Value {

@@ -198,7 +198,12 @@ mod scenario {
         let e = error_of(&edit("version = \"11\"", "version = \"org.matrix.msc4345.12\""), &[]);
         // MSC4345 is judged by `dag verify` but not simulated yet: a located refusal naming
         // the missing flag.
-        assert_at(&e, 15, 11, "room version \"org.matrix.msc4345.12\" is experimental and the simulator does not run it yet");
+        assert_at(
+            &e,
+            15,
+            11,
+            "room version \"org.matrix.msc4345.12\" is experimental and the simulator does not run it yet",
+        );
         assert!(e.message().contains("participation (MSC4345)"), "{e}");
         // MSC4243 (account keys) is simulated.
         assert!(parse_scenario(
@@ -207,7 +212,7 @@ mod scenario {
             &[]
         )
         .is_ok());
-        let e = error_of(BASE, &["rooms.0.version=\"org.matrix.msc4348.12\""]);
+        let e = error_of(BASE, &["rooms.0.version=\"org.matrix.msc4345.12-multi-server\""]);
         assert!(e.to_string().contains("the simulator does not run it yet"), "{e}");
         assert!(matches!(e.location(), ErrorLocation::Override { .. }), "{e}");
     }

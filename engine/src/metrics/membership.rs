@@ -34,6 +34,9 @@ pub struct UnionRoom {
     /// The state must be resolved again (a state event was added since).
     stale: bool,
     joined_users: BTreeSet<String>,
+    /// MSC4348: joined account → the server its membership's co-signer names
+    /// (`unverified_domain` of that key's participation in the resolved state).
+    bound: BTreeMap<String, String>,
 }
 
 impl UnionRoom {
@@ -44,6 +47,7 @@ impl UnionRoom {
             waiting: Vec::new(),
             stale: false,
             joined_users: BTreeSet::new(),
+            bound: BTreeMap::new(),
         }
     }
 
@@ -92,8 +96,25 @@ impl UnionRoom {
                         .then(|| user.to_owned())
                 })
                 .collect();
+            if self.replica.version.portable_accounts {
+                self.bound = portable_bindings(&self.replica, &state, &self.joined_users);
+            }
         }
         &self.joined_users
+    }
+
+    /// The server `user` is in the room through (after [`Self::joined_users`]): its user ID's
+    /// domain, or (MSC4348) the server of the key that co-signed its membership.
+    pub fn server_of<'a>(&'a self, user: &'a str) -> Option<&'a str> {
+        if self.replica.version.portable_accounts {
+            return self.bound.get(user).map(String::as_str);
+        }
+        default_server_of(user)
+    }
+
+    /// [`servers_of`] through this room's bindings.
+    pub fn servers_of(&self, users: &BTreeSet<String>, index: &BTreeMap<String, ServerIdx>) -> BTreeSet<ServerIdx> {
+        users.iter().filter_map(|u| self.server_of(u).and_then(|s| index.get(s).copied())).collect()
     }
 
     /// The membership event of `user` in the union DAG's resolved state (after [`Self::joined_users`]).
@@ -108,6 +129,30 @@ impl UnionRoom {
     pub fn rejected(&self, event_id: &str) -> bool {
         self.replica.dag.index_of(event_id).is_some_and(|i| self.replica.dag.event(i).is_rejected())
     }
+}
+
+/// MSC4348 §8.3: each joined account's server, from the co-signer of its membership and that
+/// key's participation (`unverified_domain`) in `state`.
+fn portable_bindings(
+    replica: &RoomReplica,
+    state: &crate::protocol::dag::StateMap,
+    joined: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let dag = &replica.dag;
+    let lookup = |t: &str, s: &str| dag.key_index(t, s).and_then(|k| state.get(&k)).map(|e| dag.pdu(*e));
+    let mut out = BTreeMap::new();
+    for user in joined {
+        let Some(member) = lookup("m.room.member", user) else { continue };
+        let Some(key) = crate::protocol::signers::acting_server(replica.version, member) else { continue };
+        if let Some(crate::protocol::pdu::TypedContent::Participation(c)) =
+            lookup("m.server.participation", key).map(|p| &p.content)
+        {
+            if let Some(d) = &c.unverified_domain {
+                out.insert(user.clone(), d.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Servers (by index) of a set of users, through `index` (server name → node index).

@@ -41,6 +41,8 @@ struct RoomTrack {
     /// Events of the union some honest server holds (its own, or one it judged): the events
     /// that can reach every server. One only a byzantine server holds may never arrive.
     reachable: FastSet<String>,
+    /// MSC4345: server key → the domain its participation claims (from the union's events).
+    key_domains: BTreeMap<String, String>,
     max_event_lag: f64,
     max_forward_extremities: f64,
     /// Servers with a user joined by the union DAG's membership, and the honest ones.
@@ -175,6 +177,7 @@ impl RoomMeasures {
                     union: None,
                     timeline: Timeline::default(),
                     reachable: FastSet::default(),
+                    key_domains: BTreeMap::new(),
                     max_event_lag: 0.0,
                     max_forward_extremities: 0.0,
                     in_room: BTreeSet::new(),
@@ -293,13 +296,27 @@ impl RoomMeasures {
         let union = track.union.get_or_insert_with(|| UnionRoom::new(room_id, track.version));
         let new = view.room_pdus_since(room_id, union.taken);
         for pdu in &new {
-            let creator = default_server_of(&pdu.sender).and_then(|s| index.get(s).copied());
+            // MSC4348: the creating server is the co-signer's (found by the node that holds
+            // the key in its participation claim; honest servers claim their own names).
+            if let (Some(k), crate::protocol::pdu::TypedContent::Participation(c)) = (&pdu.state_key, &pdu.content) {
+                if let Some(d) = &c.unverified_domain {
+                    track.key_domains.entry(k.clone()).or_insert_with(|| d.clone());
+                }
+            }
+            let creator = if track.version.portable_accounts {
+                crate::protocol::signers::acting_server(track.version, pdu)
+                    .and_then(|key| track.key_domains.get(key))
+                    .and_then(|s| index.get(s).copied())
+            } else {
+                default_server_of(&pdu.sender).and_then(|s| index.get(s).copied())
+            };
             if creator.is_some_and(|k| view.is_honest(k)) {
                 track.reachable.insert(pdu.event_id.clone());
             }
         }
         union.take(new);
-        let in_room = servers_of(union.joined_users(), index);
+        let joined = union.joined_users().clone();
+        let in_room = union.servers_of(&joined, index);
         let membership_changed = in_room != track.in_room;
         if membership_changed {
             track.honest_in_room = in_room.iter().copied().filter(|k| view.is_honest(*k)).collect();

@@ -213,9 +213,9 @@ pub fn portable_key_of(user_id: &str) -> Option<&str> {
 pub fn check_user_id_in(version: &crate::protocol::room_version::RoomVersion, value: &str) -> Result<(), IdError> {
     const KIND: &str = "user ID";
     if version.portable_accounts {
-        return portable_key_of(value)
-            .map(|_| ())
-            .ok_or_else(|| id_error(KIND, value, "must be '@' + a 43-character URL-safe base64 account key (MSC4348)"));
+        return portable_key_of(value).map(|_| ()).ok_or_else(|| {
+            id_error(KIND, value, "must be '@' + a 43-character URL-safe base64 account key (MSC4348)")
+        });
     }
     if version.participation {
         return server_key_of(value).map(|_| ()).ok_or_else(|| {

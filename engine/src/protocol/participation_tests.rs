@@ -273,10 +273,8 @@ fn msc4345_dag_verify_needs_no_key_file() {
     let mut t = room4345(&MSC4345_V12);
     t.admit_bob();
     t.r.add("MSG", Ev::message(&t.bob.clone(), "hi"));
-    let pdus: Vec<Pdu> = ["CREATE", "P1", "MA", "PL", "JR", "R2", "A2", "MB", "MSG"]
-        .iter()
-        .map(|n| t.r.pdu(n).clone())
-        .collect();
+    let pdus: Vec<Pdu> =
+        ["CREATE", "P1", "MA", "PL", "JR", "R2", "A2", "MB", "MSG"].iter().map(|n| t.r.pdu(n).clone()).collect();
     let verified = verify::verify_dag(&MSC4345_V12, pdus.clone(), &VerifyOptions::default());
     assert!(verified.report.verdicts.values().all(|v| v.verdict == "accepted"), "{:?}", verified.report.verdicts);
     // A message signed by another server key than its sender's server part: signature stage.
@@ -328,7 +326,9 @@ fn msc4348_every_event_is_signed_by_its_account_and_one_accepted_server() {
     let t = room4348(&MSC4348_V12);
     let (bob, s) = (&t.bob, &t.s);
     assert_eq!(rule_of(&t.r, by(Ev::message(bob, "hi"), bob, &[&s[1]])), "accepted");
-    let reasons = |ev: Ev| required_signers(&MSC4348_V12, &t.r.build(ev)).map(|l| l.into_iter().map(|s| s.reason).collect::<Vec<_>>());
+    let reasons = |ev: Ev| {
+        required_signers(&MSC4348_V12, &t.r.build(ev)).map(|l| l.into_iter().map(|s| s.reason).collect::<Vec<_>>())
+    };
     assert_eq!(
         reasons(by(Ev::message(bob, "hi"), bob, &[&s[1]])),
         Ok(vec![SignerReason::SenderAccountKey, SignerReason::CoSigningServerKey])
@@ -410,8 +410,7 @@ fn msc4348_an_unfederated_room_compares_server_keys() {
 #[test]
 fn msc4348_dag_verify_judges_the_dag_without_keys() {
     let t = room4348(&MSC4348_V12);
-    let pdus: Vec<Pdu> =
-        ["CREATE", "P1", "MA", "JR", "R2", "A2", "MB"].iter().map(|n| t.r.pdu(n).clone()).collect();
+    let pdus: Vec<Pdu> = ["CREATE", "P1", "MA", "JR", "R2", "A2", "MB"].iter().map(|n| t.r.pdu(n).clone()).collect();
     let verified = verify::verify_dag(&MSC4348_V12, pdus, &VerifyOptions::default());
     let verdicts: Vec<(&str, Option<&str>)> =
         verified.report.verdicts.values().map(|v| (v.verdict, v.reason.as_deref())).collect();
@@ -443,7 +442,8 @@ fn the_msc4348_fixture_is_the_move_and_revocation_dag() {
         text.push_str(&String::from_utf8(r.pdu(n).canonical_bytes()).unwrap());
         text.push('\n');
     }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/participation/msc4348-move-revocation.pdus.jsonl");
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/participation/msc4348-move-revocation.pdus.jsonl");
     if std::env::var_os("ROOMSIM_BLESS").is_some() {
         std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
         std::fs::write(path, &text).unwrap();

@@ -288,7 +288,10 @@ pub const RULE_TOKENS: [(&str, &str); 8] = [
     ("as-written-request", "D1: rule 1.1.1.5 rejects every request, as written (fix_request_rule = false)"),
     ("self-accept", "C2: the key accepts itself after its request (accept_mode = self_after_request)"),
     ("no-admin-revoke-pending", "D2: rule 1.2.1 as written (admin_revokes_pending = false)"),
-    ("revoke-geq", "D3: revoking needs ≥ the server's implicit level, as the rules say (revoke_strictly_above = false)"),
+    (
+        "revoke-geq",
+        "D3: revoking needs ≥ the server's implicit level, as the rules say (revoke_strictly_above = false)",
+    ),
     ("accept-without-request", "D4: rule 1.3 as written (accept_requires_request = false)"),
     ("participation-not-power", "D8: participation events are not power events (power_events = false)"),
     ("multi-server", "MSC4348 D1: any accepted server co-signs any account's events (multi_server = true)"),
@@ -433,12 +436,13 @@ impl RoomVersion {
     /// The flags set in this version that the protocol layer implements but the simulated
     /// servers do not run yet, each named with its proposal (see the module documentation).
     pub fn unsimulated_flags(&self) -> Vec<&'static str> {
-        // MSC4243 account keys are simulated (`sim/server/accounts.rs`); the simulated servers
-        // do not hold server keys per room or run the participation handshake yet.
-        [(self.participation, "participation (MSC4345)"), (self.portable_accounts, "portable_accounts (MSC4348)")]
-            .into_iter()
-            .filter_map(|(set, name)| set.then_some(name))
-            .collect()
+        // MSC4243 account keys are simulated (`sim/server/accounts.rs`), and so are MSC4348
+        // rooms (`sim/server/portable.rs`: accounts, room keys, the participation handshake);
+        // MSC4345 alone (server-key user IDs `@local:<key>`) is not.
+        if self.participation && !self.portable_accounts {
+            return vec!["participation (MSC4345) without portable_accounts (MSC4348)"];
+        }
+        Vec::new()
     }
 
     /// This version (a table entry) with other [`ParticipationRules`] (a knob's reading of the
@@ -456,7 +460,8 @@ impl RoomVersion {
             return v;
         }
         let id: &'static str = Box::leak(id.into_boxed_str());
-        let v: &'static RoomVersion = Box::leak(Box::new(RoomVersion { id, participation_rules: rules, ..base.clone() }));
+        let v: &'static RoomVersion =
+            Box::leak(Box::new(RoomVersion { id, participation_rules: rules, ..base.clone() }));
         interned.push(v);
         v
     }
@@ -503,7 +508,8 @@ mod tests {
         let shown = lookup_simulated("13").unwrap_err().to_string();
         assert!(
             shown.starts_with(
-                "unsupported room version \"13\"; supported versions are \"11\", \"12\", \"org.matrix.msc4243.12\" ("
+                "unsupported room version \"13\"; supported versions are \"11\", \"12\", \"org.matrix.msc4243.12\", \
+                 \"org.matrix.msc4348.12\" ("
             ),
             "{shown}"
         );
@@ -514,7 +520,10 @@ mod tests {
             implemented().map(|v| v.id).collect::<Vec<_>>(),
             ["11", "12", "org.matrix.msc4243.12", "org.matrix.msc4345.12", "org.matrix.msc4348.12"]
         );
-        assert_eq!(simulated().map(|v| v.id).collect::<Vec<_>>(), ["11", "12", "org.matrix.msc4243.12"]);
+        assert_eq!(
+            simulated().map(|v| v.id).collect::<Vec<_>>(),
+            ["11", "12", "org.matrix.msc4243.12", "org.matrix.msc4348.12"]
+        );
     }
 
     #[test]
@@ -557,15 +566,16 @@ mod tests {
     }
 
     #[test]
-    fn participation_rooms_are_judged_but_not_simulated() {
-        for v in [&MSC4345_V12, &MSC4348_V12] {
-            assert_eq!(lookup(v.id), Ok(v));
-            assert_eq!(lookup_simulated(v.id), Err(VersionError::NotSimulated(v)));
-            let shown = lookup_simulated(v.id).unwrap_err().to_string();
-            assert!(shown.contains("participation (MSC4345)"), "{shown}");
-            assert!(shown.contains("`roomsim dag verify` judges such DAGs"), "{shown}");
-        }
-        assert!(MSC4348_V12.unsimulated_flags().contains(&"portable_accounts (MSC4348)"));
+    fn msc4348_rooms_are_simulated_and_msc4345_alone_is_judged_only() {
+        assert_eq!(lookup(MSC4345_V12.id), Ok(&MSC4345_V12));
+        assert_eq!(lookup_simulated(MSC4345_V12.id), Err(VersionError::NotSimulated(&MSC4345_V12)));
+        let shown = lookup_simulated(MSC4345_V12.id).unwrap_err().to_string();
+        assert!(shown.contains("participation (MSC4345)"), "{shown}");
+        assert!(shown.contains("`roomsim dag verify` judges such DAGs"), "{shown}");
+        assert_eq!(lookup_simulated(MSC4348_V12.id), Ok(&MSC4348_V12));
+        // Rule tokens are simulated too.
+        assert!(lookup_simulated("org.matrix.msc4348.12-multi-server").is_ok());
+        assert!(lookup_simulated("org.matrix.msc4345.12-multi-server").is_err());
     }
 
     #[test]
@@ -576,7 +586,7 @@ mod tests {
         assert!(std::ptr::eq(a, b), "interned");
         assert_eq!(a.id, "org.matrix.msc4345.12-as-written-request");
         assert!(!a.participation_rules.fix_request_rule);
-        assert!(std::ptr::eq(MSC4345_V12.with_participation_rules(ParticipationRules::DEFAULT), &MSC4345_V12));
+        assert_eq!(MSC4345_V12.with_participation_rules(ParticipationRules::DEFAULT), &MSC4345_V12);
         // The identifier names the rules: lookup gives the same interned version back.
         assert!(std::ptr::eq(lookup("org.matrix.msc4345.12-as-written-request").unwrap(), a));
         let both = rules_of("org.matrix.msc4348.12-multi-server-final-leave");
@@ -585,7 +595,7 @@ mod tests {
         assert!(lookup("org.matrix.msc4348.12-multi-server-multi-server").is_err(), "twice");
         assert!(lookup("org.matrix.msc4348.12-bogus").is_err());
         assert!(lookup("12-multi-server").is_err(), "only participation versions take rule tokens");
-        assert!(std::ptr::eq(a.base(), &MSC4345_V12));
+        assert_eq!(a.base(), &MSC4345_V12);
     }
 
     fn rules_of(id: &str) -> ParticipationRules {

@@ -776,9 +776,11 @@ fn signature_checks<'a>(
         for required in signers {
             let checks_for = match required.signer {
                 signers::Signer::Server(server) => signature_checks_for(p, server, keys, bytes[i]),
-                signers::Signer::AccountKey(key) | signers::Signer::ServerKey(key) => signers::account_key_signature(p, key)
-                    .map(|(key, signature)| vec![SignatureCheck { message: bytes[i], signature, key }])
-                    .map_err(|why| format!("{why} ({})", required.reason.as_str())),
+                signers::Signer::AccountKey(key) | signers::Signer::ServerKey(key) => {
+                    signers::account_key_signature(p, key)
+                        .map(|(key, signature)| vec![SignatureCheck { message: bytes[i], signature, key }])
+                        .map_err(|why| format!("{why} ({})", required.reason.as_str()))
+                }
             };
             match checks_for {
                 Ok(list) => {

@@ -432,6 +432,8 @@ pub struct ActionSpec {
     pub text: Option<String>,
     /// join: servers to try first, in order (server names; empty = none given).
     pub via: Vec<String>,
+    /// move: the server the account moves to; revoke: the server whose key is revoked.
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,6 +461,10 @@ pub enum ActionKind {
     RejectInvite,
     /// Sets `m.room.name`.
     Name,
+    /// MSC4348: the account joins again through `server`, which acts for it from now on.
+    Move,
+    /// MSC4345: a user with the `accept` level revokes `server`'s key in the room.
+    Revoke,
 }
 
 impl ActionKind {
@@ -481,6 +487,8 @@ impl ActionKind {
             ActionKind::DenyKnock => "deny_knock",
             ActionKind::RejectInvite => "reject_invite",
             ActionKind::Name => "name",
+            ActionKind::Move => "move",
+            ActionKind::Revoke => "revoke",
         }
     }
 }

@@ -449,6 +449,9 @@ pub(crate) struct RawAction {
     /// join: the servers to try first (as a client's `server_name` query parameters).
     #[serde(default)]
     pub via: Opt<NameList>,
+    /// move: the account's new server; revoke: the server whose key is revoked.
+    #[serde(default)]
+    pub server: Opt<String>,
     #[serde(default)]
     pub count: Opt<u32>,
     #[serde(default)]

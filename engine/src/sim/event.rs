@@ -112,6 +112,14 @@ pub enum SimEvent {
     AccountQuery { domain: String, keys: Vec<String> },
     /// A domain changed one of its accounts (`erased`, `reregistered` under `key`).
     AccountChanged { user: String, change: String, key: String },
+    /// MSC4345: a joining server's co-signed request is in the room; its join waits for the
+    /// key `key` to be accepted.
+    ParticipationRequested { room: String, key: String },
+    /// MSC4345: the joining server saw its key accepted `handshake_us` after its request
+    /// reached it, and sends its waiting joins.
+    ParticipationAccepted { room: String, key: String, handshake_us: u64 },
+    /// Something a server could not do that is worth reading in the log.
+    ServerNote { text: String },
     /// A byzantine server misbehaved.
     Byzantine {
         behaviour: String,

@@ -15,6 +15,7 @@ pub mod network;
 pub mod node;
 pub mod notary;
 pub mod observe;
+pub mod portable;
 pub mod replay;
 pub mod rng;
 pub mod server;

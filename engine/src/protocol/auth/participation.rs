@@ -15,7 +15,7 @@
 use super::{is_creator, user_power_level, AuthResult, AuthState, Rejection};
 use crate::protocol::ids;
 use crate::protocol::pdu::{Membership, ParticipationContent, ParticipationState, Pdu, TypedContent};
-use crate::protocol::room_version::{AccountRevocation, AcceptMode, RoomVersion, CREATOR_POWER_LEVEL};
+use crate::protocol::room_version::{AcceptMode, AccountRevocation, RoomVersion, CREATOR_POWER_LEVEL};
 use crate::protocol::signers;
 
 /// The content flag that makes an account's own leave final (MSC4348 D4, knob
@@ -145,7 +145,11 @@ pub(super) fn check_participation(version: &RoomVersion, pdu: &Pdu, state: &Auth
                 return Ok(());
             }
             if wanted != ParticipationState::Requested {
-                return Err(rej(msc, "1.1.1.2", format!("a first participation must be requested, not {}", wanted.as_str())));
+                return Err(rej(
+                    msc,
+                    "1.1.1.2",
+                    format!("a first participation must be requested, not {}", wanted.as_str()),
+                ));
             }
             let Some(via) = content.authorised_via_server.as_deref() else {
                 return Err(rej(msc, "1.1.1.3", "a request names no request_authorised_via_server"));
@@ -160,7 +164,11 @@ pub(super) fn check_participation(version: &RoomVersion, pdu: &Pdu, state: &Auth
             }
             // 1.1.1.5 (D1): as written, "reject".
             if !rules.fix_request_rule {
-                return Err(rej(msc, "1.1.1.5", "a co-signed request is rejected as written (D1, fix_request_rule = false)"));
+                return Err(rej(
+                    msc,
+                    "1.1.1.5",
+                    "a co-signed request is rejected as written (D1, fix_request_rule = false)",
+                ));
             }
             return Ok(());
         }
@@ -178,7 +186,11 @@ pub(super) fn check_participation(version: &RoomVersion, pdu: &Pdu, state: &Auth
         return Err(rej(
             msc,
             "1.1.3",
-            format!("the key cannot set itself {} from {}", wanted.as_str(), current_state.map_or("nothing", |s| s.as_str())),
+            format!(
+                "the key cannot set itself {} from {}",
+                wanted.as_str(),
+                current_state.map_or("nothing", |s| s.as_str())
+            ),
         ));
     }
     // Someone else acts on the key. MSC4348 8.3.1: through an accepted server of its own.
@@ -230,7 +242,11 @@ pub(super) fn check_participation(version: &RoomVersion, pdu: &Pdu, state: &Auth
             if sender_level >= accept_level {
                 return Ok(());
             }
-            Err(rej(msc, "1.3.3", format!("accepting needs level {accept_level}, sender has {}", super::show_level(sender_level))))
+            Err(rej(
+                msc,
+                "1.3.3",
+                format!("accepting needs level {accept_level}, sender has {}", super::show_level(sender_level)),
+            ))
         }
         ParticipationState::Requested => Err(rej(msc, "1.4", "only the key itself requests participation")),
     }

@@ -48,6 +48,7 @@ fn room_setup(room: &RoomSpec) -> Vec<ActionSpec> {
         join_rule: None,
         text: None,
         via: Vec::new(),
+        server: None,
     };
     let mut actions = vec![at(ActionKind::CreateRoom, &room.creator, None)];
     if room.join_rule != JoinRule::Public {
@@ -93,7 +94,9 @@ fn fields(kind: ActionKind) -> [Field; 4] {
         | ActionKind::Leave
         | ActionKind::CreateRoom
         | ActionKind::Knock
-        | ActionKind::RejectInvite => [Rejected; 4],
+        | ActionKind::RejectInvite
+        | ActionKind::Move
+        | ActionKind::Revoke => [Rejected; 4],
     }
 }
 
@@ -120,6 +123,26 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
         let message = format!("`text` of {label} is {} bytes long: at most {MAX_TEXT_BYTES}", t.get_ref().len());
         return Err(Problem::at(t.span(), message));
     }
+    let server = match (&action.server, kind) {
+        (Some(s), ActionKind::Move | ActionKind::Revoke) => {
+            Some(names.server(s.get_ref(), &s.span(), &format!("`server` of {label}"))?)
+        }
+        (None, ActionKind::Move | ActionKind::Revoke) => {
+            return Err(Problem::at(kind_span.clone(), format!("{label} needs `server`")));
+        }
+        (other, _) => {
+            reject(other, "server", &label)?;
+            None
+        }
+    };
+    if matches!(kind, ActionKind::Move | ActionKind::Revoke) && !room.version.rules().portable_accounts {
+        let message = format!(
+            "{label} needs a room with portable accounts (version \"org.matrix.msc4348.12\"); room \"{}\" is version \"{}\"",
+            room.name,
+            room.version.as_str()
+        );
+        return Err(Problem::at(kind_span.clone(), message));
+    }
     let user = require(&action.user, "user", &kind_span, &label)?;
     let at_us = time_within_end(&action.at, end, &label)?;
     if at_us < room.start_us {
@@ -141,6 +164,7 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
         join_rule: action.join_rule.as_ref().map(|j| *j.get_ref()),
         text: action.text.as_ref().map(|t| t.get_ref().clone()),
         via,
+        server,
     })
 }
 

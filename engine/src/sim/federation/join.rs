@@ -13,9 +13,49 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 impl Server {
-    pub(crate) fn answer_make_join(&mut self, room_id: &str, user_id: &str, now: SimTime) -> Outcome {
+    pub(crate) fn answer_make_join(
+        &mut self,
+        room_id: &str,
+        user_id: &str,
+        server_key: Option<&str>,
+        from: ServerIdx,
+        now: SimTime,
+    ) -> Outcome {
         if !self.has_joined_user(room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
+        }
+        // MSC4345 §6: a server key with no participation gets a `requested` template first.
+        if let Some(key) = server_key.filter(|_| self.rooms[room_id].version.participation) {
+            let domain = self.directory.names.get(from as usize).cloned().unwrap_or_default();
+            let template = match self.participation_template(room_id, user_id, key, &domain, now) {
+                // Accepted already: a join that the joining server's key co-signs (MSC4348).
+                Ok(None) if self.rooms[room_id].version.portable_accounts => {
+                    let d = crate::sim::server::actions::Draft::member(user_id.to_owned(), user_id.to_owned(), "join");
+                    self.draft_on_current_with(room_id, d, Some(key.to_owned()), now).map(|t| (t, None))
+                }
+                Ok(None) => Err(String::new()),
+                Ok(Some(t)) => Ok((t, Some(key.to_owned()))),
+                Err(why) => Err(why),
+            };
+            match template {
+                Err(why) if why.is_empty() => {}
+                Ok(((map, version), participation_key)) => {
+                    let field = |k: &str| map.get(k).cloned().unwrap_or(serde_json::Value::Null);
+                    let ids = |k: &str| -> Vec<String> {
+                        map.get(k).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+                    };
+                    return Outcome::Ok(Response::MakeJoin(JoinTemplate {
+                        room_id: room_id.to_owned(),
+                        room_version: version.id.to_owned(),
+                        prev_events: ids("prev_events"),
+                        auth_events: ids("auth_events"),
+                        depth: field("depth").as_i64().unwrap_or(1),
+                        content: Some(field("content")),
+                        participation_key,
+                    }));
+                }
+                Err(_) => return Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() },
+            }
         }
         let d = match self.join_draft(room_id, user_id, now) {
             Ok(d) => d,
@@ -30,6 +70,7 @@ impl Server {
                 auth_events: template.auth_events.clone(),
                 depth: template.depth,
                 content,
+                participation_key: None,
             })),
             Err(_) => Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() },
         }
@@ -45,9 +86,27 @@ impl Server {
         out: &mut Vec<Output>,
     ) {
         let Some(version) = RoomVersion::by_id(&t.room_version) else { return };
-        let d = restricted::joiner_draft(&user, t.content);
+        let d = match t.participation_key {
+            // MSC4345 §6: this server's request, signed by the account and this server's key.
+            Some(key) => {
+                if self.room_key(&room_id).map(|k| k.entity) != Some(key.clone()) {
+                    return;
+                }
+                crate::sim::server::actions::Draft {
+                    event_type: crate::sim::server::portable::P,
+                    state_key: Some(key),
+                    sender: user.clone(),
+                    content: t.content.unwrap_or_default(),
+                }
+            }
+            None => restricted::joiner_draft(&user, t.content),
+        };
         let pdu = self.sign_new(version, Some(&room_id), d, t.prev_events, t.auth_events, t.depth, now);
-        out.push(Output::Created { room_id: room_id.clone(), pdu: pdu.clone() });
+        // A participation request is not complete until the resident co-signs it (its
+        // co-signed form is what the room holds, so it is the one created).
+        if !crate::sim::server::portable::is_request(&pdu) {
+            out.push(Output::Created { room_id: room_id.clone(), pdu: pdu.clone() });
+        }
         self.send_request(via, Request::SendJoin { pdu }, Purpose::SendJoin { user, room_id }, now, out);
     }
 
@@ -61,6 +120,14 @@ impl Server {
         let room_id = room_id_of(&pdu);
         if !self.rooms.contains_key(&room_id) {
             return Outcome::Error { status: 404, errcode: "M_NOT_FOUND".into() };
+        }
+        let pdu = match self.cosign_request(pdu) {
+            Ok(p) => p,
+            Err(_) => return Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() },
+        };
+        if crate::sim::server::portable::is_request(&pdu) {
+            // The co-signed request is the event's form from now on (the world's store too).
+            out.push(Output::Created { room_id: room_id.clone(), pdu: pdu.clone() });
         }
         let pdu = match self.cosign_restricted_join(pdu, out) {
             Ok(p) => p,
@@ -100,7 +167,11 @@ impl Server {
             self.receive_pdu(p, via, now, out);
         }
         self.release_held_for_join(&room_id, now, out);
-        self.record(out, SimEvent::Joined { user, room: room_id });
+        if self.user_is_joined(&room_id, &user) || !self.rooms[&room_id].version.participation {
+            self.record(out, SimEvent::Joined { user, room: room_id });
+        } else {
+            self.await_acceptance(&room_id, &user, now, out);
+        }
     }
 }
 
@@ -197,12 +268,17 @@ impl Server {
         }
         let id = event.event_id.clone();
         let prev_events = event.prev_events.clone();
+        let event_pdu = event.clone();
         let decision = room.ingest_with_state(event, before);
         let joined = matches!(decision, crate::sim::server::Decision::Accepted);
         self.record(out, crate::sim::server::receipt::decision_record(id, decision));
         self.drain_pending(&room_id, out);
         self.release_held_for_join(&room_id, now, out);
-        if joined {
+        let request = crate::sim::server::portable::is_request(&event_pdu);
+        if joined && request {
+            self.await_acceptance(&room_id, &user, now, out);
+            self.backfill(&room_id, prev_events, via, now, out);
+        } else if joined {
             self.record(out, SimEvent::Joined { user, room: room_id.clone() });
             self.backfill(&room_id, prev_events, via, now, out);
         }

@@ -45,6 +45,7 @@ impl Server {
                 auth_events: t.auth_events.clone(),
                 depth: t.depth,
                 content: None,
+                participation_key: None,
             })),
             Err(_) => Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() },
         }

@@ -49,7 +49,13 @@ pub enum Request {
     /// `POST /_matrix/federation/v1/get_missing_events/{roomId}`.
     GetMissingEvents { room_id: String, earliest: Vec<String>, latest: Vec<String>, limit: u32 },
     /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`.
-    MakeJoin { room_id: String, user_id: String },
+    MakeJoin {
+        room_id: String,
+        user_id: String,
+        /// MSC4345 §6 (roomsim's handshake): the joining server's key in the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_key: Option<String>,
+    },
     /// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`.
     SendJoin {
         #[serde(with = "pdu_ref::one")]
@@ -311,6 +317,10 @@ pub struct JoinTemplate {
     /// join's `join_authorised_via_users_server`); the joiner signs it as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<serde_json::Value>,
+    /// MSC4345 §6: the template is a `requested` participation of this server key (the
+    /// joining server's), not a join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participation_key: Option<String>,
 }
 
 /// PDUs by event ID: the world's union store, used to turn logged references back into PDUs.

@@ -180,13 +180,17 @@ mod tests {
             cache_key: Default::default(),
         };
         let mut boxes = vec![Middlebox::new(&spec, 1, &RngStreams::new(1))];
-        let join =
-            Message::Request { id: 1, body: Request::MakeJoin { room_id: "!r:a".into(), user_id: "@u:a".into() } };
+        let join = Message::Request {
+            id: 1,
+            body: Request::MakeJoin { room_id: "!r:a".into(), user_id: "@u:a".into(), server_key: None },
+        };
         assert!(matches!(pass(&mut boxes, 0, 1, join, 0), Middleboxed::Drop(..)));
         let txn = Message::Request { id: 2, body: Request::Transaction { pdus: vec![] } };
         assert!(matches!(pass(&mut boxes, 0, 1, txn, 0), Middleboxed::Forward(_)));
-        let reverse =
-            Message::Request { id: 3, body: Request::MakeJoin { room_id: "!r:b".into(), user_id: "@u:b".into() } };
+        let reverse = Message::Request {
+            id: 3,
+            body: Request::MakeJoin { room_id: "!r:b".into(), user_id: "@u:b".into(), server_key: None },
+        };
         assert!(
             matches!(pass(&mut boxes, 1, 0, reverse, 0), Middleboxed::Forward(_)),
             "only requests to b pass b's box"

@@ -111,6 +111,10 @@ impl Server {
     /// latest of its keys with a membership in the current state (a local user: its current
     /// key), else its first key; elsewhere `name` itself.
     pub(crate) fn in_room_id(&self, room: Option<&super::RoomReplica>, name: &str) -> String {
+        // MSC4348: `@<account key>`, the same in every room and on every server.
+        if room.is_some_and(|r| r.version.portable_accounts) {
+            return self.portable_id(name);
+        }
         let Some(acc) = self.accounts.as_ref() else { return name.to_owned() };
         if room.is_some_and(|r| !r.version.account_keys) {
             return name.to_owned();

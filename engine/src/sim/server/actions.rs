@@ -38,6 +38,7 @@ impl Server {
         // The record names users as the client did (account names in account-key rooms).
         let (user, target) = (a.user.clone(), a.target.clone());
         let translated = self.account_action(&mut a);
+        self.portable_action(&mut a);
         let result = match (translated, a.kind) {
             (Err(why), _) => Err(why),
             (Ok(()), kind) => self.act(&a, kind, now, out),
@@ -74,6 +75,8 @@ impl Server {
             ActionKind::Join => self.join(&a, now, out),
             ActionKind::Invite => self.invite(&a, now, out),
             ActionKind::Knock => self.knock(&a, now, out),
+            ActionKind::Move => self.move_account(&a, now, out),
+            ActionKind::Revoke => self.revoke_server(&a, now, out),
             ActionKind::AcceptKnock => self.accept_knock(&a, now, out),
             ActionKind::DenyKnock => self.deny_knock(&a, now, out),
             ActionKind::Leave | ActionKind::RejectInvite if self.leaves_remotely(&a) => self.remote_leave(&a, now, out),
@@ -136,6 +139,11 @@ impl Server {
         let room_id = room_id_of(&create);
         self.rooms.insert(room_id.clone(), RoomReplica::new(room_id.clone(), version));
         self.commit_local(&room_id, create, now, out);
+        // MSC4345 §4: the creator's server accepts its own key before the creator joins.
+        if version.participation {
+            let d = self.bootstrap_draft(&room_id, &creator).ok_or("no server key for the room")?;
+            self.create_and_send(&room_id, d, now, out)?;
+        }
         let pl = default_power_levels(spec, version);
         let steps = [
             Draft::member(creator.clone(), creator.clone(), "join"),
@@ -233,6 +241,8 @@ impl Server {
             }
             ActionKind::Redact => super::redactions::redaction_draft(room, self.redactions.get(&room_id), a)?,
             ActionKind::CreateRoom
+            | ActionKind::Move
+            | ActionKind::Revoke
             | ActionKind::Join
             | ActionKind::Invite
             | ActionKind::Knock
@@ -284,12 +294,29 @@ impl Server {
         d: Draft,
         now: SimTime,
     ) -> Result<(Map<String, Value>, &'static RoomVersion), String> {
+        // MSC4348: this server co-signs its own users' events.
+        let own = self.rooms.get(room_id).filter(|r| r.version.portable_accounts).and_then(|_| {
+            let name = self.directory.portable.owner_of(&d.sender)?;
+            self.acts_for(name).then(|| self.room_key(room_id)).flatten().map(|k| k.entity)
+        });
+        self.draft_on_current_with(room_id, d, own, now)
+    }
+
+    /// [`Self::draft_on_current`] for an event `cosigner` will co-sign (MSC4348: the server
+    /// key the event acts through, whose participation is among its auth events).
+    pub(crate) fn draft_on_current_with(
+        &self,
+        room_id: &str,
+        d: Draft,
+        cosigner: Option<String>,
+        now: SimTime,
+    ) -> Result<(Map<String, Value>, &'static RoomVersion), String> {
         let room = self.rooms.get(room_id).ok_or("this server is not in the room")?;
         let version = room.version;
         let prev = room.prev_events_for_new(10);
         let depth =
             prev.iter().filter_map(|p| room.dag.index_of(p)).map(|i| room.dag.pdu(i).depth).max().unwrap_or(0) + 1;
-        let auth_events = select_auth_events(room, version, &d)?;
+        let auth_events = select_auth_events(room, version, &d, cosigner.as_deref())?;
         Ok((self.event_object(version, Some(room_id), d, prev, auth_events, depth, now), version))
     }
 
@@ -373,6 +400,11 @@ impl Server {
         mut map: Map<String, Value>,
         version: &RoomVersion,
     ) -> Result<Arc<Pdu>, crate::protocol::pdu::PduError> {
+        if version.portable_accounts {
+            self.sign_portable(&mut map, version);
+            map.entry("signatures").or_insert_with(|| json!({}));
+            return Pdu::from_object(map, version).map(Arc::new);
+        }
         if version.account_keys {
             self.sign_with_accounts(&mut map, version);
             // A template for a remote user (make_join, make_knock) carries no signature yet.
@@ -395,7 +427,12 @@ pub(crate) fn content_of(pdu: &Pdu) -> Map<String, Value> {
 }
 
 /// `auth-rules.md` §1: the auth events of a draft, from the current state.
-pub(crate) fn select_auth_events(room: &RoomReplica, version: &RoomVersion, d: &Draft) -> Result<Vec<String>, String> {
+pub(crate) fn select_auth_events(
+    room: &RoomReplica,
+    version: &RoomVersion,
+    d: &Draft,
+    cosigner: Option<&str>,
+) -> Result<Vec<String>, String> {
     // The selection depends only on type, sender, state_key and membership content; build a
     // throw-away PDU shell to reuse the one implementation of the auth types.
     let mut shell = Map::new();
@@ -415,6 +452,10 @@ pub(crate) fn select_auth_events(room: &RoomReplica, version: &RoomVersion, d: &
         ("room_id", json!(room.room_id)),
     ] {
         shell.insert(k.into(), v);
+    }
+    // MSC4348: who co-signs decides whose participation the rules read.
+    if let Some(c) = cosigner {
+        shell.insert("signatures".into(), json!({ c: {} }));
     }
     let pdu = Pdu::from_object(shell, version).map_err(|e| e.to_string())?;
     let mut ids: Vec<String> = Vec::new();

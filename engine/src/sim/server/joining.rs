@@ -100,6 +100,13 @@ impl Server {
         if self.joins.contains_key(&key) {
             return Ok(None); // the client's second request waits on the first, as Synapse's linearizer does
         }
+        // MSC4345: one handshake per server and room; other users wait for its acceptance.
+        if super::portable::is_account_id(&a.user)
+            && (self.joins.keys().any(|(r, _)| *r == key.0) || self.awaiting.keys().any(|(r, _)| *r == key.0))
+        {
+            self.awaiting.entry(key).or_insert(now);
+            return Ok(None);
+        }
         let candidates = self.join_candidates(&key.0, &a.via, &a.directory);
         if candidates.is_empty() {
             return Err("no resident server to join through".into());
@@ -137,7 +144,10 @@ impl Server {
         let attempt = &self.joins[key];
         let to = attempt.candidates[attempt.next];
         let (room_id, user) = key.clone();
-        let body = Request::MakeJoin { room_id: room_id.clone(), user_id: user.clone() };
+        // MSC4345 §6: in a portable-account room the joining server names its key.
+        let portable = super::portable::is_account_id(&user);
+        let server_key = self.room_key(&room_id).filter(|_| portable).map(|k| k.entity);
+        let body = Request::MakeJoin { room_id: room_id.clone(), user_id: user.clone(), server_key };
         self.send_request(to, body, Purpose::MakeJoin { user, room_id }, now, out);
     }
 
@@ -266,6 +276,7 @@ mod tests {
             signatures: Default::default(),
             keys: Default::default(),
             accounts: Default::default(),
+            portable: Default::default(),
         });
         let text = "[scenario]\nname = \"t\"\nend = \"1s\"\n[[servers]]\nprefix = \"hs\"\ncount = 3\n";
         let sc = parse_scenario("t.toml", text, &[]).expect("scenario");
@@ -283,6 +294,7 @@ mod tests {
             join_rule: None,
             text: None,
             create: None,
+            server: None,
             via,
             directory,
             allow: Vec::new(),

@@ -134,6 +134,7 @@ mod tests {
             signatures: SignatureLedger::default(),
             keys: Default::default(),
             accounts: Default::default(),
+            portable: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod keyring;
 pub mod ledger;
 mod membership;
 pub mod outbound;
+pub mod portable;
 pub(crate) mod receipt;
 mod redactions;
 pub(crate) mod requests;
@@ -57,6 +58,8 @@ pub struct Directory {
     pub keys: keyring::KeyBook,
     /// Every account key of the run (MSC4243), and which rooms use them.
     pub accounts: crate::sim::accounts::book::AccountBook,
+    /// MSC4348 account keys and MSC4345 room-key secrets, and which rooms use them.
+    pub portable: crate::sim::portable::PortableBook,
 }
 
 impl Directory {
@@ -138,6 +141,13 @@ pub enum Timer {
         room_id: String,
         user: String,
     },
+    /// MSC4345: the acceptor's delay is over: accept `key`'s request (portable.rs).
+    AcceptParticipation {
+        room_id: String,
+        key: String,
+        acceptor: String,
+        domain: Option<String>,
+    },
 }
 
 /// A user's request to their server (what a client would send over the client-server API).
@@ -162,6 +172,9 @@ pub struct ClientAction {
     /// scenario by room name).
     #[serde(skip)]
     pub create: Option<RoomSpec>,
+    /// MSC4348 `move`: the account's new server; MSC4345 `revoke`: the server revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// For remote joins: the servers to try first (the action's `via`), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub via: Vec<ServerIdx>,
@@ -220,6 +233,10 @@ pub struct ServerConfig {
     pub trusted_key_servers: Vec<String>,
     /// The scenario's `[join] mode` (set by the world; the same for every server).
     pub join_mode: crate::scenario::JoinMode,
+    /// MSC4345: how long the room's acceptor waits before accepting a request.
+    pub auto_accept_delay_us: u64,
+    /// MSC4345: the acceptor of portable-account rooms (`None`: each room's creator).
+    pub auto_accept_by: Option<String>,
 }
 
 impl ServerConfig {
@@ -242,6 +259,8 @@ impl ServerConfig {
             },
             trusted_key_servers: spec.trusted_key_servers.clone(),
             join_mode: Default::default(),
+            auto_accept_delay_us: 1_000_000,
+            auto_accept_by: None,
         }
     }
 }
@@ -284,6 +303,12 @@ pub struct Server {
     pub keyring: keyring::Keyring,
     /// MSC4243 account keys ([`accounts`]): `None` when no room of the run uses them.
     pub accounts: Option<Box<accounts::AccountState>>,
+    /// MSC4345/4348 joins waiting for this server's key to be accepted (portable.rs).
+    pub(crate) awaiting: portable::Awaiting,
+    /// Requests this server's acceptor will accept (timer set).
+    pub(crate) accepting: std::collections::BTreeSet<(String, String)>,
+    /// MSC4348: accounts that moved to this server (names), which it acts for too.
+    pub(crate) moved_in: std::collections::BTreeSet<String>,
 }
 
 impl Server {
@@ -323,6 +348,9 @@ impl Server {
             deliveries: 0,
             cost_us: 0,
             accounts: None,
+            awaiting: Default::default(),
+            accepting: Default::default(),
+            moved_in: Default::default(),
         }
     }
 
@@ -354,6 +382,8 @@ impl Server {
                 self.joins_lost_in_crash(&mut out);
                 self.early.clear();
                 self.keyring.crashed();
+                // The acceptor's timers are lost; its next input schedules them again.
+                self.accepting.clear();
                 for r in self.rooms.values_mut() {
                     r.fetching.clear();
                     r.retry_armed = false;
@@ -366,6 +396,7 @@ impl Server {
             Input::ReregisterAccount { user } => self.reregister_account(&user, now, &mut out),
         }
         self.observe_judged(now, &mut out);
+        self.participation_tick(now, &mut out);
         out
     }
 
@@ -412,7 +443,9 @@ impl Server {
             Request::GetMissingEvents { room_id, earliest, latest, limit } => {
                 self.answer_missing(&room_id, &earliest, &latest, limit)
             }
-            Request::MakeJoin { room_id, user_id } => self.answer_make_join(&room_id, &user_id, now),
+            Request::MakeJoin { room_id, user_id, server_key } => {
+                self.answer_make_join(&room_id, &user_id, server_key.as_deref(), from, now)
+            }
             Request::SendJoin { pdu } => self.answer_send_join(pdu, from, now, out),
             Request::Invite { pdu, room_version, .. } => self.answer_invite(pdu, &room_version, from, out),
             Request::MakeKnock { room_id, user_id } => {
@@ -569,6 +602,9 @@ impl Server {
             Timer::RetryKeys { server } => self.retry_keys(server, now, out),
             Timer::AccountQuery => self.on_account_timer(now, out),
             Timer::RoomAppear { room_id, user } => self.show_room(&room_id, &user, now, out),
+            Timer::AcceptParticipation { room_id, key, acceptor, domain } => {
+                self.on_accept_participation(room_id, key, acceptor, domain, now, out)
+            }
             Timer::RequestTimeout { id } => {
                 let Some(req) = self.requests.remove(&id) else { return };
                 // Retried with backoff (`retry.rs`) until its schedule is exhausted.

@@ -274,6 +274,7 @@ mod tests {
             signatures: Default::default(),
             keys: Default::default(),
             accounts: Default::default(),
+            portable: Default::default(),
         });
         let text = format!(
             "[scenario]\nname = \"t\"\nend = \"1s\"\n[defaults]\n{knobs}\n[[servers]]\nprefix = \"hs\"\ncount = 2\n"

@@ -430,7 +430,8 @@ impl RoomReplica {
                 imbl::ordmap::DiffItem::Add(k, _) | imbl::ordmap::DiffItem::Remove(k, _) => *k,
                 imbl::ordmap::DiffItem::Update { new: (k, _), .. } => *k,
             };
-            self.dag.key(key).0 == "m.room.member"
+            let t = self.dag.key(key).0;
+            t == "m.room.member" || (self.version.participation && t == "m.server.participation")
         });
         self.current = next;
         self.current_digest = None;
@@ -445,8 +446,17 @@ impl RoomReplica {
                     .then(|| s.to_owned())
                 })
                 .collect();
-            let servers: BTreeSet<String> =
+            if self.version.portable_accounts {
+                self.bind_portable_accounts();
+            }
+            let mut servers: BTreeSet<String> =
                 self.joined.iter().filter_map(|u| self.routing.server_of(u).map(str::to_owned)).collect();
+            if self.version.participation {
+                // MSC4345: a server that requested or holds participation is a participant
+                // (it hears of its acceptance and of the room), whether or not a user of it
+                // is joined yet.
+                servers.extend(self.participant_domains());
+            }
             if servers != self.joined_servers {
                 self.joined_servers = servers;
                 self.joined_servers_generation += 1;
@@ -488,6 +498,61 @@ impl RoomReplica {
 
     pub fn is_soft_failed(&self, idx: EventIdx) -> bool {
         self.soft_failed[idx as usize]
+    }
+
+    /// MSC4348 §8.3 (routing): each joined account is on the server whose key co-signed its
+    /// current membership, found by that key's `unverified_domain` (MSC4345 §3.2: "for
+    /// routing").
+    fn bind_portable_accounts(&mut self) {
+        let domains = self.key_domains();
+        for user in self.joined.clone() {
+            let Some(member) = self.current_event("m.room.member", &user) else { continue };
+            let key = crate::protocol::signers::acting_server(self.version, member).map(str::to_owned);
+            if let Some(domain) = key.and_then(|k| domains.get(&k).cloned()) {
+                self.routing.bind(&user, &domain);
+            }
+        }
+    }
+
+    /// Server key → the `unverified_domain` its current participation names.
+    fn key_domains(&self) -> BTreeMap<String, String> {
+        self.current_of_type("m.server.participation")
+            .into_iter()
+            .filter_map(|(k, p)| match &p.content {
+                crate::protocol::pdu::TypedContent::Participation(c) => c.unverified_domain.clone().map(|d| (k, d)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Domains of the keys whose current participation is `requested` or `accepted`.
+    fn participant_domains(&self) -> Vec<String> {
+        use crate::protocol::pdu::{ParticipationState, TypedContent};
+        self.current_of_type("m.server.participation")
+            .into_iter()
+            .filter_map(|(_, p)| match &p.content {
+                TypedContent::Participation(c)
+                    if matches!(
+                        c.participation,
+                        Some(ParticipationState::Requested | ParticipationState::Accepted)
+                    ) =>
+                {
+                    c.unverified_domain.clone()
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The current state's events of `event_type`, by state key.
+    pub fn current_of_type(&self, event_type: &str) -> Vec<(String, &Pdu)> {
+        self.current
+            .iter()
+            .filter_map(|(k, e)| {
+                let (t, s) = self.dag.key(*k);
+                (t == event_type).then(|| (s.to_owned(), self.dag.pdu(*e)))
+            })
+            .collect()
     }
 
     /// The current `(type, state_key)` entry.

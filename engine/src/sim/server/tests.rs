@@ -31,6 +31,7 @@ fn directory() -> Arc<Directory> {
         signatures: Default::default(),
         keys: Default::default(),
         accounts: Default::default(),
+        portable: Default::default(),
     })
 }
 

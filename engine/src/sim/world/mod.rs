@@ -155,8 +155,16 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
     let accounts = crate::sim::accounts::book::AccountBook::new(account_users, account_rooms.collect(), |u, g| {
         streams.seed_bytes(&format!("account/{u}/{g}"))
     });
+    let portable_rooms = scenario.rooms.iter().filter(|r| r.version.rules().portable_accounts).map(|r| r.name.clone());
+    let portable = crate::sim::portable::PortableBook::new(
+        scenario.user_ids().map(str::to_owned),
+        names.iter().cloned(),
+        portable_rooms.collect(),
+        |what| streams.seed_bytes(what),
+    );
     let directory = Arc::new(Directory {
         accounts,
+        portable,
         names: names.clone(),
         index: names.iter().enumerate().map(|(i, n)| (n.clone(), i as ServerIdx)).collect(),
         public_keys: histories.iter().map(|h| h[0].public_key()).collect(),

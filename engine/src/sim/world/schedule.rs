@@ -93,6 +93,7 @@ pub(crate) fn action(room: &str, user: &str, kind: ActionKind) -> ClientAction {
         join_rule: None,
         text: None,
         create: None,
+        server: None,
         via: Vec::new(),
         directory: Vec::new(),
         allow: Vec::new(),
@@ -140,7 +141,24 @@ impl World {
 
     /// The node that handles `user`'s client actions.
     pub(super) fn home_of(&self, user: &str) -> ServerIdx {
-        self.directory.home_of(user).expect("the scenario validated user IDs")
+        self.home_at(user, self.now)
+    }
+
+    /// The node that handles `user`'s client actions at `t`: its domain, or the server of its
+    /// latest MSC4348 `move` at or before `t` (the move itself goes to the new server).
+    pub(super) fn home_at(&self, user: &str, t: SimTime) -> ServerIdx {
+        let domain = || self.directory.home_of(user).expect("the scenario validated user IDs");
+        // Moves exist only in portable-account rooms.
+        if !self.directory.portable.is_active() {
+            return domain();
+        }
+        let moved =
+            self.scenario.timeline.iter().filter(|a| a.action == ActionKind::Move && a.user == user && a.at_us <= t);
+        moved
+            .max_by_key(|a| a.at_us)
+            .and_then(|a| a.server.as_deref())
+            .and_then(|s| self.directory.node(s))
+            .unwrap_or_else(domain)
     }
 
     /// Puts the scenario's rooms, timeline, workloads, faults and first sample on the queues.
@@ -156,6 +174,10 @@ impl World {
             a.join_rule = spec.join_rule;
             a.text = spec.text.clone();
             let room = sc.room(&spec.room);
+            a.server = spec.server.clone();
+            if spec.action == ActionKind::Move {
+                a.directory = room.map(|r| self.room_directory(r)).unwrap_or_default();
+            }
             if matches!(spec.action, ActionKind::Join | ActionKind::Knock) {
                 a.via = spec.via.iter().filter_map(|s| self.directory.node(s)).collect();
                 if a.via.is_empty() {
@@ -176,7 +198,8 @@ impl World {
                 at += base + *i * 20_000;
                 *i += 1;
             }
-            self.push(at, self.home_of(&spec.user), Input::Action(a));
+            let home = self.home_at(&spec.user, spec.at_us);
+            self.push(at, home, Input::Action(a));
         }
         self.schedule_workloads(streams);
         for (i, f) in sc.faults.iter().enumerate() {

@@ -126,6 +126,9 @@ impl WorldView for World {
     }
     fn account_user_ids(&self, room: &str, user: &str) -> Vec<String> {
         let book = &self.directory.accounts;
+        if self.directory.portable.is_portable_room(room) {
+            return self.directory.portable.account_id(user).into_iter().collect();
+        }
         if !book.is_account_room(room) {
             return Vec::new();
         }

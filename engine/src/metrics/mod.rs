@@ -7,12 +7,15 @@
 //!   episodes and the time to agreement (`agreement`), who should be in each room and who is
 //!   (`membership`), auth and soft-fail disagreements, event lag, the per-room part of
 //!   `summary.json` and the `metrics.csv` rows;
-//! - [`invariants::Invariants`]: the invariant checks of `--check-invariants`.
+//! - [`invariants::Invariants`]: the invariant checks of `--check-invariants`;
+//! - [`account_keys::AccountKeys`] (MSC4243) and [`participation::Participation`] (MSC4345 and
+//!   MSC4348): the proposals' measures.
 
 pub mod account_keys;
 pub mod agreement;
 pub mod invariants;
 pub mod membership;
+pub mod participation;
 mod room_measures;
 
 pub use room_measures::{agreement, RoomMeasures};
@@ -31,6 +34,7 @@ pub fn observers(scenario: &Scenario) -> Vec<Box<dyn Observer>> {
         Box::new(RoomMeasures::new(scenario)),
         Box::new(invariants::Invariants::new(scenario)),
         Box::new(account_keys::AccountKeys::new(scenario)),
+        Box::new(participation::Participation::new(scenario)),
     ]
 }
 

@@ -111,6 +111,17 @@ fn resolve_room(room: &RawRoom, timeline: &[Spanned<RawAction>], names: &Names, 
         Some(p) => power_levels(p, names, version, &creators)?,
         None => PowerLevelsOverride::default(),
     };
+    // MSC4348 rooms: invites, knocks and restricted joins are not simulated yet.
+    if let (true, Some(rule)) = (version.rules().portable_accounts, &room.join_rule) {
+        if *rule.get_ref() != JoinRule::Public {
+            let message = format!(
+                "room \"{name}\" has portable accounts (MSC4348): only join_rule \"public\" is simulated there (invites, \
+                 knocks and restricted joins are not yet); got \"{}\"",
+                rule.get_ref().as_str()
+            );
+            return Err(Problem::at(rule.span(), message));
+        }
+    }
     let start_us = start_time(room, timeline, &creator)?;
     check_within_end(
         start_us,

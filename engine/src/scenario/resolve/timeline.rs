@@ -135,6 +135,22 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
             None
         }
     };
+    let invite_flows = [
+        ActionKind::Invite,
+        ActionKind::Knock,
+        ActionKind::AcceptKnock,
+        ActionKind::DenyKnock,
+        ActionKind::RejectInvite,
+        ActionKind::JoinRule,
+    ];
+    if invite_flows.contains(&kind) && room.version.rules().portable_accounts {
+        let message = format!(
+            "{label} is not simulated in rooms with portable accounts (MSC4348) yet: room \"{}\" is version \"{}\"",
+            room.name,
+            room.version.as_str()
+        );
+        return Err(Problem::at(kind_span.clone(), message));
+    }
     if matches!(kind, ActionKind::Move | ActionKind::Revoke) && !room.version.rules().portable_accounts {
         let message = format!(
             "{label} needs a room with portable accounts (version \"org.matrix.msc4348.12\"); room \"{}\" is version \"{}\"",

@@ -172,8 +172,9 @@ pub struct ClientAction {
     /// scenario by room name).
     #[serde(skip)]
     pub create: Option<RoomSpec>,
-    /// MSC4348 `move`: the account's new server; MSC4345 `revoke`: the server revoked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// MSC4348 `move`: the account's new server; MSC4345 `revoke`: the server revoked. Logged
+    /// as `target_server` (a log record's `server` is the node that handled it).
+    #[serde(default, rename = "target_server", skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// For remote joins: the servers to try first (the action's `via`), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -274,6 +274,17 @@ impl Server {
             && self
                 .room_key(&room_id)
                 .is_some_and(|k| self.participation_of(&room_id, &k.entity) == Some(ParticipationState::Accepted));
+        // The multi-server reading (MSC4348 D1): any accepted server co-signs any joined
+        // account's events, so a participating server just starts acting for it.
+        let multi = self.rooms.get(&room_id).is_some_and(|r| r.version.participation_rules.multi_server);
+        let joined = self.user_is_joined(&room_id, &a.user);
+        if participating && multi && joined {
+            self.record(
+                out,
+                SimEvent::ServerNote { text: format!("{} acts through this server now (multi-server)", a.user) },
+            );
+            return Ok(None);
+        }
         if participating {
             let d = Draft::member(a.user.clone(), a.user.clone(), "join");
             return self.create_and_send(&room_id, d, now, out).map(Some);

@@ -1,0 +1,242 @@
+//! MSC4345 participation and MSC4348 portable accounts, measured (`summary.json`
+//! `participation`, `docs/outputs.md`): moves and how long they take to reach every server,
+//! events servers accepted through a key they knew was revoked, bans evaded by moving, and the
+//! participation handshake. Inert when no room of the run has portable accounts.
+//!
+//! The observer reads the servers' records (`action`, `decision`, `participation_accepted`) and
+//! the PDUs the world holds (what each event is: its type, sender, co-signer); it never reads a
+//! server's state.
+
+use crate::protocol::pdu::{Membership, ParticipationState, Pdu, TypedContent};
+use crate::protocol::room_version::RoomVersion;
+use crate::protocol::signers;
+use crate::scenario::Scenario;
+use crate::sim::event::{SimEvent, Verdict};
+use crate::sim::federation::ServerIdx;
+use crate::sim::observe::{Findings, WorldView};
+use crate::sim::time::{to_ms, SimTime};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// What the observer knows of one event of a portable-account room.
+struct EventInfo {
+    pdu: Arc<Pdu>,
+    /// The server key it acts through.
+    key: Option<String>,
+}
+
+pub struct Participation {
+    active: bool,
+    version: BTreeMap<String, &'static RoomVersion>,
+    /// Per room ID: PDUs read so far (creation order), and what each is.
+    read: BTreeMap<String, usize>,
+    events: BTreeMap<String, EventInfo>,
+    /// Per account: the co-signer of each of its joins, in creation order (event ID, key).
+    joins: BTreeMap<String, Vec<(String, String)>>,
+    /// `move` actions: (account ID, room name, at).
+    move_starts: Vec<(String, String, SimTime)>,
+    /// Per event: when each server accepted it.
+    accepted_at: BTreeMap<String, BTreeMap<ServerIdx, SimTime>>,
+    /// Per server: keys whose revocation it accepted.
+    revoked: BTreeMap<ServerIdx, BTreeSet<String>>,
+    after_revocation: BTreeMap<ServerIdx, u64>,
+    /// Per server: banned accounts → the key of their membership before the ban.
+    banned: BTreeMap<ServerIdx, BTreeMap<String, Option<String>>>,
+    ban_evasion: u64,
+    handshake_us: Vec<u64>,
+}
+
+fn percentiles(values: &[u64]) -> Value {
+    if values.is_empty() {
+        return json!({"count": 0, "p50": null, "p95": null, "max": null});
+    }
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    let rank = |p: u64| v[((p * v.len() as u64).div_ceil(100) as usize).clamp(1, v.len()) - 1];
+    json!({"count": v.len(), "p50": to_ms(rank(50)), "p95": to_ms(rank(95)), "max": to_ms(*v.last().expect("not empty"))})
+}
+
+impl Participation {
+    pub fn new(scenario: &Scenario) -> Participation {
+        let version: BTreeMap<String, &'static RoomVersion> = scenario
+            .rooms
+            .iter()
+            .filter(|r| r.version.rules().portable_accounts)
+            .map(|r| (r.name.clone(), r.version.rules()))
+            .collect();
+        Participation {
+            active: !version.is_empty(),
+            version,
+            read: BTreeMap::new(),
+            events: BTreeMap::new(),
+            joins: BTreeMap::new(),
+            move_starts: Vec::new(),
+            accepted_at: BTreeMap::new(),
+            revoked: BTreeMap::new(),
+            after_revocation: BTreeMap::new(),
+            banned: BTreeMap::new(),
+            ban_evasion: 0,
+            handshake_us: Vec::new(),
+        }
+    }
+
+    /// Reads the PDUs created since last time in every portable-account room.
+    fn catch_up(&mut self, view: &dyn WorldView) {
+        for (name, room_id) in view.rooms() {
+            let Some(version) = self.version.get(name).copied() else { continue };
+            let from = self.read.get(room_id).copied().unwrap_or(0);
+            let new = view.room_pdus_since(room_id, from);
+            self.read.insert(room_id.clone(), from + new.len());
+            for pdu in new {
+                if self.events.contains_key(&pdu.event_id) {
+                    continue;
+                }
+                let key = signers::acting_server(version, &pdu).map(str::to_owned);
+                if pdu.membership() == Some(Membership::Join) && pdu.state_key.as_deref() == Some(pdu.sender.as_str()) {
+                    if let Some(k) = &key {
+                        self.joins.entry(pdu.sender.clone()).or_default().push((pdu.event_id.clone(), k.clone()));
+                    }
+                }
+                self.events.insert(pdu.event_id.clone(), EventInfo { pdu, key });
+            }
+        }
+    }
+
+    fn on_accepted(&mut self, t: SimTime, k: ServerIdx, event_id: &str, view: &dyn WorldView) {
+        if !self.events.contains_key(event_id) {
+            self.catch_up(view);
+        }
+        let Some(info) = self.events.get(event_id) else { return };
+        let pdu = info.pdu.clone();
+        let key = info.key.clone();
+        self.accepted_at.entry(event_id.to_owned()).or_default().entry(k).or_insert(t);
+        // Accepted through a key this server had accepted the revocation of.
+        if let Some(key) = &key {
+            if self.revoked.get(&k).is_some_and(|r| r.contains(key)) {
+                *self.after_revocation.entry(k).or_insert(0) += 1;
+            }
+        }
+        // Accepted from a banned account through another key than its membership's at the ban.
+        if let Some(Some(before)) = self.banned.get(&k).and_then(|b| b.get(&pdu.sender)) {
+            if key.as_deref() != Some(before.as_str()) {
+                self.ban_evasion += 1;
+            }
+        }
+        match (&pdu.content, pdu.state_key.as_deref()) {
+            (TypedContent::Participation(c), Some(target)) if c.participation == Some(ParticipationState::Revoked) => {
+                self.revoked.entry(k).or_default().insert(target.to_owned());
+            }
+            (TypedContent::Member(m), Some(target)) => match m.membership {
+                Some(Membership::Ban) => {
+                    let before = self.joins.get(target).and_then(|j| j.last()).map(|(_, key)| key.clone());
+                    self.banned.entry(k).or_default().insert(target.to_owned(), before);
+                }
+                // An unban (a leave set by someone else) ends the ban.
+                Some(Membership::Leave) if target != pdu.sender => {
+                    if let Some(b) = self.banned.get_mut(&k) {
+                        b.remove(target);
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+impl crate::sim::observe::Observer for Participation {
+    fn on_event(&mut self, t: SimTime, node: Option<ServerIdx>, event: &SimEvent, view: &dyn WorldView) {
+        if !self.active {
+            return;
+        }
+        let Some(k) = node else { return };
+        match event {
+            SimEvent::Decision { event, decision: Verdict::Accepted, .. } if view.is_honest(k) => {
+                self.on_accepted(t, k, event, view);
+            }
+            SimEvent::Action { action, user, room, refused: None, .. } if action == "move" => {
+                if self.version.contains_key(room) {
+                    for id in view.account_user_ids(room, user) {
+                        self.move_starts.push((id, room.clone(), t));
+                    }
+                }
+            }
+            SimEvent::ParticipationAccepted { handshake_us, .. } => self.handshake_us.push(*handshake_us),
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, view: &mut dyn WorldView, out: &mut Findings) {
+        if !self.active {
+            return;
+        }
+        self.catch_up(&*view);
+        // A move: a join whose account's previous join was co-signed by another key.
+        let mut moves = Vec::new();
+        for (account, joins) in &self.joins {
+            for pair in joins.windows(2) {
+                if pair[0].1 != pair[1].1 {
+                    moves.push((account.clone(), pair[1].0.clone()));
+                }
+            }
+        }
+        // Completion: from the move action to the move's join accepted by every honest server
+        // holding the room at the end.
+        let mut completion = Vec::new();
+        let mut unfinished = 0u64;
+        let mut without_join = 0u64;
+        for (account, room, t0) in &self.move_starts {
+            let Some(room_id) = view.rooms().get(room).cloned() else { continue };
+            let rejoined = moves
+                .iter()
+                .any(|(a, e)| a == account && self.accepted_at.get(e).is_some_and(|m| m.values().any(|t| t >= t0)));
+            // The multi-server reading: a participating server acts for a joined account
+            // without a new join; nothing has to reach the other servers.
+            if !rejoined && self.version.get(room).is_some_and(|v| v.participation_rules.multi_server) {
+                without_join += 1;
+                continue;
+            }
+            let holders: Vec<ServerIdx> = view.holders(&room_id).into_iter().filter(|k| view.is_honest(*k)).collect();
+            let join = moves
+                .iter()
+                .find(|(a, e)| a == account && self.accepted_at.get(e).is_some_and(|m| m.values().any(|t| t >= t0)));
+            let done = join.and_then(|(_, e)| {
+                let at = self.accepted_at.get(e)?;
+                holders.iter().map(|k| at.get(k).copied()).collect::<Option<Vec<SimTime>>>()?.into_iter().max()
+            });
+            match done {
+                Some(t) => completion.push(t - t0),
+                None => unfinished += 1,
+            }
+        }
+        let mut per_server = Map::new();
+        for (k, n) in &self.after_revocation {
+            per_server.insert(view.node_name(*k).to_owned(), json!(n));
+        }
+        let auth: u64 = self
+            .version
+            .keys()
+            .filter_map(|name| out.rooms.get(name).and_then(|r| r.get("auth_disagreements")).and_then(Value::as_u64))
+            .sum();
+        let mut m = Map::new();
+        m.insert("moves".into(), json!(moves.len()));
+        m.insert("move_completion_ms".into(), percentiles(&completion));
+        m.insert("moves_unfinished".into(), json!(unfinished));
+        m.insert("moves_without_join".into(), json!(without_join));
+        m.insert(
+            "events_accepted_after_revocation".into(),
+            json!({"total": self.after_revocation.values().sum::<u64>(), "per_server": per_server}),
+        );
+        m.insert("ban_evasion_by_move".into(), json!(self.ban_evasion));
+        m.insert("participation_handshake_ms".into(), percentiles(&self.handshake_us));
+        m.insert("auth_disagreements".into(), json!(auth));
+        if auth > 0 {
+            out.notes.push(format!(
+                "participation: {auth} auth disagreement(s) in portable-account rooms: correct servers never disagree \
+                 unless a byzantine server or a fault (see `faults`) makes them hold different events"
+            ));
+        }
+        out.summary.insert("participation".into(), Value::Object(m));
+    }
+}

@@ -6,6 +6,7 @@
 //! `client_resend`, `account_changed`, the `query_accounts` sends) and the replicas' holdings;
 //! it never reads a server's cache.
 
+use super::percentiles;
 use crate::protocol::ids;
 use crate::scenario::{ClientView, Scenario};
 use crate::sim::accounts::cache::Mapping;
@@ -197,17 +198,6 @@ impl AccountKeys {
         }
         (divergent, unverified, per_room)
     }
-}
-
-fn percentiles(values: &[u64]) -> Value {
-    if values.is_empty() {
-        return json!({"count": 0, "p50": null, "p95": null, "max": null});
-    }
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    // Nearest rank: the smallest value with at least p % of the values at or below it.
-    let rank = |p: u64| v[((p * v.len() as u64).div_ceil(100) as usize).clamp(1, v.len()) - 1];
-    json!({"count": v.len(), "p50": to_ms(rank(50)), "p95": to_ms(rank(95)), "max": to_ms(*v.last().expect("not empty"))})
 }
 
 impl Observer for AccountKeys {

@@ -38,6 +38,21 @@ pub fn observers(scenario: &Scenario) -> Vec<Box<dyn Observer>> {
     ]
 }
 
+/// A distribution of durations (µs) as `summary.json` writes it: `count`, and `p50`, `p95`,
+/// `max` in ms by nearest rank (the smallest value with at least p % of the values at or below
+/// it); `null`s when there are none.
+pub(crate) fn percentiles(values: &[u64]) -> serde_json::Value {
+    use crate::sim::time::to_ms;
+    use serde_json::json;
+    if values.is_empty() {
+        return json!({"count": 0, "p50": null, "p95": null, "max": null});
+    }
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    let rank = |p: u64| v[((p * v.len() as u64).div_ceil(100) as usize).clamp(1, v.len()) - 1];
+    json!({"count": v.len(), "p50": to_ms(rank(50)), "p95": to_ms(rank(95)), "max": to_ms(*v.last().expect("not empty"))})
+}
+
 /// A world for `scenario` measured by the standard observers.
 pub fn instrumented_world(scenario: &Scenario, seed: u64, log: LogWriter) -> World {
     World::new(scenario, seed, log, observers(scenario))

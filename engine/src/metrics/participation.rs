@@ -7,6 +7,7 @@
 //! the PDUs the world holds (what each event is: its type, sender, co-signer); it never reads a
 //! server's state.
 
+use super::percentiles;
 use crate::protocol::pdu::{Membership, ParticipationState, Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
 use crate::protocol::signers;
@@ -14,7 +15,7 @@ use crate::scenario::Scenario;
 use crate::sim::event::{SimEvent, Verdict};
 use crate::sim::federation::ServerIdx;
 use crate::sim::observe::{Findings, WorldView};
-use crate::sim::time::{to_ms, SimTime};
+use crate::sim::time::SimTime;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -45,16 +46,6 @@ pub struct Participation {
     banned: BTreeMap<ServerIdx, BTreeMap<String, Option<String>>>,
     ban_evasion: u64,
     handshake_us: Vec<u64>,
-}
-
-fn percentiles(values: &[u64]) -> Value {
-    if values.is_empty() {
-        return json!({"count": 0, "p50": null, "p95": null, "max": null});
-    }
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    let rank = |p: u64| v[((p * v.len() as u64).div_ceil(100) as usize).clamp(1, v.len()) - 1];
-    json!({"count": v.len(), "p50": to_ms(rank(50)), "p95": to_ms(rank(95)), "max": to_ms(*v.last().expect("not empty"))})
 }
 
 impl Participation {

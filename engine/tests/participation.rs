@@ -448,3 +448,38 @@ fn the_participation_measures_of_the_bundled_scenarios() {
     assert_eq!(r["events_accepted_after_revocation"]["total"], 0, "{r}");
     assert_eq!(r["moves"], 1, "@u1:hs2 moves to hs3 after its server was revoked: {r}");
 }
+
+/// `[participation]`: the acceptor's delay is the floor of every handshake (from the request
+/// reaching the room to its acceptance); an acceptor without the `accept` level (100 by
+/// default; `@u1:hs1` has 0) accepts nothing, so no server gets past its request; unknown
+/// users and portable-less scenarios are located errors.
+#[test]
+fn the_acceptor_and_its_delay_come_from_the_scenario() {
+    let moves = include_str!("../../scenarios/participation-moves.toml");
+    let (p, _) = bundled(moves, &[]);
+    let p50 = |p: &Value| p["participation_handshake_ms"]["p50"].as_f64().unwrap_or(0.0);
+    assert!(p50(&p) >= 1000.0 && p50(&p) < 5000.0, "the default acceptor waits 1 s: {p}");
+    let (slow, v) = bundled(moves, &["participation.accept_delay=\"5s\""]);
+    assert!(v.is_empty(), "{v:?}");
+    assert!(p50(&slow) >= 5000.0, "a 5 s acceptor: {slow}");
+    assert!(p50(&slow) - p50(&p) >= 3500.0, "the delay moves every handshake: {p} → {slow}");
+    let (weak, _) = bundled(moves, &["participation.acceptor=\"@u1:hs1\""]);
+    assert_eq!(weak["participation_handshake_ms"]["count"], 0, "an acceptor without power accepts nothing: {weak}");
+
+    let with = |table: &str| format!("{SCENARIO}\n[participation]\n{table}\n");
+    let text = with("acceptor = \"@u9:hs1\"");
+    let err = parse_scenario("p.toml", &text, &[]).expect_err("unknown acceptor");
+    assert!(err.message().contains("acceptor"), "{err}");
+    assert!(err.line_column().is_some(), "not located: {err}");
+    let text = with("accept_delay = 3");
+    assert!(parse_scenario("p.toml", &text, &[]).is_err(), "a delay is a duration");
+    let text = with("acceptr = \"@u0:hs1\"");
+    let err = parse_scenario("p.toml", &text, &[]).expect_err("unknown key");
+    assert!(err.to_string().contains("acceptr"), "{err}");
+    let v12 = with("accept_delay = \"2s\"").replace(VERSION, "12");
+    let v12 = v12.split("[[timeline]]").next().unwrap().to_owned() + "\n[participation]\naccept_delay = \"2s\"\n";
+    let err = parse_scenario("p.toml", &v12, &[]).expect_err("no portable room");
+    assert!(err.message().contains("needs a room with portable accounts"), "{err}");
+    let (line, _) = err.line_column().unwrap_or_else(|| panic!("not located: {err}"));
+    assert!(line > 1, "{err}");
+}

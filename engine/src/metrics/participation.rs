@@ -231,3 +231,50 @@ impl crate::sim::observe::Observer for Participation {
         out.summary.insert("participation".into(), Value::Object(m));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::instrumented_world;
+    use crate::scenario::parse_scenario;
+    use crate::sim::log::LogWriter;
+    use crate::sim::server::room::Plant;
+    use serde_json::Value;
+
+    /// The revocation race with `plant` on hs1's replica of the room (from the moment hs1
+    /// holds it); the `participation` summary.
+    fn race(plant: Option<Plant>) -> Value {
+        let text = include_str!("../../../scenarios/participation-revocation-race.toml");
+        let sc = parse_scenario("race.toml", text, &[]).expect("valid scenario");
+        let mut world = instrumented_world(&sc, 1, LogWriter::none());
+        let hs1 = world.servers().position(|s| s.name == "hs1").expect("hs1");
+        let mut planted = false;
+        while world.step() {
+            if !planted {
+                let server = world.nodes[hs1].as_server_mut().expect("a homeserver");
+                for room in server.rooms.values_mut() {
+                    room.plant = plant;
+                    planted = true;
+                }
+            }
+        }
+        assert!(planted, "hs1 never held the room");
+        let result = world.finish(true).expect("finish");
+        result.summary["participation"].clone()
+    }
+
+    /// The check can fail: hs1 revokes hs2's key while partitioned from hs2 and hs3, and
+    /// hs2's messages of the partition reach it after the heal. A correct hs1 soft-fails them
+    /// (their auth events predate the revocation; its current state has it): 0 accepted after
+    /// the revocation. A planted hs1 that never soft-fails accepts them, and the measure names
+    /// hs1.
+    #[test]
+    fn a_server_that_skips_soft_failure_is_caught_by_events_accepted_after_revocation() {
+        let honest = race(None);
+        assert_eq!(honest["events_accepted_after_revocation"]["total"], 0, "{honest}");
+        let planted = race(Some(Plant::NoSoftFail));
+        let after = &planted["events_accepted_after_revocation"];
+        let hs1 = after["per_server"]["hs1"].as_u64().unwrap_or(0);
+        assert!(hs1 > 0, "the planted hs1 accepted hs2's partition messages after the revocation: {after}");
+        assert_eq!(after["total"].as_u64(), Some(hs1), "only hs1 is faulty: {after}");
+    }
+}

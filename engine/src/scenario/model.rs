@@ -39,6 +39,8 @@ pub struct Scenario {
     pub join_mode: JoinMode,
     /// `[account_query]`: the MSC4243 design knobs (used by account-key rooms only).
     pub account_query: AccountQuerySpec,
+    /// `[participation]`: the acceptor of MSC4345 participation requests and its delay.
+    pub participation: ParticipationSpec,
     /// What this scenario was parsed from, so a run can store it and re-parse sweep cells.
     pub source: ScenarioSource,
 }
@@ -706,5 +708,21 @@ impl Default for AccountQuerySpec {
             domain_backoff_us: 5 * S,
             domain_backoff_max_us: 3600 * S,
         }
+    }
+}
+
+/// `[participation]` (MSC4345 §6): who accepts a server's participation request in a
+/// portable-account room, and how long that user takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParticipationSpec {
+    /// The accepting user (a scenario user ID); `None`: each room's creator.
+    pub acceptor: Option<String>,
+    /// From the request reaching the acceptor's server to the acceptance being sent.
+    pub accept_delay_us: u64,
+}
+
+impl Default for ParticipationSpec {
+    fn default() -> ParticipationSpec {
+        ParticipationSpec { acceptor: None, accept_delay_us: 1_000_000 }
     }
 }

@@ -52,6 +52,19 @@ pub(crate) struct RawFile {
     pub join: Option<RawJoin>,
     #[serde(default)]
     pub account_query: Option<RawAccountQuery>,
+    #[serde(default)]
+    pub participation: Option<Spanned<RawParticipation>>,
+}
+
+/// `[participation]`: who accepts MSC4345 participation requests in portable-account rooms,
+/// and after how long.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawParticipation {
+    #[serde(default)]
+    pub acceptor: Opt<String>,
+    #[serde(default)]
+    pub accept_delay: Opt<DurationUs>,
 }
 
 /// `[account_query]`: MSC4243's design knobs.

@@ -45,6 +45,7 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
     let workloads = workload::resolve(&raw.workload, &rooms, &names, &end)?;
     let metrics = metrics(raw.metrics)?;
     let account_query = account_query::resolve(raw.account_query.as_ref())?;
+    let participation = participation(raw.participation.as_ref(), &rooms, &names)?;
     let sweep = match &raw.sweep {
         Some(s) => Some(sweep::resolve(s, seed, check)?),
         None => None,
@@ -65,6 +66,7 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
         keys,
         sweep,
         account_query,
+        participation,
         join_mode: raw.join.and_then(|j| j.mode).map_or_else(Default::default, |m| *m.get_ref()),
         source,
     })
@@ -217,4 +219,27 @@ pub(super) fn reject<T>(field: &Option<Spanned<T>>, name: &str, kind: &str) -> R
         Some(f) => Err(Problem::at(f.span(), format!("`{name}` does not apply to {kind}"))),
         None => Ok(()),
     }
+}
+
+/// `[participation]`: refused where no room has portable accounts (nothing would read it).
+fn participation(
+    raw: Option<&Spanned<super::raw::RawParticipation>>,
+    rooms: &[super::model::RoomSpec],
+    names: &Names,
+) -> Res<super::model::ParticipationSpec> {
+    let mut spec = super::model::ParticipationSpec::default();
+    let Some(raw) = raw else { return Ok(spec) };
+    if !rooms.iter().any(|r| r.version.rules().portable_accounts) {
+        return Err(Problem::at(
+            raw.span(),
+            "[participation] needs a room with portable accounts (version \"org.matrix.msc4348.12\"): \
+             no room of this scenario has them",
+        ));
+    }
+    let raw = raw.get_ref();
+    if let Some(a) = &raw.acceptor {
+        spec.acceptor = Some(names.user(a.get_ref(), &a.span(), "`acceptor` of [participation]")?);
+    }
+    spec.accept_delay_us = duration_or(&raw.accept_delay, spec.accept_delay_us);
+    Ok(spec)
 }

@@ -117,6 +117,9 @@ pub(crate) enum Plant {
     /// Rejects every event of this type at stage `state_before`, whatever the rules say (as a
     /// server that gets the type's required power level wrong, v11 auth rule 10, would).
     RejectType(&'static str),
+    /// Never soft-fails: accepts every event that passes the auth rules, whatever the current
+    /// state says (a server that skips the spec's soft-failure check, `auth-rules` step 6).
+    NoSoftFail,
 }
 
 #[cfg(test)]
@@ -271,6 +274,8 @@ impl RoomReplica {
             Status::Accepted if !live => Decision::Accepted,
             Status::Accepted => match self.soft_fail_check(idx, across_gap.then_some(&before)) {
                 Ok(()) => Decision::Accepted,
+                #[cfg(test)]
+                Err(_) if self.plant == Some(Plant::NoSoftFail) => Decision::Accepted,
                 Err(reason) => Decision::SoftFailed { reason },
             },
             Status::Pending => unreachable!("judged"),

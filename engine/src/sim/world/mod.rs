@@ -190,6 +190,8 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
             );
             server.keyring.set_own_keys(keys.clone());
             server.config.join_mode = scenario.join_mode;
+            server.config.auto_accept_delay_us = scenario.participation.accept_delay_us;
+            server.config.auto_accept_by = scenario.participation.acceptor.clone();
             server.enable_accounts(&scenario.account_query);
             Node::Homeserver(Box::new(server))
         })

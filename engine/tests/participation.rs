@@ -377,24 +377,25 @@ fn a_portable_account_run_is_the_same_on_one_and_two_threads() {
 }
 
 #[test]
-fn move_and_revoke_outside_portable_account_rooms_and_move_without_server_are_located_errors() {
+fn move_and_revoke_outside_portable_account_rooms_are_new_accounts_and_acls_and_bad_moves_are_located_errors() {
     let v12 = SCENARIO.replace("version = \"org.matrix.msc4348.12\"", "version = \"12\"");
     assert_ne!(v12, SCENARIO);
-    // A v12 room is otherwise valid.
-    let without = v12.split("[[timeline]]").next().unwrap().to_owned();
-    parse_scenario("p.toml", &without, &[]).expect("the scenario without the timeline is valid in v12");
+    // Under v12 the same timeline is valid: the move opens `@u0.hs3:hs3` on hs3 (the person
+    // starts over there), the revoke becomes an `m.room.server_acl` deny of hs2.
+    let sc = parse_scenario("p.toml", &v12, &[]).expect("move and revoke are valid in v12");
+    let hs3 = sc.servers.iter().find(|s| s.name == "hs3").expect("hs3");
+    assert!(hs3.users.iter().any(|u| u == "@u0.hs2:hs3"), "the new account exists: {:?}", hs3.users);
+    assert_eq!(sc.moved_accounts().get("@u0.hs2:hs3").map(String::as_str), Some("@u0:hs2"));
     let line_of = |text: &str, needle: &str| text.lines().position(|l| l == needle).unwrap() + 1;
-    // The move alone, then the revoke alone.
-    let parts: Vec<&str> = v12.split("[[timeline]]").collect();
-    for (i, kind) in [(1, "move"), (2, "revoke")] {
-        let text = format!("{}[[timeline]]{}", parts[0], parts[i]);
-        let err = parse_scenario("p.toml", &text, &[]).expect_err(kind);
-        assert!(err.message().contains("needs a room with portable accounts"), "{kind}: {err}");
-        assert!(err.message().contains(&format!("action \"{kind}\"")), "{kind}: {err}");
-        let (line, _) = err.line_column().unwrap_or_else(|| panic!("{kind}: not located: {err}"));
-        assert_eq!(line, line_of(&text, &format!("action = \"{kind}\"")), "{kind}: {err}");
-        assert!(err.to_string().starts_with(&format!("p.toml:{line}:")), "{err}");
-    }
+    // A v12 move to the user's own domain is refused, located at the action.
+    let text = v12.replacen("server = \"hs3\"\n", "server = \"hs2\"\n", 1);
+    assert_ne!(text, v12);
+    let err = parse_scenario("p.toml", &text, &[]).expect_err("move to the own domain");
+    assert!(err.message().contains("is already on hs2"), "{err}");
+    assert!(err.message().contains("action \"move\""), "{err}");
+    let (line, _) = err.line_column().unwrap_or_else(|| panic!("not located: {err}"));
+    assert_eq!(line, line_of(&text, "action = \"move\""), "{err}");
+    assert!(err.to_string().starts_with(&format!("p.toml:{line}:")), "{err}");
     // A move with no `server`, in a portable-account room.
     let text = SCENARIO.replacen("server = \"hs3\"\n", "", 1);
     assert_ne!(text, SCENARIO);

@@ -54,6 +54,17 @@ impl Scenario {
         self.rooms.iter().find(|r| r.name == name)
     }
 
+    /// The accounts `move` actions open outside portable-account rooms ([`moved_account_id`]),
+    /// each with the scenario user it continues.
+    pub fn moved_accounts(&self) -> BTreeMap<String, String> {
+        let portable = |room: &str| self.room(room).is_some_and(|r| r.version.rules().portable_accounts);
+        self.timeline
+            .iter()
+            .filter(|a| a.action == ActionKind::Move && !portable(&a.room))
+            .filter_map(|a| Some((moved_account_id(&a.user, a.server.as_deref()?), a.user.clone())))
+            .collect()
+    }
+
     /// Every user ID, server by server in file order.
     pub fn user_ids(&self) -> impl Iterator<Item = &str> {
         self.servers.iter().flat_map(|s| s.users.iter().map(String::as_str))
@@ -725,4 +736,18 @@ impl Default for ParticipationSpec {
     fn default() -> ParticipationSpec {
         ParticipationSpec { acceptor: None, accept_delay_us: 1_000_000 }
     }
+}
+
+/// The account a `move` of `user` to `server` opens outside portable-account rooms: a new user
+/// ID on the target server, whose localpart names the old account
+/// (`@u1:hs2` → `@u1.hs2:hs3`; characters a localpart may not hold become `=`). In plain v12
+/// and MSC4243 rooms an identity is its server's, so moving is starting over.
+pub fn moved_account_id(user: &str, server: &str) -> String {
+    let local = crate::protocol::ids::localpart_of(user).unwrap_or_default();
+    let domain: String = crate::protocol::ids::domain_of(user)
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c.to_ascii_lowercase() } else { '=' })
+        .collect();
+    format!("@{local}.{domain}:{server}")
 }

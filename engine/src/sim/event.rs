@@ -118,6 +118,15 @@ pub enum SimEvent {
     /// MSC4345: the joining server saw its key accepted `handshake_us` after its request
     /// reached it, and sends its waiting joins.
     ParticipationAccepted { room: String, key: String, handshake_us: u64 },
+    /// The room's `m.room.server_acl` denies the origin of a request (Server-Server API, Server
+    /// Access Control Lists): a PDU of a transaction is dropped, other requests get 403.
+    AclDenied {
+        room: String,
+        origin: String,
+        request: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
     /// Something a server could not do that is worth reading in the log.
     ServerNote { text: String },
     /// A byzantine server misbehaved.

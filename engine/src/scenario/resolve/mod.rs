@@ -43,6 +43,7 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
     let faults = faults::resolve(&raw.faults, &names, &end)?;
     let timeline = timeline::resolve(&raw.timeline, &rooms, &names, &end)?;
     let workloads = workload::resolve(&raw.workload, &rooms, &names, &end)?;
+    timeline::provision_moved_accounts(&timeline, &rooms, &mut servers);
     let metrics = metrics(raw.metrics)?;
     let account_query = account_query::resolve(raw.account_query.as_ref())?;
     let participation = participation(raw.participation.as_ref(), &rooms, &names)?;

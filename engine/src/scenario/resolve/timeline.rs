@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::super::duration::DurationUs;
 use super::super::error::{Problem, Res};
-use super::super::model::{ActionKind, ActionSpec, EndCondition, JoinRule, RoomSpec};
+use super::super::model::{ActionKind, ActionSpec, EndCondition, JoinRule, RoomSpec, ServerSpec};
 use super::super::names::{abbreviate, Names};
 use super::super::raw::RawAction;
 use super::super::{MAX_ACTIONS, MAX_TEXT_BYTES};
@@ -151,15 +151,19 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
         );
         return Err(Problem::at(kind_span.clone(), message));
     }
-    if matches!(kind, ActionKind::Move | ActionKind::Revoke) && !room.version.rules().portable_accounts {
+    let user = require(&action.user, "user", &kind_span, &label)?;
+    // Outside portable-account rooms a move is a new account on the other server (the person
+    // starts over there): it cannot "move" to its own domain.
+    let own_domain = crate::protocol::ids::domain_of(user.get_ref());
+    if kind == ActionKind::Move && !room.version.rules().portable_accounts && server.as_deref() == own_domain {
         let message = format!(
-            "{label} needs a room with portable accounts (version \"org.matrix.msc4348.12\"); room \"{}\" is version \"{}\"",
-            room.name,
-            room.version.as_str()
+            "{label}: {} is already on {}; outside rooms with portable accounts a move opens a new account on \
+             another server",
+            user.get_ref(),
+            server.as_deref().unwrap_or_default()
         );
         return Err(Problem::at(kind_span.clone(), message));
     }
-    let user = require(&action.user, "user", &kind_span, &label)?;
     let at_us = time_within_end(&action.at, end, &label)?;
     if at_us < room.start_us {
         let message = format!(
@@ -225,4 +229,21 @@ fn expand(action: &RawAction, spec: ActionSpec, end: &EndCondition, actions: &mu
         actions.push(ActionSpec { at_us: spec.at_us + i * every_us, ..spec.clone() });
     }
     Ok(())
+}
+
+/// Outside portable-account rooms a `move` opens a new account on the target server
+/// ([`moved_account_id`]): it is added to that server's users here, after rooms and workloads
+/// took their members, so that it exists (and has its keys) but stays out of the room until
+/// the move joins it.
+pub(super) fn provision_moved_accounts(timeline: &[ActionSpec], rooms: &[RoomSpec], servers: &mut [ServerSpec]) {
+    for a in timeline.iter().filter(|a| a.action == ActionKind::Move) {
+        let portable = rooms.iter().any(|r| r.name == a.room && r.version.rules().portable_accounts);
+        let Some(target) = a.server.as_deref().filter(|_| !portable) else { continue };
+        let alias = crate::scenario::moved_account_id(&a.user, target);
+        if let Some(s) = servers.iter_mut().find(|s| s.name == target) {
+            if !s.users.contains(&alias) {
+                s.users.push(alias);
+            }
+        }
+    }
 }

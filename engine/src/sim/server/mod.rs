@@ -2,6 +2,7 @@
 //! (messages to send, timers to set, log records); the world owns time and delivery, the server
 //! never sleeps or spawns.
 
+mod acl;
 pub mod accounts;
 pub(crate) mod actions;
 mod byzantine;
@@ -438,7 +439,10 @@ impl Server {
         self.respond(from, id, outcome, out);
     }
 
-    fn on_request(&mut self, from: ServerIdx, body: Request, now: SimTime, out: &mut Vec<Output>) -> Outcome {
+    fn on_request(&mut self, from: ServerIdx, mut body: Request, now: SimTime, out: &mut Vec<Output>) -> Outcome {
+        if let Some(refused) = self.acl_gate(from, &mut body, out) {
+            return refused;
+        }
         match body {
             Request::Transaction { pdus } => self.answer_send(pdus, from, now, out),
             Request::GetMissingEvents { room_id, earliest, latest, limit } => {

@@ -267,6 +267,11 @@ impl Server {
         now: SimTime,
         out: &mut Vec<Output>,
     ) -> Result<Option<String>, String> {
+        if !self.directory.portable.is_portable_room(&a.room_name) {
+            // Plain v12 and MSC4243 rooms: the world sends the move as the new account that
+            // the person opened here, which joins like any user.
+            return self.join(a, now, out);
+        }
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         let name = self.directory.portable.owner_of(&a.user).ok_or("not a portable account")?.to_owned();
         self.moved_in.insert(name);
@@ -299,6 +304,9 @@ impl Server {
         now: SimTime,
         out: &mut Vec<Output>,
     ) -> Result<Option<String>, String> {
+        if !self.directory.portable.is_portable_room(&a.room_name) {
+            return self.deny_server(a, now, out);
+        }
         let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
         let target = a.server.clone().ok_or("revoke without a server")?;
         let room = self.rooms.get(&room_id).ok_or("this server is not in the room")?;

@@ -148,17 +148,36 @@ impl World {
     /// latest MSC4348 `move` at or before `t` (the move itself goes to the new server).
     pub(super) fn home_at(&self, user: &str, t: SimTime) -> ServerIdx {
         let domain = || self.directory.home_of(user).expect("the scenario validated user IDs");
-        // Moves exist only in portable-account rooms.
+        // Moves between servers of one account exist only in portable-account rooms.
         if !self.directory.portable.is_active() {
             return domain();
         }
-        let moved =
-            self.scenario.timeline.iter().filter(|a| a.action == ActionKind::Move && a.user == user && a.at_us <= t);
+        let portable = |room: &str| self.directory.portable.is_portable_room(room);
+        let moved = self.scenario.timeline.iter().filter(|a| {
+            a.action == ActionKind::Move && a.user == user && a.at_us <= t && portable(&a.room)
+        });
         moved
             .max_by_key(|a| a.at_us)
             .and_then(|a| a.server.as_deref())
             .and_then(|s| self.directory.node(s))
             .unwrap_or_else(domain)
+    }
+
+    /// Who acts for the scenario user `user` in `room` at `t`, and through which node. Outside
+    /// portable-account rooms a `move` at or before `t` opened a new account on its server
+    /// (`scenario::moved_account_id`): the person speaks through that account from then on.
+    pub(super) fn acting_at(&self, room: &str, user: &str, t: SimTime) -> (String, ServerIdx) {
+        if !self.directory.portable.is_portable_room(room) {
+            let moved = self.scenario.timeline.iter().filter(|a| {
+                a.action == ActionKind::Move && a.user == user && a.room == room && a.at_us <= t
+            });
+            if let Some(target) = moved.max_by_key(|a| a.at_us).and_then(|a| a.server.as_deref()) {
+                if let Some(k) = self.directory.node(target) {
+                    return (crate::scenario::moved_account_id(user, target), k);
+                }
+            }
+        }
+        (user.to_owned(), self.home_at(user, t))
     }
 
     /// Puts the scenario's rooms, timeline, workloads, faults and first sample on the queues.
@@ -198,7 +217,8 @@ impl World {
                 at += base + *i * 20_000;
                 *i += 1;
             }
-            let home = self.home_at(&spec.user, spec.at_us);
+            let (acting, home) = self.acting_at(&spec.room, &spec.user, spec.at_us);
+            a.user = acting;
             self.push(at, home, Input::Action(a));
         }
         self.schedule_workloads(streams);
@@ -274,7 +294,7 @@ impl World {
     /// shows it, `workload.rs`) goes to the user's server, the next arrival is drawn.
     fn workload_arrival(&mut self, i: usize) {
         let t = self.now;
-        let home = self.home_of(&self.workloads[i].user);
+        let (acting, home) = self.acting_at(&self.workloads[i].room, &self.workloads[i].user, t);
         let room_id = self.room_ids.get(&self.workloads[i].room).cloned();
         let g = &mut self.workloads[i];
         g.made += 1;
@@ -283,12 +303,12 @@ impl World {
         let room = room_id.as_ref().and_then(|id| server?.rooms.get(id));
         // In an account-key room the client's user and its targets are in-room IDs.
         let in_room = |name: &str| server.map_or_else(|| name.to_owned(), |s| s.in_room_id(room, name));
-        let user_id = in_room(&g.user);
+        let user_id = in_room(&acting);
         let view = room.map(|r| workload::ClientView::new(r, &user_id, &in_room));
         let arrival = workload::Arrival {
             kind: g.kind,
             room: &g.room,
-            user: &g.user,
+            user: &acting,
             users: &g.users,
             n,
             now: t,

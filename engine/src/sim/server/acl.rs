@@ -1,0 +1,168 @@
+//! Server ACLs (`m.room.server_acl`, Server-Server API "Server Access Control Lists"): what a
+//! plain v12 or MSC4243 room has instead of MSC4345's revocation. An ACL is enforced at the
+//! network layer, not by the auth rules: a receiving server refuses *requests* whose origin
+//! the room's current ACL denies (each PDU of a `/send` on its own, and `make_join`,
+//! `send_join`, `invite`, knocks, leaves, `state_ids`, `backfill`, `event_auth`,
+//! `get_missing_events`), while an event of a denied server that another server relays (a
+//! missing event fetched from an allowed server) is judged by the auth rules alone and
+//! accepted. The scenario's `revoke` action denies a server this way outside portable-account
+//! rooms.
+
+use super::actions::Draft;
+use super::{ClientAction, Output, Server};
+use crate::sim::event::SimEvent;
+use crate::sim::federation::{Outcome, Request, ServerIdx};
+use crate::sim::time::SimTime;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const ACL: &str = "m.room.server_acl";
+
+/// Whether the ACL content `content` denies `server` (spec: an IP literal is denied unless
+/// `allow_ip_literals`, then `deny` globs, then `allow` globs; no match in `allow` denies).
+pub(crate) fn denies(content: &Value, server: &str) -> bool {
+    let host = server.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(server, |(h, _)| h);
+    let list = |field: &str| -> Vec<&str> {
+        content.get(field).and_then(Value::as_array).map_or_else(Vec::new, |a| a.iter().filter_map(Value::as_str).collect())
+    };
+    let ip_literal = host.starts_with('[') || (host.split('.').count() == 4 && host.split('.').all(|p| p.parse::<u8>().is_ok()));
+    if ip_literal && content.get("allow_ip_literals").and_then(Value::as_bool) == Some(false) {
+        return true;
+    }
+    if list("deny").iter().any(|g| glob(g, host)) {
+        return true;
+    }
+    !list("allow").iter().any(|g| glob(g, host))
+}
+
+/// `*` matches any run of characters, `?` exactly one (the spec's server ACL globs).
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Iterative matching with one backtrack point (the last `*`).
+    let (mut i, mut j, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == '*' {
+        i += 1;
+    }
+    i == p.len()
+}
+
+impl Server {
+    /// Whether the current state of `room_id` here has an ACL that denies the node `origin`.
+    pub(crate) fn acl_denies(&self, room_id: &str, origin: ServerIdx) -> bool {
+        let Some(room) = self.rooms.get(room_id) else { return false };
+        let Some(acl) = room.current_event(ACL, "") else { return false };
+        let Some(name) = self.directory.names.get(origin as usize) else { return false };
+        acl.json.get("content").is_some_and(|c| denies(c, name))
+    }
+
+    /// The ACL gate in front of a request from `origin`: `Some(403)` when the room it concerns
+    /// denies the origin; for a transaction, drops the denied PDUs (the rest go on).
+    pub(crate) fn acl_gate(&self, origin: ServerIdx, body: &mut Request, out: &mut Vec<Output>) -> Option<Outcome> {
+        let origin_name = || self.directory.names.get(origin as usize).cloned().unwrap_or_default();
+        if let Request::Transaction { pdus } = body {
+            let before = pdus.len();
+            let mut kept: Vec<Arc<crate::protocol::pdu::Pdu>> = Vec::with_capacity(before);
+            for pdu in pdus.drain(..) {
+                let room_id = super::room_id_of(&pdu);
+                if self.acl_denies(&room_id, origin) {
+                    let event = Some(pdu.event_id.clone());
+                    self.record(out, SimEvent::AclDenied { room: room_id, origin: origin_name(), request: "send".into(), event });
+                } else {
+                    kept.push(pdu);
+                }
+            }
+            *pdus = kept;
+            return None;
+        }
+        let room_id = match &*body {
+            Request::MakeJoin { room_id, .. }
+            | Request::MakeKnock { room_id, .. }
+            | Request::MakeLeave { room_id, .. }
+            | Request::StateIds { room_id, .. }
+            | Request::EventAuth { room_id, .. }
+            | Request::Backfill { room_id, .. }
+            | Request::GetMissingEvents { room_id, .. } => room_id.clone(),
+            Request::SendJoin { pdu } | Request::SendKnock { pdu } | Request::SendLeave { pdu } | Request::Invite { pdu, .. } => {
+                super::room_id_of(pdu)
+            }
+            _ => return None,
+        };
+        if !self.acl_denies(&room_id, origin) {
+            return None;
+        }
+        self.record(out, SimEvent::AclDenied { room: room_id, origin: origin_name(), request: body.name().into(), event: None });
+        Some(Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() })
+    }
+
+    /// `revoke` outside portable-account rooms: the room's ACL denies `a.server` from now on
+    /// (added to the servers it already denies; everything else stays allowed).
+    pub(crate) fn deny_server(
+        &mut self,
+        a: &ClientAction,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<String>, String> {
+        let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
+        let target = a.server.clone().ok_or("revoke without a server")?;
+        let room = self.rooms.get(&room_id).ok_or("this server is not in the room")?;
+        let mut deny: Vec<String> = room
+            .current_event(ACL, "")
+            .and_then(|p| p.json.get("content")?.get("deny")?.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        if !deny.contains(&target) {
+            deny.push(target);
+        }
+        let d = Draft {
+            event_type: ACL,
+            state_key: Some(String::new()),
+            sender: a.user.clone(),
+            content: json!({"allow": ["*"], "deny": deny, "allow_ip_literals": false}),
+        };
+        self.create_and_send(&room_id, d, now, out).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{denies, glob};
+    use serde_json::json;
+
+    #[test]
+    fn globs_match_as_the_spec_says() {
+        assert!(glob("*", "hs1"));
+        assert!(glob("*.evil.com", "a.evil.com"));
+        assert!(!glob("*.evil.com", "evil.com"));
+        assert!(glob("hs?", "hs2"));
+        assert!(!glob("hs?", "hs10"));
+        assert!(glob("h*s*1", "hxxsyy1"));
+    }
+
+    #[test]
+    fn deny_wins_over_allow_and_no_allow_denies() {
+        let acl = json!({"allow": ["*"], "deny": ["hs2"], "allow_ip_literals": false});
+        assert!(denies(&acl, "hs2"));
+        assert!(denies(&acl, "hs2:8448"), "ports are ignored");
+        assert!(!denies(&acl, "hs3"));
+        assert!(denies(&acl, "1.2.3.4"), "IP literals denied");
+        assert!(denies(&json!({"deny": []}), "hs1"), "an empty allow list denies everyone");
+    }
+}

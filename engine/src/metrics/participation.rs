@@ -1,7 +1,18 @@
 //! MSC4345 participation and MSC4348 portable accounts, measured (`summary.json`
 //! `participation`, `docs/outputs.md`): moves and how long they take to reach every server,
 //! events servers accepted through a key they knew was revoked, bans evaded by moving, and the
-//! participation handshake. Inert when no room of the run has portable accounts.
+//! participation handshake. Inert when no room of the run has portable accounts and no
+//! `move` or `revoke` action.
+//!
+//! The same measures read every design, so that `roomsim compare` can set them side by side.
+//! Outside portable-account rooms a *person* is followed across accounts: a `move` there opens
+//! a new account on the target server (`scenario::moved_account_id`), which the observer maps
+//! back to the person; under MSC4243 an account key maps to its account name. The *key* an
+//! event acts through is its MSC4348 co-signer in portable-account rooms, else the domain of
+//! the account's name. A revocation is an accepted MSC4345 `revoked` participation event, or,
+//! outside participation rooms, the servers the latest `m.room.server_acl` a server accepted
+//! denies (the spec's ACL is a state event: a server may later resolve another one; the latest
+//! accepted is the approximation, written in `docs/outputs.md`).
 //!
 //! The observer reads the servers' records (`action`, `decision`, `participation_accepted`) and
 //! the PDUs the world holds (what each event is: its type, sender, co-signer); it never reads a
@@ -10,9 +21,10 @@
 use super::percentiles;
 use crate::protocol::pdu::{Membership, ParticipationState, Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
-use crate::protocol::signers;
-use crate::scenario::Scenario;
+use crate::protocol::{ids, server_acl, signers};
+use crate::scenario::{ActionKind, Scenario};
 use crate::sim::event::{SimEvent, Verdict};
+use crate::sim::federation::Message;
 use crate::sim::federation::ServerIdx;
 use crate::sim::observe::{Findings, WorldView};
 use crate::sim::time::SimTime;
@@ -23,17 +35,27 @@ use std::sync::Arc;
 /// What the observer knows of one event of a portable-account room.
 struct EventInfo {
     pdu: Arc<Pdu>,
-    /// The server key it acts through.
+    /// The key it acts through (the co-signer, or the domain of the account's name).
     key: Option<String>,
+    /// Whose event it is (see the module documentation).
+    person: String,
 }
 
 pub struct Participation {
     active: bool,
+    /// The rooms measured (by name): portable-account rooms and rooms with a move or revoke.
     version: BTreeMap<String, &'static RoomVersion>,
+    /// A moved person's new account → the person (the account it started with).
+    aliases: BTreeMap<String, String>,
+    /// Per (server, room ID): the content of the latest `m.room.server_acl` it accepted.
+    acl: BTreeMap<(ServerIdx, String), Value>,
+    /// Federation requests by endpoint name, over the whole run.
+    requests: BTreeMap<&'static str, u64>,
+    accepted_total: u64,
     /// Per room ID: PDUs read so far (creation order), and what each is.
     read: BTreeMap<String, usize>,
     events: BTreeMap<String, EventInfo>,
-    /// Per account: the co-signer of each of its joins, in creation order (event ID, key).
+    /// Per person: the key of each of its joins, in creation order (event ID, key).
     joins: BTreeMap<String, Vec<(String, String)>>,
     /// `move` actions: (account ID, room name, at).
     move_starts: Vec<(String, String, SimTime)>,
@@ -53,12 +75,22 @@ impl Participation {
         let version: BTreeMap<String, &'static RoomVersion> = scenario
             .rooms
             .iter()
-            .filter(|r| r.version.rules().portable_accounts)
+            .filter(|r| {
+                r.version.rules().portable_accounts
+                    || scenario
+                        .timeline
+                        .iter()
+                        .any(|a| a.room == r.name && matches!(a.action, ActionKind::Move | ActionKind::Revoke))
+            })
             .map(|r| (r.name.clone(), r.version.rules()))
             .collect();
         Participation {
             active: !version.is_empty(),
             version,
+            aliases: scenario.moved_accounts(),
+            acl: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            accepted_total: 0,
             read: BTreeMap::new(),
             events: BTreeMap::new(),
             joins: BTreeMap::new(),
@@ -72,6 +104,21 @@ impl Participation {
         }
     }
 
+    /// The person behind a sender: an MSC4243 account key → its account name, a moved
+    /// person's new account → the account it started with.
+    fn person(&self, view: &dyn WorldView, user: &str) -> String {
+        let name = account_name(view, user);
+        self.aliases.get(&name).cloned().unwrap_or(name)
+    }
+
+    /// Whether server `k` had accepted the revocation of `key` in the room of `pdu`.
+    fn is_revoked(&self, k: ServerIdx, pdu: &Pdu, key: &str) -> bool {
+        if self.revoked.get(&k).is_some_and(|r| r.contains(key)) {
+            return true;
+        }
+        self.acl.get(&(k, pdu.room_id.clone().unwrap_or_default())).is_some_and(|content| server_acl::denies(content, key))
+    }
+
     /// Reads the PDUs created since last time in every portable-account room.
     fn catch_up(&mut self, view: &dyn WorldView) {
         for (name, room_id) in view.rooms() {
@@ -83,13 +130,19 @@ impl Participation {
                 if self.events.contains_key(&pdu.event_id) {
                     continue;
                 }
-                let key = signers::acting_server(version, &pdu).map(str::to_owned);
+                let account = account_name(view, &pdu.sender);
+                let person = self.aliases.get(&account).cloned().unwrap_or_else(|| account.clone());
+                let key = if version.portable_accounts {
+                    signers::acting_server(version, &pdu).map(str::to_owned)
+                } else {
+                    ids::domain_of(&account).map(str::to_owned)
+                };
                 if pdu.membership() == Some(Membership::Join) && pdu.state_key.as_deref() == Some(pdu.sender.as_str()) {
                     if let Some(k) = &key {
-                        self.joins.entry(pdu.sender.clone()).or_default().push((pdu.event_id.clone(), k.clone()));
+                        self.joins.entry(person.clone()).or_default().push((pdu.event_id.clone(), k.clone()));
                     }
                 }
-                self.events.insert(pdu.event_id.clone(), EventInfo { pdu, key });
+                self.events.insert(pdu.event_id.clone(), EventInfo { pdu, key, person });
             }
         }
     }
@@ -101,15 +154,17 @@ impl Participation {
         let Some(info) = self.events.get(event_id) else { return };
         let pdu = info.pdu.clone();
         let key = info.key.clone();
+        let person = info.person.clone();
+        self.accepted_total += 1;
         self.accepted_at.entry(event_id.to_owned()).or_default().entry(k).or_insert(t);
         // Accepted through a key this server had accepted the revocation of.
         if let Some(key) = &key {
-            if self.revoked.get(&k).is_some_and(|r| r.contains(key)) {
+            if self.is_revoked(k, &pdu, key) {
                 *self.after_revocation.entry(k).or_insert(0) += 1;
             }
         }
-        // Accepted from a banned account through another key than its membership's at the ban.
-        if let Some(Some(before)) = self.banned.get(&k).and_then(|b| b.get(&pdu.sender)) {
+        // Accepted from a banned person through another key than its membership's at the ban.
+        if let Some(Some(before)) = self.banned.get(&k).and_then(|b| b.get(&person)) {
             if key.as_deref() != Some(before.as_str()) {
                 self.ban_evasion += 1;
             }
@@ -120,21 +175,38 @@ impl Participation {
             }
             (TypedContent::Member(m), Some(target)) => match m.membership {
                 Some(Membership::Ban) => {
-                    let before = self.joins.get(target).and_then(|j| j.last()).map(|(_, key)| key.clone());
-                    self.banned.entry(k).or_default().insert(target.to_owned(), before);
+                    let target = self.person(view, target);
+                    let before = self.joins.get(&target).and_then(|j| j.last()).map(|(_, key)| key.clone());
+                    self.banned.entry(k).or_default().insert(target, before);
                 }
                 // An unban (a leave set by someone else) ends the ban.
                 Some(Membership::Leave) if target != pdu.sender => {
+                    let target = self.person(view, target);
                     if let Some(b) = self.banned.get_mut(&k) {
-                        b.remove(target);
+                        b.remove(&target);
                     }
                 }
                 _ => {}
             },
+            _ if pdu.event_type == "m.room.server_acl" && pdu.state_key.as_deref() == Some("") => {
+                if let Some(content) = pdu.json.get("content") {
+                    self.acl.insert((k, pdu.room_id.clone().unwrap_or_default()), content.clone());
+                }
+            }
             _ => {}
         }
     }
 }
+
+/// The account name behind a sender: an MSC4243 account key user ID → its owner, any other
+/// user ID as it is.
+fn account_name(view: &dyn WorldView, user: &str) -> String {
+    ids::account_key_of(user).and_then(|k| view.account_owner(k)).map_or_else(|| user.to_owned(), |(name, _)| name)
+}
+
+/// Endpoints that ask about identities and keys rather than carry the room: server keys
+/// (`/key/v2/server`, `/key/v2/query`) and MSC4243's `/query/accounts`.
+const OUTSIDE: [&str; 3] = ["key_server", "key_query", "query_accounts"];
 
 impl crate::sim::observe::Observer for Participation {
     fn on_event(&mut self, t: SimTime, node: Option<ServerIdx>, event: &SimEvent, view: &dyn WorldView) {
@@ -147,14 +219,27 @@ impl crate::sim::observe::Observer for Participation {
                 self.on_accepted(t, k, event, view);
             }
             SimEvent::Action { action, user, room, refused: None, .. } if action == "move" => {
-                if self.version.contains_key(room) {
-                    for id in view.account_user_ids(room, user) {
-                        self.move_starts.push((id, room.clone(), t));
+                if let Some(version) = self.version.get(room) {
+                    if version.portable_accounts {
+                        for id in view.account_user_ids(room, user) {
+                            self.move_starts.push((id, room.clone(), t));
+                        }
+                    } else {
+                        let person = self.person(view, user);
+                        self.move_starts.push((person, room.clone(), t));
                     }
                 }
             }
             SimEvent::ParticipationAccepted { handshake_us, .. } => self.handshake_us.push(*handshake_us),
             _ => {}
+        }
+    }
+
+    fn on_send(&mut self, _t: SimTime, _from: ServerIdx, _to: ServerIdx, message: &Message) {
+        if let Message::Request { body, .. } = message {
+            if self.active {
+                *self.requests.entry(body.name()).or_insert(0) += 1;
+            }
         }
     }
 
@@ -222,6 +307,19 @@ impl crate::sim::observe::Observer for Participation {
         m.insert("ban_evasion_by_move".into(), json!(self.ban_evasion));
         m.insert("participation_handshake_ms".into(), percentiles(&self.handshake_us));
         m.insert("auth_disagreements".into(), json!(auth));
+        // The checks a design makes servers ask of the network (not the room's own traffic).
+        let outside: u64 = self.requests.iter().filter(|(name, _)| OUTSIDE.contains(name)).map(|(_, n)| n).sum();
+        m.insert(
+            "outside_requests".into(),
+            json!({
+                "total": outside,
+                "per_accepted_event": if self.accepted_total == 0 { 0.0 } else {
+                    (outside as f64 / self.accepted_total as f64 * 1000.0).round() / 1000.0
+                },
+                "by_endpoint": self.requests.iter().filter(|(name, _)| OUTSIDE.contains(name))
+                    .map(|(name, n)| (name.to_string(), json!(n))).collect::<Map<String, Value>>(),
+            }),
+        );
         if auth > 0 {
             out.notes.push(format!(
                 "participation: {auth} auth disagreement(s) in portable-account rooms: correct servers never disagree \

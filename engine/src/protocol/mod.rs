@@ -15,6 +15,7 @@ mod participation_tests;
 pub mod pdu;
 pub mod redaction;
 pub mod room_version;
+pub mod server_acl;
 pub mod signers;
 pub mod state_res;
 #[cfg(test)]

@@ -162,6 +162,9 @@ pub struct Findings {
 pub trait Observer: Send {
     /// Every event, in log order (`node`: the node it concerns).
     fn on_event(&mut self, _t: SimTime, _node: Option<ServerIdx>, _event: &SimEvent, _view: &dyn WorldView) {}
+    /// Every message a node sends (before middleboxes and the network decide its fate), in
+    /// log order. Sends are not [`SimEvent`]s on the observer path: most observers ignore them.
+    fn on_send(&mut self, _t: SimTime, _from: ServerIdx, _to: ServerIdx, _message: &crate::sim::federation::Message) {}
     /// After every window: the rooms (IDs, sorted) whose replica changed (new events or a new
     /// current state) on some node that handled an input in it, each with those nodes (sorted),
     /// and the rooms in which an event was created (possibly with no node listed).

@@ -271,6 +271,11 @@ impl World {
     /// A message leaves node `k` at `at`: middleboxes, then the network decide its fate; the
     /// send record carries that fate and the deliveries name the record.
     fn send(&mut self, k: ServerIdx, to: ServerIdx, message: Message, at: SimTime) {
+        if !self.observers.is_empty() {
+            for o in self.observers.iter_mut() {
+                o.on_send(at, k, to, &message);
+            }
+        }
         for p in message.pdus() {
             self.ensure_logged(k, p);
         }

@@ -64,7 +64,26 @@ impl Observer for Invariants {
         let rooms: Vec<(String, String)> = view.rooms().iter().map(|(n, i)| (n.clone(), i.clone())).collect();
         for (name, room_id) in rooms {
             let pdus = view.room_pdus(&room_id);
-            let expect_convergence = quiet && self.faults_heal;
+            // A server ACL that denies a server of the room cuts that server off by design
+            // (its requests are refused): its later events are not expected to reach the others.
+            let members = view.members(&room_id);
+            let denied: Vec<&str> = members
+                .iter()
+                .map(|k| view.node_name(*k))
+                .filter(|server| {
+                    pdus.iter().any(|p| {
+                        p.event_type == "m.room.server_acl"
+                            && p.json.get("content").is_some_and(|c| crate::protocol::server_acl::denies(c, server))
+                    })
+                })
+                .collect();
+            if !denied.is_empty() {
+                out.notes.push(format!(
+                    "room {name}: convergence not checked: an m.room.server_acl denies {} (its events are refused by design)",
+                    denied.join(", ")
+                ));
+            }
+            let expect_convergence = quiet && self.faults_heal && denied.is_empty();
             out.violations.extend(check_room(
                 view,
                 &name,

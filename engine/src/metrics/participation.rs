@@ -273,7 +273,8 @@ impl crate::sim::observe::Observer for Participation {
                 without_join += 1;
                 continue;
             }
-            let holders: Vec<ServerIdx> = view.holders(&room_id).into_iter().filter(|k| view.is_honest(*k)).collect();
+            // The servers in the room at the end (with a joined user): one that left gets nothing.
+            let holders: Vec<ServerIdx> = view.members(&room_id).into_iter().filter(|k| view.is_honest(*k)).collect();
             let join = moves
                 .iter()
                 .find(|(a, e)| a == account && self.accepted_at.get(e).is_some_and(|m| m.values().any(|t| t >= t0)));

@@ -145,3 +145,73 @@ fn move_to_the_own_domain_is_refused_outside_portable_rooms_but_a_move_elsewhere
     assert!(err.message().contains("is already on hs2"), "{err}");
     parse_scenario("d.toml", BAN_THEN_MOVE, &[]).expect("a move to another server is valid in v12");
 }
+
+/// MSC4348, two servers of two users: `@u0:hs2` leaves with the final flag at 10 s, then tries
+/// to join again at 20 s and to speak at 25 s.
+const FINAL_LEAVE: &str = r#"
+[scenario]
+name = "final-leave"
+end = "40s"
+
+[defaults]
+users = 2
+
+[[servers]]
+prefix = "hs"
+count = 2
+
+[[rooms]]
+name = "main"
+version = "org.matrix.msc4348.12"
+creator = "@u0:hs1"
+join_rule = "public"
+members = ["hs1", "hs2"]
+
+[[timeline]]
+at = "10s"
+action = "final_leave"
+room = "main"
+user = "@u0:hs2"
+
+[[timeline]]
+at = "20s"
+action = "join"
+room = "main"
+user = "@u0:hs2"
+
+[[timeline]]
+at = "25s"
+action = "message"
+room = "main"
+user = "@u0:hs2"
+"#;
+
+#[test]
+fn account_key_revocation_by_a_final_leave_is_a_knob_the_measures_see() {
+    // Without the reading the flag means nothing: by hand, the rejoin and the message are each
+    // accepted by hs2 and hs1 after both accepted the final leave: 4, 2 per server.
+    let s = summary(FINAL_LEAVE, &[]);
+    let p = &s["participation"];
+    assert_eq!(p["accounts_revoked"], 1, "{p}");
+    assert_eq!(p["events_accepted_after_account_revocation"]["total"], 4, "{p}");
+    assert_eq!(
+        p["events_accepted_after_account_revocation"]["per_server"],
+        serde_json::json!({"hs1": 2, "hs2": 2}),
+        "{p}"
+    );
+    // With `-final-leave` (MSC4348 D4) the account never joins again: nothing after.
+    let s = summary(FINAL_LEAVE, &["rooms.0.version=\"org.matrix.msc4348.12-final-leave\""]);
+    let p = &s["participation"];
+    assert_eq!(p["accounts_revoked"], 1, "{p}");
+    assert_eq!(p["events_accepted_after_account_revocation"]["total"], 0, "{p}");
+    assert_eq!(s["rooms"]["main"]["auth_disagreements"], 0, "{}", s["rooms"]["main"]);
+}
+
+#[test]
+fn a_final_leave_outside_portable_rooms_is_a_located_error() {
+    let text = FINAL_LEAVE.replace("version = \"org.matrix.msc4348.12\"", "version = \"12\"");
+    let err = parse_scenario("d.toml", &text, &[]).expect_err("final_leave in v12");
+    assert!(err.message().contains("needs a room with portable accounts"), "{err}");
+    let line = text.lines().position(|l| l == "action = \"final_leave\"").unwrap() + 1;
+    assert_eq!(err.line_column().map(|(l, _)| l), Some(line), "{err}");
+}

@@ -176,7 +176,7 @@ pub fn intentions(scenario: &Scenario) -> BTreeMap<String, BTreeSet<String>> {
             ActionKind::Join => {
                 set.insert(a.user.clone());
             }
-            ActionKind::Leave => {
+            ActionKind::Leave | ActionKind::FinalLeave => {
                 set.remove(&a.user);
             }
             ActionKind::Kick | ActionKind::Ban => {

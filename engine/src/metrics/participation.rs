@@ -19,6 +19,7 @@
 //! server's state.
 
 use super::percentiles;
+use crate::protocol::auth::participation::FINAL_LEAVE_FLAG;
 use crate::protocol::pdu::{Membership, ParticipationState, Pdu, TypedContent};
 use crate::protocol::room_version::RoomVersion;
 use crate::protocol::{ids, server_acl, signers};
@@ -68,6 +69,10 @@ pub struct Participation {
     banned: BTreeMap<ServerIdx, BTreeMap<String, Option<String>>>,
     ban_evasion: u64,
     handshake_us: Vec<u64>,
+    /// Per server: accounts (senders) whose final leave (MSC4348 account-key revocation) it
+    /// accepted, and the events it accepted from them after.
+    final_left: BTreeMap<ServerIdx, BTreeSet<String>>,
+    after_account_revocation: BTreeMap<ServerIdx, u64>,
 }
 
 impl Participation {
@@ -101,6 +106,8 @@ impl Participation {
             banned: BTreeMap::new(),
             ban_evasion: 0,
             handshake_us: Vec::new(),
+            final_left: BTreeMap::new(),
+            after_account_revocation: BTreeMap::new(),
         }
     }
 
@@ -162,6 +169,15 @@ impl Participation {
             if self.is_revoked(k, &pdu, key) {
                 *self.after_revocation.entry(k).or_insert(0) += 1;
             }
+        }
+        // Accepted from an account whose final leave this server had accepted.
+        if self.final_left.get(&k).is_some_and(|f| f.contains(&pdu.sender)) {
+            *self.after_account_revocation.entry(k).or_insert(0) += 1;
+        }
+        let own_leave = pdu.membership() == Some(Membership::Leave) && pdu.state_key.as_deref() == Some(&pdu.sender);
+        let flagged = pdu.json.get("content").and_then(|c| c.get(FINAL_LEAVE_FLAG)).and_then(Value::as_bool);
+        if own_leave && flagged == Some(true) {
+            self.final_left.entry(k).or_default().insert(pdu.sender.clone());
         }
         // Accepted from a banned person through another key than its membership's at the ban.
         if let Some(Some(before)) = self.banned.get(&k).and_then(|b| b.get(&person)) {
@@ -306,6 +322,16 @@ impl crate::sim::observe::Observer for Participation {
             json!({"total": self.after_revocation.values().sum::<u64>(), "per_server": per_server}),
         );
         m.insert("ban_evasion_by_move".into(), json!(self.ban_evasion));
+        let revoked_accounts: BTreeSet<&String> = self.final_left.values().flatten().collect();
+        let mut per_server = Map::new();
+        for (k, n) in &self.after_account_revocation {
+            per_server.insert(view.node_name(*k).to_owned(), json!(n));
+        }
+        m.insert("accounts_revoked".into(), json!(revoked_accounts.len()));
+        m.insert(
+            "events_accepted_after_account_revocation".into(),
+            json!({"total": self.after_account_revocation.values().sum::<u64>(), "per_server": per_server}),
+        );
         m.insert("participation_handshake_ms".into(), percentiles(&self.handshake_us));
         m.insert("auth_disagreements".into(), json!(auth));
         // The checks a design makes servers ask of the network (not the room's own traffic).

@@ -478,6 +478,9 @@ pub enum ActionKind {
     Move,
     /// MSC4345: a user with the `accept` level revokes `server`'s key in the room.
     Revoke,
+    /// MSC4348 account-key revocation (the `final-leave` reading): the account leaves with
+    /// `org.matrix.msc4348.final: true` in its own, self-signed leave.
+    FinalLeave,
 }
 
 impl ActionKind {
@@ -502,6 +505,7 @@ impl ActionKind {
             ActionKind::Name => "name",
             ActionKind::Move => "move",
             ActionKind::Revoke => "revoke",
+            ActionKind::FinalLeave => "final_leave",
         }
     }
 }

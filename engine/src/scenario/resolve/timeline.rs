@@ -96,7 +96,8 @@ fn fields(kind: ActionKind) -> [Field; 4] {
         | ActionKind::Knock
         | ActionKind::RejectInvite
         | ActionKind::Move
-        | ActionKind::Revoke => [Rejected; 4],
+        | ActionKind::Revoke
+        | ActionKind::FinalLeave => [Rejected; 4],
     }
 }
 
@@ -146,6 +147,16 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
     if invite_flows.contains(&kind) && room.version.rules().portable_accounts {
         let message = format!(
             "{label} is not simulated in rooms with portable accounts (MSC4348) yet: room \"{}\" is version \"{}\"",
+            room.name,
+            room.version.as_str()
+        );
+        return Err(Problem::at(kind_span.clone(), message));
+    }
+    if kind == ActionKind::FinalLeave && !room.version.rules().portable_accounts {
+        let message = format!(
+            "{label} is MSC4348's account-key revocation: it needs a room with portable accounts \
+             (version \"org.matrix.msc4348.12\", with \"-final-leave\" for the rules to make it final); room \"{}\" \
+             is version \"{}\"",
             room.name,
             room.version.as_str()
         );

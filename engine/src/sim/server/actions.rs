@@ -80,6 +80,7 @@ impl Server {
             ActionKind::AcceptKnock => self.accept_knock(&a, now, out),
             ActionKind::DenyKnock => self.deny_knock(&a, now, out),
             ActionKind::Leave | ActionKind::RejectInvite if self.leaves_remotely(&a) => self.remote_leave(&a, now, out),
+            ActionKind::FinalLeave if self.leaves_remotely(&a) => Err("a final leave is sent by the account's own server".into()),
             ActionKind::Ban if self.bans_by_name(&a) => {
                 let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
                 let target = a.target.clone().unwrap_or_default();
@@ -186,6 +187,13 @@ impl Server {
         let text = a.text.clone().unwrap_or_else(|| "hello".into());
         let d = match a.kind {
             ActionKind::Leave => member(&a.user, "leave"),
+            // MSC4348 account-key revocation: the account's own leave, flagged final (whether
+            // it is final is the room version's `final-leave` reading).
+            ActionKind::FinalLeave => {
+                let mut d = member(&a.user, "leave");
+                d.content[crate::protocol::auth::participation::FINAL_LEAVE_FLAG] = serde_json::Value::Bool(true);
+                d
+            }
             ActionKind::RejectInvite => {
                 let current = room.current_event("m.room.member", &a.user).and_then(Pdu::membership);
                 if current != Some(crate::protocol::pdu::Membership::Invite) {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod crypto;
 pub mod dag;
 pub mod fasthash;
+pub mod identity;
 pub mod ids;
 pub mod json;
 #[cfg(test)]

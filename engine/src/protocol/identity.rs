@@ -182,6 +182,11 @@ impl Directory {
         self.bindings.insert((medium, address.to_owned()), user_id.to_owned());
     }
 
+    /// The user ID `address` is bound to, if any.
+    pub fn bound(&self, medium: Medium, address: &str) -> Option<&str> {
+        self.bindings.get(&(medium, address.to_owned())).map(String::as_str)
+    }
+
     pub fn unbind(&mut self, medium: Medium, address: &str) {
         self.bindings.remove(&(medium, address.to_owned()));
     }

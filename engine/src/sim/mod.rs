@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod bounds;
 pub mod event;
 pub mod federation;
+pub mod identity_client;
 pub mod identity_server;
 pub mod log;
 pub mod network;

@@ -160,6 +160,38 @@ pub fn servers_of(users: &BTreeSet<String>, index: &BTreeMap<String, ServerIdx>)
     users.iter().filter_map(|u| default_server_of(u).and_then(|s| index.get(s).copied())).collect()
 }
 
+/// Per room name: where the scenario's `move`s leave accounts of portable-account rooms (user →
+/// the server of its last move there). Outside those rooms a move is a new account, which
+/// [`intentions`] lists itself.
+pub fn moved_to(scenario: &Scenario) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut timeline: Vec<_> = scenario.timeline.iter().filter(|a| a.action == ActionKind::Move).collect();
+    timeline.sort_by_key(|a| a.at_us);
+    for a in timeline {
+        let portable = scenario.room(&a.room).is_some_and(|r| r.version.rules().portable_accounts);
+        if let (true, Some(server)) = (portable, &a.server) {
+            out.entry(a.room.clone()).or_default().insert(a.user.clone(), server.clone());
+        }
+    }
+    out
+}
+
+/// The servers (by index) the users of `users` are meant to be on: each user's domain, or
+/// where `moved` says it moved.
+pub fn intended_servers(
+    users: &BTreeSet<String>,
+    moved: Option<&BTreeMap<String, String>>,
+    index: &BTreeMap<String, ServerIdx>,
+) -> BTreeSet<ServerIdx> {
+    users
+        .iter()
+        .filter_map(|u| {
+            let server = moved.and_then(|m| m.get(u)).map(String::as_str).or_else(|| default_server_of(u));
+            server.and_then(|s| index.get(s).copied())
+        })
+        .collect()
+}
+
 /// Per room name: the users the scenario means to be joined at the end, in order of intention.
 pub fn intentions(scenario: &Scenario) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -182,6 +214,14 @@ pub fn intentions(scenario: &Scenario) -> BTreeMap<String, BTreeSet<String>> {
             ActionKind::Kick | ActionKind::Ban => {
                 if let Some(t) = &a.target {
                     set.remove(t);
+                }
+            }
+            // Outside portable-account rooms the person's new account is meant to join (the
+            // old one stays); a banned person's new account too (nothing stops it).
+            ActionKind::Move => {
+                let portable = scenario.room(&a.room).is_some_and(|r| r.version.rules().portable_accounts);
+                if let (false, Some(server)) = (portable, &a.server) {
+                    set.insert(crate::scenario::moved_account_id(&a.user, server));
                 }
             }
             _ => {}

@@ -9,13 +9,15 @@
 //!   `summary.json` and the `metrics.csv` rows;
 //! - [`invariants::Invariants`]: the invariant checks of `--check-invariants`;
 //! - [`account_keys::AccountKeys`] (MSC4243) and [`participation::Participation`] (MSC4345 and
-//!   MSC4348): the proposals' measures.
+//!   MSC4348), [`portable_view::PortableView`] (the MSC4345 §7–§8 / MSC4348 client view): the
+//!   proposals' measures.
 
 pub mod account_keys;
 pub mod agreement;
 pub mod invariants;
 pub mod membership;
 pub mod participation;
+pub mod portable_view;
 mod room_measures;
 
 pub use room_measures::{agreement, RoomMeasures};
@@ -35,6 +37,7 @@ pub fn observers(scenario: &Scenario) -> Vec<Box<dyn Observer>> {
         Box::new(invariants::Invariants::new(scenario)),
         Box::new(account_keys::AccountKeys::new(scenario)),
         Box::new(participation::Participation::new(scenario)),
+        Box::new(portable_view::PortableView::new(scenario)),
     ]
 }
 

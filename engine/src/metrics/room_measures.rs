@@ -12,7 +12,7 @@
 
 use super::agreement::{conclude, Conclusion, FaultWindow, Timeline};
 use super::disagreements;
-use super::membership::{intentions, servers_of, JoinTrouble, UnionRoom};
+use super::membership::{intentions, JoinTrouble, UnionRoom};
 use crate::protocol::fasthash::FastSet;
 use crate::protocol::room_version::RoomVersion;
 use crate::scenario::{FaultKind, FaultSpec, Measure, Scenario};
@@ -150,6 +150,8 @@ pub struct RoomMeasures {
     rooms: BTreeMap<String, RoomTrack>,
     /// Room name → users the scenario means to be joined at the end.
     intended: BTreeMap<String, BTreeSet<String>>,
+    /// Per room: accounts of portable-account rooms moved by the scenario, and where to.
+    moved: BTreeMap<String, BTreeMap<String, String>>,
     /// Per room ID: event → verdict bits of honest servers (1 valid, 2 rejected), and the count
     /// of events with both.
     verdicts: BTreeMap<String, (crate::protocol::fasthash::FastMap<String, u8>, u64)>,
@@ -193,6 +195,7 @@ impl RoomMeasures {
             faults: scenario.faults.clone(),
             rooms,
             intended: intentions(scenario),
+            moved: super::membership::moved_to(scenario),
             verdicts: BTreeMap::new(),
             fault_windows: Vec::new(),
             trouble: JoinTrouble::default(),
@@ -291,7 +294,7 @@ impl RoomMeasures {
     ) -> Option<Snapshot> {
         self.evaluations += 1;
         self.server_index(view);
-        let RoomMeasures { rooms, index, intended, .. } = self;
+        let RoomMeasures { rooms, index, intended, moved, .. } = self;
         let track = rooms.get_mut(name)?;
         let union = track.union.get_or_insert_with(|| UnionRoom::new(room_id, track.version));
         let new = view.room_pdus_since(room_id, union.taken);
@@ -343,7 +346,7 @@ impl RoomMeasures {
         track.timeline.observe(t, agreed);
         let mut expected = track.in_room.clone();
         if let Some(users) = intended.get(name) {
-            expected.extend(servers_of(users, index));
+            expected.extend(super::membership::intended_servers(users, moved.get(name), index));
         }
         let current = track.replicas.iter().map(|(k, d)| (*k, d.current.clone())).collect();
         let dag = track.replicas.values().map(|d| d.dag.clone()).collect();

@@ -118,6 +118,10 @@ pub enum SimEvent {
     /// MSC4345: the joining server saw its key accepted `handshake_us` after its request
     /// reached it, and sends its waiting joins.
     ParticipationAccepted { room: String, key: String, handshake_us: u64 },
+    /// MSC4345 §8 / MSC4348 client-side: how a server shows `sender` (an account-key user ID)
+    /// to its clients changed: `@name:server_domain` when the co-signing key's domain and the
+    /// account's name are verified (`verified`), else the account-key user ID itself.
+    PortableShown { room: String, sender: String, shown: String, verified: bool },
     /// The room's `m.room.server_acl` denies the origin of a request (Server-Server API, Server
     /// Access Control Lists): a PDU of a transaction is dropped, other requests get 403.
     AclDenied {

@@ -5,11 +5,13 @@
 //!
 //! One file per endpoint family holds the endpoint's server-side handlers (answering a request,
 //! acting on an answer): [`send`], [`missing_events`], [`join`] (with [`restricted`] joins),
-//! [`invite`], [`knock`], [`leave`]. The wire types are
+//! [`invite`], [`knock`], [`leave`], [`domain`] (MSC4345 §7 key query, MSC4348 account
+//! names). The wire types are
 //! here and derive serde: the log writes them as they are, PDUs by event ID
 //! ([`super::event::pdu_ref`]).
 
 pub mod backfill;
+pub mod domain;
 pub mod invite;
 pub mod join;
 pub mod keys;
@@ -117,6 +119,14 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         ban: bool,
     },
+    /// MSC4345 §7 `POST /_matrix/key/v3/query` (unstable
+    /// `/_matrix/key/v3/org.matrix.msc4345/query`): which of `server_keys` the asked server
+    /// advertises as its own in `room_id` ([`domain`]).
+    KeyV3Query { room_id: String, server_keys: Vec<String> },
+    /// MSC4348 client-side `/query/accounts` (unstable
+    /// `/_matrix/federation/v1/query/org.matrix.4348.accounts`): the account names of
+    /// `account_keys` the asked server serves in `room_id` ([`domain`]).
+    PortableAccounts { room_id: String, account_keys: Vec<String> },
 }
 
 /// A stripped state event (`type`, `state_key`, `sender`, `content`), as in `invite_room_state`.
@@ -149,6 +159,13 @@ impl Request {
             // MSC4243 §4's rationale: CDNs and proxies may cache this POST (keyed on its body,
             // or misconfigured on its path alone: see `Middlebox`).
             Request::QueryAccounts(q) => Some(format!("query/accounts/{}", q.account_keys.join(","))),
+            // MSC4345 §2: a server's key in a room is fixed for the room's lifetime, so the
+            // answer to a participating asker does not change.
+            Request::KeyV3Query { room_id, server_keys } => {
+                Some(format!("key/v3/query/{room_id}/{}", server_keys.join(",")))
+            }
+            // Changes with every move (MSC4348: the serving server of an account changes).
+            Request::PortableAccounts { .. } => None,
             _ => None,
         }
     }
@@ -173,6 +190,8 @@ impl Request {
             Request::QueryAccounts(_) => "query_accounts",
             Request::AccountInvite { ban: false, .. } => "account_invite",
             Request::AccountInvite { ban: true, .. } => "ban",
+            Request::KeyV3Query { .. } => "key_v3_query",
+            Request::PortableAccounts { .. } => "portable_accounts",
         }
     }
 
@@ -195,7 +214,9 @@ impl Request {
             | Request::EventAuth { .. }
             | Request::Backfill { .. }
             | Request::QueryAccounts(_)
-            | Request::AccountInvite { .. } => &[],
+            | Request::AccountInvite { .. }
+            | Request::KeyV3Query { .. }
+            | Request::PortableAccounts { .. } => &[],
         }
     }
 }
@@ -255,6 +276,11 @@ pub enum Response {
     QueryAccounts(crate::sim::accounts::query::AccountsAnswer),
     /// The rewritten event of an [`Request::AccountInvite`] (MSC4243 §8), as JSON.
     AccountInvite { event: serde_json::Map<String, serde_json::Value> },
+    /// [`Request::KeyV3Query`]'s `200`: the asked keys the server advertises as its own.
+    KeyV3Query { server_keys: Vec<String> },
+    /// [`Request::PortableAccounts`]'s `200`: account key → account name (a bare localpart),
+    /// for the accounts the server serves; other keys are omitted.
+    PortableAccounts { account_keys: std::collections::BTreeMap<String, String> },
 }
 
 impl Response {
@@ -289,7 +315,9 @@ impl Response {
             | Response::ServerKeys { .. }
             | Response::KeyQuery { .. }
             | Response::QueryAccounts(_)
-            | Response::AccountInvite { .. } => [&[], &[], &[]],
+            | Response::AccountInvite { .. }
+            | Response::KeyV3Query { .. }
+            | Response::PortableAccounts { .. } => [&[], &[], &[]],
         }
     }
 }

@@ -6,6 +6,7 @@ mod acl;
 pub mod accounts;
 pub(crate) mod actions;
 mod byzantine;
+pub mod domain_view;
 pub mod joining;
 pub mod keyring;
 pub mod ledger;
@@ -311,6 +312,9 @@ pub struct Server {
     pub(crate) accepting: std::collections::BTreeSet<(String, String)>,
     /// MSC4348: accounts that moved to this server (names), which it acts for too.
     pub(crate) moved_in: std::collections::BTreeSet<String>,
+    /// MSC4345 §7–§8 / MSC4348 client-side: key domains, account names and shown senders
+    /// ([`domain_view`]).
+    pub domain_view: domain_view::DomainView,
 }
 
 impl Server {
@@ -353,6 +357,7 @@ impl Server {
             awaiting: Default::default(),
             accepting: Default::default(),
             moved_in: Default::default(),
+            domain_view: Default::default(),
         }
     }
 
@@ -399,6 +404,7 @@ impl Server {
         }
         self.observe_judged(now, &mut out);
         self.participation_tick(now, &mut out);
+        self.domain_view_tick(now, &mut out);
         out
     }
 
@@ -472,6 +478,10 @@ impl Server {
             Request::AccountInvite { event, room_version, ban } => {
                 self.answer_account_invite(event, &room_version, ban, now, out)
             }
+            Request::KeyV3Query { room_id, server_keys } => self.answer_key_v3_query(from, &room_id, &server_keys),
+            Request::PortableAccounts { room_id, account_keys } => {
+                self.answer_portable_accounts(from, &room_id, &account_keys)
+            }
         }
     }
 
@@ -501,6 +511,13 @@ impl Server {
     }
 
     pub(crate) fn on_response(&mut self, req: PendingRequest, outcome: Outcome, now: SimTime, out: &mut Vec<Output>) {
+        if matches!(req.body, Request::KeyV3Query { .. } | Request::PortableAccounts { .. }) {
+            if let Outcome::Error { status, errcode } = &outcome {
+                let why = format!("{status} {errcode}");
+                self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why });
+            }
+            return self.on_domain_answer(&req.body, req.to, Some(outcome), now, out);
+        }
         match (req.purpose, outcome) {
             (Purpose::Transaction { dest, .. }, Outcome::Ok(_)) => {
                 self.outbound.acked(dest);
@@ -633,6 +650,9 @@ impl Server {
                     self.arm_missing_retry(room_id, now, out);
                 }
                 match (&req.purpose, &req.body) {
+                    (_, Request::KeyV3Query { .. } | Request::PortableAccounts { .. }) => {
+                        self.on_domain_answer(&req.body, req.to, None, now, out)
+                    }
                     (Purpose::StateIds { room_id, event_id }, _) => {
                         self.on_state_ids(room_id, event_id.clone(), None, req.to, now, out)
                     }

@@ -254,7 +254,7 @@ impl Server {
         }
         for ((room_id, domain), server_keys) in keys {
             let body = Request::KeyV3Query { room_id: room_id.clone(), server_keys: server_keys.clone() };
-            let Some(id) = self.send_domain_request(&domain, body, &server_keys, now, out) else { continue };
+            let Some(id) = self.send_domain_request(&domain, body, now, out) else { continue };
             for key in server_keys {
                 if let Some(e) = self.domain_view.domains.get_mut(&(room_id.clone(), key)) {
                     e.check = Check::Asked(id);
@@ -264,7 +264,7 @@ impl Server {
         for ((room_id, domain), asked) in accounts {
             let account_keys: Vec<String> = asked.into_iter().collect();
             let body = Request::PortableAccounts { room_id: room_id.clone(), account_keys: account_keys.clone() };
-            let Some(id) = self.send_domain_request(&domain, body, &account_keys, now, out) else { continue };
+            let Some(id) = self.send_domain_request(&domain, body, now, out) else { continue };
             for e in self.domain_view.names.iter_mut().filter_map(|((r, _, a), e)| {
                 (*r == room_id && account_keys.contains(a) && e.ask == domain && e.wants_asking(now)).then_some(e)
             }) {
@@ -274,20 +274,18 @@ impl Server {
     }
 
     /// Sends one lookup to `domain`; its ID.
-    // The request layer's `AccountQuery` purpose is borrowed: it is never retried by the
-    // request layer (this cache's schedule is the retry), and its answer is routed here by the
-    // request body before any purpose is looked at (`on_response`, the timeout).
+    // `Purpose::DomainView` is never retried by the request layer (this cache's schedule is
+    // the retry); its answer and its timeout are routed here (`on_response`, the timeout).
     fn send_domain_request(
         &mut self,
         domain: &str,
         body: Request,
-        keys: &[String],
         now: SimTime,
         out: &mut Vec<Output>,
     ) -> Option<RequestId> {
         let to = self.directory.node(domain)?;
         let id = self.next_request_id;
-        let purpose = Purpose::AccountQuery { domain: domain.to_owned(), keys: keys.to_vec() };
+        let purpose = Purpose::DomainView;
         self.send_request_with_timeout(to, body, purpose, self.config.request_timeout_us, now, out);
         Some(id)
     }

@@ -511,7 +511,7 @@ impl Server {
     }
 
     pub(crate) fn on_response(&mut self, req: PendingRequest, outcome: Outcome, now: SimTime, out: &mut Vec<Output>) {
-        if matches!(req.body, Request::KeyV3Query { .. } | Request::PortableAccounts { .. }) {
+        if matches!(req.purpose, Purpose::DomainView) {
             if let Outcome::Error { status, errcode } = &outcome {
                 let why = format!("{status} {errcode}");
                 self.record(out, SimEvent::RequestFailed { request: req.body.name().into(), to: req.to, why });
@@ -650,9 +650,7 @@ impl Server {
                     self.arm_missing_retry(room_id, now, out);
                 }
                 match (&req.purpose, &req.body) {
-                    (_, Request::KeyV3Query { .. } | Request::PortableAccounts { .. }) => {
-                        self.on_domain_answer(&req.body, req.to, None, now, out)
-                    }
+                    (Purpose::DomainView, _) => self.on_domain_answer(&req.body, req.to, None, now, out),
                     (Purpose::StateIds { room_id, event_id }, _) => {
                         self.on_state_ids(room_id, event_id.clone(), None, req.to, now, out)
                     }

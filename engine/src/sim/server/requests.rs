@@ -68,6 +68,9 @@ pub(crate) enum Purpose {
         domain: String,
         keys: Vec<String>,
     },
+    /// MSC4345 §7 / MSC4348: a domain check of the client view (`/_matrix/key/v3/query`, the
+    /// account names); its cache's schedule is its retry (`server/domain_view.rs`).
+    DomainView,
     /// MSC4243 §8: the name → key step of an invite or pre-emptive ban.
     AccountInvite {
         room_id: String,

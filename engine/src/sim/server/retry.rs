@@ -96,8 +96,8 @@ impl Server {
         now: SimTime,
         out: &mut Vec<Output>,
     ) -> Option<super::requests::PendingRequest> {
-        if matches!(req.purpose, Purpose::AccountQuery { .. }) {
-            return Some(req); // the mapping cache's schedules are its retries
+        if matches!(req.purpose, Purpose::AccountQuery { .. } | Purpose::DomainView) {
+            return Some(req); // the caches' schedules are their retries
         }
         let is_transaction = matches!(req.purpose, Purpose::Transaction { .. });
         let limit = if is_transaction { self.config.transaction_retries } else { self.config.request_retries };

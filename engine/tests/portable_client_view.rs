@@ -247,6 +247,11 @@ fn a_domain_that_omits_its_key_leaves_its_senders_unverified_and_the_view_diverg
     assert!(p["unverified_events"].as_u64().unwrap_or(0) > 0, "{p}");
     assert!(p["client_view_divergent_events"].as_u64().unwrap_or(0) > 0, "{p}");
     assert_eq!(p["key_v3_queries"], 5, "hs2 asks once, hs1 once and three retries: {p}");
+    // Integrated over time: the unverified events of the planted run outweigh the honest run's
+    // short pending windows, and its divergence lasts (the honest run's is only while pending).
+    let secs = |v: &Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert!(secs(p, "unverified_event_seconds") > secs(h, "unverified_event_seconds"), "{p} vs {h}");
+    assert!(secs(p, "client_view_divergent_event_seconds") > 0.0, "{p}");
     let hs1_last = shown_records(&planted.raw).into_iter().filter(|r| r.1 == "hs1" && !r.3.contains(":hs1")).last();
     let (_, _, sender, shown, verified) = hs1_last.expect("hs1 shows hs2's user");
     assert_eq!((shown.as_str(), verified), (sender.as_str(), false), "hs1 shows hs2's user by its account key");

@@ -12,7 +12,9 @@
 //! * `client_view_divergent_events`: events held accepted by at least two honest servers that
 //!   show the sender differently at the end (the definition of MSC4243's measure of that name);
 //! * `unverified_events`: (server, event) pairs held accepted at the end whose sender that
-//!   server does not show verified;
+//!   server does not show verified; `client_view_divergent_event_seconds` and
+//!   `unverified_event_seconds`: both counts integrated over simulated time, sampled every
+//!   `[metrics] interval` (each sample's count holds until the next);
 //! * `time_to_verified_ms`: per (server, room, sender) first shown unverified, from that first
 //!   showing to the first verified one (senders shown verified at once, such as a server's own
 //!   accounts, are not counted);
@@ -61,6 +63,10 @@ pub struct PortableView {
     reverified_us: Vec<u64>,
     key_v3_queries: u64,
     portable_account_queries: u64,
+    /// Integrals over the samples (event × µs), as MSC4243's measures of the same names.
+    divergent_event_us: u128,
+    unverified_event_us: u128,
+    last_sample: Option<(SimTime, (u64, u64))>,
 }
 
 impl PortableView {
@@ -86,6 +92,9 @@ impl PortableView {
             reverified_us: Vec::new(),
             key_v3_queries: 0,
             portable_account_queries: 0,
+            divergent_event_us: 0,
+            unverified_event_us: 0,
+            last_sample: None,
         }
     }
 
@@ -129,6 +138,15 @@ impl PortableView {
             }
         }
         self.shown.insert(slot, (shown.to_owned(), verified));
+    }
+
+    /// Adds the last sample's counts, held until `t` (a step function).
+    fn integrate(&mut self, t: SimTime) {
+        if let Some((last, (d, u))) = self.last_sample {
+            let dt = u128::from(t.saturating_sub(last));
+            self.divergent_event_us += u128::from(d) * dt;
+            self.unverified_event_us += u128::from(u) * dt;
+        }
     }
 
     /// (divergent events, unverified (server, event) pairs) now, over the portable rooms.
@@ -179,6 +197,15 @@ impl Observer for PortableView {
         }
     }
 
+    fn on_sample(&mut self, t: SimTime, view: &mut dyn WorldView) {
+        if !self.active {
+            return;
+        }
+        self.integrate(t);
+        let counts = self.counts(&*view);
+        self.last_sample = Some((t, counts));
+    }
+
     fn on_send(&mut self, _t: SimTime, _from: ServerIdx, _to: ServerIdx, message: &Message) {
         match message {
             Message::Request { body: Request::KeyV3Query { .. }, .. } => self.key_v3_queries += 1,
@@ -192,10 +219,15 @@ impl Observer for PortableView {
             return;
         }
         let (divergent, unverified) = self.counts(&*view);
+        // The last sample (taken at the end) closes the integral.
+        self.integrate(view.now());
         let verified_senders = self.shown.values().filter(|(_, v)| *v).count();
         let mut m = Map::new();
         m.insert("client_view_divergent_events".into(), json!(divergent));
         m.insert("unverified_events".into(), json!(unverified));
+        let seconds = |us: u128| (us / 1000) as f64 / 1000.0;
+        m.insert("client_view_divergent_event_seconds".into(), json!(seconds(self.divergent_event_us)));
+        m.insert("unverified_event_seconds".into(), json!(seconds(self.unverified_event_us)));
         m.insert("time_to_verified_ms".into(), percentiles(&self.time_to_verified_us));
         m.insert("reverified_after_move_ms".into(), percentiles(&self.reverified_us));
         m.insert("reverified_after_move_unfinished".into(), json!(self.reverifying.len()));

@@ -221,8 +221,9 @@ fn account_name(view: &dyn WorldView, user: &str) -> String {
 }
 
 /// Endpoints that ask about identities and keys rather than carry the room: server keys
-/// (`/key/v2/server`, `/key/v2/query`) and MSC4243's `/query/accounts`.
-const OUTSIDE: [&str; 3] = ["key_server", "key_query", "query_accounts"];
+/// (`/key/v2/server`, `/key/v2/query`), MSC4243's `/query/accounts`, and the MSC4348 client
+/// view's domain and name checks (MSC4345 §7 `/key/v3/query`, the account lookup).
+const OUTSIDE: [&str; 5] = ["key_server", "key_query", "query_accounts", "key_v3_query", "portable_accounts"];
 
 impl crate::sim::observe::Observer for Participation {
     fn on_event(&mut self, t: SimTime, node: Option<ServerIdx>, event: &SimEvent, view: &dyn WorldView) {

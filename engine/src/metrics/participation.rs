@@ -123,7 +123,9 @@ impl Participation {
         if self.revoked.get(&k).is_some_and(|r| r.contains(key)) {
             return true;
         }
-        self.acl.get(&(k, pdu.room_id.clone().unwrap_or_default())).is_some_and(|content| server_acl::denies(content, key))
+        self.acl
+            .get(&(k, pdu.room_id.clone().unwrap_or_default()))
+            .is_some_and(|content| server_acl::denies(content, key))
     }
 
     /// Reads the PDUs created since last time in every portable-account room.

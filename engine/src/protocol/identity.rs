@@ -271,9 +271,18 @@ mod tests {
         assert_eq!(h("bob@example.com", Medium::Email, "matrixrocks"), "LJwSazmv46n0hlMlsb_iYxI0_HXEqy_yj6Jm636cdT8");
         assert_eq!(h("18005552067", Medium::Msisdn, "matrixrocks"), "nlo35_T5fzSGZzJApqu8lgIudJvmOQtDaHtr-I4rU7I");
         // Computed independently (Python hashlib) for other peppers: a rotation changes every hash.
-        assert_eq!(h("carol@example.org", Medium::Email, "roomsim-pepper-1"), "gPKlYOEDKWdxgOM-D6StghGUQyvXJc7qO1PNrxKarNE");
-        assert_eq!(h("447700900123", Medium::Msisdn, "roomsim-pepper-1"), "34Bc_2Ts3vymoZEy6U42FwV5hp460cgYCIr2nEqOlc8");
-        assert_eq!(h("carol@example.org", Medium::Email, "roomsim-pepper-0"), "a-u5rfZM4cNvMHNmr51StQdNTSmu2kT25gtEIvYS3PY");
+        assert_eq!(
+            h("carol@example.org", Medium::Email, "roomsim-pepper-1"),
+            "gPKlYOEDKWdxgOM-D6StghGUQyvXJc7qO1PNrxKarNE"
+        );
+        assert_eq!(
+            h("447700900123", Medium::Msisdn, "roomsim-pepper-1"),
+            "34Bc_2Ts3vymoZEy6U42FwV5hp460cgYCIr2nEqOlc8"
+        );
+        assert_eq!(
+            h("carol@example.org", Medium::Email, "roomsim-pepper-0"),
+            "a-u5rfZM4cNvMHNmr51StQdNTSmu2kT25gtEIvYS3PY"
+        );
         assert_eq!(lookup_hash(Algorithm::None, "alice@example.com", Medium::Email, "x"), "alice@example.com email");
     }
 
@@ -337,7 +346,10 @@ mod tests {
         // The attack: a server that trusts anyone takes a rogue redirect.
         let mut open = Directory::new("p0", 0, PushTrust::Anyone);
         assert_eq!(open.push("ids.evil", &push("ids.evil")), Ok(1));
-        assert_eq!(ask(&open, "p0", "bob@example.com").unwrap().third_party_mappings.keys().next().unwrap(), "ids.evil");
+        assert_eq!(
+            ask(&open, "p0", "bob@example.com").unwrap().third_party_mappings.keys().next().unwrap(),
+            "ids.evil"
+        );
         // A binding it holds itself wins over any push.
         open.bind(Medium::Email, "bob@example.com", "@bob:hs1");
         let answer = ask(&open, "p0", "bob@example.com").unwrap();

@@ -7,11 +7,16 @@ use serde_json::Value;
 /// Whether the ACL content `content` denies `server` (spec: an IP literal is denied unless
 /// `allow_ip_literals`, then `deny` globs, then `allow` globs; no match in `allow` denies).
 pub fn denies(content: &Value, server: &str) -> bool {
-    let host = server.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(server, |(h, _)| h);
+    let host =
+        server.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(server, |(h, _)| h);
     let list = |field: &str| -> Vec<&str> {
-        content.get(field).and_then(Value::as_array).map_or_else(Vec::new, |a| a.iter().filter_map(Value::as_str).collect())
+        content
+            .get(field)
+            .and_then(Value::as_array)
+            .map_or_else(Vec::new, |a| a.iter().filter_map(Value::as_str).collect())
     };
-    let ip_literal = host.starts_with('[') || (host.split('.').count() == 4 && host.split('.').all(|p| p.parse::<u8>().is_ok()));
+    let ip_literal =
+        host.starts_with('[') || (host.split('.').count() == 4 && host.split('.').all(|p| p.parse::<u8>().is_ok()));
     if ip_literal && content.get("allow_ip_literals").and_then(Value::as_bool) == Some(false) {
         return true;
     }

@@ -128,7 +128,10 @@ mod tests {
         assert_eq!(route(&Preference::Absent, ids), InviteRoute::Ask("https://ids.example".into()));
         assert!(matches!(route(&Preference::Absent, None), InviteRoute::NotAttempted { .. }));
         assert_eq!(route(&Preference::Url("https://other".into()), ids), InviteRoute::Ask("https://other".into()));
-        assert!(matches!(route(&Preference::Disabled, ids), InviteRoute::NotAttempted { .. }), "null wins over the default");
+        assert!(
+            matches!(route(&Preference::Disabled, ids), InviteRoute::NotAttempted { .. }),
+            "null wins over the default"
+        );
     }
 
     #[test]

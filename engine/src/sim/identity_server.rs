@@ -109,17 +109,13 @@ impl IdentityServer {
             return Err(StoreInviteError::InUse { mxid: mxid.to_owned() });
         }
         let token = crypto::b64_url_encode(&crypto::sha256(&[&token_seed[..], b"token"].concat()));
-        let ephemeral = KeyPair::from_seed(&self.name, "ephemeral:0", crypto::sha256(&[&token_seed[..], b"key"].concat()));
+        let ephemeral =
+            KeyPair::from_seed(&self.name, "ephemeral:0", crypto::sha256(&[&token_seed[..], b"key"].concat()));
         let ephemeral_b64 = ephemeral.public_key_b64();
         self.ephemeral_valid.insert(ephemeral_b64.clone());
         self.pending.insert(
             token.clone(),
-            Pending {
-                medium,
-                address: address.to_owned(),
-                room_id: room_id.to_owned(),
-                sender: sender.to_owned(),
-            },
+            Pending { medium, address: address.to_owned(), room_id: room_id.to_owned(), sender: sender.to_owned() },
         );
         Ok(StoredInvite {
             token,

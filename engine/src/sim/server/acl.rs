@@ -10,10 +10,10 @@
 
 use super::actions::Draft;
 use super::{ClientAction, Output, Server};
+use crate::protocol::server_acl::denies;
 use crate::sim::event::SimEvent;
 use crate::sim::federation::{Outcome, Request, ServerIdx};
 use crate::sim::time::SimTime;
-use crate::protocol::server_acl::denies;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -39,7 +39,10 @@ impl Server {
                 let room_id = super::room_id_of(&pdu);
                 if self.acl_denies(&room_id, origin) {
                     let event = Some(pdu.event_id.clone());
-                    self.record(out, SimEvent::AclDenied { room: room_id, origin: origin_name(), request: "send".into(), event });
+                    self.record(
+                        out,
+                        SimEvent::AclDenied { room: room_id, origin: origin_name(), request: "send".into(), event },
+                    );
                 } else {
                     kept.push(pdu);
                 }
@@ -55,15 +58,19 @@ impl Server {
             | Request::EventAuth { room_id, .. }
             | Request::Backfill { room_id, .. }
             | Request::GetMissingEvents { room_id, .. } => room_id.clone(),
-            Request::SendJoin { pdu } | Request::SendKnock { pdu } | Request::SendLeave { pdu } | Request::Invite { pdu, .. } => {
-                super::room_id_of(pdu)
-            }
+            Request::SendJoin { pdu }
+            | Request::SendKnock { pdu }
+            | Request::SendLeave { pdu }
+            | Request::Invite { pdu, .. } => super::room_id_of(pdu),
             _ => return None,
         };
         if !self.acl_denies(&room_id, origin) {
             return None;
         }
-        self.record(out, SimEvent::AclDenied { room: room_id, origin: origin_name(), request: body.name().into(), event: None });
+        self.record(
+            out,
+            SimEvent::AclDenied { room: room_id, origin: origin_name(), request: body.name().into(), event: None },
+        );
         Some(Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() })
     }
 

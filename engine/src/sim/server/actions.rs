@@ -80,7 +80,9 @@ impl Server {
             ActionKind::AcceptKnock => self.accept_knock(&a, now, out),
             ActionKind::DenyKnock => self.deny_knock(&a, now, out),
             ActionKind::Leave | ActionKind::RejectInvite if self.leaves_remotely(&a) => self.remote_leave(&a, now, out),
-            ActionKind::FinalLeave if self.leaves_remotely(&a) => Err("a final leave is sent by the account's own server".into()),
+            ActionKind::FinalLeave if self.leaves_remotely(&a) => {
+                Err("a final leave is sent by the account's own server".into())
+            }
             ActionKind::Ban if self.bans_by_name(&a) => {
                 let room_id = a.room_id.clone().ok_or("the room does not exist yet")?;
                 let target = a.target.clone().unwrap_or_default();

@@ -2,8 +2,8 @@
 //! (messages to send, timers to set, log records); the world owns time and delivery, the server
 //! never sleeps or spawns.
 
-mod acl;
 pub mod accounts;
+mod acl;
 pub(crate) mod actions;
 mod byzantine;
 pub mod domain_view;

@@ -153,9 +153,11 @@ impl World {
             return domain();
         }
         let portable = |room: &str| self.directory.portable.is_portable_room(room);
-        let moved = self.scenario.timeline.iter().filter(|a| {
-            a.action == ActionKind::Move && a.user == user && a.at_us <= t && portable(&a.room)
-        });
+        let moved = self
+            .scenario
+            .timeline
+            .iter()
+            .filter(|a| a.action == ActionKind::Move && a.user == user && a.at_us <= t && portable(&a.room));
         moved
             .max_by_key(|a| a.at_us)
             .and_then(|a| a.server.as_deref())
@@ -168,9 +170,11 @@ impl World {
     /// (`scenario::moved_account_id`): the person speaks through that account from then on.
     pub(super) fn acting_at(&self, room: &str, user: &str, t: SimTime) -> (String, ServerIdx) {
         if !self.directory.portable.is_portable_room(room) {
-            let moved = self.scenario.timeline.iter().filter(|a| {
-                a.action == ActionKind::Move && a.user == user && a.room == room && a.at_us <= t
-            });
+            let moved = self
+                .scenario
+                .timeline
+                .iter()
+                .filter(|a| a.action == ActionKind::Move && a.user == user && a.room == room && a.at_us <= t);
             if let Some(target) = moved.max_by_key(|a| a.at_us).and_then(|a| a.server.as_deref()) {
                 if let Some(k) = self.directory.node(target) {
                     return (crate::scenario::moved_account_id(user, target), k);

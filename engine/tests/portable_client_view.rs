@@ -154,6 +154,14 @@ fn every_server_ends_showing_every_sender_verified_with_its_current_co_signers_d
                 names.entry(sender.clone()).or_default().insert(name);
             }
         }
+        let last_unsigned: BTreeMap<(String, String), Value> = log_lines(&r.raw)
+            .into_iter()
+            .filter(|l| l["kind"] == "portable_shown")
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().expect("a string").to_owned();
+                ((s("server"), s("sender")), l["unsigned"].clone())
+            })
+            .collect();
         let joins = joins(&r.pdus, &r.raw);
         assert_eq!(joins.len(), 6, "seed {seed}: the six accounts of hs1..hs3 joined");
         for (account, list) in &joins {
@@ -165,6 +173,12 @@ fn every_server_ends_showing_every_sender_verified_with_its_current_co_signers_d
                 let (shown, verified) = &last[&(server.to_owned(), account.clone())];
                 assert!(verified, "seed {seed}: {server} shows {account} as {shown}");
                 assert_eq!(domain_of(shown), current, "seed {seed}: {server} shows {account} as {shown}");
+                // The `unsigned` annotations of the events it serves: the bare name and the
+                // verified domain of the current co-signer (MSC4348 client-side, MSC4345 §8).
+                let unsigned = &last_unsigned[&(server.to_owned(), account.clone())];
+                let name = shown.trim_start_matches('@').split(':').next().unwrap_or_default();
+                assert_eq!(unsigned["account"], name, "seed {seed}: {server}, {account}: {unsigned}");
+                assert_eq!(unsigned["server_domain"], current.as_str(), "seed {seed}: {server}, {account}: {unsigned}");
             }
         }
     }

@@ -184,7 +184,7 @@ impl Observer for PortableView {
         }
         let Some(k) = node else { return };
         match event {
-            SimEvent::PortableShown { room, sender, shown, verified } => {
+            SimEvent::PortableShown { room, sender, shown, verified, .. } => {
                 self.on_shown(t, (k, room.clone(), sender.clone()), shown, *verified)
             }
             SimEvent::Decision { event, decision: Verdict::Accepted, .. } => {

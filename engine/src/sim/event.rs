@@ -121,7 +121,17 @@ pub enum SimEvent {
     /// MSC4345 §8 / MSC4348 client-side: how a server shows `sender` (an account-key user ID)
     /// to its clients changed: `@name:server_domain` when the co-signing key's domain and the
     /// account's name are verified (`verified`), else the account-key user ID itself.
-    PortableShown { room: String, sender: String, shown: String, verified: bool },
+    /// `unsigned`: what the server adds to the events of `sender` it serves its clients
+    /// (MSC4348 `unsigned.account`, the bare name, and MSC4345 §8 `unsigned.server_domain`),
+    /// each only once verified.
+    PortableShown {
+        room: String,
+        sender: String,
+        shown: String,
+        verified: bool,
+        #[serde(default)]
+        unsigned: serde_json::Map<String, serde_json::Value>,
+    },
     /// The room's `m.room.server_acl` denies the origin of a request (Server-Server API, Server
     /// Access Control Lists): a PDU of a transaction is dropped, other requests get 403.
     AclDenied {

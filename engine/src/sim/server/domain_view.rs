@@ -11,7 +11,8 @@
 //!
 //! The key a sender is shown through is the co-signer of its *current membership* in this
 //! server's state (a move re-binds it: the new server's key co-signs the new join). Every
-//! change of a sender's shown form is a [`SimEvent::PortableShown`] record.
+//! change of a sender's shown form or of its `unsigned` annotations is a
+//! [`SimEvent::PortableShown`] record.
 //!
 //! Choices where the MSCs are silent:
 //! * a server asks only once its own key is accepted in the room (the queried server admits
@@ -32,6 +33,7 @@ use crate::sim::event::{SimEvent, Verdict};
 use crate::sim::federation::{Outcome, Request, RequestId, Response, ServerIdx};
 use crate::sim::server::portable::P;
 use crate::sim::time::SimTime;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Delays before the retries of a failed or negative check; after the last, it is settled.
@@ -101,7 +103,7 @@ pub struct DomainView {
     names: BTreeMap<(String, String, String), Entry>,
     /// (room ID, sender) → how this server's clients are shown the sender now, and whether
     /// verified.
-    shown: BTreeMap<(String, String), (String, bool)>,
+    shown: BTreeMap<(String, String), (String, bool, Map<String, Value>)>,
     /// Test only: this server's `/key/v3/query` answers omit its own key (a faulty domain).
     #[doc(hidden)]
     pub omit_own_key_for_test: bool,
@@ -195,14 +197,22 @@ impl Server {
 
     /// How this server shows `user` in the room now: `@name:domain` and `true` when both are
     /// verified (MSC4345 §8), else its account-key user ID.
-    fn shown_now(&self, room_id: &str, user: &str, key: &str) -> (String, bool) {
+    /// The `unsigned` annotations come with it: `account` and `server_domain`, each once verified.
+    fn shown_now(&self, room_id: &str, user: &str, key: &str) -> (String, bool, Map<String, Value>) {
         let v = &self.domain_view;
         let domain = v.domains.get(&(room_id.to_owned(), key.to_owned())).and_then(Entry::verified);
         let account = ids::portable_key_of(user).unwrap_or_default();
         let name = v.names.get(&(room_id.to_owned(), key.to_owned(), account.to_owned())).and_then(Entry::verified);
+        let mut unsigned = Map::new();
+        if let Some(n) = &name {
+            unsigned.insert("account".into(), Value::String(n.to_string()));
+        }
+        if let Some(d) = &domain {
+            unsigned.insert("server_domain".into(), Value::String(d.to_string()));
+        }
         match (name, domain) {
-            (Some(n), Some(d)) => (format!("@{n}:{d}"), true),
-            _ => (user.to_owned(), false),
+            (Some(n), Some(d)) => (format!("@{n}:{d}"), true, unsigned),
+            _ => (user.to_owned(), false, unsigned),
         }
     }
 
@@ -213,13 +223,15 @@ impl Server {
         for user in members {
             let Some(key) = self.co_signer_of(room_id, &user) else { continue };
             self.ensure_checks(room_id, &key, &user);
-            let (shown, verified) = self.shown_now(room_id, &user, &key);
+            let (shown, verified, unsigned) = self.shown_now(room_id, &user, &key);
             let slot = (room_id.to_owned(), user.clone());
-            if self.domain_view.shown.get(&slot) == Some(&(shown.clone(), verified)) {
+            let now_shown = (shown.clone(), verified, unsigned.clone());
+            if self.domain_view.shown.get(&slot) == Some(&now_shown) {
                 continue;
             }
-            self.domain_view.shown.insert(slot, (shown.clone(), verified));
-            self.record(out, SimEvent::PortableShown { room: room_id.to_owned(), sender: user, shown, verified });
+            self.domain_view.shown.insert(slot, now_shown);
+            let room = room_id.to_owned();
+            self.record(out, SimEvent::PortableShown { room, sender: user, shown, verified, unsigned });
         }
     }
 

@@ -86,3 +86,31 @@ fn the_report_of_an_account_key_run_renders_in_headless_chromium() {
     // A blank page compresses to a few kB; the report's tables and charts do not.
     assert!(png.len() > 50_000, "screenshot of {} bytes looks blank", png.len());
 }
+
+#[test]
+fn the_report_of_a_portable_account_run_shows_the_participation_and_client_view_tables() {
+    let Some(browser) = chromium() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/participation-moves.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_roomsim"))
+        .args(["run", scenario.to_str().unwrap(), "--seed", "1", "--out"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .expect("run roomsim");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = tmp.path().join("out/participation-moves/1/report.html");
+    let url = format!("file://{}", report.display());
+    let dom = headless(&browser, &tmp.path().join("profile"), &["--dump-dom".into(), url]);
+    assert!(dom.status.success(), "chromium: {}", String::from_utf8_lossy(&dom.stderr));
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    for expected in [
+        "Participation and moves (MSC4345, MSC4348)",
+        "move_completion_ms.p95",
+        "outside_requests.by_endpoint.key_v3_query",
+        "Client view (MSC4348)",
+        "reverified_after_move_ms.p50",
+    ] {
+        assert!(dom.contains(expected), "the rendered page lacks {expected:?}");
+    }
+    assert!(!dom.contains("Account keys (MSC4243)"), "no account-key table without account-key rooms");
+}

@@ -209,7 +209,7 @@ pub fn render_run_report(run: &RunFiles) -> Result<String, AnalysisError> {
     body.push_str("<h2 id=\"summary\">Summary</h2>\n");
     body.push_str(&run_table(s));
     body.push_str(&rooms_table(s));
-    body.push_str(&account_keys_table(s));
+    body.push_str(&proposal_tables(s));
     body.push_str("<h2 id=\"faults\">Faults</h2>\n");
     let _ =
         writeln!(body, "<div class=\"timeline-box\">{}</div>", faults_timeline_svg(&s.faults, run.x_end_ms(), 1000));
@@ -436,25 +436,47 @@ fn run_table(s: &RunSummary) -> String {
     format!("<h3>Run</h3>\n{}", table(&headers, &[row]))
 }
 
-/// MSC4243's `account_keys` measures (present only in runs with account-key rooms), one row
-/// per measure as `summary.json` names it.
-fn account_keys_table(s: &RunSummary) -> String {
+/// The proposal measures of one `summary.json` object (present only in runs the proposal
+/// applies to), one row per measure as `summary.json` names it (nested fields dotted).
+fn proposal_table(s: &RunSummary, prefix: &str, title: &str, note: &str) -> String {
     let rows: Vec<Vec<Cell>> = s
         .metrics
         .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix("account_keys.")?, v)))
+        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v)))
         .map(|(k, v)| vec![Cell::text(k), Cell::num(v.map_or_else(|| "—".to_owned(), num))])
         .collect();
     if rows.is_empty() {
         return String::new();
     }
     let headers = [("measure".to_owned(), ""), ("value".to_owned(), "num")];
-    format!(
-        "<h3>Account keys (MSC4243)</h3>\n{}<p class=\"note\">What servers learnt from \
-         <code>/query/accounts</code> and what their clients were shown (definitions: \
-         <code>docs/outputs.md</code>, \"Account keys\"). Times in ms of simulated time.</p>\n",
-        table(&headers, &rows)
-    )
+    format!("<h3>{title}</h3>\n{}<p class=\"note\">{note}</p>\n", table(&headers, &rows))
+}
+
+/// MSC4243's `account_keys`, MSC4345/MSC4348's `participation` and the MSC4348 client view.
+fn proposal_tables(s: &RunSummary) -> String {
+    let mut out = proposal_table(
+        s,
+        "account_keys.",
+        "Account keys (MSC4243)",
+        "What servers learnt from <code>/query/accounts</code> and what their clients were shown \
+         (definitions: <code>docs/outputs.md</code>, \"Account keys\"). Times in ms of simulated time.",
+    );
+    out.push_str(&proposal_table(
+        s,
+        "participation.",
+        "Participation and moves (MSC4345, MSC4348)",
+        "Moves, revocations and bans, read alike for every design, and the requests servers made to \
+         learn who is who (definitions: <code>docs/outputs.md</code>, \"Participation\"). Times in ms \
+         of simulated time.",
+    ));
+    out.push_str(&proposal_table(
+        s,
+        "portable_client_view.",
+        "Client view (MSC4348)",
+        "How servers showed the senders of portable-account rooms to their clients (definitions: \
+         <code>docs/outputs.md</code>, \"MSC4348 client view\"). Times in ms of simulated time.",
+    ));
+    out
 }
 
 fn rooms_table(s: &RunSummary) -> String {

@@ -235,6 +235,8 @@ impl RoomMeasures {
             FaultKind::RotateKey { .. } => Some("rotate_key"),
             FaultKind::EraseAccount { .. } => Some("erase_account"),
             FaultKind::ReregisterAccount { .. } => Some("reregister_account"),
+            FaultKind::RotatePepper { .. } => Some("rotate_pepper"),
+            FaultKind::RevokeIdentityKey { .. } => Some("revoke_identity_key"),
             _ => None,
         };
         if let Some(kind) = moment {
@@ -266,7 +268,9 @@ impl RoomMeasures {
                 FaultKind::HealAll
                 | FaultKind::RotateKey { .. }
                 | FaultKind::EraseAccount { .. }
-                | FaultKind::ReregisterAccount { .. } => unreachable!("handled above"),
+                | FaultKind::ReregisterAccount { .. }
+                | FaultKind::RotatePepper { .. }
+                | FaultKind::RevokeIdentityKey { .. } => unreachable!("handled above"),
             };
             self.fault_windows.push(FaultWindow { index: i, kind, start_us: t, end_us: None, disruption });
         } else if let Some(w) = self.fault_windows.iter_mut().rev().find(|w| w.index == i && w.end_us.is_none()) {

@@ -41,6 +41,10 @@ pub struct Scenario {
     pub account_query: AccountQuerySpec,
     /// `[participation]`: the acceptor of MSC4345 participation requests and its delay.
     pub participation: ParticipationSpec,
+    /// `[[identity_servers]]`, file order: nodes after the homeservers and key notaries.
+    pub identity_servers: Vec<IdentityServerSpec>,
+    /// `[identity]`: lookups, who checks `key_validity_url`, clients' account data.
+    pub identity: IdentitySpec,
     /// What this scenario was parsed from, so a run can store it and re-parse sweep cells.
     pub source: ScenarioSource,
 }
@@ -405,6 +409,11 @@ pub enum FaultKind {
     /// key is answered as unknown from now on; the user's later actions use the new key, a new
     /// user ID in every room (it must join again).
     ReregisterAccount { user: String },
+    /// An identity server rotates its lookup pepper (to `pepper`, or one drawn from the seed).
+    RotatePepper { server: String, pepper: Option<String> },
+    /// An identity server revokes its long-term key (a compromise): `/pubkey/isvalid` answers
+    /// `false` for it from now on, and a new key signs.
+    RevokeIdentityKey { server: String },
 }
 
 /// `[keys]`: server key distribution.
@@ -445,8 +454,15 @@ pub struct ActionSpec {
     pub text: Option<String>,
     /// join: servers to try first, in order (server names; empty = none given).
     pub via: Vec<String>,
-    /// move: the server the account moves to; revoke: the server whose key is revoked.
+    /// move: the server the account moves to; revoke: the server whose key is revoked;
+    /// bind: the identity server (`None`: the one the client's account data names).
     pub server: Option<String>,
+    /// invite_email / bind: the address (canonical e-mail address, or msisdn for bind).
+    pub address: Option<String>,
+    /// invite_email / set_identity_server / bind: the acting client (`None`: the user's first).
+    pub client: Option<String>,
+    /// set_identity_server: the value written.
+    pub account_data: Option<AccountDataSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -481,6 +497,13 @@ pub enum ActionKind {
     /// MSC4348 account-key revocation (the `final-leave` reading): the account leaves with
     /// `org.matrix.msc4348.final: true` in its own, self-signed leave.
     FinalLeave,
+    /// An invite by e-mail address: the client looks the address up at its identity server;
+    /// found: a plain invite; not found: `/store-invite` and `m.room.third_party_invite`.
+    InviteEmail,
+    /// The user binds an address at an identity server (`/3pid/bind`, validation instant).
+    Bind,
+    /// A client writes the user's `m.identity_server` account data.
+    SetIdentityServer,
 }
 
 impl ActionKind {
@@ -506,6 +529,9 @@ impl ActionKind {
             ActionKind::Move => "move",
             ActionKind::Revoke => "revoke",
             ActionKind::FinalLeave => "final_leave",
+            ActionKind::InviteEmail => "invite_email",
+            ActionKind::Bind => "bind",
+            ActionKind::SetIdentityServer => "set_identity_server",
         }
     }
 }
@@ -754,4 +780,116 @@ pub fn moved_account_id(user: &str, server: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c.to_ascii_lowercase() } else { '=' })
         .collect();
     format!("@{local}.{domain}:{server}")
+}
+
+/// `[[identity_servers]]`: an identity server, a node of its own (Identity Service API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityServerSpec {
+    /// Its server name: the host of its URLs and the entity of its signatures.
+    pub name: String,
+    /// The current `lookup_pepper` of `/hash_details`.
+    pub pepper: String,
+    /// MSC4004 `alt_lookup_peppers`: how many old peppers stay accepted after a rotation
+    /// (0: without MSC4004, a rotation invalidates every hash a client computed before it).
+    pub alt_peppers: usize,
+    /// MSC4004 `POST /lookups`: whose pushes it stores (`None`: anyone, the attack MSC4004's
+    /// security section names; `Some(list)`: only those identity servers).
+    pub trusted_pushers: Option<Vec<String>>,
+    /// The address bindings it starts with (canonical addresses).
+    pub bindings: Vec<BindingSpec>,
+    /// MSC4004: identity servers it pushes its bindings' hashes to at the start of the run.
+    pub push_to: Vec<String>,
+    /// A rogue server: its bindings are claims about addresses it does not own (for the
+    /// `hijacked` measures); the truth is what the other identity servers hold.
+    pub rogue: bool,
+}
+
+/// One 3PID binding: `address` (canonical for its medium) belongs to `user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindingSpec {
+    pub medium: crate::protocol::identity::Medium,
+    pub address: String,
+    pub user: String,
+}
+
+/// Who checks an invite's `key_validity_url` (Server-Server API §"Third-party invites").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyValidityCheck {
+    /// The spec's design: only the server that issues the invite (the inviting server on
+    /// `/exchange_third_party_invite`, or the invitee's server when it is in the room) asks;
+    /// every other server applies the auth rules alone, so all reach one verdict.
+    Issuer,
+    /// The divergent design: every server asks when the invite arrives and rejects it when
+    /// the identity server says the key is not valid (or cannot be reached).
+    EveryServer,
+}
+
+/// `m.identity_server` account data as a scenario sets it (MSC2230).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountDataSpec {
+    /// No event: the client's default.
+    Absent,
+    /// `{"base_url": null}`: no identity server.
+    Disabled,
+    /// `{"base_url": "https://<name>"}`: that identity server.
+    Server(String),
+}
+
+/// `[[identity.accounts]]`: one user's `m.identity_server` and clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityAccountSpec {
+    pub user: String,
+    pub account_data: AccountDataSpec,
+    /// Its clients' names (each holds its own copy of the account data).
+    pub clients: Vec<String>,
+}
+
+/// `[identity]`: the identity design knobs. Present (with defaults) in every scenario; read
+/// only when the scenario has identity servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentitySpec {
+    /// The clients' default identity server (`.well-known`); `None`: no default.
+    pub default_server: Option<String>,
+    pub key_validity_check: KeyValidityCheck,
+    /// MSC4004 `third_party_mappings` redirects a client follows for one address (0: none).
+    pub max_redirects: u32,
+    /// Lookups again after `M_INVALID_PEPPER` (with fresh `/hash_details`); the spec: 1.
+    pub pepper_retries: u32,
+    /// How long an account-data write takes to reach the user's other clients (sync).
+    pub sync_delay_us: u64,
+    /// How long after its third-party invite arrives the invitee joins (`None`: it does not
+    /// join by itself; a `join` action can).
+    pub auto_join_delay_us: Option<u64>,
+    /// Per user (users not listed: account data absent, one client named `default`).
+    pub accounts: Vec<IdentityAccountSpec>,
+}
+
+impl Default for IdentitySpec {
+    fn default() -> IdentitySpec {
+        IdentitySpec {
+            default_server: None,
+            key_validity_check: KeyValidityCheck::Issuer,
+            max_redirects: 1,
+            pepper_retries: 1,
+            sync_delay_us: 500_000,
+            auto_join_delay_us: Some(1_000_000),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl IdentitySpec {
+    /// The clients of `user` (`default` when the scenario lists none).
+    pub fn clients_of(&self, user: &str) -> Vec<String> {
+        match self.accounts.iter().find(|a| a.user == user) {
+            Some(a) if !a.clients.is_empty() => a.clients.clone(),
+            _ => vec!["default".to_owned()],
+        }
+    }
+
+    pub fn account_data_of(&self, user: &str) -> AccountDataSpec {
+        self.accounts.iter().find(|a| a.user == user).map_or(AccountDataSpec::Absent, |a| a.account_data.clone())
+    }
 }

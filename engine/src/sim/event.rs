@@ -143,6 +143,8 @@ pub enum SimEvent {
     },
     /// Something a server could not do that is worth reading in the log.
     ServerNote { text: String },
+    /// Identity: lookups, invites by e-mail, bindings, key validity, account data.
+    Identity(super::identity_event::IdentityEvent),
     /// A byzantine server misbehaved.
     Byzantine {
         behaviour: String,
@@ -199,6 +201,8 @@ pub enum LoggedInput {
     ReregisterAccount {
         user: String,
     },
+    /// A `rotate_pepper` / `revoke_identity_key` fault reached the identity server.
+    Identity(crate::sim::identity_event::IdentityFault),
 }
 
 impl SimEvent {

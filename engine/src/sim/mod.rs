@@ -11,6 +11,7 @@ pub mod bounds;
 pub mod event;
 pub mod federation;
 pub mod identity_client;
+pub mod identity_event;
 pub mod identity_server;
 pub mod log;
 pub mod network;

@@ -118,6 +118,7 @@ impl Notary {
             | Input::SetClockSkew { .. }
             | Input::RotateKey { .. }
             | Input::EraseAccount { .. }
+            | Input::Identity(_)
             | Input::ReregisterAccount { .. } => {}
         }
         out

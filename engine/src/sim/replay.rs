@@ -180,6 +180,7 @@ fn to_input(
         LoggedInput::RotateKey { keep_old } => Input::RotateKey { keep_old },
         LoggedInput::EraseAccount { user } => Input::EraseAccount { user },
         LoggedInput::ReregisterAccount { user } => Input::ReregisterAccount { user },
+        LoggedInput::Identity(f) => Input::Identity(f),
     })
 }
 

@@ -68,6 +68,8 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
         sweep,
         account_query,
         participation,
+        identity_servers: Vec::new(),
+        identity: Default::default(),
         join_mode: raw.join.and_then(|j| j.mode).map_or_else(Default::default, |m| *m.get_ref()),
         source,
     })

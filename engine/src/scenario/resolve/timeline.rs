@@ -49,6 +49,9 @@ fn room_setup(room: &RoomSpec) -> Vec<ActionSpec> {
         text: None,
         via: Vec::new(),
         server: None,
+        address: None,
+        client: None,
+        account_data: None,
     };
     let mut actions = vec![at(ActionKind::CreateRoom, &room.creator, None)];
     if room.join_rule != JoinRule::Public {
@@ -97,7 +100,10 @@ fn fields(kind: ActionKind) -> [Field; 4] {
         | ActionKind::RejectInvite
         | ActionKind::Move
         | ActionKind::Revoke
-        | ActionKind::FinalLeave => [Rejected; 4],
+        | ActionKind::FinalLeave
+        | ActionKind::InviteEmail
+        | ActionKind::Bind
+        | ActionKind::SetIdentityServer => [Rejected; 4],
     }
 }
 
@@ -196,6 +202,9 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
         text: action.text.as_ref().map(|t| t.get_ref().clone()),
         via,
         server,
+        address: None,
+        client: None,
+        account_data: None,
     })
 }
 

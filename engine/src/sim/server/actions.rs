@@ -76,6 +76,9 @@ impl Server {
             ActionKind::Invite => self.invite(&a, now, out),
             ActionKind::Knock => self.knock(&a, now, out),
             ActionKind::Move => self.move_account(&a, now, out),
+            ActionKind::InviteEmail => self.invite_email(&a, now, out),
+            ActionKind::Bind => self.bind_address(&a, now, out),
+            ActionKind::SetIdentityServer => self.set_identity_server(&a, now, out),
             ActionKind::Revoke => self.revoke_server(&a, now, out),
             ActionKind::AcceptKnock => self.accept_knock(&a, now, out),
             ActionKind::DenyKnock => self.deny_knock(&a, now, out),
@@ -257,7 +260,10 @@ impl Server {
             | ActionKind::Invite
             | ActionKind::Knock
             | ActionKind::AcceptKnock
-            | ActionKind::DenyKnock => unreachable!("handled by the caller"),
+            | ActionKind::DenyKnock
+            | ActionKind::InviteEmail
+            | ActionKind::Bind
+            | ActionKind::SetIdentityServer => unreachable!("handled by the caller"),
         };
         self.create_and_send(&room_id, d, now, out).map(Some)
     }

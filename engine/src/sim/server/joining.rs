@@ -298,6 +298,9 @@ mod tests {
             via,
             directory,
             allow: Vec::new(),
+            address: None,
+            client: None,
+            account_data: None,
         })
     }
 

@@ -107,6 +107,8 @@ pub enum Input {
     ReregisterAccount {
         user: String,
     },
+    /// A fault of an identity server (pepper rotation, key revocation).
+    Identity(crate::sim::identity_event::IdentityFault),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +191,15 @@ pub struct ClientAction {
     /// world from the scenario's room names, as `room_id`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
+    /// invite_email / bind: the third-party address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// invite_email / bind / set_identity_server: the user's client that acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// set_identity_server: the `m.identity_server` value written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_data: Option<crate::scenario::AccountDataSpec>,
 }
 
 /// What handling an input produced.
@@ -401,6 +412,7 @@ impl Server {
             Input::RotateKey { keep_old } => self.rotate_key(keep_old, now),
             Input::EraseAccount { user } => self.erase_account(&user, now, &mut out),
             Input::ReregisterAccount { user } => self.reregister_account(&user, now, &mut out),
+            Input::Identity(_) => {}
         }
         self.observe_judged(now, &mut out);
         self.participation_tick(now, &mut out);

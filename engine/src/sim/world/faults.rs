@@ -7,6 +7,7 @@ use crate::scenario::FaultKind;
 use crate::sim::event::SimEvent;
 use crate::sim::federation::ServerIdx;
 use crate::sim::network::Degrade;
+use crate::sim::identity_event::IdentityFault;
 use crate::sim::server::Input;
 
 impl World {
@@ -92,6 +93,21 @@ impl World {
                 let k = self.directory.home_of(user).expect("validated");
                 self.deliver_now(k, Input::ReregisterAccount { user: user.clone() });
                 "reregister_account"
+            }
+            (FaultKind::RotatePepper { server, pepper }, _) => {
+                let k = self.directory.node(server).expect("validated");
+                let pepper = pepper.clone().unwrap_or_else(|| {
+                    let bytes = crate::sim::rng::RngStreams::new(self.seed).seed_bytes(&format!("pepper/{server}/{i}"));
+                    crate::protocol::crypto::b64_url_encode(&bytes[..12])
+                });
+                self.deliver_now(k, Input::Identity(IdentityFault::RotatePepper { pepper }));
+                "rotate_pepper"
+            }
+            (FaultKind::RevokeIdentityKey { server }, _) => {
+                let k = self.directory.node(server).expect("validated");
+                let seed = crate::sim::rng::RngStreams::new(self.seed).seed_bytes(&format!("identity-key/{server}/{i}"));
+                self.deliver_now(k, Input::Identity(IdentityFault::RevokeKey { seed }));
+                "revoke_identity_key"
             }
             (FaultKind::HealAll, _) => {
                 self.network.heal_all();

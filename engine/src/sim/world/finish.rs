@@ -152,6 +152,8 @@ fn fault_kind_name(k: &FaultKind) -> &'static str {
         FaultKind::RotateKey { .. } => "rotate_key",
         FaultKind::EraseAccount { .. } => "erase_account",
         FaultKind::ReregisterAccount { .. } => "reregister_account",
+        FaultKind::RotatePepper { .. } => "rotate_pepper",
+        FaultKind::RevokeIdentityKey { .. } => "revoke_identity_key",
     }
 }
 
@@ -166,5 +168,6 @@ fn fault_description(k: &FaultKind) -> String {
             format!("{server} {}", if *keep_old { "keeps the old key" } else { "drops the old key" })
         }
         FaultKind::EraseAccount { user } | FaultKind::ReregisterAccount { user } => user.clone(),
+        FaultKind::RotatePepper { server, .. } | FaultKind::RevokeIdentityKey { server } => server.clone(),
     }
 }

@@ -97,6 +97,9 @@ pub(crate) fn action(room: &str, user: &str, kind: ActionKind) -> ClientAction {
         via: Vec::new(),
         directory: Vec::new(),
         allow: Vec::new(),
+        address: None,
+        client: None,
+        account_data: None,
     }
 }
 
@@ -198,6 +201,9 @@ impl World {
             a.text = spec.text.clone();
             let room = sc.room(&spec.room);
             a.server = spec.server.clone();
+            a.address = spec.address.clone();
+            a.client = spec.client.clone();
+            a.account_data = spec.account_data.clone();
             if spec.action == ActionKind::Move {
                 a.directory = room.map(|r| self.room_directory(r)).unwrap_or_default();
             }

@@ -79,15 +79,23 @@ pub enum IdentityEvent {
         event: Option<String>,
     },
     /// `/store-invite` answered and `m.room.third_party_invite` (`event`, state key `token`)
-    /// was sent into the room.
-    ThirdPartyInviteSent { user: String, room: String, address: String, token: String, event: String },
+    /// was sent into the room (`room`: its scenario name, `room_id`: its ID).
+    ThirdPartyInviteSent {
+        user: String,
+        room: String,
+        room_id: String,
+        address: String,
+        token: String,
+        event: String,
+    },
     /// An identity server bound `address` to `mxid` and has `invites` pending invites for it.
     Bound { address: String, mxid: String, invites: u32 },
     /// The server that issues the invite for `token` (the inviting server on
-    /// `/exchange_third_party_invite`, or the invitee's when it is in the room) decided:
+    /// `/exchange_third_party_invite`, or the invitee's when it is in the room) decided on the
+    /// invite of `mxid` into room `room_id`:
     /// `event` is the `m.room.member` invite when it issued it, `why` when it refused.
     InviteIssued {
-        room: String,
+        room_id: String,
         token: String,
         mxid: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -148,6 +148,9 @@ pub enum Stage {
     Hash,
     AuthEvents,
     StateBefore,
+    /// Not a rule of the room: an outside check at receipt (the divergent `key_validity_url`
+    /// design of third-party invites, which the spec forbids).
+    OutsideCheck,
 }
 
 impl Stage {
@@ -158,6 +161,7 @@ impl Stage {
             Stage::Hash => "hash",
             Stage::AuthEvents => "auth_events",
             Stage::StateBefore => "state_before",
+            Stage::OutsideCheck => "outside_check",
         }
     }
 }

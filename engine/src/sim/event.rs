@@ -202,7 +202,7 @@ pub enum LoggedInput {
         user: String,
     },
     /// A `rotate_pepper` / `revoke_identity_key` fault reached the identity server.
-    Identity(crate::sim::identity_event::IdentityFault),
+    Identity(crate::sim::identity_event::IdentityInput),
 }
 
 impl SimEvent {

@@ -5,10 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A fault of an identity server, as its input.
+/// An identity server's inputs other than messages: its faults, and the start of the run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
-pub enum IdentityFault {
+pub enum IdentityInput {
     /// A new `lookup_pepper`.
     RotatePepper { pepper: String },
     /// The long-term key is revoked; a key made from `seed` signs from now on.
@@ -16,6 +16,8 @@ pub enum IdentityFault {
         #[serde(with = "seed_hex")]
         seed: [u8; 32],
     },
+    /// The run starts: MSC4004 pushes to the identity servers its scenario lists.
+    PushMappings,
 }
 
 /// How a client's lookup of one address ended.

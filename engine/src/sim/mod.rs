@@ -12,6 +12,7 @@ pub mod event;
 pub mod federation;
 pub mod identity_client;
 pub mod identity_event;
+pub mod identity_node;
 pub mod identity_server;
 pub mod log;
 pub mod network;

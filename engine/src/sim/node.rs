@@ -3,6 +3,7 @@
 //! look inside one except through [`Node`]'s methods. Today every node is a homeserver; identity
 //! servers and key notaries (the identity and account-key proposals) become variants here.
 
+use super::identity_node::IdentityNode;
 use super::notary::Notary;
 use super::server::{Input, Output, Server};
 use super::time::SimTime;
@@ -12,6 +13,8 @@ pub enum Node {
     /// A key notary (`notary.rs`): not a homeserver, so never measured or held to the
     /// invariants.
     Notary(Box<Notary>),
+    /// An identity server (`identity_node.rs`): not a homeserver either.
+    IdentityServer(Box<IdentityNode>),
 }
 
 impl Node {
@@ -19,6 +22,7 @@ impl Node {
         match self {
             Node::Homeserver(s) => s.handle(input, now),
             Node::Notary(n) => n.handle(input, now),
+            Node::IdentityServer(n) => n.handle(input, now),
         }
     }
 
@@ -26,6 +30,7 @@ impl Node {
         match self {
             Node::Homeserver(s) => &s.name,
             Node::Notary(n) => &n.name,
+            Node::IdentityServer(n) => &n.name,
         }
     }
 
@@ -34,6 +39,7 @@ impl Node {
         match self {
             Node::Homeserver(s) => s.is_idle(),
             Node::Notary(n) => n.is_idle(),
+            Node::IdentityServer(n) => n.is_idle(),
         }
     }
 
@@ -41,35 +47,42 @@ impl Node {
     pub fn is_honest_server(&self) -> bool {
         match self {
             Node::Homeserver(s) => s.is_honest(),
-            Node::Notary(_) => false,
+            Node::Notary(_) | Node::IdentityServer(_) => false,
         }
     }
 
     pub fn deliveries(&self) -> u64 {
         match self {
             Node::Homeserver(s) => s.deliveries,
-            Node::Notary(_) => 0,
+            Node::Notary(_) | Node::IdentityServer(_) => 0,
         }
     }
 
     pub fn as_server(&self) -> Option<&Server> {
         match self {
             Node::Homeserver(s) => Some(s),
-            Node::Notary(_) => None,
+            Node::Notary(_) | Node::IdentityServer(_) => None,
         }
     }
 
     pub fn as_notary(&self) -> Option<&Notary> {
         match self {
             Node::Notary(n) => Some(n),
-            Node::Homeserver(_) => None,
+            Node::Homeserver(_) | Node::IdentityServer(_) => None,
+        }
+    }
+
+    pub fn as_identity_server(&self) -> Option<&IdentityNode> {
+        match self {
+            Node::IdentityServer(n) => Some(n),
+            _ => None,
         }
     }
 
     pub fn as_server_mut(&mut self) -> Option<&mut Server> {
         match self {
             Node::Homeserver(s) => Some(s),
-            Node::Notary(_) => None,
+            Node::Notary(_) | Node::IdentityServer(_) => None,
         }
     }
 }

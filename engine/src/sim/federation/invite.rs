@@ -45,6 +45,7 @@ impl Server {
         pdu: Arc<Pdu>,
         room_version: &str,
         from: ServerIdx,
+        now: SimTime,
         out: &mut Vec<Output>,
     ) -> Outcome {
         let Some(version) = RoomVersion::by_id(room_version) else {
@@ -62,6 +63,7 @@ impl Server {
         let room_id = room_id_of(&signed);
         self.invites.insert(room_id.clone(), from);
         out.push(Output::Created { room_id, pdu: signed.clone() });
+        self.on_invite_answered(&signed, now, out);
         Outcome::Ok(Response::Invite { pdu: signed })
     }
 

@@ -12,6 +12,7 @@
 
 pub mod backfill;
 pub mod domain;
+pub mod identity;
 pub mod invite;
 pub mod join;
 pub mod keys;
@@ -127,6 +128,8 @@ pub enum Request {
     /// `/_matrix/federation/v1/query/org.matrix.4348.accounts`): the account names of
     /// `account_keys` the asked server serves in `room_id` ([`domain`]).
     PortableAccounts { room_id: String, account_keys: Vec<String> },
+    /// The identity endpoints ([`identity`]).
+    Identity(identity::IdentityRequest),
 }
 
 /// A stripped state event (`type`, `state_key`, `sender`, `content`), as in `invite_room_state`.
@@ -166,6 +169,7 @@ impl Request {
             }
             // Changes with every move (MSC4348: the serving server of an account changes).
             Request::PortableAccounts { .. } => None,
+            Request::Identity(r) => r.cache_key(),
             _ => None,
         }
     }
@@ -192,6 +196,7 @@ impl Request {
             Request::AccountInvite { ban: true, .. } => "ban",
             Request::KeyV3Query { .. } => "key_v3_query",
             Request::PortableAccounts { .. } => "portable_accounts",
+            Request::Identity(r) => r.name(),
         }
     }
 
@@ -216,7 +221,8 @@ impl Request {
             | Request::QueryAccounts(_)
             | Request::AccountInvite { .. }
             | Request::KeyV3Query { .. }
-            | Request::PortableAccounts { .. } => &[],
+            | Request::PortableAccounts { .. }
+            | Request::Identity(_) => &[],
         }
     }
 }
@@ -281,6 +287,8 @@ pub enum Response {
     /// [`Request::PortableAccounts`]'s `200`: account key → account name (a bare localpart),
     /// for the accounts the server serves; other keys are omitted.
     PortableAccounts { account_keys: std::collections::BTreeMap<String, String> },
+    /// An identity endpoint's `200` ([`identity`]).
+    Identity(identity::IdentityResponse),
 }
 
 impl Response {
@@ -317,7 +325,8 @@ impl Response {
             | Response::QueryAccounts(_)
             | Response::AccountInvite { .. }
             | Response::KeyV3Query { .. }
-            | Response::PortableAccounts { .. } => [&[], &[], &[]],
+            | Response::PortableAccounts { .. }
+            | Response::Identity(_) => [&[], &[], &[]],
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod accounts;
 mod acl;
 pub(crate) mod actions;
 mod byzantine;
+pub(crate) mod identity;
 pub mod domain_view;
 pub mod joining;
 pub mod keyring;
@@ -108,7 +109,7 @@ pub enum Input {
         user: String,
     },
     /// A fault of an identity server (pepper rotation, key revocation).
-    Identity(crate::sim::identity_event::IdentityFault),
+    Identity(crate::sim::identity_event::IdentityInput),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +152,16 @@ pub enum Timer {
         key: String,
         acceptor: String,
         domain: Option<String>,
+    },
+    /// A write of `m.identity_server` reaches `user`'s `client` (its sync).
+    IdentitySync {
+        user: String,
+        client: String,
+    },
+    /// The invitee joins after its third-party invite arrived.
+    ThirdPartyJoin {
+        room_id: String,
+        user: String,
     },
 }
 
@@ -326,6 +337,9 @@ pub struct Server {
     /// MSC4345 §7–§8 / MSC4348 client-side: key domains, account names and shown senders
     /// ([`domain_view`]).
     pub domain_view: domain_view::DomainView,
+    /// Third-party invites, lookups and the users' clients ([`identity`]): `None` when the
+    /// scenario has no identity servers.
+    pub identity: Option<Box<identity::IdentityState>>,
 }
 
 impl Server {
@@ -369,6 +383,7 @@ impl Server {
             accepting: Default::default(),
             moved_in: Default::default(),
             domain_view: Default::default(),
+            identity: None,
         }
     }
 
@@ -383,6 +398,7 @@ impl Server {
             && self.joins.is_empty()
             && self.rooms.values().all(|r| !r.retry_armed)
             && self.keyring.is_idle()
+            && self.identity_idle()
     }
 
     /// Handles one input at time `now`.
@@ -429,6 +445,14 @@ impl Server {
             self.remote_up(from, now, out);
         }
         match message {
+            Message::Request { .. } if self.identity.is_some() => {
+                if let Some(Message::Request { id, body }) = self.take_exchange(from, message, now, out) {
+                    if self.defer_for_keys(from, id, &body, now, out) {
+                        return;
+                    }
+                    self.answer_request(from, id, body, now, out);
+                }
+            }
             Message::Request { id, body } => {
                 if self.defer_for_keys(from, id, &body, now, out) {
                     return; // answered once the signer's key is fetched (keyring.rs)
@@ -470,7 +494,8 @@ impl Server {
                 self.answer_make_join(&room_id, &user_id, server_key.as_deref(), from, now)
             }
             Request::SendJoin { pdu } => self.answer_send_join(pdu, from, now, out),
-            Request::Invite { pdu, room_version, .. } => self.answer_invite(pdu, &room_version, from, out),
+            Request::Invite { pdu, room_version, .. } => self.answer_invite(pdu, &room_version, from, now, out),
+            Request::Identity(call) => self.answer_identity(call, now, out),
             Request::MakeKnock { room_id, user_id } => {
                 self.answer_membership_template(&room_id, &user_id, "knock", now)
             }
@@ -607,6 +632,7 @@ impl Server {
                 self.on_backfilled(&room_id, pdus, out);
                 self.catch_up_after_answer(&room_id, now, out);
             }
+            (Purpose::Identity(p), outcome) => self.on_identity_answer(p, Some(outcome), now, out),
             (purpose, outcome) => {
                 let failure = match outcome {
                     Outcome::Error { status, errcode } => joining::JoinFailure::Status { status, errcode },
@@ -639,6 +665,8 @@ impl Server {
             Timer::AcceptParticipation { room_id, key, acceptor, domain } => {
                 self.on_accept_participation(room_id, key, acceptor, domain, now, out)
             }
+            Timer::IdentitySync { user, client } => self.on_identity_sync(&user, &client),
+            Timer::ThirdPartyJoin { room_id, user } => self.on_third_party_join(room_id, user, now, out),
             Timer::RequestTimeout { id } => {
                 let Some(req) = self.requests.remove(&id) else { return };
                 // Retried with backoff (`retry.rs`) until its schedule is exhausted.
@@ -678,6 +706,7 @@ impl Server {
                         let (domain, keys) = (domain.clone(), keys.clone());
                         self.on_accounts_outcome(&domain, &keys, None, now, out)
                     }
+                    (Purpose::Identity(p), _) => self.on_identity_answer(p.clone(), None, now, out),
                     _ => {}
                 }
             }

@@ -162,6 +162,9 @@ impl Server {
                 return;
             }
         };
+        if self.park_for_validity(&pdu, from, now, out) {
+            return; // judged once the key's validity is known (identity.rs)
+        }
         self.deliveries += 1;
         let room = self.rooms.get_mut(&room_id).expect("checked");
         if room.pending.len() >= bounds::PENDING_EVENTS_PER_ROOM && !room.is_connected(&pdu) {

@@ -75,6 +75,8 @@ pub(crate) enum Purpose {
     AccountInvite {
         room_id: String,
     },
+    /// An identity call (`identity.rs`).
+    Identity(super::identity::IdentityPurpose),
 }
 
 #[derive(Debug, Clone)]

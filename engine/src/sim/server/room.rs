@@ -104,6 +104,9 @@ pub struct RoomReplica {
     pub max_depth: i64,
     /// Which server each user is joined through (default: the domain of the user ID).
     pub routing: super::routing::Routing,
+    /// Events an outside check at receipt rejects although the rules may allow them (the
+    /// divergent `key_validity_url` design, `identity.rs`), with the reason.
+    pub(crate) outside_rejections: BTreeMap<String, String>,
     /// A deliberate divergence, planted by the tests of the invariant checks.
     #[cfg(test)]
     pub(crate) plant: Option<Plant>,
@@ -165,9 +168,15 @@ impl RoomReplica {
             soft_failed_count: 0,
             max_depth: 0,
             routing: super::routing::Routing::default(),
+            outside_rejections: BTreeMap::new(),
             #[cfg(test)]
             plant: None,
         }
+    }
+
+    /// An outside check rejects `event_id` when it is judged (see `outside_rejections`).
+    pub(crate) fn reject_outside(&mut self, event_id: &str, reason: &str) {
+        self.outside_rejections.insert(event_id.to_owned(), reason.to_owned());
     }
 
     pub fn has(&self, event_id: &str) -> bool {
@@ -267,6 +276,10 @@ impl RoomReplica {
         let status = match self.plant {
             Some(plant) => plant.apply(self.dag.pdu(idx), status),
             None => status,
+        };
+        let status = match (status, self.outside_rejections.get(&self.dag.pdu(idx).event_id)) {
+            (Status::Accepted, Some(reason)) => Status::Rejected { stage: Stage::OutsideCheck, reason: reason.clone() },
+            (status, _) => status,
         };
         self.dag.set_status(idx, status.clone());
         let decision = match status {

@@ -7,7 +7,7 @@ use crate::scenario::FaultKind;
 use crate::sim::event::SimEvent;
 use crate::sim::federation::ServerIdx;
 use crate::sim::network::Degrade;
-use crate::sim::identity_event::IdentityFault;
+use crate::sim::identity_event::IdentityInput;
 use crate::sim::server::Input;
 
 impl World {
@@ -100,13 +100,13 @@ impl World {
                     let bytes = crate::sim::rng::RngStreams::new(self.seed).seed_bytes(&format!("pepper/{server}/{i}"));
                     crate::protocol::crypto::b64_url_encode(&bytes[..12])
                 });
-                self.deliver_now(k, Input::Identity(IdentityFault::RotatePepper { pepper }));
+                self.deliver_now(k, Input::Identity(IdentityInput::RotatePepper { pepper }));
                 "rotate_pepper"
             }
             (FaultKind::RevokeIdentityKey { server }, _) => {
                 let k = self.directory.node(server).expect("validated");
                 let seed = crate::sim::rng::RngStreams::new(self.seed).seed_bytes(&format!("identity-key/{server}/{i}"));
-                self.deliver_now(k, Input::Identity(IdentityFault::RevokeKey { seed }));
+                self.deliver_now(k, Input::Identity(IdentityInput::RevokeKey { seed }));
                 "revoke_identity_key"
             }
             (FaultKind::HealAll, _) => {

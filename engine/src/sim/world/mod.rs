@@ -19,11 +19,13 @@ mod window;
 mod workload;
 
 pub use finish::RunResult;
+pub(crate) use schedule::action as schedule_action;
 
 use super::federation::{PduStore, ServerIdx};
 use super::log::LogWriter;
 use super::network::Network;
 use super::node::Node;
+use super::identity_node::IdentityNode;
 use super::notary::Notary;
 use super::observe::Observer;
 use super::rng::RngStreams;
@@ -127,10 +129,12 @@ pub fn rotated_key(streams: &RngStreams, name: &str, n: usize) -> KeyPair {
 }
 
 /// The scenario's nodes, freshly started, and their directory (shared by the world and replay):
-/// the homeservers in file order, then the key notaries (`[keys] notaries`).
+/// the homeservers in file order, then the key notaries (`[keys] notaries`), then the
+/// identity servers (`[[identity_servers]]`).
 pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc<Directory>) {
     let mut names: Vec<String> = scenario.servers.iter().map(|s| s.name.clone()).collect();
     names.extend(scenario.keys.notaries.iter().cloned());
+    names.extend(scenario.identity_servers.iter().map(|s| s.name.clone()));
     // Every key each node signs with during the run: one more per `rotate_key` fault.
     let histories: Vec<Vec<KeyPair>> = names
         .iter()
@@ -193,6 +197,9 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
             server.config.auto_accept_delay_us = scenario.participation.accept_delay_us;
             server.config.auto_accept_by = scenario.participation.acceptor.clone();
             server.enable_accounts(&scenario.account_query);
+            if !scenario.identity_servers.is_empty() {
+                server.enable_identity(&scenario.identity);
+            }
             Node::Homeserver(Box::new(server))
         })
         .collect();
@@ -203,6 +210,11 @@ pub fn build_nodes(scenario: &Scenario, streams: &RngStreams) -> (Vec<Node>, Arc
         let k = scenario.servers.len() + j;
         let notary = Notary::new(k as ServerIdx, histories[k][0].clone(), directory.clone(), timeout_us, retries);
         nodes.push(Node::Notary(Box::new(notary)));
+    }
+    for spec in &scenario.identity_servers {
+        let k = nodes.len() as ServerIdx;
+        let seed = streams.seed_bytes(&format!("identity-server/{}", spec.name));
+        nodes.push(Node::IdentityServer(Box::new(IdentityNode::new(k, spec, directory.clone(), seed))));
     }
     (nodes, directory)
 }

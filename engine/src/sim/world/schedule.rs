@@ -232,6 +232,10 @@ impl World {
             self.push(at, home, Input::Action(a));
         }
         self.schedule_workloads(streams);
+        for spec in sc.identity_servers.iter().filter(|s| !s.push_to.is_empty()) {
+            let k = self.directory.node(&spec.name).expect("an identity server is a node");
+            self.push(0, k, Input::Identity(crate::sim::identity_event::IdentityInput::PushMappings));
+        }
         for (i, f) in sc.faults.iter().enumerate() {
             self.push_global(f.at_us, Global::FaultStart(i));
             if let Some(d) = f.duration_us {

@@ -55,7 +55,7 @@ impl WorldView for World {
             .copied()
             .filter(|k| match &self.nodes[*k as usize] {
                 Node::Homeserver(s) => s.is_honest() && s.has_joined_user(room_id),
-                Node::Notary(_) => false,
+                Node::Notary(_) | Node::IdentityServer(_) => false,
             })
             .collect()
     }

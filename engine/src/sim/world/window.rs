@@ -193,7 +193,6 @@ impl World {
             Input::RotateKey { keep_old } => LoggedInput::RotateKey { keep_old: *keep_old },
             Input::EraseAccount { user } => LoggedInput::EraseAccount { user: user.clone() },
             Input::ReregisterAccount { user } => LoggedInput::ReregisterAccount { user: user.clone() },
-        Input::Identity(f) => LoggedInput::Identity(f.clone()),
             Input::Identity(f) => LoggedInput::Identity(f.clone()),
             Input::Timer(timer) => LoggedInput::Timer { timer: timer.clone() },
             Input::Action(a) => LoggedInput::Action(a.clone()),

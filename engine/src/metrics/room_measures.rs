@@ -562,7 +562,10 @@ impl Observer for RoomMeasures {
             }
             SimEvent::Fault { fault, start, .. } => self.note_fault(t, *fault, *start),
             SimEvent::Action { action, user, room, event, refused, .. } if action == "join" => {
-                self.trouble.action(room, user, event.as_deref(), refused.as_deref());
+                // A join a server makes by itself (after a third-party invite) names the room
+                // by ID: the server does not know the scenario's names.
+                let name = view.rooms().iter().find(|(_, id)| *id == room).map_or(room.as_str(), |(n, _)| n.as_str());
+                self.trouble.action(name, user, event.as_deref(), refused.as_deref());
             }
             SimEvent::JoinFailed { user, room, reason, .. } => {
                 if let Some((name, _)) = view.rooms().iter().find(|(_, id)| *id == room) {

@@ -10,10 +10,13 @@
 //! - [`invariants::Invariants`]: the invariant checks of `--check-invariants`;
 //! - [`account_keys::AccountKeys`] (MSC4243) and [`participation::Participation`] (MSC4345 and
 //!   MSC4348), [`portable_view::PortableView`] (the MSC4345 §7–§8 / MSC4348 client view): the
-//!   proposals' measures.
+//!   proposals' measures;
+//! - [`identity::Identity`]: the identity measures (lookups, invites by e-mail, third-party
+//!   invites and the servers' verdicts on them).
 
 pub mod account_keys;
 pub mod agreement;
+pub mod identity;
 pub mod invariants;
 pub mod membership;
 pub mod participation;
@@ -38,6 +41,7 @@ pub fn observers(scenario: &Scenario) -> Vec<Box<dyn Observer>> {
         Box::new(account_keys::AccountKeys::new(scenario)),
         Box::new(participation::Participation::new(scenario)),
         Box::new(portable_view::PortableView::new(scenario)),
+        Box::new(identity::Identity::new(scenario)),
     ]
 }
 

@@ -14,6 +14,9 @@ pub(crate) struct Names {
     groups: BTreeMap<String, Vec<String>>,
     /// Key notaries: nodes that faults (crash, partition) and middleboxes may name too.
     notaries: Vec<String>,
+    /// Identity servers: nodes of their own, named by identity keys, identity actions and
+    /// faults (crash, partition, rotate_pepper, revoke_identity_key).
+    identity_servers: Vec<String>,
 }
 
 impl Names {
@@ -23,7 +26,53 @@ impl Names {
             users: servers.iter().map(|s| (s.name.clone(), s.users.clone())).collect(),
             groups,
             notaries: Vec::new(),
+            identity_servers: Vec::new(),
         }
+    }
+
+    /// These names, with the scenario's identity servers.
+    pub fn with_identity_servers(mut self, identity_servers: &[String]) -> Self {
+        self.identity_servers = identity_servers.to_vec();
+        self
+    }
+
+    pub fn is_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
+
+    pub fn is_identity_server(&self, name: &str) -> bool {
+        self.identity_servers.iter().any(|n| n == name)
+    }
+
+    pub fn identity_servers(&self) -> &[String] {
+        &self.identity_servers
+    }
+
+    /// Exactly one identity server.
+    pub fn identity_server(&self, name: &str, span: &Range<usize>, context: &str) -> Res<String> {
+        if self.is_identity_server(name) {
+            return Ok(name.to_string());
+        }
+        let known = if self.identity_servers.is_empty() {
+            "the scenario declares none ([[identity_servers]])".to_string()
+        } else {
+            format!("identity servers are {}", abbreviate(&self.identity_servers))
+        };
+        let message = if self.is_server(name) {
+            format!("\"{name}\" in {context} is a homeserver, but an identity server is needed; {known}")
+        } else {
+            format!("unknown identity server \"{name}\" in {context}; {known}")
+        };
+        Err(Problem::at(span.clone(), message))
+    }
+
+    /// Exactly one node of any kind: a server, a key notary or an identity server (what crash
+    /// faults name).
+    pub fn any_node(&self, name: &str, span: &Range<usize>, context: &str) -> Res<String> {
+        if self.is_identity_server(name) {
+            return Ok(name.to_string());
+        }
+        self.node(name, span, context)
     }
 
     /// These names, with the scenario's key notaries.
@@ -64,6 +113,8 @@ impl Names {
         let servers = abbreviate(&self.servers);
         let message = if self.groups.contains_key(name) {
             format!("\"{name}\" in {context} is a group, but a single server is needed; servers are {servers}")
+        } else if self.is_identity_server(name) {
+            format!("\"{name}\" in {context} is an identity server, but a homeserver is needed; servers are {servers}")
         } else {
             format!("unknown server \"{name}\" in {context}; servers are {servers}")
         };
@@ -137,6 +188,11 @@ impl Names {
 
     fn unknown_server_or_group(&self, name: &str, context: &str) -> String {
         let servers = abbreviate(&self.servers);
+        if self.is_identity_server(name) {
+            return format!(
+                "\"{name}\" in {context} is an identity server, but homeservers are needed here; servers are {servers}"
+            );
+        }
         if self.groups.is_empty() {
             return format!("unknown server \"{name}\" in {context}; servers are {servers}");
         }

@@ -16,9 +16,10 @@ use toml::Spanned;
 
 use super::duration::{DurationUs, SignedDurationUs};
 use super::model::{
-    ActionKind, Byzantine, CacheKey, Categories, ClientView, JoinMode, JoinRule, KeyDistribution, Measure, OnVerify,
-    SignatureMode, UnknownEncoding,
+    ActionKind, Byzantine, CacheKey, Categories, ClientView, JoinMode, JoinRule, KeyDistribution, KeyValidityCheck,
+    Measure, OnVerify, SignatureMode, UnknownEncoding,
 };
+use crate::protocol::identity::Medium;
 
 type Opt<T> = Option<Spanned<T>>;
 
@@ -54,6 +55,82 @@ pub(crate) struct RawFile {
     pub account_query: Option<RawAccountQuery>,
     #[serde(default)]
     pub participation: Option<Spanned<RawParticipation>>,
+    #[serde(default)]
+    pub identity_servers: Vec<Spanned<RawIdentityServer>>,
+    #[serde(default)]
+    pub identity: Option<TableSpan<RawIdentity>>,
+}
+
+/// `[[identity_servers]]`: one identity server (a node of its own).
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentityServer {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub pepper: Opt<String>,
+    #[serde(default)]
+    pub alt_peppers: Opt<i64>,
+    #[serde(default)]
+    pub accept_pushes: Opt<AcceptPushes>,
+    #[serde(default)]
+    pub trusted_pushers: Opt<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub push_to: Opt<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub rogue: Opt<bool>,
+    #[serde(default)]
+    pub bindings: Opt<Vec<Spanned<RawBinding>>>,
+}
+
+/// MSC4004 `POST /lookups`: whose pushes an identity server stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AcceptPushes {
+    Trusted,
+    Anyone,
+}
+
+/// One entry of an identity server's `bindings`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBinding {
+    pub address: Spanned<String>,
+    pub user: Spanned<String>,
+    #[serde(default)]
+    pub medium: Opt<Medium>,
+}
+
+/// `[identity]`: lookups, `key_validity_url` checks, clients' account data.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentity {
+    #[serde(default)]
+    pub default_server: Opt<String>,
+    #[serde(default)]
+    pub key_validity_check: Opt<KeyValidityCheck>,
+    #[serde(default)]
+    pub max_redirects: Opt<i64>,
+    #[serde(default)]
+    pub pepper_retries: Opt<i64>,
+    #[serde(default)]
+    pub sync_delay: Opt<DurationUs>,
+    #[serde(default)]
+    pub auto_join: Opt<bool>,
+    #[serde(default)]
+    pub auto_join_delay: Opt<DurationUs>,
+    #[serde(default)]
+    pub accounts: Vec<Spanned<RawIdentityAccount>>,
+}
+
+/// `[[identity.accounts]]`: one user's `m.identity_server` account data and clients.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentityAccount {
+    pub user: Spanned<String>,
+    #[serde(default)]
+    pub account_data: Opt<String>,
+    #[serde(default)]
+    pub clients: Opt<Vec<Spanned<String>>>,
 }
 
 /// `[participation]`: who accepts MSC4345 participation requests in portable-account rooms,
@@ -401,6 +478,9 @@ pub(crate) struct RawFault {
     pub keep_old: Opt<bool>,
     #[serde(default)]
     pub user: Opt<String>,
+    /// rotate_pepper: the new pepper (default: one drawn from the seed).
+    #[serde(default)]
+    pub pepper: Opt<String>,
 }
 
 /// `[keys]`.
@@ -426,6 +506,8 @@ pub(crate) enum FaultName {
     RotateKey,
     EraseAccount,
     ReregisterAccount,
+    RotatePepper,
+    RevokeIdentityKey,
 }
 
 impl FaultName {
@@ -439,6 +521,8 @@ impl FaultName {
             FaultName::RotateKey => "rotate_key",
             FaultName::EraseAccount => "erase_account",
             FaultName::ReregisterAccount => "reregister_account",
+            FaultName::RotatePepper => "rotate_pepper",
+            FaultName::RevokeIdentityKey => "revoke_identity_key",
         }
     }
 }
@@ -448,7 +532,9 @@ impl FaultName {
 pub(crate) struct RawAction {
     pub at: Spanned<DurationUs>,
     pub action: Spanned<ActionKind>,
-    pub room: Spanned<String>,
+    /// Required by every action but `bind` and `set_identity_server` (checked in `resolve`).
+    #[serde(default)]
+    pub room: Opt<String>,
     #[serde(default)]
     pub user: Opt<String>,
     #[serde(default)]
@@ -462,9 +548,19 @@ pub(crate) struct RawAction {
     /// join: the servers to try first (as a client's `server_name` query parameters).
     #[serde(default)]
     pub via: Opt<NameList>,
-    /// move: the account's new server; revoke: the server whose key is revoked.
+    /// move: the account's new server; revoke: the server whose key is revoked; bind: the
+    /// identity server.
     #[serde(default)]
     pub server: Opt<String>,
+    /// invite_email, bind: the e-mail address.
+    #[serde(default)]
+    pub address: Opt<String>,
+    /// invite_email, bind, set_identity_server: the acting client.
+    #[serde(default)]
+    pub client: Opt<String>,
+    /// set_identity_server: an identity server's name, "none" or "default".
+    #[serde(default)]
+    pub identity_server: Opt<String>,
     #[serde(default)]
     pub count: Opt<u32>,
     #[serde(default)]
@@ -542,6 +638,70 @@ impl<'de> Deserialize<'de> for NameList {
             }
         }
         deserializer.deserialize_any(NamesVisitor)
+    }
+}
+
+/// A table with its span when the TOML has one. A table with a header (`[identity]`) has one;
+/// a table only implied by a sub-table (`[[identity.accounts]]` alone) or by dotted keys has
+/// none, and `Spanned` refuses it ("expected a borrowed string"). This speaks `Spanned`'s
+/// protocol with the deserialiser when offered, and reads the plain table otherwise.
+#[derive(Debug)]
+pub(crate) struct TableSpan<T> {
+    pub span: Option<Range<usize>>,
+    pub value: T,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for TableSpan<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde_spanned::__unstable::{END_FIELD, NAME, START_FIELD, VALUE_FIELD};
+        struct TableVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for TableVisitor<T> {
+            type Value = TableSpan<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TableSpan<T>, A::Error> {
+                let first = map.next_key::<String>()?;
+                if first.as_deref() != Some(START_FIELD) {
+                    let replay = Replay { first, map };
+                    let value = T::deserialize(de::value::MapAccessDeserializer::new(replay))?;
+                    return Ok(TableSpan { span: None, value });
+                }
+                let start: usize = map.next_value()?;
+                let (mut end, mut value) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        END_FIELD => end = Some(map.next_value::<usize>()?),
+                        VALUE_FIELD => value = Some(map.next_value::<T>()?),
+                        other => return Err(de::Error::unknown_field(other, &[END_FIELD, VALUE_FIELD])),
+                    }
+                }
+                match (end, value) {
+                    (Some(end), Some(value)) => Ok(TableSpan { span: Some(start..end), value }),
+                    _ => Err(de::Error::custom("a spanned table without its end or value")),
+                }
+            }
+        }
+        deserializer.deserialize_struct(NAME, &[START_FIELD, END_FIELD, VALUE_FIELD], TableVisitor(PhantomData))
+    }
+}
+
+/// A map whose first key was already read.
+struct Replay<A> {
+    first: Option<String>,
+    map: A,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Replay<A> {
+    type Error = A::Error;
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        match self.first.take() {
+            Some(key) => seed.deserialize(de::value::StringDeserializer::<A::Error>::new(key)).map(Some),
+            None => self.map.next_key_seed(seed),
+        }
+    }
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
     }
 }
 

@@ -6,6 +6,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 
+mod identity;
+
 const FULL: &str = include_str!("testdata/full.toml");
 
 fn parse(text: &str) -> Scenario {

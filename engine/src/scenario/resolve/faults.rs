@@ -1,4 +1,5 @@
-//! `[[faults]]`: partitions, crashes, degraded links, clock jumps, healing.
+//! `[[faults]]`: partitions, crashes, degraded links, clock jumps, healing, key rotations,
+//! account erasures, and the identity servers' pepper rotations and key revocations.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -6,14 +7,19 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::super::error::{Problem, Res};
-use super::super::model::{EndCondition, FaultKind, FaultSpec};
+use super::super::model::{EndCondition, FaultKind, FaultSpec, IdentityServerSpec};
 use super::super::names::Names;
 use super::super::raw::{FaultName, RawFault};
 use super::super::MAX_EXPANDED_NAMES;
 use super::network::latency;
 use super::{probability, reject, require, time_within_end, One};
 
-pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndCondition) -> Res<Vec<FaultSpec>> {
+pub(super) fn resolve(
+    raw: &[Spanned<RawFault>],
+    names: &Names,
+    end: &EndCondition,
+    identity_servers: &[IdentityServerSpec],
+) -> Res<Vec<FaultSpec>> {
     let mut faults = Vec::new();
     let mut expanded = 0usize;
     for entry in raw {
@@ -37,8 +43,13 @@ pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndConditi
                 "`duration` does not apply to fault \"rotate_key\" (a rotation is not undone)",
             ));
         }
-        if let (FaultKind::EraseAccount { .. } | FaultKind::ReregisterAccount { .. }, Some(duration)) =
-            (&kind, &fault.duration)
+        if let (
+            FaultKind::EraseAccount { .. }
+            | FaultKind::ReregisterAccount { .. }
+            | FaultKind::RotatePepper { .. }
+            | FaultKind::RevokeIdentityKey { .. },
+            Some(duration),
+        ) = (&kind, &fault.duration)
         {
             return Err(Problem::at(
                 duration.span(),
@@ -54,9 +65,46 @@ pub(super) fn resolve(raw: &[Spanned<RawFault>], names: &Names, end: &EndConditi
         };
         faults.push(FaultSpec { at_us, duration_us, kind });
     }
+    check_pepper_changes(raw, &faults, identity_servers)?;
     // Stable: faults at the same time keep their file order.
     faults.sort_by_key(|f| f.at_us);
     Ok(faults)
+}
+
+/// A `rotate_pepper` to the pepper the server already uses would change nothing: refused.
+/// `faults` are `raw`'s, in file order. A rotation without `pepper` draws an unknown one.
+fn check_pepper_changes(
+    raw: &[Spanned<RawFault>],
+    faults: &[FaultSpec],
+    identity_servers: &[IdentityServerSpec],
+) -> Res<()> {
+    let mut rotations: Vec<(u64, &str, Option<&Spanned<String>>)> = raw
+        .iter()
+        .zip(faults)
+        .filter_map(|(entry, fault)| match &fault.kind {
+            FaultKind::RotatePepper { server, .. } => {
+                Some((fault.at_us, server.as_str(), entry.get_ref().pepper.as_ref()))
+            }
+            _ => None,
+        })
+        .collect();
+    rotations.sort_by_key(|r| r.0);
+    let mut current: Vec<(&str, Option<&str>)> =
+        identity_servers.iter().map(|s| (s.name.as_str(), Some(s.pepper.as_str()))).collect();
+    for (_, server, pepper) in rotations {
+        let Some(slot) = current.iter_mut().find(|(name, _)| *name == server) else { continue };
+        let new = pepper.map(|p| p.get_ref().as_str());
+        if let (Some(p), Some(old)) = (pepper, slot.1) {
+            if p.get_ref() == old {
+                let message = format!(
+                    "fault \"rotate_pepper\" would change nothing: identity server \"{server}\" already uses pepper \"{old}\""
+                );
+                return Err(Problem::at(p.span(), message));
+            }
+        }
+        slot.1 = new;
+    }
+    Ok(())
 }
 
 fn servers_named(kind: &FaultKind) -> usize {
@@ -79,6 +127,8 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
         FaultName::HealAll => &[],
         FaultName::RotateKey => &["server", "keep_old"],
         FaultName::EraseAccount | FaultName::ReregisterAccount => &["user"],
+        FaultName::RotatePepper => &["server", "pepper"],
+        FaultName::RevokeIdentityKey => &["server"],
     };
     reject_unless(allowed, "groups", &fault.groups, &label)?;
     reject_unless(allowed, "server", &fault.server, &label)?;
@@ -90,12 +140,13 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
     reject_unless(allowed, "skew", &fault.skew, &label)?;
     reject_unless(allowed, "keep_old", &fault.keep_old, &label)?;
     reject_unless(allowed, "user", &fault.user, &label)?;
+    reject_unless(allowed, "pepper", &fault.pepper, &label)?;
     let kind_span = fault.kind.span();
     match name {
         FaultName::Partition => partition(fault, names, &kind_span, &label),
         FaultName::Crash => {
             let server = require(&fault.server, "server", &kind_span, &label)?;
-            Ok(FaultKind::Crash { server: names.node(server.get_ref(), &server.span(), &label)? })
+            Ok(FaultKind::Crash { server: names.any_node(server.get_ref(), &server.span(), &label)? })
         }
         FaultName::Degrade => degrade(fault, names, &kind_span, &label),
         FaultName::ClockSkew => {
@@ -119,6 +170,20 @@ fn kind(fault: &RawFault, names: &Names) -> Res<FaultKind> {
                 _ => FaultKind::ReregisterAccount { user },
             })
         }
+        FaultName::RotatePepper | FaultName::RevokeIdentityKey => {
+            let server = require(&fault.server, "server", &kind_span, &label)?;
+            let server = names.identity_server(server.get_ref(), &server.span(), &label)?;
+            if name == FaultName::RevokeIdentityKey {
+                return Ok(FaultKind::RevokeIdentityKey { server });
+            }
+            let pepper = match &fault.pepper {
+                Some(p) if p.get_ref().is_empty() => {
+                    return Err(Problem::at(p.span(), format!("the `pepper` of {label} must not be empty")))
+                }
+                other => other.as_ref().map(|p| p.get_ref().clone()),
+            };
+            Ok(FaultKind::RotatePepper { server, pepper })
+        }
     }
 }
 
@@ -138,8 +203,8 @@ fn partition(fault: &RawFault, names: &Names, kind_span: &Range<usize>, label: &
     for side in groups.get_ref() {
         let mut servers = Vec::new();
         for (name, span) in side.get_ref().spanned(&side.span()) {
-            let listed =
-                if names.is_notary(&name) { vec![name.clone()] } else { names.servers_of(&name, &span, context)? };
+            let own_node = names.is_notary(&name) || names.is_identity_server(&name);
+            let listed = if own_node { vec![name.clone()] } else { names.servers_of(&name, &span, context)? };
             for server in listed {
                 if !placed.insert(server.clone()) {
                     return Err(Problem::at(span, format!("server \"{server}\" is on two sides of the partition")));
@@ -152,9 +217,15 @@ fn partition(fault: &RawFault, names: &Names, kind_span: &Range<usize>, label: &
         }
         sides.push(servers);
     }
-    // Notaries not listed are with the servers not listed.
-    let rest: Vec<String> =
-        names.all_servers().iter().chain(names.notaries()).filter(|s| !placed.contains(*s)).cloned().collect();
+    // Notaries and identity servers not listed are with the servers not listed.
+    let rest: Vec<String> = names
+        .all_servers()
+        .iter()
+        .chain(names.notaries())
+        .chain(names.identity_servers())
+        .filter(|s| !placed.contains(*s))
+        .cloned()
+        .collect();
     if !rest.is_empty() {
         sides.push(rest);
     }

@@ -6,6 +6,7 @@
 
 mod account_query;
 mod faults;
+mod identity;
 mod keys;
 mod network;
 mod rooms;
@@ -38,10 +39,14 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
     keys::trusted_key_servers(&raw.servers, raw.defaults.as_ref(), &mut servers, &keys)?;
     let names = Names::new(&servers, groups.clone()).with_notaries(&keys.notaries);
     servers::withhold_targets(&raw.servers, &mut servers, &names)?;
+    let identity_names = identity::names(&raw.identity_servers, &names)?;
+    let names = names.with_identity_servers(&identity_names);
+    let identity_servers = identity::servers(&raw.identity_servers, &names)?;
+    let identity = identity::settings(raw.identity.as_ref(), &names)?;
     let rooms = rooms::resolve(&raw.rooms, &raw.timeline, &names, &end)?;
     let network = network::resolve(raw.network.unwrap_or_default(), &names)?;
-    let faults = faults::resolve(&raw.faults, &names, &end)?;
-    let timeline = timeline::resolve(&raw.timeline, &rooms, &names, &end)?;
+    let faults = faults::resolve(&raw.faults, &names, &end, &identity_servers)?;
+    let timeline = timeline::resolve(&raw.timeline, &rooms, &names, &identity, &end)?;
     let workloads = workload::resolve(&raw.workload, &rooms, &names, &end)?;
     timeline::provision_moved_accounts(&timeline, &rooms, &mut servers);
     let metrics = metrics(raw.metrics)?;
@@ -68,8 +73,8 @@ pub(crate) fn resolve(raw: RawFile, source: ScenarioSource, check: Option<Overri
         sweep,
         account_query,
         participation,
-        identity_servers: Vec::new(),
-        identity: Default::default(),
+        identity_servers,
+        identity,
         join_mode: raw.join.and_then(|j| j.mode).map_or_else(Default::default, |m| *m.get_ref()),
         source,
     })

@@ -214,10 +214,9 @@ pub(super) fn level_value(level: &Spanned<i64>) -> Res<i64> {
 /// The room's `start`, or the time of a `create_room` action for it (not both).
 fn start_time(room: &RawRoom, timeline: &[Spanned<RawAction>], creator: &str) -> Res<u64> {
     let name = room.name.get_ref();
-    let mut creations = timeline
-        .iter()
-        .map(Spanned::get_ref)
-        .filter(|a| *a.action.get_ref() == ActionKind::CreateRoom && a.room.get_ref() == name);
+    let mut creations = timeline.iter().map(Spanned::get_ref).filter(|a| {
+        *a.action.get_ref() == ActionKind::CreateRoom && a.room.as_ref().is_some_and(|r| r.get_ref() == name)
+    });
     let Some(action) = creations.next() else {
         return Ok(room.start.as_ref().map_or(0, |s| s.get_ref().0));
     };

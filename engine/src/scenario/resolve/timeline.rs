@@ -6,10 +6,11 @@ use toml::Spanned;
 
 use super::super::duration::DurationUs;
 use super::super::error::{Problem, Res};
-use super::super::model::{ActionKind, ActionSpec, EndCondition, JoinRule, RoomSpec, ServerSpec};
+use super::super::model::{ActionKind, ActionSpec, EndCondition, IdentitySpec, JoinRule, RoomSpec, ServerSpec};
 use super::super::names::{abbreviate, Names};
 use super::super::raw::RawAction;
 use super::super::{MAX_ACTIONS, MAX_TEXT_BYTES};
+use super::identity;
 use super::rooms::level_value;
 use super::{check_within_end, reject, require, time_within_end};
 
@@ -17,18 +18,36 @@ pub(super) fn resolve(
     raw: &[Spanned<RawAction>],
     rooms: &[RoomSpec],
     names: &Names,
+    identity: &IdentitySpec,
     end: &EndCondition,
 ) -> Res<Vec<ActionSpec>> {
     let mut actions: Vec<ActionSpec> = rooms.iter().flat_map(room_setup).collect();
     for entry in raw {
         let action = entry.get_ref();
-        let room = find_room(rooms, &action.room)?;
+        let kind = *action.action.get_ref();
+        let label = format!("action \"{}\"", kind.as_str());
+        if is_identity_action(kind) && names.identity_servers().is_empty() {
+            let message = format!("{label} needs identity servers: the scenario declares no [[identity_servers]]");
+            return Err(Problem::at(action.action.span(), message));
+        }
+        let room = match (&action.room, is_roomless(kind)) {
+            (Some(room), true) => {
+                let message = format!("`room` does not apply to {label}: it is not done in a room");
+                return Err(Problem::at(room.span(), message));
+            }
+            (None, true) => None,
+            (Some(room), false) => Some(find_room(rooms, room)?),
+            (None, false) => {
+                let message = format!("`room` is required for {label}");
+                return Err(Problem::at(action.action.span(), message));
+            }
+        };
         // `rooms::resolve` folded create_room into the room's start time, and `room_setup`
         // emitted it; the entry is not repeated.
-        if *action.action.get_ref() == ActionKind::CreateRoom {
+        if kind == ActionKind::CreateRoom {
             continue;
         }
-        let spec = resolve_action(action, room, names, end)?;
+        let spec = resolve_action(action, room, names, identity, end)?;
         expand(action, spec, end, &mut actions)?;
     }
     // Stable: at equal times, room setup comes first and the file's order is kept.
@@ -70,6 +89,16 @@ pub(super) fn find_room<'r>(rooms: &'r [RoomSpec], name: &Spanned<String>) -> Re
     Err(Problem::at(name.span(), message))
 }
 
+/// Actions of the identity feature: refused in a scenario without identity servers.
+fn is_identity_action(kind: ActionKind) -> bool {
+    matches!(kind, ActionKind::InviteEmail | ActionKind::Bind | ActionKind::SetIdentityServer)
+}
+
+/// Actions done outside any room (their `room` is refused, and "" in the model).
+fn is_roomless(kind: ActionKind) -> bool {
+    matches!(kind, ActionKind::Bind | ActionKind::SetIdentityServer)
+}
+
 /// Which optional fields an action kind needs, allows or rejects.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -107,8 +136,14 @@ fn fields(kind: ActionKind) -> [Field; 4] {
     }
 }
 
-/// One action of the entry (its first repetition).
-fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndCondition) -> Res<ActionSpec> {
+/// One action of the entry (its first repetition). `room` is `None` for roomless actions.
+fn resolve_action(
+    action: &RawAction,
+    room: Option<&RoomSpec>,
+    names: &Names,
+    identity: &IdentitySpec,
+    end: &EndCondition,
+) -> Res<ActionSpec> {
     let kind = *action.action.get_ref();
     let kind_span = action.action.span();
     let label = format!("action \"{}\"", kind.as_str());
@@ -137,11 +172,103 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
         (None, ActionKind::Move | ActionKind::Revoke) => {
             return Err(Problem::at(kind_span.clone(), format!("{label} needs `server`")));
         }
+        (Some(s), ActionKind::Bind) => {
+            Some(names.identity_server(s.get_ref(), &s.span(), &format!("`server` of {label}"))?)
+        }
         (other, _) => {
             reject(other, "server", &label)?;
             None
         }
     };
+    if let Some(room) = room {
+        check_room_rules(kind, room, &label, &kind_span)?;
+    }
+    let user = require(&action.user, "user", &kind_span, &label)?;
+    // Outside portable-account rooms a move is a new account on the other server (the person
+    // starts over there): it cannot "move" to its own domain.
+    let own_domain = crate::protocol::ids::domain_of(user.get_ref());
+    let portable = room.is_some_and(|r| r.version.rules().portable_accounts);
+    if kind == ActionKind::Move && !portable && server.as_deref() == own_domain {
+        let message = format!(
+            "{label}: {} is already on {}; outside rooms with portable accounts a move opens a new account on \
+             another server",
+            user.get_ref(),
+            server.as_deref().unwrap_or_default()
+        );
+        return Err(Problem::at(kind_span.clone(), message));
+    }
+    let at_us = time_within_end(&action.at, end, &label)?;
+    if let Some(room) = room.filter(|r| at_us < r.start_us) {
+        let message = format!(
+            "{label} in room \"{}\" at {} is before the room is created ({})",
+            room.name,
+            DurationUs(at_us),
+            DurationUs(room.start_us)
+        );
+        return Err(Problem::at(action.at.span(), message));
+    }
+    let user = names.user(user.get_ref(), &user.span(), &label)?;
+    let address = match (&action.address, kind) {
+        (Some(a), ActionKind::InviteEmail | ActionKind::Bind) => {
+            Some(identity::address(a, crate::protocol::identity::Medium::Email)?)
+        }
+        (None, ActionKind::InviteEmail | ActionKind::Bind) => {
+            return Err(Problem::at(kind_span.clone(), format!("`address` is required for {label}")));
+        }
+        (other, _) => {
+            reject(other, "address", &label)?;
+            None
+        }
+    };
+    let client = match &action.client {
+        Some(c) if is_identity_action(kind) => {
+            let clients = identity.clients_of(&user);
+            if !clients.contains(c.get_ref()) {
+                let message = format!(
+                    "unknown client \"{}\" of {user} in {label}; its clients are {}",
+                    c.get_ref(),
+                    abbreviate(&clients)
+                );
+                return Err(Problem::at(c.span(), message));
+            }
+            Some(c.get_ref().clone())
+        }
+        other => {
+            reject(other, "client", &label)?;
+            None
+        }
+    };
+    let account_data = match (&action.identity_server, kind) {
+        (Some(value), ActionKind::SetIdentityServer) => {
+            Some(identity::account_data(value, names, &format!("`identity_server` of {label}"), ["default", "none"])?)
+        }
+        (None, ActionKind::SetIdentityServer) => {
+            return Err(Problem::at(kind_span.clone(), format!("`identity_server` is required for {label}")));
+        }
+        (other, _) => {
+            reject(other, "identity_server", &label)?;
+            None
+        }
+    };
+    Ok(ActionSpec {
+        at_us,
+        action: kind,
+        room: room.map_or_else(String::new, |r| r.name.clone()),
+        user,
+        target: action.target.as_ref().map(|t| names.user(t.get_ref(), &t.span(), &label)).transpose()?,
+        level: action.level.as_ref().map(level_value).transpose()?,
+        join_rule: action.join_rule.as_ref().map(|j| *j.get_ref()),
+        text: action.text.as_ref().map(|t| t.get_ref().clone()),
+        via,
+        server,
+        address,
+        client,
+        account_data,
+    })
+}
+
+/// What the room's version allows of `kind`.
+fn check_room_rules(kind: ActionKind, room: &RoomSpec, label: &str, kind_span: &Range<usize>) -> Res<()> {
     let invite_flows = [
         ActionKind::Invite,
         ActionKind::Knock,
@@ -149,6 +276,7 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
         ActionKind::DenyKnock,
         ActionKind::RejectInvite,
         ActionKind::JoinRule,
+        ActionKind::InviteEmail,
     ];
     if invite_flows.contains(&kind) && room.version.rules().portable_accounts {
         let message = format!(
@@ -168,44 +296,7 @@ fn resolve_action(action: &RawAction, room: &RoomSpec, names: &Names, end: &EndC
         );
         return Err(Problem::at(kind_span.clone(), message));
     }
-    let user = require(&action.user, "user", &kind_span, &label)?;
-    // Outside portable-account rooms a move is a new account on the other server (the person
-    // starts over there): it cannot "move" to its own domain.
-    let own_domain = crate::protocol::ids::domain_of(user.get_ref());
-    if kind == ActionKind::Move && !room.version.rules().portable_accounts && server.as_deref() == own_domain {
-        let message = format!(
-            "{label}: {} is already on {}; outside rooms with portable accounts a move opens a new account on \
-             another server",
-            user.get_ref(),
-            server.as_deref().unwrap_or_default()
-        );
-        return Err(Problem::at(kind_span.clone(), message));
-    }
-    let at_us = time_within_end(&action.at, end, &label)?;
-    if at_us < room.start_us {
-        let message = format!(
-            "{label} in room \"{}\" at {} is before the room is created ({})",
-            room.name,
-            DurationUs(at_us),
-            DurationUs(room.start_us)
-        );
-        return Err(Problem::at(action.at.span(), message));
-    }
-    Ok(ActionSpec {
-        at_us,
-        action: kind,
-        room: room.name.clone(),
-        user: names.user(user.get_ref(), &user.span(), &label)?,
-        target: action.target.as_ref().map(|t| names.user(t.get_ref(), &t.span(), &label)).transpose()?,
-        level: action.level.as_ref().map(level_value).transpose()?,
-        join_rule: action.join_rule.as_ref().map(|j| *j.get_ref()),
-        text: action.text.as_ref().map(|t| t.get_ref().clone()),
-        via,
-        server,
-        address: None,
-        client: None,
-        account_data: None,
-    })
+    Ok(())
 }
 
 fn check_field<T>(

@@ -116,7 +116,8 @@ fn an_invite_by_email_is_stored_bound_exchanged_and_joined_and_dag_verify_accept
 /// then agrees on it (no split, no auth disagreement). In the divergent design every server
 /// asks at receipt; in the seeds where hs1's check came before the revocation, the others' came
 /// after it, so they reject what hs1 accepted: splits, and `auth_disagreements` > 0. `dag
-/// verify` (the auth rules alone, which consult no URL) accepts the invite the others rejected.
+/// verify` (the auth rules alone, which consult no URL) accepts the invite the others rejected,
+/// and so do the invariant checks, which flag the servers that rejected it.
 #[test]
 fn only_the_divergent_key_validity_design_splits_servers() {
     let (mut issued, mut split, mut disagreements) = (0, 0, 0);
@@ -145,6 +146,13 @@ fn only_the_divergent_key_validity_design_splits_servers() {
                 .filter(|l| l["stage"] == "outside_check")
                 .collect();
             assert!(!outside.is_empty(), "seed {seed}: a receipt-time rejection of the split invite");
+            // The invariant checks re-judge the union DAG by the rules alone: they catch the
+            // servers that rejected it.
+            assert!(
+                every.violations.iter().any(|v| v.contains("differently from the reference judgement")),
+                "seed {seed}: {:?}",
+                every.violations
+            );
             let keys = verify::parse_server_keys(&every.keys.to_string()).unwrap();
             let all: Vec<Pdu> = pdus.iter().map(|p| (**p).clone()).collect();
             let v = verify::verify_dag(&V12, all, &VerifyOptions { keys: Some(keys), ..Default::default() });
@@ -194,7 +202,8 @@ fn pepper_rotation_with_and_without_msc4004() {
         let lost = n(&l["lost_to_pepper_rotation"]);
         assert_eq!(n(&l["correct"]) + lost, 4, "seed {seed}: {l}");
         assert_eq!(n(&l["pepper_retries"]), 0, "seed {seed}: {l}");
-        let abandoned = &none.summary["identity"]["invites_by_email"]["abandoned"]["M_INVALID_PEPPER after the retries"];
+        let abandoned =
+            &none.summary["identity"]["invites_by_email"]["abandoned"]["M_INVALID_PEPPER after the retries"];
         assert_eq!(abandoned.as_u64().unwrap_or(0), lost, "seed {seed}");
         if seed == 1 {
             // The first two invites fetched the old pepper and looked up after the rotation.
@@ -238,11 +247,8 @@ fn a_rogue_pusher_hijacks_only_an_identity_server_that_trusts_anyone() {
     assert_eq!((n(&id["lookups"]["correct"]), n(&id["hijacked_invites"])), (2, 0), "{id}");
     assert_eq!(n(&id["invites_by_email"]["third_party"]), 1, "{id}");
 
-    let anyone = run(
-        HIJACK,
-        &["identity_servers.0.accept_pushes=\"anyone\"", "identity_servers.0.trusted_pushers=[]"],
-        1,
-    );
+    let anyone =
+        run(HIJACK, &["identity_servers.0.accept_pushes=\"anyone\"", "identity_servers.0.trusted_pushers=[]"], 1);
     let id = &anyone.summary["identity"];
     assert_eq!((n(&id["pushes"]["stored"]), n(&id["pushes"]["refused"])), (2, 0), "{id}");
     assert_eq!((n(&id["lookups"]["hijacked"]), n(&id["hijacked_invites"])), (1, 1), "{id}");

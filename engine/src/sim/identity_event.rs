@@ -82,14 +82,7 @@ pub enum IdentityEvent {
     },
     /// `/store-invite` answered and `m.room.third_party_invite` (`event`, state key `token`)
     /// was sent into the room (`room`: its scenario name, `room_id`: its ID).
-    ThirdPartyInviteSent {
-        user: String,
-        room: String,
-        room_id: String,
-        address: String,
-        token: String,
-        event: String,
-    },
+    ThirdPartyInviteSent { user: String, room: String, room_id: String, address: String, token: String, event: String },
     /// An identity server bound `address` to `mxid` and has `invites` pending invites for it.
     Bound { address: String, mxid: String, invites: u32 },
     /// The server that issues the invite for `token` (the inviting server on

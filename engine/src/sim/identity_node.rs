@@ -8,11 +8,11 @@
 //! itself (onbind, pushes) are sent once, without retries: a lost `/3pid/onbind` leaves the
 //! invite pending, which the `identity` measures count.
 
+use super::event::SimEvent;
 use super::federation::identity::{IdentityRequest, IdentityResponse};
 use super::federation::{Message, Outcome, Request, RequestId, Response, ServerIdx};
 use super::identity_event::{IdentityEvent, IdentityInput};
 use super::identity_server::{IdentityServer, StoreInviteError};
-use super::event::SimEvent;
 use super::server::{Directory, Input, Output};
 use super::time::SimTime;
 use crate::protocol::identity::{lookup_hash, Algorithm, LookupError, LookupsPush, Medium, PushTrust};
@@ -175,7 +175,11 @@ impl IdentityNode {
             }
             IdentityRequest::Bind { medium, address, mxid } => {
                 let invites = self.server.bind(medium, &address, &mxid);
-                let bound = IdentityEvent::Bound { address: address.clone(), mxid: mxid.clone(), invites: invites.len() as u32 };
+                let bound = IdentityEvent::Bound {
+                    address: address.clone(),
+                    mxid: mxid.clone(),
+                    invites: invites.len() as u32,
+                };
                 Self::record(out, bound);
                 if !invites.is_empty() {
                     if let Some(home) = self.directory.home_of(&mxid) {

@@ -69,7 +69,9 @@ pub enum IdentityResponse {
     HashDetails(HashDetails),
     Lookup(LookupAnswer),
     StoreInvite(StoredInvite),
-    IsValid { valid: bool },
+    IsValid {
+        valid: bool,
+    },
     /// `{}`: bind, onbind, exchange and pushes done.
     Done,
 }

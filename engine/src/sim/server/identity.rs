@@ -44,14 +44,25 @@ use std::sync::Arc;
 /// Why an identity request was sent.
 #[derive(Debug, Clone)]
 pub(crate) enum IdentityPurpose {
-    HashDetails { invite: u64 },
-    Lookup { invite: u64, hash: String },
-    StoreInvite { invite: u64 },
+    HashDetails {
+        invite: u64,
+    },
+    Lookup {
+        invite: u64,
+        hash: String,
+    },
+    StoreInvite {
+        invite: u64,
+    },
     Bind,
     /// The issuer's `key_validity_url` check of exchange `exchange`.
-    IssuerValidity { exchange: u64 },
+    IssuerValidity {
+        exchange: u64,
+    },
     /// The divergent design's check of a received invite event.
-    ReceiptValidity { event_id: String },
+    ReceiptValidity {
+        event_id: String,
+    },
     Exchange,
 }
 
@@ -154,7 +165,14 @@ impl Server {
         Ok(a.client.clone().unwrap_or_else(|| state.spec.clients_of(&a.user)[0].clone()))
     }
 
-    fn identity_call(&mut self, to: &str, call: IdentityRequest, p: IdentityPurpose, now: SimTime, out: &mut Vec<Output>) {
+    fn identity_call(
+        &mut self,
+        to: &str,
+        call: IdentityRequest,
+        p: IdentityPurpose,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         match self.directory.node(to) {
             Some(k) => self.send_request(k, Request::Identity(call), Purpose::Identity(p), now, out),
             // Validated by the scenario; a URL naming no node is an unreachable server.
@@ -196,7 +214,12 @@ impl Server {
         let Some(origin) = route else { return Err(why.unwrap_or_default()) };
         if !self.has_joined_user(&room_id) {
             let why = "this server is not in the room".to_owned();
-            let ev = IdentityEvent::InviteAbandoned { user: a.user.clone(), room: a.room_name.clone(), address, why: why.clone() };
+            let ev = IdentityEvent::InviteAbandoned {
+                user: a.user.clone(),
+                room: a.room_name.clone(),
+                address,
+                why: why.clone(),
+            };
             self.identity_record(out, ev);
             return Err(why);
         }
@@ -265,7 +288,10 @@ impl Server {
         uc.write(&client, value.clone());
         let lost = uc.lost_writes > lost_before;
         for c in others {
-            out.push(Output::SetTimer { at: now + delay, timer: Timer::IdentitySync { user: a.user.clone(), client: c } });
+            out.push(Output::SetTimer {
+                at: now + delay,
+                timer: Timer::IdentitySync { user: a.user.clone(), client: c },
+            });
         }
         let ev = IdentityEvent::AccountData { user: a.user.clone(), client, value: preference_text(&value), lost };
         self.identity_record(out, ev);
@@ -296,7 +322,9 @@ impl Server {
         match purpose {
             IdentityPurpose::HashDetails { invite } => match answer {
                 Ok(IdentityResponse::HashDetails(details)) => {
-                    let Some(inv) = self.identity.as_ref().and_then(|s| s.invites.get(&invite)).cloned() else { return };
+                    let Some(inv) = self.identity.as_ref().and_then(|s| s.invites.get(&invite)).cloned() else {
+                        return;
+                    };
                     let hash = lookup_hash(Algorithm::Sha256, &inv.address, Medium::Email, &details.lookup_pepper);
                     let call = IdentityRequest::Lookup(LookupRequest {
                         algorithm: Algorithm::Sha256,
@@ -312,7 +340,9 @@ impl Server {
             IdentityPurpose::IssuerValidity { exchange } => {
                 let valid = matches!(answer, Ok(IdentityResponse::IsValid { valid: true }));
                 let why = match &answer {
-                    Ok(IdentityResponse::IsValid { valid: false }) => Some("the identity server says the key is not valid".into()),
+                    Ok(IdentityResponse::IsValid { valid: false }) => {
+                        Some("the identity server says the key is not valid".into())
+                    }
                     Ok(IdentityResponse::IsValid { valid: true }) => None,
                     Ok(_) => Some("an answer of the wrong kind".into()),
                     Err(e) => Some(format!("key_validity_url: {e}")),
@@ -367,7 +397,13 @@ impl Server {
                         inv.redirects += 1;
                         inv.visited.insert(server.clone());
                         inv.at = server.clone();
-                        self.identity_call(&server, IdentityRequest::HashDetails, IdentityPurpose::HashDetails { invite }, now, out);
+                        self.identity_call(
+                            &server,
+                            IdentityRequest::HashDetails,
+                            IdentityPurpose::HashDetails { invite },
+                            now,
+                            out,
+                        );
                     }
                     _ => self.lookup_done(invite, LookupOutcome::NotFound, None, now, out),
                 }
@@ -375,7 +411,13 @@ impl Server {
             Err(e) if e.ends_with("M_INVALID_PEPPER") && inv.pepper_retries < max_retries => {
                 inv.pepper_retries += 1;
                 let at = inv.at.clone();
-                self.identity_call(&at, IdentityRequest::HashDetails, IdentityPurpose::HashDetails { invite }, now, out);
+                self.identity_call(
+                    &at,
+                    IdentityRequest::HashDetails,
+                    IdentityPurpose::HashDetails { invite },
+                    now,
+                    out,
+                );
             }
             Err(e) if e.ends_with("M_INVALID_PEPPER") => {
                 self.lookup_done(invite, LookupOutcome::InvalidPepper, None, now, out)
@@ -385,7 +427,14 @@ impl Server {
     }
 
     /// The lookup ended: a plain invite, a stored invite, or nothing.
-    fn lookup_done(&mut self, invite: u64, outcome: LookupOutcome, mxid: Option<String>, now: SimTime, out: &mut Vec<Output>) {
+    fn lookup_done(
+        &mut self,
+        invite: u64,
+        outcome: LookupOutcome,
+        mxid: Option<String>,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         let Some(inv) = self.identity.as_ref().and_then(|s| s.invites.get(&invite)).cloned() else { return };
         let answered_by = matches!(outcome, LookupOutcome::Found | LookupOutcome::NotFound).then(|| inv.at.clone());
         let ev = IdentityEvent::Lookup {
@@ -402,7 +451,12 @@ impl Server {
         self.identity_record(out, ev);
         let abandon = |s: &mut Server, out: &mut Vec<Output>, why: String| {
             s.identity.as_mut().expect("enabled").invites.remove(&invite);
-            let ev = IdentityEvent::InviteAbandoned { user: inv.user.clone(), room: inv.room_name.clone(), address: inv.address.clone(), why };
+            let ev = IdentityEvent::InviteAbandoned {
+                user: inv.user.clone(),
+                room: inv.room_name.clone(),
+                address: inv.address.clone(),
+                why,
+            };
             s.identity_record(out, ev);
         };
         match (outcome, mxid) {
@@ -440,10 +494,21 @@ impl Server {
     }
 
     /// `/store-invite` answered: `m.room.third_party_invite` into the room.
-    fn on_stored(&mut self, invite: u64, answer: Result<IdentityResponse, String>, now: SimTime, out: &mut Vec<Output>) {
+    fn on_stored(
+        &mut self,
+        invite: u64,
+        answer: Result<IdentityResponse, String>,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         let Some(inv) = self.identity.as_mut().and_then(|s| s.invites.remove(&invite)) else { return };
         let abandon = |s: &Server, out: &mut Vec<Output>, why: String| {
-            let ev = IdentityEvent::InviteAbandoned { user: inv.user.clone(), room: inv.room_name.clone(), address: inv.address.clone(), why };
+            let ev = IdentityEvent::InviteAbandoned {
+                user: inv.user.clone(),
+                room: inv.room_name.clone(),
+                address: inv.address.clone(),
+                why,
+            };
             s.identity_record(out, ev);
         };
         let stored = match answer {
@@ -594,7 +659,14 @@ impl Server {
         self.identity_call(&host, call, IdentityPurpose::IssuerValidity { exchange }, now, out);
     }
 
-    fn on_issuer_validity(&mut self, exchange: u64, valid: bool, why: Option<String>, now: SimTime, out: &mut Vec<Output>) {
+    fn on_issuer_validity(
+        &mut self,
+        exchange: u64,
+        valid: bool,
+        why: Option<String>,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) {
         let Some(is) = self.identity.as_mut().and_then(|s| s.issuing.remove(&exchange)) else { return };
         let ev = IdentityEvent::KeyValidity {
             event: is.token.clone(),
@@ -616,7 +688,13 @@ impl Server {
             None => Outcome::Ok(Response::Identity(IdentityResponse::Done)),
             Some(_) => Outcome::Error { status: 403, errcode: "M_FORBIDDEN".into() },
         };
-        let ev = IdentityEvent::InviteIssued { room_id: is.room_id.clone(), token: is.token, mxid: is.mxid.clone(), event, why };
+        let ev = IdentityEvent::InviteIssued {
+            room_id: is.room_id.clone(),
+            token: is.token,
+            mxid: is.mxid.clone(),
+            event,
+            why,
+        };
         self.identity_record(out, ev);
         if let Some((to, id)) = is.reply {
             self.respond(to, id, outcome, out);
@@ -632,7 +710,9 @@ impl Server {
             sender: is.sender.clone(),
             content: is.content.clone(),
         };
-        let target = default_server_of(&is.mxid).and_then(|s| self.directory.node(s)).ok_or("the invitee's server is unknown")?;
+        let target = default_server_of(&is.mxid)
+            .and_then(|s| self.directory.node(s))
+            .ok_or("the invitee's server is unknown")?;
         if target == self.index {
             let event = self.create_and_send(&is.room_id, d, now, out)?;
             self.arm_third_party_join(&is.room_id, &is.mxid, now, out);
@@ -679,15 +759,24 @@ impl Server {
         let signed = content.get("third_party_invite")?.get("signed")?.as_object()?;
         let token = signed.get("token")?.as_str()?;
         let room = self.rooms.get(&super::room_id_of(pdu))?;
-        let tpi = pdu.auth_events.iter().filter_map(|id| room.dag.index_of(id)).map(|i| room.dag.pdu(i)).find(|p| {
-            p.event_type == "m.room.third_party_invite" && p.state_key.as_deref() == Some(token)
-        })?;
+        let tpi = pdu
+            .auth_events
+            .iter()
+            .filter_map(|id| room.dag.index_of(id))
+            .map(|i| room.dag.pdu(i))
+            .find(|p| p.event_type == "m.room.third_party_invite" && p.state_key.as_deref() == Some(token))?;
         verifying_key(tpi.json.get("content")?, signed)
     }
 
     /// The divergent design, at receipt: a third-party invite not created here waits for its
     /// key's `key_validity_url` answer. Returns true when the PDU was parked.
-    pub(crate) fn park_for_validity(&mut self, pdu: &Arc<Pdu>, from: ServerIdx, now: SimTime, out: &mut Vec<Output>) -> bool {
+    pub(crate) fn park_for_validity(
+        &mut self,
+        pdu: &Arc<Pdu>,
+        from: ServerIdx,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> bool {
         let Some(state) = self.identity.as_ref() else { return false };
         if state.spec.key_validity_check != KeyValidityCheck::EveryServer
             || pdu.event_type != "m.room.member"
@@ -733,7 +822,13 @@ impl Server {
     }
 
     /// Routes an incoming identity message that needs its request ID (the exchange).
-    pub(crate) fn take_exchange(&mut self, from: ServerIdx, message: Message, now: SimTime, out: &mut Vec<Output>) -> Option<Message> {
+    pub(crate) fn take_exchange(
+        &mut self,
+        from: ServerIdx,
+        message: Message,
+        now: SimTime,
+        out: &mut Vec<Output>,
+    ) -> Option<Message> {
         match message {
             Message::Request { id, body: Request::Identity(IdentityRequest::Exchange { room_id, event }) } => {
                 self.on_exchange(from, id, room_id, event, now, out);
@@ -752,7 +847,9 @@ fn verifying_key(tpi_content: &Value, signed: &Map<String, Value>) -> Option<(St
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|k| Some((k.get("public_key")?.as_str()?.to_owned(), k.get("key_validity_url")?.as_str()?.to_owned())))
+        .filter_map(|k| {
+            Some((k.get("public_key")?.as_str()?.to_owned(), k.get("key_validity_url")?.as_str()?.to_owned()))
+        })
         .collect();
     if let (Some(k), Some(u)) = (
         tpi_content.get("public_key").and_then(Value::as_str),

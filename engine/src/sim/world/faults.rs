@@ -6,8 +6,8 @@ use super::World;
 use crate::scenario::FaultKind;
 use crate::sim::event::SimEvent;
 use crate::sim::federation::ServerIdx;
-use crate::sim::network::Degrade;
 use crate::sim::identity_event::IdentityInput;
+use crate::sim::network::Degrade;
 use crate::sim::server::Input;
 
 impl World {
@@ -105,7 +105,8 @@ impl World {
             }
             (FaultKind::RevokeIdentityKey { server }, _) => {
                 let k = self.directory.node(server).expect("validated");
-                let seed = crate::sim::rng::RngStreams::new(self.seed).seed_bytes(&format!("identity-key/{server}/{i}"));
+                let seed =
+                    crate::sim::rng::RngStreams::new(self.seed).seed_bytes(&format!("identity-key/{server}/{i}"));
                 self.deliver_now(k, Input::Identity(IdentityInput::RevokeKey { seed }));
                 "revoke_identity_key"
             }

@@ -22,10 +22,10 @@ pub use finish::RunResult;
 pub(crate) use schedule::action as schedule_action;
 
 use super::federation::{PduStore, ServerIdx};
+use super::identity_node::IdentityNode;
 use super::log::LogWriter;
 use super::network::Network;
 use super::node::Node;
-use super::identity_node::IdentityNode;
 use super::notary::Notary;
 use super::observe::Observer;
 use super::rng::RngStreams;

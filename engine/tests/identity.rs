@@ -284,3 +284,19 @@ fn identity_runs_replay_and_are_the_same_on_one_and_two_threads() {
     assert_eq!(s1, s2);
     assert!(log1 == log2, "logs differ between 1 and 2 threads");
 }
+
+/// An identity server down from 4 s to past the end: both lookups (5 s) time out after their
+/// retries, so both invites by e-mail are abandoned and no invite event exists; the room
+/// itself is unaffected.
+#[test]
+fn an_identity_server_outage_fails_the_lookups() {
+    let down = ["faults.0.kind=\"crash\"", "faults.0.at=\"4s\"", "faults.0.duration=\"50s\""];
+    let r = run(REVOCATION, &down, 1);
+    let id = &r.summary["identity"];
+    assert_eq!((n(&id["lookups"]["total"]), n(&id["lookups"]["failed"])), (2, 2), "{id}");
+    assert_eq!(n(&id["invites_by_email"]["abandoned"]["the lookup failed"]), 2, "{id}");
+    assert_eq!(n(&id["third_party_invites"]["sent"]), 0, "{id}");
+    assert!(r.rooms["club"].iter().all(|p| p.event_type != "m.room.third_party_invite"));
+    assert_eq!(r.summary["rooms"]["club"]["auth_disagreements"], 0);
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+}

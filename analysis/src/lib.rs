@@ -21,6 +21,7 @@
 
 pub mod compare;
 mod error;
+pub mod explorer;
 mod fmt;
 mod font;
 mod html;

@@ -599,6 +599,20 @@ fn dag_section(run: &RunFiles, room: &str) -> String {
         esc(&pdus),
         esc(room),
         DOT_MAX_EVENTS
+    ) + &explorer_link(run, room)
+}
+
+/// A link to the room's explorer page, when the run directory has one.
+fn explorer_link(run: &RunFiles, room: &str) -> String {
+    let page = format!("explorer/{room}.html");
+    if !run.dir.join(&page).is_file() {
+        return String::new();
+    }
+    format!(
+        "<p><a class=\"explorer\" href=\"{0}\">Open the room's explorer</a> (<code>{0}</code>): the DAG \
+         drawn layer by layer, every server's decision on each event, and what each server held at \
+         any moment of the run.</p>\n",
+        esc(&page)
     )
 }
 

@@ -1,4 +1,4 @@
-//! `roomsim dag verify` and `roomsim dag dot`.
+//! `roomsim dag verify`, `roomsim dag dot` and `roomsim dag explore`.
 
 use super::files::{read_text, write_atomic};
 use clap::{Subcommand, ValueEnum};
@@ -43,6 +43,18 @@ pub enum DagCommand {
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         timeout: u64,
     },
+    /// Write the explorer page of a DAG (one self-contained HTML file: zoomable DAG, every
+    /// event's verdict from `dag verify`, its JSON, prev and auth events).
+    Explore {
+        /// JSON Lines, one federation PDU per line, any order (`.gz` accepted).
+        dag: PathBuf,
+        /// Server keys, as for `dag verify --keys`: check hashes and signatures.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// The page to write (default: beside the DAG, `<name>.explorer.html`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `--readmit-rejected`.
@@ -70,7 +82,73 @@ pub fn run(command: DagCommand) -> Result<ExitCode, String> {
             verify_command(dag, keys, report, threads, readmit_rejected.into())
         }
         DagCommand::Dot { dag, out, max_events, timeout } => dot_command(&dag, out.as_deref(), max_events, timeout),
+        DagCommand::Explore { dag, keys, out } => explore_command(&dag, keys.as_deref(), out.as_deref()),
     }
+}
+
+/// `<dir>/<name>.explorer.html` for `<dir>/<name>.jsonl[.gz]`.
+fn default_explorer_path(dag: &Path) -> PathBuf {
+    let name = dag.file_name().map_or_else(|| "dag".to_string(), |n| n.to_string_lossy().into_owned());
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    let stem = stem.strip_suffix(".jsonl").or_else(|| stem.strip_suffix(".json")).unwrap_or(stem);
+    dag.with_file_name(format!("{stem}.explorer.html"))
+}
+
+fn explore_command(dag: &Path, keys: Option<&Path>, out: Option<&Path>) -> Result<ExitCode, String> {
+    use roomsim_analysis::explorer::{render_explorer, ExplorerInput, Judgement};
+    let text = read_text(dag)?;
+    let keys = match keys {
+        Some(path) => {
+            Some(verify::parse_server_keys(&read_text(path)?).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let input = parse_input(dag, &text)?;
+    let options = VerifyOptions { keys, skip_state_digests: true, ..Default::default() };
+    let verified = verify::verify_input(input, &options);
+    let r = &verified.report;
+    let judged = r
+        .verdicts
+        .iter()
+        .map(|(id, v)| {
+            let j = Judgement {
+                verdict: v.verdict.to_string(),
+                stage: v.stage.map(|s| s.as_str().to_string()),
+                reason: v.reason.clone(),
+            };
+            (id.clone(), j)
+        })
+        .collect();
+    let name = dag.file_name().map_or_else(|| dag.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let page = ExplorerInput {
+        title: format!("{name} — room {}", r.room_id),
+        subtitle: format!(
+            "room version {} · {} events, {} accepted, {} rejected (dag verify{})",
+            r.room_version,
+            r.events,
+            r.accepted,
+            r.rejected,
+            if options.keys.is_some() { ", signatures checked" } else { ", without --keys" }
+        ),
+        room_id: r.room_id.clone(),
+        room_version: r.room_version.clone(),
+        pdus: verified.dag.events().map(|(_, e)| e.pdu.clone()).collect(),
+        judged,
+        forward_extremities: Some(r.forward_extremities.clone()),
+        ..Default::default()
+    };
+    let path = out.map_or_else(|| default_explorer_path(dag), Path::to_owned);
+    write_atomic(&path, render_explorer(&page).as_bytes())?;
+    println!(
+        "wrote {}: {} events ({} accepted, {} rejected), {} forward extremities",
+        path.display(),
+        r.events,
+        r.accepted,
+        r.rejected,
+        r.forward_extremities.len()
+    );
+    std::mem::forget(verified);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn dot_command(dag: &Path, out: Option<&Path>, max_events: usize, timeout: u64) -> Result<ExitCode, String> {

@@ -68,7 +68,7 @@ enum Command {
     Replay { run_dir: PathBuf },
     /// Print the first simulation event where two runs part ways.
     Diff { run_a: PathBuf, run_b: PathBuf },
-    /// (Re)write report.html for a run directory.
+    /// (Re)write report.html and explorer/<room>.html for a run directory.
     Report { run_dir: PathBuf },
     /// Run two designs on the same seeds and compare every summary metric (paired, bootstrap CIs).
     Compare {
@@ -148,6 +148,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
                 &run::RunOptions { seed, check_invariants, progress: !no_progress, log, log_compression },
             )?;
             if !no_report {
+                match roomsim_analysis::explorer::write_run_explorers(&dir) {
+                    Ok(paths) if !paths.is_empty() => {
+                        println!("  explorer: {}", dir.join("explorer").display());
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("  explorer not written: {e}"),
+                }
                 match roomsim_analysis::report::write_run_report(&dir) {
                     Ok(path) => println!("  report: {}", path.display()),
                     Err(e) => eprintln!("  report not written: {e}"),
@@ -184,6 +191,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(if run::diff_command(&run_a, &run_b)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Report { run_dir } => {
+            let explorers = roomsim_analysis::explorer::write_run_explorers(&run_dir).map_err(|e| e.to_string())?;
+            for p in explorers {
+                println!("wrote {}", p.display());
+            }
             let path = roomsim_analysis::report::write_run_report(&run_dir).map_err(|e| e.to_string())?;
             println!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)

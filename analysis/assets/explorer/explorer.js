@@ -294,9 +294,18 @@
       }
     });
     Object.keys(open).forEach(function (n) { bands.push({ a: open[n].t_us, b: tEnd, what: open[n].what, n: Number(n) }); });
+    // Overlapping bands go on separate lanes.
+    bands.sort(function (x, y) { return x.a - y.a || x.n - y.n; });
+    var lanes = [];
+    bands.forEach(function (b) {
+      var lane = 0;
+      while (lanes[lane] !== undefined && lanes[lane] > b.a) lane++;
+      lanes[lane] = b.b; b.lane = lane;
+    });
+    box.style.height = (Math.max(1, lanes.length) * 15 + 4) + "px";
     box.innerHTML = bands.map(function (b) {
       var l = 100 * b.a / tEnd, w = Math.max(0.3, 100 * (b.b - b.a) / tEnd);
-      return '<div class="fault" style="left:' + l + "%;width:" + w + '%" title="fault ' + b.n + ": " + esc(b.what) + " " +
+      return '<div class="fault" style="top:' + (2 + 15 * b.lane) + "px;height:14px;left:" + l + "%;width:" + w + '%" title="fault ' + b.n + ": " + esc(b.what) + " " +
         fmtT(b.a) + "–" + fmtT(b.b) + '">' + esc(b.what) + "</div>";
     }).join("") + '<div class="now" id="now"></div>';
     box.setAttribute("data-faults", String(bands.length));

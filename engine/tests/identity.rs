@@ -300,3 +300,30 @@ fn an_identity_server_outage_fails_the_lookups() {
     assert_eq!(r.summary["rooms"]["club"]["auth_disagreements"], 0);
     assert!(r.violations.is_empty(), "{:?}", r.violations);
 }
+
+/// Signing with the invite's ephemeral key (`sign_with = "ephemeral"`): revoking the long-term
+/// key changes nothing (the issuer asks `/pubkey/ephemeral/isvalid`, which stays valid), so in
+/// every seed the invite is issued and, even in the divergent design, nobody splits. With an
+/// ephemeral lifetime of 2 s the key has expired by the bind (8 s, the invite was stored at
+/// about 5.2 s): the issuer refuses in every seed.
+#[test]
+fn an_ephemeral_signing_key_outlives_the_revocation_but_not_its_lifetime() {
+    for seed in 1..=5 {
+        let eph = ["identity_servers.0.sign_with=\"ephemeral\"", "identity.key_validity_check=\"every_server\""];
+        let r = run(REVOCATION, &eph, seed);
+        let id = &r.summary["identity"];
+        assert_eq!(n(&id["third_party_invites"]["issued"]), 1, "seed {seed}: {id}");
+        assert_eq!(n(&id["verdicts"]["invites"]["split"]), 0, "seed {seed}: {id}");
+        assert_eq!(n(&id["key_validity"]["receipt_invalid"]), 0, "seed {seed}: {id}");
+        assert_eq!(r.summary["rooms"]["club"]["auth_disagreements"], 0, "seed {seed}");
+        let invite = member(&r.rooms["club"], "@u0:hs3", Membership::Invite).expect("issued");
+        let signed = &invite.json["content"]["third_party_invite"]["signed"]["signatures"]["id.example"];
+        assert!(signed.get("ed25519:ephemeral").is_some(), "seed {seed}: signed by the ephemeral key: {signed}");
+
+        let short = ["identity_servers.0.sign_with=\"ephemeral\"", "identity_servers.0.ephemeral_lifetime=\"2s\""];
+        let r = run(REVOCATION, &short, seed);
+        let id = &r.summary["identity"];
+        assert_eq!(n(&id["third_party_invites"]["issued"]), 0, "seed {seed}: {id}");
+        assert_eq!(n(&id["key_validity"]["issuer_invalid"]), 1, "seed {seed}: {id}");
+    }
+}

@@ -522,6 +522,8 @@ members = ["*"]
             bindings,
             push_to: Vec::new(),
             rogue,
+            sign_with: crate::scenario::SignWith::LongTerm,
+            ephemeral_lifetime_us: None,
         }
     }
 

@@ -802,6 +802,21 @@ pub struct IdentityServerSpec {
     /// A rogue server: its bindings are claims about addresses it does not own (for the
     /// `hijacked` measures); the truth is what the other identity servers hold.
     pub rogue: bool,
+    /// Which key signs the `signed` objects of `/3pid/onbind` (the spec allows either).
+    pub sign_with: SignWith,
+    /// How long an invite's ephemeral key stays valid after `/store-invite` (`None`: for the
+    /// whole run); `/pubkey/ephemeral/isvalid` answers `false` after it.
+    pub ephemeral_lifetime_us: Option<u64>,
+}
+
+/// The key an identity server signs a third-party invite's `signed` object with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignWith {
+    /// Its long-term key (`/pubkey/isvalid`): valid until revoked.
+    LongTerm,
+    /// The invite's ephemeral key (`/pubkey/ephemeral/isvalid`): valid for its lifetime.
+    Ephemeral,
 }
 
 /// One 3PID binding: `address` (canonical for its medium) belongs to `user`.

@@ -80,6 +80,10 @@ pub(crate) struct RawIdentityServer {
     pub rogue: Opt<bool>,
     #[serde(default)]
     pub bindings: Opt<Vec<Spanned<RawBinding>>>,
+    #[serde(default)]
+    pub sign_with: Opt<super::model::SignWith>,
+    #[serde(default)]
+    pub ephemeral_lifetime: Opt<DurationUs>,
 }
 
 /// MSC4004 `POST /lookups`: whose pushes an identity server stores.

@@ -42,6 +42,10 @@ pub struct IdentityNode {
     invites_stored: u64,
     requests: BTreeMap<RequestId, Sent>,
     next_request_id: RequestId,
+    sign_with_ephemeral: bool,
+    ephemeral_lifetime_us: Option<u64>,
+    /// When each ephemeral key was made (`/store-invite`), for its lifetime.
+    ephemeral_made: BTreeMap<String, SimTime>,
 }
 
 impl IdentityNode {
@@ -66,6 +70,9 @@ impl IdentityNode {
             invites_stored: 0,
             requests: BTreeMap::new(),
             next_request_id: 1,
+            sign_with_ephemeral: spec.sign_with == crate::scenario::SignWith::Ephemeral,
+            ephemeral_lifetime_us: spec.ephemeral_lifetime_us,
+            ephemeral_made: BTreeMap::new(),
         }
     }
 
@@ -75,12 +82,11 @@ impl IdentityNode {
     }
 
     pub fn handle(&mut self, input: Input, now: SimTime) -> Vec<Output> {
-        let _ = now;
         let mut out = Vec::new();
         match input {
             Input::Deliver { from, message: Message::Request { id, body } } => {
                 let outcome = match body {
-                    Request::Identity(call) => self.answer(from, call, &mut out),
+                    Request::Identity(call) => self.answer(from, call, now, &mut out),
                     _ => Outcome::Error { status: 404, errcode: "M_UNRECOGNIZED".into() },
                 };
                 out.push(Output::Send { to: from, message: Message::Response { id, outcome }, delay_us: 0 });
@@ -135,7 +141,7 @@ impl IdentityNode {
         self.send(to, IdentityRequest::Lookups(push), Sent::Other, out);
     }
 
-    fn answer(&mut self, from: ServerIdx, call: IdentityRequest, out: &mut Vec<Output>) -> Outcome {
+    fn answer(&mut self, from: ServerIdx, call: IdentityRequest, now: SimTime, out: &mut Vec<Output>) -> Outcome {
         let ok = |r: IdentityResponse| Outcome::Ok(Response::Identity(r));
         let error = |status: u16, errcode: &str| Outcome::Error { status, errcode: errcode.into() };
         match call {
@@ -168,13 +174,18 @@ impl IdentityNode {
                     &[&self.seed[..], b"invite", &self.invites_stored.to_be_bytes()].concat(),
                 );
                 match self.server.store_invite(medium, &address, &room_id, &sender, token_seed) {
-                    Ok(stored) => ok(IdentityResponse::StoreInvite(stored)),
+                    Ok(stored) => {
+                        for key in stored.public_keys.iter().filter(|k| k.key_validity_url.contains("/ephemeral/")) {
+                            self.ephemeral_made.insert(key.public_key.clone(), now);
+                        }
+                        ok(IdentityResponse::StoreInvite(stored))
+                    }
                     Err(StoreInviteError::InUse { .. }) => error(400, "M_THREEPID_IN_USE"),
                     Err(StoreInviteError::Medium) => error(400, "M_UNRECOGNIZED"),
                 }
             }
             IdentityRequest::Bind { medium, address, mxid } => {
-                let invites = self.server.bind(medium, &address, &mxid);
+                let invites = self.server.bind_signing(medium, &address, &mxid, self.sign_with_ephemeral);
                 let bound = IdentityEvent::Bound {
                     address: address.clone(),
                     mxid: mxid.clone(),
@@ -189,6 +200,12 @@ impl IdentityNode {
                 ok(IdentityResponse::Done)
             }
             IdentityRequest::IsValid { public_key, ephemeral } => {
+                let made = self.ephemeral_made.get(&public_key).copied();
+                if let (true, Some(made), Some(life)) = (ephemeral, made, self.ephemeral_lifetime_us) {
+                    if now >= made.saturating_add(life) {
+                        self.server.expire_ephemeral(&public_key);
+                    }
+                }
                 ok(IdentityResponse::IsValid { valid: self.server.is_valid(&public_key, ephemeral) })
             }
             IdentityRequest::OnBind { .. } | IdentityRequest::Exchange { .. } => error(404, "M_UNRECOGNIZED"),

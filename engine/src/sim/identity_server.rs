@@ -59,6 +59,8 @@ struct Pending {
     address: String,
     room_id: String,
     sender: String,
+    /// The invite's ephemeral key pair (its public half is in `public_keys`).
+    ephemeral: KeyPair,
 }
 
 pub struct IdentityServer {
@@ -110,12 +112,18 @@ impl IdentityServer {
         }
         let token = crypto::b64_url_encode(&crypto::sha256(&[&token_seed[..], b"token"].concat()));
         let ephemeral =
-            KeyPair::from_seed(&self.name, "ephemeral:0", crypto::sha256(&[&token_seed[..], b"key"].concat()));
+            KeyPair::from_seed(&self.name, "ed25519:ephemeral", crypto::sha256(&[&token_seed[..], b"key"].concat()));
         let ephemeral_b64 = ephemeral.public_key_b64();
         self.ephemeral_valid.insert(ephemeral_b64.clone());
         self.pending.insert(
             token.clone(),
-            Pending { medium, address: address.to_owned(), room_id: room_id.to_owned(), sender: sender.to_owned() },
+            Pending {
+                medium,
+                address: address.to_owned(),
+                room_id: room_id.to_owned(),
+                sender: sender.to_owned(),
+                ephemeral,
+            },
         );
         Ok(StoredInvite {
             token,
@@ -132,6 +140,12 @@ impl IdentityServer {
     /// [`Self::expire_ephemeral`]) (`{mxid, sender, token}`, Signing JSON), for `/3pid/onbind`. They can be
     /// had once: the invites are gone afterwards.
     pub fn bind(&mut self, medium: Medium, address: &str, mxid: &str) -> Vec<OnBindInvite> {
+        self.bind_signing(medium, address, mxid, false)
+    }
+
+    /// [`Self::bind`], each invite signed by its own ephemeral key when `ephemeral` (the spec
+    /// allows either key; the ephemeral one is valid for the lifetime the server chose).
+    pub fn bind_signing(&mut self, medium: Medium, address: &str, mxid: &str, ephemeral: bool) -> Vec<OnBindInvite> {
         self.directory.bind(medium, address, mxid);
         let tokens: Vec<String> = self
             .pending
@@ -144,7 +158,7 @@ impl IdentityServer {
             let p = self.pending.remove(&token).expect("listed above");
             let mut signed = json!({"mxid": mxid, "sender": p.sender, "token": token});
             let object = signed.as_object_mut().expect("an object");
-            crypto::sign_object(object, &self.long_term);
+            crypto::sign_object(object, if ephemeral { &p.ephemeral } else { &self.long_term });
             out.push(OnBindInvite {
                 medium,
                 address: p.address,

@@ -129,6 +129,8 @@ fn server(raw: &RawIdentityServer, names: &Names) -> Res<IdentityServerSpec> {
         bindings,
         push_to,
         rogue: raw.rogue.as_ref().is_some_and(|r| *r.get_ref()),
+        sign_with: raw.sign_with.as_ref().map_or(crate::scenario::SignWith::LongTerm, |s| *s.get_ref()),
+        ephemeral_lifetime_us: raw.ephemeral_lifetime.as_ref().map(|d| d.get_ref().0),
     })
 }
 

@@ -176,6 +176,8 @@ fn every_identity_key_resolves() {
                 ],
                 push_to: vec!["id.other".into()],
                 rogue: false,
+                sign_with: crate::scenario::SignWith::LongTerm,
+                ephemeral_lifetime_us: None,
             },
             IdentityServerSpec {
                 name: "id.other".into(),
@@ -185,6 +187,8 @@ fn every_identity_key_resolves() {
                 bindings: Vec::new(),
                 push_to: Vec::new(),
                 rogue: true,
+                sign_with: crate::scenario::SignWith::LongTerm,
+                ephemeral_lifetime_us: None,
             },
         ]
     );
@@ -302,6 +306,8 @@ fn defaults_without_identity_tables() {
             bindings: Vec::new(),
             push_to: Vec::new(),
             rogue: false,
+            sign_with: crate::scenario::SignWith::LongTerm,
+            ephemeral_lifetime_us: None,
         }]
     );
     assert_eq!(s.identity, IdentitySpec::default());

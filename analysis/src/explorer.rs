@@ -341,9 +341,20 @@ pub fn render_explorer(input: &ExplorerInput) -> String {
     )
 }
 
-/// The `decision` and `fault` records of a run's log, and the time of its last record; `None`
-/// when the run directory holds no log (`--log digest` or `none`).
-pub fn read_run_log(run_dir: &Path) -> Result<Option<(Vec<Decision>, Vec<FaultMark>, u64)>, AnalysisError> {
+/// What the explorer reads from a run's log.
+#[derive(Clone, Debug, Default)]
+pub struct RunLog {
+    /// Every `decision` record, in log order.
+    pub decisions: Vec<Decision>,
+    /// Every `fault` record, in log order.
+    pub faults: Vec<FaultMark>,
+    /// The time of the last of them.
+    pub t_end_us: u64,
+}
+
+/// The `decision` and `fault` records of a run's log; `None` when the run directory holds no
+/// log (`--log digest` or `none`).
+pub fn read_run_log(run_dir: &Path) -> Result<Option<RunLog>, AnalysisError> {
     let Some((path, reader)) =
         roomsim_engine::sim::log::open_log(run_dir).map_err(|m| format_error(&run_dir.join("log.jsonl"), m))?
     else {
@@ -380,7 +391,7 @@ pub fn read_run_log(run_dir: &Path) -> Result<Option<(Vec<Decision>, Vec<FaultMa
             _ => {}
         }
     }
-    Ok(Some((decisions, faults, t_end)))
+    Ok(Some(RunLog { decisions, faults, t_end_us: t_end }))
 }
 
 /// Reads a DAG file's PDUs (JSON Lines, as `dag verify` does): the room ID, version and PDUs.
@@ -411,7 +422,7 @@ pub fn write_run_explorers(run_dir: &Path) -> Result<Vec<PathBuf>, AnalysisError
         return Ok(Vec::new());
     }
     let log = read_run_log(run_dir)?;
-    let (decisions, faults, t_log) = log.clone().unwrap_or_default();
+    let RunLog { decisions, faults, t_end_us: t_log } = log.clone().unwrap_or_default();
     let summary = crate::summary::RunSummary::read(&run_dir.join("summary.json")).ok();
     let t_end =
         summary.as_ref().and_then(|s| s.sim_time_end_ms()).map(|ms| (ms * 1000.0) as u64).unwrap_or(t_log).max(t_log);

@@ -444,6 +444,8 @@ pub struct Verified {
     pub dag: RoomDag,
     pub report: Report,
     pub final_state: StateMap,
+    /// The state before every event (its prev events' states after, resolved), by event index.
+    pub states_before: Vec<Arc<StateSnapshot>>,
     /// The state after every event, by event index.
     pub states_after: Vec<Arc<StateSnapshot>>,
     pub readmit_rejected: ReadmitRejected,
@@ -575,7 +577,14 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
     let final_state = state_res::resolve_with(&dag, &final_inputs, readmit);
     let report = build_report(&dag, version, &final_state, &extremities, verdicts, readmit);
     spans.mark("final state, report");
-    Verified { dag, report, final_state, states_after: pass.after, readmit_rejected: readmit }
+    Verified {
+        dag,
+        report,
+        final_state,
+        states_before: pass.before,
+        states_after: pass.after,
+        readmit_rejected: readmit,
+    }
 }
 
 /// [`verify_dag`] over a parsed input; the report also lists the lines left out.

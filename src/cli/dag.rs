@@ -95,7 +95,7 @@ fn default_explorer_path(dag: &Path) -> PathBuf {
 }
 
 fn explore_command(dag: &Path, keys: Option<&Path>, out: Option<&Path>) -> Result<ExitCode, String> {
-    use roomsim_analysis::explorer::{render_explorer, ExplorerInput, Judgement};
+    use roomsim_analysis::explorer::{render_explorer_with, ExplorerInput, Judgement};
     let text = read_text(dag)?;
     let keys = match keys {
         Some(path) => {
@@ -138,7 +138,7 @@ fn explore_command(dag: &Path, keys: Option<&Path>, out: Option<&Path>) -> Resul
         ..Default::default()
     };
     let path = out.map_or_else(|| default_explorer_path(dag), Path::to_owned);
-    write_atomic(&path, render_explorer(&page).as_bytes())?;
+    write_atomic(&path, render_explorer_with(&page, &verified).as_bytes())?;
     println!(
         "wrote {}: {} events ({} accepted, {} rejected), {} forward extremities",
         path.display(),

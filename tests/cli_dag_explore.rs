@@ -1,7 +1,11 @@
 //! `roomsim dag explore` on every bundled fixture DAG: the page is written, is self-contained
 //! (no network URL in a script or style), and embeds exactly as many events as the DAG has,
-//! each with `dag verify`'s verdict. Bad input is an error naming the file, never a panic.
+//! each with `dag verify`'s verdict and the state before it (its digest is the reference's).
+//! Bad input is an error naming the file, never a panic.
 
+mod explorer_page;
+
+use explorer_page::embedded;
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,14 +29,6 @@ fn gunzip_json(path: &Path) -> Value {
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-/// The JSON block the page embeds.
-fn embedded(html: &str) -> Value {
-    let start = html.find("<script id=\"data\" type=\"application/json\">").expect("data block");
-    let rest = &html[start..];
-    let body = &rest[rest.find('>').unwrap() + 1..rest.find("</script>").unwrap()];
-    serde_json::from_str(body).expect("embedded JSON parses")
 }
 
 #[test]
@@ -61,17 +57,37 @@ fn dag_explore_writes_every_fixture_dag_with_all_its_events_and_verdicts() {
         assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "{name}: nothing fetched");
         let data = embedded(&html);
         let expected = gunzip_json(&dir.join(format!("{name}.expected.json.gz")));
-        let events = data["events"].as_array().unwrap();
-        assert_eq!(events.len() as u64, expected["events"].as_u64().unwrap(), "{name}: events embedded");
-        assert_eq!(data["pdus"].as_array().unwrap().len(), events.len(), "{name}: one PDU per event");
+        let ids = data["ids"].as_array().unwrap();
+        assert_eq!(ids.len() as u64, expected["events"].as_u64().unwrap(), "{name}: events embedded");
+        assert_eq!(data["pdus"].as_array().unwrap().len(), ids.len(), "{name}: one PDU per event");
+        let rejected: std::collections::BTreeMap<u64, String> = data["ref_rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (r[0].as_u64().unwrap(), data["strings"][r[1].as_u64().unwrap() as usize].as_str().unwrap().to_owned())
+            })
+            .collect();
+        let states = explorer_page::states(&data);
+        let mut digests = std::collections::HashMap::new();
         let want = expected["verdicts"].as_object().unwrap();
-        for e in events {
-            let id = e["id"].as_str().unwrap();
-            assert_eq!(e["judged"]["verdict"], want[id]["verdict"], "{name}: {id}");
-            assert_eq!(e["judged"]["stage"], want[id]["stage"], "{name}: {id}");
-            for p in e["prev"].as_array().unwrap() {
-                let p = &events[p.as_u64().unwrap() as usize];
-                assert!(p["layer"].as_u64() < e["layer"].as_u64(), "{name}: a prev event is on a layer above");
+        for (i, id) in ids.iter().enumerate() {
+            let id = id.as_str().unwrap();
+            let (verdict, stage) = match rejected.get(&(i as u64)) {
+                Some(stage) => ("rejected", Value::from(stage.as_str())),
+                None => ("accepted", Value::Null),
+            };
+            assert_eq!(want[id]["verdict"], verdict, "{name}: {id}");
+            assert_eq!(want[id]["stage"].clone(), stage, "{name}: {id}");
+            let entry = data["sb"][i].as_u64().expect("every event has a state before") as usize;
+            let digest = digests.entry(entry).or_insert_with(|| explorer_page::digest(&states[entry]));
+            assert_eq!(want[id]["state_before"].as_str(), Some(digest.as_str()), "{name}: state before {id}");
+            for p in data["prev"][i].as_array().unwrap() {
+                let p = p.as_u64().unwrap() as usize;
+                assert!(
+                    data["layer"][p].as_u64() < data["layer"][i].as_u64(),
+                    "{name}: a prev event is on a layer above"
+                );
             }
         }
     }
@@ -122,5 +138,5 @@ fn dag_explore_on_bad_input_names_the_file_and_line_and_does_not_panic() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("mixed.jsonl:{n}: invalid, left out")), "{stderr}");
-    assert_eq!(embedded(&std::fs::read_to_string(&out).unwrap())["events"].as_array().unwrap().len(), 1000);
+    assert_eq!(embedded(&std::fs::read_to_string(&out).unwrap())["ids"].as_array().unwrap().len(), 1000);
 }

@@ -11,8 +11,8 @@
 //! 4. Every error is mapped back to the user's input (`locate`): `FILE:LINE:COL: message` for
 //!    the file, `--set ARG: message` for an override.
 //!
-//! Public face: [`parse_scenario`], [`load_scenario`], [`sweep_cells`], [`shard`], the model
-//! types and [`ScenarioError`]. Everything else is internal.
+//! Public face: [`parse_scenario`], [`load_scenario`], [`scenario_table`], [`sweep_cells`],
+//! [`shard`], the model types and [`ScenarioError`]. Everything else is internal.
 //!
 //! Parsing never panics, whatever the input: the tests feed it random mutations of a valid file.
 
@@ -68,6 +68,18 @@ pub fn parse_scenario(file_name: &str, text: &str, overrides: &[String]) -> Resu
 pub fn load_scenario(path: &std::path::Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::io(path, &e))?;
     parse_scenario(&path.display().to_string(), &text, overrides)
+}
+
+/// The scenario file as a TOML table with `overrides` applied in order, as [`parse_scenario`]
+/// reads it, for tools that edit scenarios (`roomsim shrink`). Not validated: render the table
+/// and parse that to check it.
+pub fn scenario_table(file_name: &str, text: &str, overrides: &[String]) -> Result<toml::Table, ScenarioError> {
+    let identity = locate::Locator::identity(file_name, text);
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| identity.file_error(Problem::from_toml(&e)))?;
+    for argument in overrides {
+        overrides::Override::parse(argument)?.apply(&mut table)?;
+    }
+    Ok(table)
 }
 
 /// `check_sweep`: whether to try every sweep grid value (false while doing exactly that).

@@ -4,6 +4,7 @@ mod batch;
 mod dag;
 pub mod files;
 mod run;
+mod shrink;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -114,6 +115,43 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Reduce a scenario to the smallest one for which a predicate over summary.json still
+    /// holds (docs/shrink.md); writes it with a header and its run directory.
+    Shrink {
+        scenario: PathBuf,
+        /// Master seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The predicate, e.g. "rooms.*.auth_disagreements > 0" (docs/shrink.md).
+        #[arg(long, value_name = "PREDICATE")]
+        until: String,
+        /// The minimal scenario file (default: <scenario>.min.toml in the current directory).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Where the minimal scenario's run directory goes (DIR/<name>/<seed>/).
+        #[arg(long, value_name = "DIR", default_value_os_t = shrink::default_out_dir())]
+        out_dir: PathBuf,
+        /// Stop after this many runs (200) or this much wall time (5m; results then depend on
+        /// the machine's speed).
+        #[arg(long, value_name = "RUNS|TIME")]
+        budget: Option<String>,
+        /// Keep a reduction if the predicate holds for some seed among K seeds from --seed
+        /// (K defaults to 10).
+        #[arg(long, value_name = "K", num_args = 0..=1, default_missing_value = "10")]
+        any_seed: Option<u64>,
+        /// Worker threads (0 = one per core). Results do not depend on it.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Override a scenario value before shrinking (repeatable); the minimal file includes it.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Only check whether the predicate holds for the scenario as given (exit 0 or 1).
+        #[arg(long)]
+        check: bool,
+        /// No progress display (it is shown on stderr only when stderr is a terminal).
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Merge sweep outputs (shards) into sweep.csv and sweep.html.
     Merge {
         dirs: Vec<PathBuf>,
@@ -218,6 +256,21 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             set_threads(threads);
             batch::sweep(&scenario, &set, shard.as_deref(), &out, !no_progress)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Shrink { scenario, seed, until, out, out_dir, budget, any_seed, threads, set, check, no_progress } => {
+            set_threads(threads);
+            shrink::shrink(shrink::ShrinkArgs {
+                scenario,
+                seed,
+                until,
+                out,
+                out_dir,
+                budget,
+                any_seed,
+                set,
+                progress: !no_progress,
+                check,
+            })
         }
         Command::Merge { dirs, out } => {
             batch::merge(&dirs, &out)?;

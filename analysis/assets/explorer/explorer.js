@@ -706,4 +706,13 @@
   document.body.setAttribute("data-events", String(N));
   document.body.setAttribute("data-ready", "1");
   document.body.setAttribute("data-open-ms", String(Math.round(performance.now())));
+  // `#bench`: times a slider move for one server, then in diff mode (BENCHMARKS.md).
+  if (/(?:^#|&)bench(?:&|$)/.test(location.hash) && S > 1) {
+    var t1 = performance.now();
+    setServers(0, -1); setTime(tEnd / 2);
+    var t2 = performance.now();
+    setServers(0, 1); setTime(tEnd / 3);
+    var t3 = performance.now();
+    document.body.setAttribute("data-bench-ms", Math.round(t2 - t1) + "," + Math.round(t3 - t2));
+  }
 })();

@@ -105,7 +105,7 @@
   var view = { s: 1, ox: 0, oy: 0 }, W = 0, H = 0, dpr = window.devicePixelRatio || 1;
   var selected = -1, matches = null, colourBy = "verdict", server = -1, serverB = -1;
   var tEnd = D.t_end_us || 0, tNow = tEnd;
-  var status = new Array(N), statusB = null, fwd = forwardAll;
+  var status = new Array(N), statusB = null, fwd = forwardAll, currentOpen = false;
 
   function fmtT(us) { return (us / 1e6).toFixed(3) + " s"; }
   function short(id) { return id.length > 12 ? id.slice(0, 12) + "…" : id; }
@@ -429,11 +429,12 @@
     }
     if (server >= 0) {
       var cur = currentOf(server), m = stateOf(cur[0]);
-      h.push("<h3>Current state (" + (m ? m.size : 0) + " entries)</h3>");
+      h.push('<details id="current"' + (currentOpen ? " open" : "") + "><summary><b>Current state (" + (m ? m.size : 0) +
+        " entries)</b></summary>");
       h.push('<p class="note">The resolution of the states after its forward extremities' +
         (cur[0] >= 0 ? ", as of " + fmtT(cur[1]) : "") + (D.current_stride > 1 ? "; sampled: computed at every " +
         D.current_stride + "th change of its extremities (" + D.current_points + " changes in this room) and its last" : "") + ".</p>");
-      h.push(stateTable("current-state", m, -1));
+      h.push(stateTable("current-state", m, -1) + "</details>");
     }
     box.innerHTML = h.join("");
   }
@@ -697,6 +698,8 @@
     if (m) { var q = byId[decodeURIComponent(m[1])]; if (q !== undefined) select(q, true); }
   }
   window.addEventListener("hashchange", fromHash);
+  // The current-state table stays open or closed across redraws of the panel.
+  document.addEventListener("toggle", function (ev) { if (ev.target.id === "current") currentOpen = ev.target.open; }, true);
 
   resize(); fit(); timeAxis();
   applyHash(location.hash.replace(/^#/, ""));

@@ -403,6 +403,9 @@ fn window_atoms(t: &Table, first: bool) -> Vec<Atom> {
     };
     let mut out = Vec::new();
     for (i, w) in doc::tables(t, "workload").enumerate() {
+        if !RATES.iter().any(|rate| w.get(*rate).and_then(number).is_some_and(|x| x > 0.0)) {
+            continue; // it does nothing, whatever its window
+        }
         let start = duration(w.get("start")).or_else(|| room_start(w.get("room").and_then(Value::as_str))).unwrap_or(0);
         let Some(stop) = duration(w.get("stop")).or(end) else { continue };
         let Some(window) = stop.checked_sub(start).filter(|w| *w >= MIN_HALVED_US) else { continue };
@@ -681,8 +684,32 @@ fn end_atoms(t: &Table, summary: &serde_json::Value) -> Vec<Atom> {
         halve("quiet_period", Some(30_000_000), 0);
     } else {
         halve("end", None, 0);
+        if let Some(end) = out.first_mut() {
+            end.edits.extend(after_end(t, duration(s.get("end")).map_or(0, half)));
+        }
     }
     out
+}
+
+/// What an earlier end leaves outside the run, cut to fit: workloads stop at the end (or go,
+/// when they would start after it), later actions and faults go.
+fn after_end(t: &Table, end: u64) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    for (i, w) in doc::tables(t, "workload").enumerate() {
+        if duration(w.get("start")).is_some_and(|start| start >= end) {
+            edits.push(Edit::RemoveEntry(vec![k("workload")], i));
+        } else if duration(w.get("stop")).is_some_and(|stop| stop > end) {
+            edits.push(Edit::Set(vec![k("workload"), Seg::Index(i), k("stop")], duration_value(end)));
+        }
+    }
+    for key in ["timeline", "faults"] {
+        for (i, e) in doc::tables(t, key).enumerate() {
+            if duration(e.get("at")).is_some_and(|at| at > end) {
+                edits.push(Edit::RemoveEntry(vec![k(key)], i));
+            }
+        }
+    }
+    edits
 }
 
 // ---- applying atoms -------------------------------------------------------------------------
@@ -988,6 +1015,17 @@ messages_per_minute = 5
         let labels = |ms| end_atoms(&quiet, &ended(ms)).into_iter().map(|a| a.label).collect::<Vec<_>>();
         assert_eq!(labels(1_000_000), ["max_time 1h → 30m", "quiet_period 30s → 15s"]);
         assert_eq!(labels(1_800_000), ["quiet_period 30s → 15s"], "the run would be cut short");
+        // A fixed end halved to 30 s: the action at 10 s stays, the workload stops at 30 s.
+        let mut short = t.clone();
+        short["scenario"].as_table_mut().unwrap().insert("end".into(), Value::String("1m".into()));
+        let out = first(|t| end_atoms(t, &serde_json::Value::Null), &short);
+        assert_eq!(out["scenario"]["end"].as_str(), Some("30s"));
+        assert_eq!(out["workload"][0]["stop"].as_str(), Some("30s"));
+        assert_eq!(actions(&out), 6);
+        let out = first(|t| end_atoms(t, &serde_json::Value::Null), &out);
+        assert_eq!((out["workload"][0]["stop"].as_str(), actions(&out), faults(&out)), (Some("15s"), 6, 1));
+        let out = first(|t| end_atoms(t, &serde_json::Value::Null), &out);
+        assert_eq!((actions(&out), faults(&out)), (0, 1), "the action at 10 s is after the end at 7.5 s");
     }
 
     #[test]

@@ -330,7 +330,7 @@ impl Shrinker<'_> {
             let groups: Vec<Vec<&Atom>> = (0..k).map(|i| atoms[i * n / k..(i + 1) * n / k].iter().collect()).collect();
             let tables: Vec<Table> = groups.iter().map(|g| reduce::apply(&self.current.table, g)).collect();
             let texts: Vec<String> = tables.iter().map(doc::render).collect();
-            self.show(&format!("{} ({k} of {n})", pass.many.trim_end_matches(':')));
+            self.show(&format!("{} {n} in {k} chunks", pass.many.trim_end_matches(':')));
             let (outcomes, stopped) = self.runner.evaluate(&texts, self.current.seed);
             // The lowest-index candidate that holds, unless one before it was not evaluated.
             let mut accepted = None;

@@ -644,9 +644,7 @@ users = ["b"]
         let links = "[network]\nloss = 0.1\n\n[[network.links]]\nfrom = \"a\"\n";
         assert!(render(&table(links)).contains(links), "{}", render(&table(links)));
         // Strings and keys that need quoting or escapes come back as they were.
-        let odd = table(
-            "[[timeline]]\ntext = \"a\\nb \\\"c\\\" 'd' \\\\ é\"\nx = { \"k.y\" = [1, 'two'], z = 1.5 }\n",
-        );
+        let odd = table("[[timeline]]\ntext = \"a\\nb \\\"c\\\" 'd' \\\\ é\"\nx = { \"k.y\" = [1, 'two'], z = 1.5 }\n");
         assert_eq!(table(&render(&odd)), odd, "{}", render(&odd));
         let mut t = table("[scenario]\nname = \"t\"\n[keys]\n[rooms.x]\n");
         drop_empty_tables(&mut t);

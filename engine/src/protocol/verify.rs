@@ -449,6 +449,9 @@ pub struct Verified {
     /// The state after every event, by event index.
     pub states_after: Vec<Arc<StateSnapshot>>,
     pub readmit_rejected: ReadmitRejected,
+    /// How many wavefronts of the judging pass were judged in parallel (0 on one thread); see
+    /// [`judge_all`].
+    pub parallel_wavefronts: usize,
 }
 
 impl Verified {
@@ -584,6 +587,7 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
         states_before: pass.before,
         states_after: pass.after,
         readmit_rejected: readmit,
+        parallel_wavefronts: pass.parallel_wavefronts,
     }
 }
 
@@ -627,11 +631,21 @@ impl Spans {
 struct Pass {
     before: Vec<Arc<StateSnapshot>>,
     after: Vec<Arc<StateSnapshot>>,
+    parallel_wavefronts: usize,
 }
 
-/// The sequential pass: for each event in index order, its state before (resolving the states
-/// after its prev events), its verdict, its state after. Every state snapshot it makes (each
-/// distinct state once) is also sent to `digests`, if given.
+/// The judging pass: for each event, its state before (resolving the states after its prev
+/// events), its verdict, its state after. Every state snapshot it makes (each distinct state
+/// once) is also sent to `digests`, if given.
+///
+/// An event's judgement reads only its ancestors over prev and auth edges (its state before is
+/// made of their states after; state resolution walks their auth chains; the auth rules read
+/// its auth events). So on more than one thread the events are taken in *wavefronts*: wavefront
+/// `w` holds the events whose longest path from a root over those edges has length `w`; none
+/// is an ancestor of another, so a wavefront's events are judged in parallel against the
+/// verdicts of the wavefronts before it, and their verdicts are stored afterwards in index
+/// order. The result is the same as the sequential pass in index order (tested on 1 and 2
+/// threads).
 fn judge_all(
     dag: &mut RoomDag,
     pre_checks: &[Option<(Stage, String)>],
@@ -639,8 +653,9 @@ fn judge_all(
     digests: Option<&std::sync::mpsc::Sender<Arc<StateSnapshot>>>,
 ) -> Pass {
     let n = dag.len();
-    let mut before_all: Vec<Arc<StateSnapshot>> = Vec::with_capacity(n);
-    let mut after_all: Vec<Arc<StateSnapshot>> = Vec::with_capacity(n);
+    let empty = StateSnapshot::empty();
+    let mut before_all: Vec<Arc<StateSnapshot>> = vec![empty.clone(); n];
+    let mut after_all: Vec<Arc<StateSnapshot>> = vec![empty; n];
     let made = |snapshot: Arc<StateSnapshot>| {
         if let Some(tx) = digests {
             // The receiver lives until the pass is over.
@@ -648,39 +663,82 @@ fn judge_all(
         }
         snapshot
     };
-    for (position, pre) in pre_checks.iter().enumerate() {
-        let idx = position as EventIdx;
-        let before = {
-            let dag: &RoomDag = dag;
-            match dag.event(idx).prev.as_slice() {
-                [] => made(StateSnapshot::empty()),
-                [one] => after_all[*one as usize].clone(),
-                many => {
-                    let inputs: Vec<&StateMap> = many.iter().map(|p| &after_all[*p as usize].map).collect();
-                    let resolved = state_res::resolve_with(dag, &inputs, readmit);
-                    // A merge of branches that agree resolves to one of its inputs: share that
-                    // snapshot (and its digest).
-                    match many.iter().find(|p| after_all[**p as usize].map.ptr_eq(&resolved)) {
-                        Some(p) => after_all[*p as usize].clone(),
-                        None => made(StateSnapshot::new(resolved)),
-                    }
+    // One event's judgement, from the verdicts and states of its ancestors.
+    let judge_one = |dag: &RoomDag, after_all: &[Arc<StateSnapshot>], idx: EventIdx| -> Judged {
+        let before = match dag.event(idx).prev.as_slice() {
+            [] => made(StateSnapshot::empty()),
+            [one] => after_all[*one as usize].clone(),
+            many => {
+                let inputs: Vec<&StateMap> = many.iter().map(|p| &after_all[*p as usize].map).collect();
+                let resolved = state_res::resolve_with(dag, &inputs, readmit);
+                // A merge of branches that agree resolves to one of its inputs: share that
+                // snapshot (and its digest).
+                match many.iter().find(|p| after_all[**p as usize].map.ptr_eq(&resolved)) {
+                    Some(p) => after_all[*p as usize].clone(),
+                    None => made(StateSnapshot::new(resolved)),
                 }
             }
         };
-        let status = judge(dag, idx, &before.map, pre.clone());
-        let applies = status == Status::Accepted && dag.event(idx).state_key.is_some();
-        dag.set_status(idx, status);
-        let after = if applies {
-            let mut map = before.map.clone();
-            map.insert(dag.event(idx).state_key.expect("state event"), idx);
-            made(StateSnapshot::new(map))
-        } else {
-            before.clone()
+        let status = judge(dag, idx, &before.map, pre_checks[idx as usize].clone());
+        let after = match dag.event(idx).state_key {
+            Some(key) if status == Status::Accepted => {
+                let mut map = before.map.clone();
+                map.insert(key, idx);
+                made(StateSnapshot::new(map))
+            }
+            _ => before.clone(),
         };
-        before_all.push(before);
-        after_all.push(after);
+        (before, status, after)
+    };
+    fn store(dag: &mut RoomDag, all: (&mut [Arc<StateSnapshot>], &mut [Arc<StateSnapshot>]), idx: EventIdx, judged: Judged) {
+        let (before, status, after) = judged;
+        dag.set_status(idx, status);
+        all.0[idx as usize] = before;
+        all.1[idx as usize] = after;
     }
-    Pass { before: before_all, after: after_all }
+    let mut parallel_wavefronts = 0;
+    if rayon::current_num_threads() == 1 {
+        for idx in 0..n as EventIdx {
+            let judged = judge_one(dag, &after_all, idx);
+            store(dag, (&mut before_all, &mut after_all), idx, judged);
+        }
+    } else {
+        for front in wavefronts(dag) {
+            // Only merges (state resolutions) are worth sharing out.
+            let merges = front.iter().filter(|i| dag.event(**i).prev.len() > 1).count();
+            let judged: Vec<_> = if merges > 1 {
+                parallel_wavefronts += 1;
+                let (dag, after_all) = (&*dag, &after_all);
+                front.par_iter().with_max_len(1).map(|i| judge_one(dag, after_all, *i)).collect()
+            } else {
+                front.iter().map(|i| judge_one(dag, &after_all, *i)).collect()
+            };
+            for (idx, j) in front.into_iter().zip(judged) {
+                store(dag, (&mut before_all, &mut after_all), idx, j);
+            }
+        }
+    }
+    Pass { before: before_all, after: after_all, parallel_wavefronts }
+}
+
+/// One event's state before, verdict and state after.
+type Judged = (Arc<StateSnapshot>, Status, Arc<StateSnapshot>);
+
+/// The events by wavefront (see [`judge_all`]): the length of each event's longest path from a
+/// root over prev and auth edges, events of one wavefront in index order. Edges always point to
+/// lower indices (the topological order), so one pass in index order computes every length.
+fn wavefronts(dag: &RoomDag) -> Vec<Vec<EventIdx>> {
+    let mut level: Vec<u32> = Vec::with_capacity(dag.len());
+    let mut fronts: Vec<Vec<EventIdx>> = Vec::new();
+    for (idx, ev) in dag.events() {
+        let l = ev.prev.iter().chain(&ev.auth).map(|p| level[*p as usize] + 1).max().unwrap_or(0);
+        level.push(l);
+        if fronts.len() <= l as usize {
+            fronts.resize_with(l as usize + 1, Vec::new);
+        }
+        fronts[l as usize].push(idx);
+    }
+    fronts
 }
 
 /// Receipt checks 4 and 5 (and the missing-data check) for one event.
@@ -1030,6 +1088,51 @@ mod tests {
             assert_eq!(redacted.report.verdicts[&id].verdict, "accepted");
             let idx = redacted.dag.index_of(&id).unwrap();
             assert_eq!(redacted.dag.pdu(idx).json["content"], json!({}), "judged as its redacted copy");
+        }
+    }
+
+    /// Three branches from one point, merged pairwise (two merges in one wavefront), four times
+    /// over, with a rejected power-levels change on one branch: the pass on two threads takes
+    /// wavefronts in parallel and gives the verdicts and states of the sequential pass.
+    #[test]
+    fn wavefronts_on_two_threads_give_the_sequential_pass() {
+        const BOB: &str = "@bob:hs2";
+        let mut r = RoomBuilder::new(&V12);
+        let mut pdus: Vec<Pdu> = vec![
+            r.add("CREATE", Ev::create(ALICE).ts(1)),
+            r.add("MA", Ev::join(ALICE).ts(2)),
+            r.add("PL", Ev::power_levels(ALICE, json!({"state_default": 50, "events": {"m.room.topic": 0}})).ts(3)),
+            r.add("JR", Ev::join_rules(ALICE, "public").ts(4)),
+            r.add("MB", Ev::join(BOB).ts(5)),
+        ];
+        let mut base = "MB".to_owned();
+        let mut ts = 10;
+        for k in 0..4 {
+            let mut t = |name: String, ev: Ev| {
+                ts += 1;
+                pdus.push(r.add_unchecked(&name, ev.ts(ts)));
+                name
+            };
+            let a = t(format!("A{k}"), Ev::topic(ALICE, &format!("a{k}")).prev(&[&base]));
+            let b = t(format!("B{k}"), Ev::topic(BOB, &format!("b{k}")).prev(&[&base]));
+            let c = t(format!("C{k}"), Ev::power_levels(BOB, json!({"users": {BOB: 100}})).prev(&[&base]));
+            let ab = t(format!("AB{k}"), Ev::message(ALICE, "ab").prev(&[&a, &b]));
+            let bc = t(format!("BC{k}"), Ev::message(BOB, "bc").prev(&[&b, &c]));
+            base = t(format!("M{k}"), Ev::topic(ALICE, &format!("m{k}")).prev(&[&ab, &bc]));
+        }
+        let options = VerifyOptions { keys: Some(r.server_keys()), ..Default::default() };
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            pool.install(|| verify_dag(&V12, pdus.clone(), &options))
+        };
+        let (one, two) = (on(1), on(2));
+        assert_eq!(one.parallel_wavefronts, 0);
+        assert_eq!(two.parallel_wavefronts, 4, "each AB/BC pair is one wavefront of two merges");
+        assert_eq!(one.report.rejected, 4, "bob's power-levels changes");
+        assert_eq!(report_json(&one.report), report_json(&two.report));
+        for i in 0..one.dag.len() {
+            assert_eq!(one.states_before[i].map, two.states_before[i].map, "state before event {i}");
+            assert_eq!(one.states_after[i].map, two.states_after[i].map, "state after event {i}");
         }
     }
 }

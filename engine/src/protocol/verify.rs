@@ -690,7 +690,12 @@ fn judge_all(
         };
         (before, status, after)
     };
-    fn store(dag: &mut RoomDag, all: (&mut [Arc<StateSnapshot>], &mut [Arc<StateSnapshot>]), idx: EventIdx, judged: Judged) {
+    fn store(
+        dag: &mut RoomDag,
+        all: (&mut [Arc<StateSnapshot>], &mut [Arc<StateSnapshot>]),
+        idx: EventIdx,
+        judged: Judged,
+    ) {
         let (before, status, after) = judged;
         dag.set_status(idx, status);
         all.0[idx as usize] = before;

@@ -6,6 +6,12 @@ mod cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: the simulation and `dag verify` allocate many
+/// small, short-lived objects (IDs, state maps, records); see BENCHMARKS.md for the measured
+/// difference. The allocator decides no result.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

@@ -14,6 +14,10 @@
 //! Whole-simulation throughput (deliveries/s on 1 and 2 threads) will be added by the
 //! simulator's bench once the world exists; see BENCHMARKS.md.
 
+/// The allocator the `roomsim` binary uses (see its `main.rs`), so that the figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ed25519_dalek::{Signature, VerifyingKey};
 use roomsim_benches::fixtures::{self, Fixture, FIXTURE_10K};

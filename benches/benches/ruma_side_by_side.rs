@@ -20,6 +20,10 @@
 //! criterion measures each kernel, then a final interleaved timing (median of 5 runs each)
 //! prints the ratio roomsim/ruma.
 
+/// The allocator the `roomsim` binary uses (see its `main.rs`), so that the figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{black_box, Criterion, Throughput};
 use js_int::UInt;
 use roomsim_benches::fixtures::{self, FIXTURE_10K};

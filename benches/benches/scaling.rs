@@ -5,6 +5,10 @@
 //!
 //! Set `ROOMSIM_BENCH_LARGE_STATE=0` to skip the 100k-state room.
 
+/// The allocator the `roomsim` binary uses (see its `main.rs`), so that the figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use roomsim_benches::fixtures::{self, Fixture};
 use roomsim_benches::generator::{self, GenParams, LargeStateParams};

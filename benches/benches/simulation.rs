@@ -4,6 +4,10 @@
 //! servers (so most work is deliveries, not event creation), a partition that heals. The
 //! `account_keys` group runs the same room with MSC4243 account keys on and off.
 
+/// The allocator the `roomsim` binary uses (see its `main.rs`), so that the figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use roomsim_engine::scenario::parse_scenario;
 use roomsim_engine::sim::log::LogWriter;

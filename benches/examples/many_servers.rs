@@ -9,6 +9,10 @@
 //!     [--rooms N] [--members N] [--seed N] [--threads N] [--metrics-interval DURATION]
 //! ```
 
+/// The allocator the `roomsim` binary uses (see its `main.rs`), so that the figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use roomsim_engine::metrics::instrumented_world;
 use roomsim_engine::scenario::parse_scenario;
 use roomsim_engine::sim::log::LogWriter;

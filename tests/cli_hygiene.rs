@@ -2,35 +2,13 @@
 //! was given by; a re-run that fails or is interrupted leaves the earlier run directory byte for
 //! byte; every command puts its result on stdout and progress and diagnostics on stderr.
 
+mod common;
+use common::{ok, roomsim, roomsim_in, scenario, text};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
-
-fn roomsim_in(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roomsim")).current_dir(cwd).args(args).output().expect("run roomsim")
-}
-
-fn roomsim(args: &[&str]) -> Output {
-    roomsim_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
-}
-
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name).to_string_lossy().into_owned()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Requires success; returns (stdout, stderr).
-fn ok(o: Output, what: &str) -> (String, String) {
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
-    assert!(o.status.success(), "{what}: {:?}\nstdout:\n{out}\nstderr:\n{err}", o.status);
-    assert!(!err.contains("panicked"), "{what}: {err}");
-    (out, err)
-}
 
 /// Every file under `dir` (relative path → bytes).
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

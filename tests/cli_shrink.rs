@@ -4,37 +4,10 @@
 //! are reduced; a predicate that does not hold, a bad predicate and bad options are clear
 //! errors; the budget stops a shrink and says so; `--any-seed` records the seed it found.
 
+mod common;
+use common::{fails, ok, roomsim_in, scenario};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn roomsim_in(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roomsim")).current_dir(cwd).args(args).output().expect("run roomsim")
-}
-
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name).to_string_lossy().into_owned()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Requires success; returns (stdout, stderr).
-fn ok(o: Output, what: &str) -> (String, String) {
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
-    assert!(o.status.success(), "{what}: {:?}\nstdout:\n{out}\nstderr:\n{err}", o.status);
-    assert!(!err.contains("panicked"), "{what}: {err}");
-    (out, err)
-}
-
-/// Requires exit code `code` without a panic; returns stderr.
-fn fails(o: Output, code: i32, what: &str) -> String {
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
-    assert_eq!(o.status.code(), Some(code), "{what}: stdout:\n{out}\nstderr:\n{err}");
-    assert!(!err.contains("panicked"), "{what}: {err}");
-    err
-}
 
 const PLANTED: &str = "rooms.*.events_missing_at_end > 0";
 

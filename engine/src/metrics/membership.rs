@@ -37,6 +37,9 @@ pub struct UnionRoom {
     /// MSC4348: joined account → the server its membership's co-signer names
     /// (`unverified_domain` of that key's participation in the resolved state).
     bound: BTreeMap<String, String>,
+    /// Bumped whenever `joined_users` and `bound` are recomputed: what was derived from them
+    /// at an equal generation is still current (the measures skip recomputing it).
+    pub generation: u64,
 }
 
 impl UnionRoom {
@@ -48,6 +51,7 @@ impl UnionRoom {
             stale: false,
             joined_users: BTreeSet::new(),
             bound: BTreeMap::new(),
+            generation: 0,
         }
     }
 
@@ -86,6 +90,7 @@ impl UnionRoom {
     pub fn joined_users(&mut self) -> &BTreeSet<String> {
         if self.stale {
             self.stale = false;
+            self.generation += 1;
             let state = self.replica.dag_state();
             let dag = &self.replica.dag;
             self.joined_users = state
@@ -110,6 +115,12 @@ impl UnionRoom {
             return self.bound.get(user).map(String::as_str);
         }
         default_server_of(user)
+    }
+
+    /// The servers of the joined users (brought up to date first), through `index`.
+    pub fn joined_servers(&mut self, index: &BTreeMap<String, ServerIdx>) -> BTreeSet<ServerIdx> {
+        self.joined_users();
+        self.servers_of(&self.joined_users, index)
     }
 
     /// [`servers_of`] through this room's bindings.

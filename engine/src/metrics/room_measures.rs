@@ -48,6 +48,9 @@ struct RoomTrack {
     /// Servers with a user joined by the union DAG's membership, and the honest ones.
     in_room: BTreeSet<ServerIdx>,
     honest_in_room: BTreeSet<ServerIdx>,
+    /// The union's membership generation and the name index's size `in_room` was derived
+    /// from (None: not yet).
+    in_room_from: Option<(u64, usize)>,
     /// Per server of the room holding a replica: its digests as last read.
     replicas: BTreeMap<ServerIdx, Digests>,
     /// Honest servers of the room holding a replica, per (current digest, DAG digest).
@@ -184,6 +187,7 @@ impl RoomMeasures {
                     max_forward_extremities: 0.0,
                     in_room: BTreeSet::new(),
                     honest_in_room: BTreeSet::new(),
+                    in_room_from: None,
                     replicas: BTreeMap::new(),
                     pairs: BTreeMap::new(),
                 };
@@ -287,7 +291,8 @@ impl RoomMeasures {
     }
 
     /// Evaluates a room's membership and agreement now, reading again the replicas of
-    /// `changed` (None: of every server in the room), and records the agreement at `t`.
+    /// `changed` (None: of every server in the room), and records the agreement at `t`. Returns
+    /// false for a room not tracked.
     fn evaluate(
         &mut self,
         t: SimTime,
@@ -295,11 +300,11 @@ impl RoomMeasures {
         room_id: &str,
         changed: Option<&[ServerIdx]>,
         view: &mut dyn WorldView,
-    ) -> Option<Snapshot> {
+    ) -> bool {
         self.evaluations += 1;
         self.server_index(view);
-        let RoomMeasures { rooms, index, intended, moved, .. } = self;
-        let track = rooms.get_mut(name)?;
+        let RoomMeasures { rooms, index, .. } = self;
+        let Some(track) = rooms.get_mut(name) else { return false };
         let union = track.union.get_or_insert_with(|| UnionRoom::new(room_id, track.version));
         let new = view.room_pdus_since(room_id, union.taken);
         for pdu in &new {
@@ -322,12 +327,20 @@ impl RoomMeasures {
             }
         }
         union.take(new);
-        let joined = union.joined_users().clone();
-        let in_room = union.servers_of(&joined, index);
-        let membership_changed = in_room != track.in_room;
-        if membership_changed {
-            track.honest_in_room = in_room.iter().copied().filter(|k| view.is_honest(*k)).collect();
-            track.in_room = in_room;
+        // The servers in the room are a function of the union's joined users and bindings
+        // (and of the name index): recomputed only when those were (most windows add
+        // messages, which leave the membership as it was).
+        union.joined_users();
+        let derived_from = (union.generation, index.len());
+        let mut membership_changed = false;
+        if track.in_room_from != Some(derived_from) {
+            track.in_room_from = Some(derived_from);
+            let in_room = union.joined_servers(index);
+            membership_changed = in_room != track.in_room;
+            if membership_changed {
+                track.honest_in_room = in_room.iter().copied().filter(|k| view.is_honest(*k)).collect();
+                track.in_room = in_room;
+            }
         }
         match changed {
             Some(servers) if !membership_changed => {
@@ -348,13 +361,20 @@ impl RoomMeasures {
         }
         let agreed = track.agreed();
         track.timeline.observe(t, agreed);
+        true
+    }
+
+    /// The room as last evaluated (what samples and the summary read; the per-window
+    /// evaluation does not need it).
+    fn snapshot(&self, name: &str) -> Option<Snapshot> {
+        let track = self.rooms.get(name)?;
         let mut expected = track.in_room.clone();
-        if let Some(users) = intended.get(name) {
-            expected.extend(super::membership::intended_servers(users, moved.get(name), index));
+        if let Some(users) = self.intended.get(name) {
+            expected.extend(super::membership::intended_servers(users, self.moved.get(name), &self.index));
         }
         let current = track.replicas.iter().map(|(k, d)| (*k, d.current.clone())).collect();
         let dag = track.replicas.values().map(|d| d.dag.clone()).collect();
-        Some(Snapshot { in_room: track.in_room.clone(), expected, agreed, current, dag })
+        Some(Snapshot { in_room: track.in_room.clone(), expected, agreed: track.agreed(), current, dag })
     }
 
     /// Every created room of the view: (name, room ID).
@@ -375,7 +395,10 @@ impl RoomMeasures {
     }
 
     fn sample_room(&mut self, t: SimTime, name: &str, room_id: &str, view: &mut dyn WorldView) {
-        let Some(snap) = self.evaluate(t, name, room_id, None, view) else { return };
+        if !self.evaluate(t, name, room_id, None, view) {
+            return;
+        }
+        let Some(snap) = self.snapshot(name) else { return };
         let digests: Vec<String> = snap.current.iter().map(|c| c.1.clone()).collect();
         let (distinct, largest) = agreement(&digests);
         let disagreements = self.verdicts.get(room_id).map_or(0, |v| v.1) as f64;
@@ -408,7 +431,8 @@ impl RoomMeasures {
     /// The measured part of `summary.json`'s `rooms.<name>`.
     fn room_summary(&mut self, name: &str, room_id: &str, view: &mut dyn WorldView) -> Map<String, Value> {
         let t = view.now();
-        let snap = self.evaluate(t, name, room_id, None, view).expect("room tracked");
+        assert!(self.evaluate(t, name, room_id, None, view), "room tracked");
+        let snap = self.snapshot(name).expect("room tracked");
         let names = |set: &BTreeSet<ServerIdx>, view: &dyn WorldView| -> Vec<String> {
             set.iter()
                 .map(|k| {

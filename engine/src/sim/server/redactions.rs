@@ -147,7 +147,7 @@ impl Server {
             return;
         };
         debug_assert_eq!(redacted.event_id, target.event_id, "redaction keeps the reference hash");
-        room.dag.replace_pdu(t, Arc::new(redacted));
+        room.replace_pdu(t, Arc::new(redacted));
         book.applied.insert(target_id.to_owned());
         let ev = SimEvent::Redacted {
             room: room_id.to_owned(),

@@ -71,6 +71,8 @@ pub struct RoomReplica {
     pub extremities: BTreeSet<EventIdx>,
     pub current: StateMap,
     current_digest: Option<String>,
+    /// Recent resolutions of sets of timeline events' states (see [`ResolveMemo`]).
+    resolved: ResolveMemo,
     /// Users joined in the current state, and their servers (recomputed with it).
     joined: Vec<String>,
     joined_servers: BTreeSet<String>,
@@ -152,6 +154,7 @@ impl RoomReplica {
             extremities: BTreeSet::new(),
             current: StateMap::new(),
             current_digest: None,
+            resolved: ResolveMemo::default(),
             joined: Vec::new(),
             joined_servers: BTreeSet::new(),
             joined_servers_generation: 0,
@@ -263,6 +266,7 @@ impl RoomReplica {
             }
             None => {
                 let before = self.state_before(idx);
+                self.remember_before(idx, &before);
                 let status = if self.dag.event(idx).missing.is_empty() {
                     verify::judge(&self.dag, idx, &before, None)
                 } else {
@@ -301,6 +305,9 @@ impl RoomReplica {
         }
         let soft_failed = matches!(decision, Decision::SoftFailed { .. });
         if promoted.is_some() {
+            // A remembered resolution never read an outlier's (empty) state, but the event's
+            // status changed too: forget them all rather than reason about which read it.
+            self.resolved.clear();
             self.state_after[idx as usize] = after;
             self.soft_failed[idx as usize] = soft_failed;
             self.outlier[idx as usize] = false;
@@ -323,15 +330,25 @@ impl RoomReplica {
                 // A non-state event on top of a single extremity has that extremity's state:
                 // the extremities' states are the same set as before, so is their resolution.
                 let same_inputs = ev.state_key.is_none() && prev.len() == 1 && self.extremities.contains(&prev[0]);
+                let old_extremities = same_inputs.then(|| ResolveMemo::key(self.extremities.iter().copied()));
                 for p in &prev {
                     self.extremities.remove(p);
                 }
                 self.remove_before_rejected(&prev);
-                if !self.cited.contains(&self.dag.pdu(idx).event_id) {
+                let extends = !self.cited.contains(&self.dag.pdu(idx).event_id);
+                if extends {
                     self.extremities.insert(idx);
                 }
                 if !same_inputs {
                     self.recompute_current();
+                } else if let (Some(old), true, false) = (old_extremities, extends, across_gap) {
+                    // The new extremities' states are the old ones' with `prev`'s state
+                    // replaced by an equal one (this event's, which is `prev`'s: accepted,
+                    // not a state event, one prev, judged from it): the same list of maps, so
+                    // the same resolution, whatever event indices name them.
+                    if let Some(known) = self.resolved.get(&old).cloned() {
+                        self.resolved.insert(ResolveMemo::key(self.extremities.iter().copied()), known);
+                    }
                 }
             }
             Decision::Accepted | Decision::Outlier => {}
@@ -393,9 +410,43 @@ impl RoomReplica {
         match prev.as_slice() {
             [] => StateMap::new(),
             [one] => self.state_after[*one as usize].clone(),
-            many => {
-                let inputs: Vec<&StateMap> = many.iter().map(|p| &self.state_after[*p as usize]).collect();
-                state_res::resolve(&self.dag, &inputs)
+            many => self.resolve_states_of(many).0,
+        }
+    }
+
+    /// The resolution of the states after `events` (timeline events), from the memo when it
+    /// holds this set; the key to remember it under when it did not.
+    fn resolve_states_of(&self, events: &[EventIdx]) -> (StateMap, Option<Vec<EventIdx>>) {
+        let key = ResolveMemo::key(events.iter().copied());
+        if let Some(hit) = self.resolved.get(&key) {
+            return (hit.clone(), None);
+        }
+        let inputs: Vec<&StateMap> = events.iter().map(|p| &self.state_after[*p as usize]).collect();
+        (state_res::resolve(&self.dag, &inputs), Some(key))
+    }
+
+    /// Replaces a held event by its redacted form (see `RoomDag::replace_pdu`). The rules and
+    /// state resolution read the new form from now on, so remembered resolutions are dropped.
+    pub fn replace_pdu(&mut self, idx: EventIdx, pdu: Arc<Pdu>) {
+        self.dag.replace_pdu(idx, pdu);
+        self.resolved.clear();
+    }
+
+    /// Remembers the resolution `state_before` just made for `idx`, when it resolved several
+    /// prev events' states (the next event built on the same extremities reads it again).
+    fn remember_before(&mut self, idx: EventIdx, before: &StateMap) {
+        if self.given_before.contains_key(&idx) {
+            return;
+        }
+        let prev: Vec<EventIdx> = if self.dag.event(idx).missing.is_empty() {
+            self.dag.event(idx).prev.clone()
+        } else {
+            self.dag.pdu(idx).prev_events.iter().filter_map(|id| self.dag.index_of(id)).collect()
+        };
+        if prev.len() > 1 {
+            let key = ResolveMemo::key(prev.into_iter());
+            if self.resolved.get(&key).is_none() {
+                self.resolved.insert(key, before.clone());
             }
         }
     }
@@ -436,8 +487,11 @@ impl RoomReplica {
     }
 
     fn recompute_current(&mut self) {
-        let inputs: Vec<&StateMap> = self.extremities.iter().map(|e| &self.state_after[*e as usize]).collect();
-        let next = state_res::resolve(&self.dag, &inputs);
+        let extremities: Vec<EventIdx> = self.extremities.iter().copied().collect();
+        let (next, fresh) = self.resolve_states_of(&extremities);
+        if let Some(key) = fresh {
+            self.resolved.insert(key, next.clone());
+        }
         // Most events (messages) leave the state as it was: nothing to recompute.
         if next.ptr_eq(&self.current) || next == self.current {
             self.current = next;
@@ -497,8 +551,9 @@ impl RoomReplica {
     /// the final state). Servers holding the same events agree on it whatever they soft-failed;
     /// their *current* states can differ until someone builds on a soft-failed event.
     pub fn dag_state(&self) -> StateMap {
-        let inputs: Vec<&StateMap> = self.timeline_tips.iter().map(|e| &self.state_after[*e as usize]).collect();
-        state_res::resolve(&self.dag, &inputs)
+        // Usually the tips are the forward extremities, whose resolution is remembered.
+        let tips: Vec<EventIdx> = self.timeline_tips.iter().copied().collect();
+        self.resolve_states_of(&tips).0
     }
 
     /// Whether the current state changed since its digest was last taken.
@@ -671,6 +726,51 @@ impl RoomReplica {
             }
         }
         out.into_iter().collect()
+    }
+}
+
+/// The last few state resolutions a replica made, keyed by the sorted set of timeline events
+/// whose states after were resolved. The same set is resolved several times in a row: the
+/// current state over the forward extremities, the state before the next event built on all of
+/// them (its prev events), the DAG state over the timeline tips (usually the extremities).
+///
+/// Sound because a resolution (state resolution v2 / v2.1, Server-Server API §"Room State
+/// Resolution") is a function of the *set* of input states (order and duplicates do not
+/// matter) and of the events those states and their auth chains name, and neither changes
+/// for a held timeline event: its state after is set once when it is stored, its auth chain
+/// is fixed by its `auth_events`. The two ways a held event does change (an outlier promoted
+/// to the timeline, re-judged; a redaction applied to it) clear the memo.
+#[derive(Debug, Default)]
+struct ResolveMemo {
+    /// Most recent last.
+    entries: Vec<(Vec<EventIdx>, StateMap)>,
+}
+
+impl ResolveMemo {
+    /// Entries kept: a handful covers the sets resolved around one event.
+    const CAPACITY: usize = 4;
+
+    fn key(events: impl Iterator<Item = EventIdx>) -> Vec<EventIdx> {
+        let mut key: Vec<EventIdx> = events.collect();
+        key.sort_unstable();
+        key.dedup();
+        key
+    }
+
+    fn get(&self, key: &[EventIdx]) -> Option<&StateMap> {
+        self.entries.iter().rev().find(|(k, _)| k.as_slice() == key).map(|(_, s)| s)
+    }
+
+    fn insert(&mut self, key: Vec<EventIdx>, state: StateMap) {
+        self.entries.retain(|(k, _)| *k != key);
+        if self.entries.len() == Self::CAPACITY {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, state));
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
     }
 }
 

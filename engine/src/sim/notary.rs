@@ -14,7 +14,7 @@ use super::federation::keys::{self as wire};
 use super::federation::{Message, Outcome, Request, RequestId, Response, ServerIdx};
 use super::server::{Directory, Input, Output, Timer};
 use super::time::SimTime;
-use crate::protocol::crypto::{self, KeyPair};
+use crate::protocol::crypto::KeyPair;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -215,7 +215,7 @@ impl Notary {
             .filter_map(|origin| self.cache.get(origin))
             .map(|(object, _)| {
                 let mut signed = object.clone();
-                crypto::sign_object(&mut signed, &self.key);
+                wire::sign_remembered(&mut signed, &self.key);
                 signed
             })
             .collect();

@@ -6,8 +6,10 @@
 //! covers events.
 
 use crate::protocol::crypto::{self, KeyPair};
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 /// Receivers use the lesser of `valid_until_ts` and 7 days into the future (room versions 5
 /// and later, §"Signing key validity period").
@@ -34,8 +36,51 @@ pub fn server_keys_object(current: &KeyPair, old: &[OldKey], valid_until_ts: u64
     object.insert("valid_until_ts".into(), json!(valid_until_ts));
     object.insert("verify_keys".into(), json!({ current.key_id.clone(): {"key": current.public_key_b64()} }));
     object.insert("old_verify_keys".into(), Value::Object(old_keys));
-    crypto::sign_object(&mut object, current);
+    sign_remembered(&mut object, current);
     object
+}
+
+/// Signatures over key objects known to verify: (public key, signature) → the signed bytes.
+/// Every server checks every other server's answers for real (ed25519, §"Signing JSON"), and
+/// a key object is signed once but may be checked by many (a notary's countersigned cache
+/// entry, the same answer to many servers). Whether a signature verifies is a pure function of
+/// (key, signed bytes, signature), so answering from this memo changes no outcome, whatever
+/// the order in which threads fill it: an entry exists only for a triple that verifies, and an
+/// altered object has other bytes (a miss: checked for real, and it fails).
+static KNOWN_GOOD: LazyLock<Mutex<HashMap<([u8; 32], [u8; 64]), Vec<u8>>>> = LazyLock::new(Default::default);
+/// Entries kept before the memo starts afresh (a bound on memory, not on correctness).
+const KNOWN_GOOD_CAP: usize = 1 << 16;
+
+fn remember_good(key: &VerifyingKey, sig: &Signature, bytes: Vec<u8>) {
+    let mut memo = KNOWN_GOOD.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= KNOWN_GOOD_CAP {
+        memo.clear();
+    }
+    memo.insert((key.to_bytes(), sig.to_bytes()), bytes);
+}
+
+/// `crypto::verify` through [`KNOWN_GOOD`].
+fn verify_remembered(key: &VerifyingKey, bytes: &[u8], sig: &Signature) -> bool {
+    let id = (key.to_bytes(), sig.to_bytes());
+    let known = KNOWN_GOOD.lock().unwrap_or_else(|e| e.into_inner()).get(&id).is_some_and(|b| b.as_slice() == bytes);
+    if known {
+        return true;
+    }
+    let ok = crypto::verify(key, bytes, sig);
+    if ok {
+        remember_good(key, sig, bytes.to_vec());
+    }
+    ok
+}
+
+/// `crypto::sign_object`, remembering the signature as good: an ed25519 signature made with a
+/// key verifies under that key's public half (RFC 8032 §5.1.7), so its first check need not be
+/// made for real either.
+pub fn sign_remembered(object: &mut Map<String, Value>, key: &KeyPair) {
+    crypto::sign_object(object, key);
+    if let Some(sig) = crypto::signature_of(object, &key.entity, &key.key_id) {
+        remember_good(&key.public_key(), &sig, crypto::object_signing_bytes(object));
+    }
 }
 
 /// One key a verified answer gave: usable for events up to `valid_until_ts`.
@@ -64,7 +109,8 @@ pub fn verify_server_keys(object: &Map<String, Value>, server: &str, now_ms: u64
     for (key_id, entry) in verify_keys {
         let key = entry.get("key").and_then(Value::as_str).and_then(crypto::verifying_key_from_b64);
         let key = key.ok_or_else(|| format!("{server}'s {key_id} does not decode"))?;
-        let signed = crypto::signature_of(object, server, key_id).is_some_and(|sig| crypto::verify(&key, &bytes, &sig));
+        let signed =
+            crypto::signature_of(object, server, key_id).is_some_and(|sig| verify_remembered(&key, &bytes, &sig));
         if !signed {
             return Err(format!("the key answer is not signed by {server}'s {key_id}"));
         }
@@ -90,7 +136,7 @@ pub fn verify_server_keys(object: &Map<String, Value>, server: &str, now_ms: u64
 /// `trusted_key_servers` configuration, as Synapse's `PerspectivesKeyFetcher` checks).
 pub fn notary_signed(object: &Map<String, Value>, notary: &str, key_id: &str, key: &VerifyingKey) -> bool {
     crypto::signature_of(object, notary, key_id)
-        .is_some_and(|sig| crypto::verify(key, &crypto::object_signing_bytes(object), &sig))
+        .is_some_and(|sig| verify_remembered(key, &crypto::object_signing_bytes(object), &sig))
 }
 
 /// The key IDs a key answer lists (`verify_keys` and `old_verify_keys`).
@@ -142,5 +188,28 @@ mod tests {
         let mut altered = object.clone();
         altered.insert("valid_until_ts".into(), json!(20_000));
         assert!(verify_server_keys(&altered, "hs1", 0).is_err(), "a longer validity than signed");
+    }
+
+    #[test]
+    fn a_remembered_good_signature_does_not_vouch_for_a_tampered_object() {
+        let k = KeyPair::from_seed("hs7", "ed25519:k1", [7; 32]);
+        let object = server_keys_object(&k, &[], 10_000);
+        // Checked twice: the second answer comes from the memo, with the same verdict.
+        assert!(verify_server_keys(&object, "hs7", 0).is_ok());
+        assert!(verify_server_keys(&object, "hs7", 0).is_ok());
+        // Same signature, other bytes: checked for real, and refused.
+        let mut altered = object.clone();
+        altered.insert("valid_until_ts".into(), json!(20_000));
+        assert!(verify_server_keys(&altered, "hs7", 0).is_err());
+        let mut other_key = object.clone();
+        let k2 = KeyPair::from_seed("hs7", "ed25519:k1", [8; 32]);
+        other_key.insert("verify_keys".into(), json!({"ed25519:k1": {"key": k2.public_key_b64()}}));
+        assert!(verify_server_keys(&other_key, "hs7", 0).is_err(), "another key under the cached signature");
+        // A signature never made, on an object a memo has seen: refused.
+        let mut forged = object.clone();
+        forged.insert("signatures".into(), json!({"hs7": {"ed25519:k1": crypto::b64_encode(&[0u8; 64])}}));
+        assert!(verify_server_keys(&forged, "hs7", 0).is_err());
+        // And the good one still verifies afterwards.
+        assert!(verify_server_keys(&object, "hs7", 0).is_ok());
     }
 }

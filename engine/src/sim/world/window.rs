@@ -68,10 +68,10 @@ impl World {
         let mut total = 0usize;
         while self.queue.peek().is_some_and(|s| s.time < window_end) {
             let s = self.queue.pop().expect("peeked");
-            if matches!(s.input, Input::Deliver { .. } | Input::Action(_)) {
+            if matches!(*s.input, Input::Deliver { .. } | Input::Action(_)) {
                 self.in_flight -= 1;
             }
-            if matches!(s.input, Input::Deliver { .. }) {
+            if matches!(*s.input, Input::Deliver { .. }) {
                 self.messages_in_flight -= 1;
             }
             self.now = s.time;
@@ -80,7 +80,7 @@ impl World {
                 self.emit(s.time, Some(s.node), &SimEvent::Blocked { reason: reason.into(), input: logged });
                 continue;
             }
-            let mut input = s.input;
+            let mut input = *s.input;
             if let Input::Action(a) = &mut input {
                 a.room_id = self.room_ids.get(&a.room_name).cloned();
                 if let Some(spec) = a.create.as_ref().filter(|s| !s.allow.is_empty()) {
@@ -209,7 +209,7 @@ impl World {
         if self.down[s.node as usize] {
             return Some("server down");
         }
-        match &s.input {
+        match &*s.input {
             Input::Deliver { from, .. } if !self.network.link_up(*from, s.node) => Some("partition"),
             _ => None,
         }
@@ -334,7 +334,7 @@ impl World {
 
 /// The log form of a queued input.
 fn logged_input(s: &Scheduled) -> LoggedInput {
-    match &s.input {
+    match &*s.input {
         Input::Deliver { from, .. } => LoggedInput::Deliver { from: *from, msg: s.msg },
         Input::Timer(timer) => LoggedInput::Timer { timer: timer.clone() },
         Input::Action(a) => LoggedInput::Action(a.clone()),

@@ -108,8 +108,9 @@ pub struct Keyring {
     /// `preshared`: every key of the run is known (read from the directory, not copied: a
     /// store per server of every server's keys would be quadratic).
     preshared: bool,
-    /// (server name, key ID) → key and validity.
-    store: BTreeMap<(String, String), Stored>,
+    /// Server name → key ID → key and validity (nested, so that a lookup by `&str`s, made for
+    /// every signature checked, allocates nothing).
+    store: BTreeMap<String, BTreeMap<String, Stored>>,
     /// This server's own keys, oldest first, and which one it signs with.
     own: Vec<KeyPair>,
     current: usize,
@@ -180,14 +181,16 @@ impl Keyring {
             let keys = directory.keys_of(directory.node(server)?);
             return keys.into_iter().find(|(id, _)| id == key_id).map(|(_, k)| k);
         }
-        let stored = self.store.get(&(server.to_owned(), key_id.to_owned()))?;
+        let stored = self.store.get(server)?.get(key_id)?;
         (stored.valid_until_ts >= ts_ms).then_some(stored.key)
     }
 
     fn insert(&mut self, server: &str, fetched: FetchedKey) {
         let entry = self
             .store
-            .entry((server.to_owned(), fetched.key_id))
+            .entry(server.to_owned())
+            .or_default()
+            .entry(fetched.key_id)
             .or_insert(Stored { key: fetched.key, valid_until_ts: fetched.valid_until_ts });
         if entry.key == fetched.key {
             entry.valid_until_ts = entry.valid_until_ts.max(fetched.valid_until_ts);
@@ -266,13 +269,14 @@ impl Server {
             if self.directory.node(server).is_none() {
                 continue;
             }
-            let ids = signing_key_ids(pdu, server);
-            if ids.is_empty()
-                || ids.iter().any(|id| self.keyring.usable(&self.directory, &self.name, server, id, ts).is_some())
-            {
+            // `signing_key_ids`, without collecting it: this runs for every PDU received.
+            let ids = pdu.json.get("signatures").and_then(|s| s.get(server)).and_then(|s| s.as_object());
+            let mut ids = ids.into_iter().flat_map(|m| m.keys()).filter(|k| k.starts_with("ed25519:"));
+            let Some(first) = ids.clone().next() else { continue };
+            if ids.any(|id| self.keyring.usable(&self.directory, &self.name, server, id, ts).is_some()) {
                 continue;
             }
-            return Some((server.to_owned(), ids[0].clone(), ts));
+            return Some((server.to_owned(), first.clone(), ts));
         }
         None
     }

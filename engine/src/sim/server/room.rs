@@ -569,6 +569,15 @@ impl RoomReplica {
         self.current_digest.clone().expect("set above")
     }
 
+    /// Digest of `state` (a state of this replica's DAG): the current state's cached digest
+    /// when `state` is the current state (the DAG state usually is), else computed.
+    pub fn digest_of(&self, state: &StateMap) -> String {
+        match &self.current_digest {
+            Some(d) if state.ptr_eq(&self.current) => d.clone(),
+            _ => state_digest(&self.dag, state),
+        }
+    }
+
     pub fn is_soft_failed(&self, idx: EventIdx) -> bool {
         self.soft_failed[idx as usize]
     }

@@ -85,7 +85,7 @@ impl WorldView for World {
         state: &crate::protocol::dag::StateMap,
     ) -> Option<String> {
         let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;
-        Some(crate::protocol::dag::state_digest(&r.dag, state))
+        Some(r.digest_of(state))
     }
     fn held(&self, k: ServerIdx, room_id: &str, event_id: &str) -> Option<Held> {
         let r = self.nodes[k as usize].as_server()?.rooms.get(room_id)?;

@@ -305,19 +305,18 @@ fn choose_room(raw: &[RawLine], rooms: &[Option<String>]) -> Result<(String, &'s
 /// Orders PDUs topologically over their prev and auth edges (Kahn's algorithm on a petgraph
 /// graph), ties broken by depth, then event ID. Duplicate event IDs keep the first copy.
 pub fn topological_order(pdus: Vec<Pdu>) -> Vec<Pdu> {
-    let mut by_id: HashMap<String, usize> = HashMap::with_capacity(pdus.len());
-    let mut unique: Vec<Pdu> = Vec::with_capacity(pdus.len());
-    for p in pdus {
-        if !by_id.contains_key(&p.event_id) {
-            by_id.insert(p.event_id.clone(), unique.len());
-            unique.push(p);
-        }
-    }
+    // The first copy of each event ID (IDs borrowed, not cloned).
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(pdus.len());
+    let keep: Vec<bool> =
+        pdus.iter().enumerate().map(|(i, p)| *first.entry(p.event_id.as_str()).or_insert(i) == i).collect();
+    drop(first);
+    let unique: Vec<Pdu> = pdus.into_iter().zip(keep).filter_map(|(p, k)| k.then_some(p)).collect();
+    let by_id: HashMap<&str, usize> = unique.iter().enumerate().map(|(i, p)| (p.event_id.as_str(), i)).collect();
     let mut graph = petgraph::graph::DiGraph::<usize, ()>::with_capacity(unique.len(), unique.len() * 4);
     let nodes: Vec<_> = (0..unique.len()).map(|i| graph.add_node(i)).collect();
     for (i, p) in unique.iter().enumerate() {
         let mut parents: Vec<usize> =
-            p.prev_events.iter().chain(&p.auth_events).filter_map(|id| by_id.get(id).copied()).collect();
+            p.prev_events.iter().chain(&p.auth_events).filter_map(|id| by_id.get(id.as_str()).copied()).collect();
         parents.sort_unstable();
         parents.dedup();
         for parent in parents {
@@ -326,7 +325,7 @@ pub fn topological_order(pdus: Vec<Pdu>) -> Vec<Pdu> {
     }
     let mut indegree: Vec<usize> =
         nodes.iter().map(|n| graph.neighbors_directed(*n, petgraph::Incoming).count()).collect();
-    let key = |i: usize| Reverse((unique[i].depth, unique[i].event_id.clone(), i));
+    let key = |i: usize| Reverse((unique[i].depth, unique[i].event_id.as_str(), i));
     let mut ready: BinaryHeap<_> = (0..unique.len()).filter(|i| indegree[*i] == 0).map(key).collect();
     let mut order = Vec::with_capacity(unique.len());
     let mut placed = vec![false; unique.len()];
@@ -831,44 +830,55 @@ fn signature_checks<'a>(
     keys: &ServerKeys,
     results: &mut [Option<(Stage, String)>],
 ) -> (Vec<SignatureCheck<'a>>, Vec<usize>) {
-    let bytes: Vec<&[u8]> = pdus.par_iter().map(|p| p.signing_bytes(version)).collect();
+    // Per event, in parallel: the checks to make and, if a required signature cannot be
+    // checked, why (the checks found before it are kept, as a sequential walk would keep them).
+    let done: &[Option<(Stage, String)>] = results;
+    let per_event: Vec<Option<(Vec<SignatureCheck<'a>>, Option<String>)>> = pdus
+        .par_iter()
+        .enumerate()
+        .map(|(i, p)| done[i].is_none().then(|| event_signature_checks(version, p, keys, p.signing_bytes(version))))
+        .collect();
     let mut checks: Vec<SignatureCheck> = Vec::new();
     let mut owners: Vec<usize> = Vec::new();
-    for (i, p) in pdus.iter().enumerate() {
-        if results[i].is_some() {
-            continue;
-        }
-        let signers = match signers::required_signers(version, p) {
-            Ok(list) => list,
-            Err(why) => {
-                results[i] = Some((Stage::Signature, why.to_string()));
-                continue;
-            }
-        };
-        for required in signers {
-            let checks_for = match required.signer {
-                signers::Signer::Server(server) => signature_checks_for(p, server, keys, bytes[i]),
-                signers::Signer::AccountKey(key) | signers::Signer::ServerKey(key) => {
-                    signers::account_key_signature(p, key)
-                        .map(|(key, signature)| vec![SignatureCheck { message: bytes[i], signature, key }])
-                        .map_err(|why| format!("{why} ({})", required.reason.as_str()))
-                }
-            };
-            match checks_for {
-                Ok(list) => {
-                    for c in list {
-                        checks.push(c);
-                        owners.push(i);
-                    }
-                }
-                Err(why) => {
-                    results[i] = Some((Stage::Signature, why));
-                    break;
-                }
-            }
+    for (i, found) in per_event.into_iter().enumerate() {
+        let Some((list, failure)) = found else { continue };
+        owners.extend(std::iter::repeat_n(i, list.len()));
+        checks.extend(list);
+        if let Some(why) = failure {
+            results[i] = Some((Stage::Signature, why));
         }
     }
     (checks, owners)
+}
+
+/// One event's signature checks (every required signer's, `protocol::signers`), and the reason
+/// the first signer that cannot be checked fails, if one cannot.
+fn event_signature_checks<'a>(
+    version: &RoomVersion,
+    p: &Pdu,
+    keys: &ServerKeys,
+    bytes: &'a [u8],
+) -> (Vec<SignatureCheck<'a>>, Option<String>) {
+    let mut checks = Vec::new();
+    let signers = match signers::required_signers(version, p) {
+        Ok(list) => list,
+        Err(why) => return (checks, Some(why.to_string())),
+    };
+    for required in signers {
+        let checks_for = match required.signer {
+            signers::Signer::Server(server) => signature_checks_for(p, server, keys, bytes),
+            signers::Signer::AccountKey(key) | signers::Signer::ServerKey(key) => {
+                signers::account_key_signature(p, key)
+                    .map(|(key, signature)| vec![SignatureCheck { message: bytes, signature, key }])
+                    .map_err(|why| format!("{why} ({})", required.reason.as_str()))
+            }
+        };
+        match checks_for {
+            Ok(list) => checks.extend(list),
+            Err(why) => return (checks, Some(why)),
+        }
+    }
+    (checks, None)
 }
 
 /// The signature checks proving `server` signed the event: every `ed25519:` signature by a key

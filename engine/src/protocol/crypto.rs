@@ -188,26 +188,19 @@ pub struct SignatureCheck<'a> {
 }
 
 /// Verifies many signatures; `true` per item when it verifies. Uses ed25519-dalek's batch
-/// verification (one multiscalar multiplication per chunk). Chunks are large — at least 1024
-/// signatures, where curve25519-dalek switches to Pippenger's method, and one per thread — and
-/// run in parallel on rayon's pool. A chunk that fails is bisected so that one bad signature
-/// costs a few more batches, not a thousand single checks. The output order is the input order.
+/// verification (one multiscalar multiplication per chunk). Chunks are [`BATCH`] signatures
+/// (above 1024, where curve25519-dalek switches to Pippenger's method), the same chunks whatever
+/// the thread count, so the answers are too (a batch's verdict is the batch equation's); they
+/// run in parallel on rayon's pool, small enough to share out beside other work. A chunk that
+/// fails is bisected so that one bad signature costs a few more batches, not a thousand single
+/// checks. The output order is the input order.
 pub fn verify_batch(checks: &[SignatureCheck<'_>]) -> Vec<bool> {
     use rayon::prelude::*;
-    checks.par_chunks(batch_chunk(checks.len())).flat_map_iter(verify_chunk).collect()
+    checks.par_chunks(BATCH).flat_map_iter(verify_chunk).collect()
 }
 
-/// [`verify_batch`] on the calling thread, in the same chunks (so with the same answers: a
-/// batch's verdict is the batch equation's), for a helper thread working beside the pool.
-pub fn verify_batch_here(checks: &[SignatureCheck<'_>]) -> Vec<bool> {
-    checks.chunks(batch_chunk(checks.len())).flat_map(verify_chunk).collect()
-}
-
-fn batch_chunk(len: usize) -> usize {
-    const MIN_CHUNK: usize = 1024;
-    let threads = rayon::current_num_threads().max(1);
-    len.div_ceil(threads).max(MIN_CHUNK).max(1)
-}
+/// The batch size of [`verify_batch`].
+const BATCH: usize = 4096;
 
 fn verify_chunk(chunk: &[SignatureCheck<'_>]) -> Vec<bool> {
     const SINGLE_BELOW: usize = 16;

@@ -464,15 +464,12 @@ impl Verified {
 
 /// Judges PDUs (any order) and builds the report.
 ///
-/// On a pool of more than one thread, the work that does not feed the sequential judging pass
-/// runs beside it on one helper thread, and everything is merged in event order, so the result
-/// does not depend on the thread count:
-/// * signatures are verified (in the same batches as on the pool) while the pass runs with the
-///   structural checks only (content hashes, which keys must have signed); if a signature then
-///   fails, the pass is run again with that verdict (rare: the first pass is then wasted, never
-///   wrong);
-/// * then the helper computes the state digests of the states the pass has produced, as it
-///   produces them.
+/// On a pool of more than one thread the judging pass takes wavefronts in parallel
+/// ([`judge_all`]), signatures are verified beside it in the same pool while it runs with the
+/// structural checks only (content hashes, which keys must have signed) — if a signature then
+/// fails, the pass is run again with that verdict (rare: the first pass is then wasted, never
+/// wrong) — and the state digests are made in parallel afterwards. Everything is merged in event
+/// order, so the result does not depend on the thread count.
 pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &VerifyOptions) -> Verified {
     let mut spans = Spans::from_env();
     let mut ordered: Vec<Pdu> = topological_order(pdus);
@@ -521,36 +518,23 @@ pub fn verify_dag(version: &'static RoomVersion, pdus: Vec<Pdu>, options: &Verif
     let (checks, owners) = if options.modelled_signatures { (Vec::new(), Vec::new()) } else { (checks, owners) };
     spans.mark("hashes, signature checks to make");
     let readmit = options.readmit_rejected;
-    let helper = rayon::current_num_threads() > 1 && (!checks.is_empty() || digests);
-    let (ok, pass) = if helper {
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::channel::<Arc<StateSnapshot>>();
-            let (checks, ordered, ranks) = (&checks, &ordered, ranks.as_ref());
-            let worker = scope.spawn(move || {
-                let ok = crypto::verify_batch_here(checks);
-                if let Some(ranks) = ranks {
-                    for snapshot in rx {
-                        snapshot.digest_ranked(ordered, ranks);
-                    }
-                }
-                ok
-            });
-            let pass = judge_all(&mut dag, &structural, readmit, digests.then_some(&tx));
-            drop(tx);
-            (worker.join().expect("helper thread"), pass)
-        })
+    // On more than one thread the signatures are verified beside the judging pass in the same
+    // pool (work stealing shares the cores between their chunks and the pass's wavefronts);
+    // the state digests are made afterwards, in parallel.
+    let (ok, pass) = if rayon::current_num_threads() > 1 {
+        rayon::join(|| crypto::verify_batch(&checks), || judge_all(&mut dag, &structural, readmit))
     } else {
         let ok = crypto::verify_batch(&checks);
-        (ok, judge_all(&mut dag, &structural, readmit, None))
+        (ok, judge_all(&mut dag, &structural, readmit))
     };
-    spans.mark("judging pass (beside signatures, digests)");
+    spans.mark("judging pass (beside signatures)");
     let mut pre_checks = structural.clone();
     for (good, owner) in ok.into_iter().zip(owners) {
         if !good && pre_checks[owner].is_none() {
             pre_checks[owner] = Some((Stage::Signature, "a required signature does not verify".into()));
         }
     }
-    let pass = if pre_checks == structural { pass } else { judge_all(&mut dag, &pre_checks, readmit, None) };
+    let pass = if pre_checks == structural { pass } else { judge_all(&mut dag, &pre_checks, readmit) };
     spans.mark("pass again (a signature failed)");
     if let Some(ranks) = &ranks {
         pass.before.par_iter().for_each(|s| {
@@ -634,8 +618,7 @@ struct Pass {
 }
 
 /// The judging pass: for each event, its state before (resolving the states after its prev
-/// events), its verdict, its state after. Every state snapshot it makes (each distinct state
-/// once) is also sent to `digests`, if given.
+/// events), its verdict, its state after.
 ///
 /// An event's judgement reads only its ancestors over prev and auth edges (its state before is
 /// made of their states after; state resolution walks their auth chains; the auth rules read
@@ -645,27 +628,15 @@ struct Pass {
 /// verdicts of the wavefronts before it, and their verdicts are stored afterwards in index
 /// order. The result is the same as the sequential pass in index order (tested on 1 and 2
 /// threads).
-fn judge_all(
-    dag: &mut RoomDag,
-    pre_checks: &[Option<(Stage, String)>],
-    readmit: ReadmitRejected,
-    digests: Option<&std::sync::mpsc::Sender<Arc<StateSnapshot>>>,
-) -> Pass {
+fn judge_all(dag: &mut RoomDag, pre_checks: &[Option<(Stage, String)>], readmit: ReadmitRejected) -> Pass {
     let n = dag.len();
     let empty = StateSnapshot::empty();
     let mut before_all: Vec<Arc<StateSnapshot>> = vec![empty.clone(); n];
     let mut after_all: Vec<Arc<StateSnapshot>> = vec![empty; n];
-    let made = |snapshot: Arc<StateSnapshot>| {
-        if let Some(tx) = digests {
-            // The receiver lives until the pass is over.
-            let _ = tx.send(snapshot.clone());
-        }
-        snapshot
-    };
     // One event's judgement, from the verdicts and states of its ancestors.
     let judge_one = |dag: &RoomDag, after_all: &[Arc<StateSnapshot>], idx: EventIdx| -> Judged {
         let before = match dag.event(idx).prev.as_slice() {
-            [] => made(StateSnapshot::empty()),
+            [] => StateSnapshot::empty(),
             [one] => after_all[*one as usize].clone(),
             many => {
                 let inputs: Vec<&StateMap> = many.iter().map(|p| &after_all[*p as usize].map).collect();
@@ -674,7 +645,7 @@ fn judge_all(
                 // snapshot (and its digest).
                 match many.iter().find(|p| after_all[**p as usize].map.ptr_eq(&resolved)) {
                     Some(p) => after_all[*p as usize].clone(),
-                    None => made(StateSnapshot::new(resolved)),
+                    None => StateSnapshot::new(resolved),
                 }
             }
         };
@@ -683,7 +654,7 @@ fn judge_all(
             Some(key) if status == Status::Accepted => {
                 let mut map = before.map.clone();
                 map.insert(key, idx);
-                made(StateSnapshot::new(map))
+                StateSnapshot::new(map)
             }
             _ => before.clone(),
         };

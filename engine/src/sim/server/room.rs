@@ -339,9 +339,12 @@ impl RoomReplica {
                 if extends {
                     self.extremities.insert(idx);
                 }
-                if !same_inputs {
+                if !same_inputs || !extends {
+                    // (An event already cited by a stored one, e.g. a parent arriving after
+                    // its child, takes `prev` out of the extremities without replacing it:
+                    // the inputs changed.)
                     self.recompute_current();
-                } else if let (Some(old), true, false) = (old_extremities, extends, across_gap) {
+                } else if let (Some(old), false) = (old_extremities, across_gap) {
                     // The new extremities' states are the old ones' with `prev`'s state
                     // replaced by an equal one (this event's, which is `prev`'s: accepted,
                     // not a state event, one prev, judged from it): the same list of maps, so
@@ -911,6 +914,40 @@ mod extremity_tests {
         assert!(r.is_connected(&m2));
         assert_eq!(r.ingest(m2), Decision::Accepted);
         assert_eq!(extremity_names(&r, &b), ["M2"], "M1 has a child in the timeline now");
+    }
+
+    /// A parent stored after its child (the child came across a gap, with a given state): the
+    /// parent's own prev event leaves the extremities without the parent replacing it, so the
+    /// current state is resolved again, from the child alone. The branch left out (T) has the
+    /// later topic, which a resolution that still counted it would pick.
+    #[test]
+    fn a_parent_stored_after_its_child_changes_the_current_state() {
+        let mut b = RoomBuilder::new(&V11);
+        b.add("CREATE", Ev::create(ALICE).ts(1));
+        b.add("MA", Ev::join(ALICE).ts(2));
+        b.add("PL", Ev::power_levels(ALICE, serde_json::json!({"users": {ALICE: 100}})).ts(3));
+        b.add("T2", Ev::topic(ALICE, "older").prev(&["PL"]).ts(4));
+        b.add("T", Ev::topic(ALICE, "newer").prev(&["PL"]).ts(5));
+        b.add_unchecked("P", Ev::message(ALICE, "parent").prev(&["T"]).ts(6));
+        b.add_unchecked("C", Ev::message(ALICE, "child").prev(&["P"]).ts(7));
+        let mut r = RoomReplica::new(b.room_id().to_owned(), &V11);
+        for name in ["CREATE", "MA", "PL", "T"] {
+            assert_eq!(r.ingest(Arc::new(b.pdu(name).clone())), Decision::Accepted, "{name}");
+        }
+        assert_eq!(r.store_outlier(Arc::new(b.pdu("T2").clone())), Decision::Outlier);
+        let idx = |r: &RoomReplica, name: &str| r.dag.index_of(&b.id(name)).expect("held");
+        let mut given = StateMap::new();
+        for name in ["CREATE", "MA", "PL", "T2"] {
+            let i = idx(&r, name);
+            given.insert(r.dag.event(i).state_key.expect("state"), i);
+        }
+        assert_eq!(r.ingest_with_state(Arc::new(b.pdu("C").clone()), given), Decision::Accepted);
+        assert_eq!(extremity_names(&r, &b), ["T", "C"]);
+        let topic = |r: &RoomReplica| r.current_event("m.room.topic", "").map(|p| b.name_of(&p.event_id));
+        assert_eq!(topic(&r).as_deref(), Some("T"), "T and C resolved: the later topic");
+        assert_eq!(r.ingest(Arc::new(b.pdu("P").clone())), Decision::Accepted);
+        assert_eq!(extremity_names(&r, &b), ["C"], "T has a child now; P has one already");
+        assert_eq!(topic(&r).as_deref(), Some("T2"), "the current state is C's alone");
     }
 
     /// A state-mode joiner: the state before the join and its auth chain as outliers, the

@@ -76,7 +76,7 @@ impl KeyRanks {
     }
 
     /// [`state_digest`] of `state`; `pdus[i]` is event `i`'s PDU (the DAG itself is not
-    /// needed, so a helper thread can digest while the DAG is being judged).
+    /// needed).
     pub fn digest(&self, pdus: &[Arc<Pdu>], state: &StateMap) -> String {
         let mut entries: Vec<(u32, KeyIdx, EventIdx)> =
             state.iter().map(|(k, e)| (self.rank[*k as usize], *k, *e)).collect();
